@@ -1,0 +1,131 @@
+"""Load YAML or JSON documents while remembering where every value came from.
+
+``load_document(path)`` returns a :class:`Document`: the plain data plus a map from each JSON path
+(a tuple of keys and indices) to its ``(line, column)``, 1-based, so every later check can report
+``file:line:column``. JSON files are parsed by :mod:`json` first (for its precise syntax errors)
+and positioned through the YAML composer, which reads JSON too.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import DocumentError, Problem
+
+JsonPath = tuple[str | int, ...]
+
+
+@dataclass
+class Document:
+    """Parsed data plus source positions."""
+
+    path: str
+    data: Any
+    positions: dict[JsonPath, tuple[int, int]] = field(default_factory=dict)
+    key_positions: dict[JsonPath, tuple[int, int]] = field(default_factory=dict)
+
+    def where(self, path: Iterable[str | int], *, key: bool = False) -> tuple[int, int]:
+        """Position of the value at ``path`` (or of its key), else of the nearest ancestor."""
+        p = tuple(path)
+        while True:
+            if key and p in self.key_positions:
+                return self.key_positions[p]
+            if p in self.positions:
+                return self.positions[p]
+            if not p:
+                return (1, 1)
+            p = p[:-1]
+
+    def problem(self, path: Iterable[str | int], message: str, *, key: bool = False) -> Problem:
+        p = tuple(path)
+        line, col = self.where(p, key=key)
+        return Problem(self.path, line, col, format_path(p), message)
+
+
+def format_path(path: Iterable[str | int]) -> str:
+    """``('steps', 0, 'with', 'email')`` -> ``steps[0].with.email``."""
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += part if not out else f".{part}"
+    return out
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys (a silent overwrite hides mistakes)."""
+
+
+def _construct_mapping(loader: _Loader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    seen: dict[Any, yaml.Node] = {}
+    for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue  # `<<: *anchor` merges are allowed; explicit keys override them
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r} (first defined on line "
+                f"{seen[key].start_mark.line + 1})", key_node.start_mark)
+        seen[key] = key_node
+    return loader.construct_mapping(node, deep=deep)
+
+
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def _walk(node: yaml.Node, path: JsonPath, doc: Document) -> None:
+    doc.positions[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            key = key_node.value
+            child = (*path, key)
+            doc.key_positions[child] = (key_node.start_mark.line + 1,
+                                        key_node.start_mark.column + 1)
+            _walk(value_node, child, doc)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _walk(item, (*path, i), doc)
+
+
+def parse_document(text: str, path: str) -> Document:
+    """Parse YAML or JSON text; syntax errors become a located :class:`DocumentError`."""
+    if path.endswith(".json"):
+        try:
+            json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise DocumentError([Problem(path, exc.lineno, exc.colno, "",
+                                         f"invalid JSON: {exc.msg}")]) from None
+    try:
+        node = yaml.compose(text, Loader=_Loader)
+        data = yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        what = exc.problem or "invalid YAML"
+        if exc.context and "duplicate" not in what:
+            what = f"{exc.context}: {what}"
+        raise DocumentError([Problem(path, line, col, "", f"invalid YAML: {what}")]) from None
+    doc = Document(path=path, data=data)
+    if node is not None:
+        _walk(node, (), doc)
+    return doc
+
+
+def load_document(path: str | Path) -> Document:
+    """Read and parse a YAML/JSON file."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise DocumentError([Problem(str(path), 1, 1, "", "file not found")]) from None
+    except UnicodeDecodeError as exc:
+        raise DocumentError([Problem(str(path), 1, 1, "",
+                                     f"not UTF-8 text ({exc.reason})")]) from None
+    return parse_document(text, str(path))

@@ -1,0 +1,513 @@
+"""The runner: poll a trigger, dedupe, run each new event's steps, record everything.
+
+Delivery: at-least-once for events (an event is stored before its steps run and stays
+retryable until they all succeed), effectively-once for writes (each step's result and
+idempotency key are recorded per event+step+item; a retried event reuses the results of steps
+that already succeeded and re-sends a failed write with the same ``Idempotency-Key``).
+The trigger's cursor only moves past records whose events succeeded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+
+from .errors import ConfigError, SpliceError, ValidationFailed
+from .http import ApiClient, Attempt, PreparedCall, prepare_call
+from .manifest import MISSING, Connector, Operation
+from .plan import Plan, StepPlan
+from .schema import iter_errors
+from .secrets import redact_headers
+from .state import Store
+
+log = logging.getLogger("splice.engine")
+KEY_SEP = "\x1f"
+
+
+@dataclass
+class StepCall:
+    """A request the runner made or (in --dry-run) would make."""
+
+    event_key: str
+    step: str
+    request: dict[str, Any]
+    mapped_from: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class RunReport:
+    run_id: str | None
+    recipe: str
+    mode: str
+    events_seen: int = 0
+    events_new: int = 0
+    events_succeeded: int = 0
+    events_failed: int = 0
+    seeded: int = 0
+    requests_made: int = 0
+    calls: list[StepCall] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.events_failed == 0 and not self.errors
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def idempotency_key(recipe: str, trigger: str, event_key: str, step: int, item: int) -> str:
+    raw = KEY_SEP.join([recipe, trigger, event_key, str(step), str(item)])
+    return "splice-" + hashlib.sha256(raw.encode()).hexdigest()[:40]
+
+
+class Runner:
+    """Runs one plan against the state store."""
+
+    def __init__(self, plan: Plan, store: Store, registry: Any, *,
+                 transport: httpx.BaseTransport | None = None,
+                 now: Callable[[], datetime] = _now, verbose: bool = False,
+                 progress: Callable[[str], None] | None = None,
+                 sleep: Callable[[float], None] | None = None) -> None:
+        self.plan = plan
+        self.store = store
+        self.registry = registry
+        self.transport = transport
+        self.now = now
+        self.verbose = verbose
+        self.progress = progress or (lambda message: None)
+        self.sleep = sleep
+        self._clients: dict[str, ApiClient] = {}
+        self._run_id: str | None = None
+        self._connections: dict[str, Any] = {}
+
+    # -- connections ------------------------------------------------------------------------
+    def connection(self, name: str | None, connector: Connector) -> Any:
+        if name is None:
+            return None
+        if name not in self._connections:
+            record = self.store.get_connection(name)
+            if record is None:
+                raise ConfigError(f"connection '{name}' does not exist",
+                                  hint=f"create it with `splice connect {connector.id} "
+                                       f"--name {name}`")
+            self._connections[name] = record
+        return self._connections[name]
+
+    def public_connection(self, name: str | None, connector: Connector) -> dict[str, Any]:
+        record = self.connection(name, connector)
+        base = record.base_url if record is not None and record.base_url else connector.base_url
+        out: dict[str, Any] = {"name": name, "base_url": base}
+        if record is not None:
+            for f in connector.auth.get("token_fields", []) or []:
+                if f in (record.config.get("fields") or {}):
+                    out[f] = record.config["fields"][f]
+        return out
+
+    def client(self, name: str | None, connector: Connector) -> ApiClient:
+        key = f"{name}\x00{connector.id}"
+        if key not in self._clients:
+            kwargs: dict[str, Any] = {"transport": self.transport, "on_request": self._trace}
+            if self.sleep is not None:
+                kwargs["sleep"] = self.sleep
+            self._clients[key] = connection_client(connector, self.connection(name, connector),
+                                                   self.store, self.registry, **kwargs)
+        return self._clients[key]
+
+    def close(self) -> None:
+        for client in self._clients.values():
+            client.close()
+        self._clients.clear()
+
+    @property
+    def requests_made(self) -> int:
+        return sum(c.requests_made for c in self._clients.values())
+
+    def _trace(self, request: httpx.Request, response: httpx.Response | None,
+               attempt: Attempt) -> None:
+        if not self.verbose:
+            return
+        status = response.status_code if response is not None else attempt.error
+        url = request.url.copy_with(query=None)
+        log.info("HTTP %s %s -> %s (attempt %d, %.0f ms) headers=%s", request.method, url,
+                 status, attempt.number, attempt.elapsed * 1000,
+                 redact_headers(dict(request.headers)))
+
+    # -- templates --------------------------------------------------------------------------
+    def base_context(self) -> dict[str, Any]:
+        r = self.plan.recipe
+        return {"recipe": {"name": r.name, "description": r.description, "vars": r.vars},
+                "now": self.now()}
+
+    def render_input(self, op: Operation, defaults: Any, mapping: Any, context: dict[str, Any],
+                     where: str) -> dict[str, Any]:
+        merged = dict(defaults(context) or {})
+        merged.update(mapping(context) or {})
+        errors = list(iter_errors(op.input_validator, merged))
+        if errors:
+            from .documents import format_path
+            parts = [f"{where}.{format_path(p)}: {m}" if p else f"{where}: {m}"
+                     for p, m, _ in errors[:10]]
+            raise ValidationFailed(f"{op.ref} input is not valid (nothing was sent):\n  " +
+                                   "\n  ".join(parts))
+        return merged
+
+    def prepare(self, op: Operation, connector: Connector, connection: str | None,
+                payload: dict[str, Any], idem: str | None = None) -> PreparedCall:
+        record = self.connection(connection, connector)
+        base = record.base_url if record is not None and record.base_url else connector.base_url
+        call = prepare_call(op, connector, payload, base_url=base, idempotency_key=idem,
+                            **self._rendered_parts(op, payload, connection, connector))
+        return call
+
+    def _rendered_parts(self, op: Operation, payload: dict[str, Any], connection: str | None,
+                        connector: Connector) -> dict[str, Any]:
+        if not op.headers and not isinstance(op.query, dict) and op.body is MISSING:
+            return {}
+        engine = self.registry_engine()
+        ctx = {"input": payload, "connection": self.public_connection(connection, connector)}
+        out: dict[str, Any] = {}
+        if op.headers:
+            out["rendered_headers"] = {k: str(v) for k, v in engine.compile_mapping(
+                op.headers, where=f"{op.ref}.headers")(ctx).items()}
+        if isinstance(op.query, dict):
+            out["rendered_query"] = engine.compile_mapping(op.query,
+                                                           where=f"{op.ref}.query")(ctx)
+        if op.body is not MISSING:
+            out["rendered_body"] = engine.compile_mapping(op.body, where=f"{op.ref}.body")(ctx)
+        return out
+
+    def registry_engine(self) -> Any:
+        from .templates import TemplateEngine
+
+        if not hasattr(self, "_engine"):
+            self._engine = TemplateEngine(self.registry.filters)
+        return self._engine
+
+    # -- polling ----------------------------------------------------------------------------
+    def poll_records(self, max_pages: int | None = None) -> Iterator[list[Any]]:
+        """Pages of trigger records (the trigger's operation, all pages, cursor applied)."""
+        plan = self.plan
+        op = plan.operation
+        if op is None:
+            return
+        conn_name = plan.recipe.trigger_connection
+        context = {**self.base_context(),
+                   "connection": self.public_connection(conn_name, plan.connector)}
+        payload = dict(plan.trigger_defaults(context) or {})
+        payload.update(plan.trigger_input(context) or {})
+        cursor_spec = plan.trigger.cursor
+        if cursor_spec and cursor_spec["param"] not in plan.recipe.trigger_with:
+            cursor = self.store.get_cursor(plan.recipe.name, plan.trigger.ref)
+            if cursor is not None:
+                payload[cursor_spec["param"]] = cursor
+        errors = list(iter_errors(op.input_validator, payload))
+        if errors:
+            from .documents import format_path
+            raise ValidationFailed("trigger input is not valid: " + "; ".join(
+                f"{format_path(p)}: {m}" for p, m, _ in errors[:5]))
+        client = self.client(conn_name, plan.connector)
+        call = self.prepare(op, plan.connector, conn_name, payload)
+        for _body, records in client.pages(op, call, max_pages=max_pages):
+            yield records
+
+    def event_key(self, record: Any) -> str | None:
+        plan = self.plan
+        ctx = {"record": record, "event": record}
+        if plan.filter is not None and not plan.filter(ctx):
+            return None
+        key = str(plan.key(ctx)) if plan.key is not None else None
+        if key is None:
+            return None
+        if plan.version is not None:
+            key = f"{key}@{plan.version(ctx)}"
+        return key
+
+    def run(self, *, mode: str = "once", backfill: bool = False,
+            max_pages: int | None = None) -> RunReport:
+        """One poll of the trigger and the steps of every new event."""
+        plan, store = self.plan, self.store
+        recipe, trig = plan.recipe.name, plan.trigger.ref
+        dry = mode == "dry_run"
+        report = RunReport(None, recipe, mode)
+        if not dry:
+            report.run_id = self._run_id = store.start_run(
+                recipe, recipe_path=plan.recipe.path, mode=mode)
+        try:
+            if not dry:
+                self._resume_pending(report)
+            initialized = store.trigger_initialized(recipe, trig)
+            seeding = not initialized and not backfill
+            cursor_field = (plan.trigger.cursor or {}).get("field")
+            cursor_value = None
+            cursor_blocked = False
+            page_no = 0
+            for records in self.poll_records(max_pages=max_pages):
+                page_no += 1
+                report.events_seen += len(records)
+                self.progress(f"page {page_no}: {report.events_seen} records")
+                keyed = [(self.event_key(r), r) for r in records]
+                keyed = [(k, r) for k, r in keyed if k is not None]
+                unseen = store.filter_unseen(recipe, trig, [k for k, _ in keyed])
+                batch: dict[str, Any] = {}
+                for k, r in keyed:
+                    if k in unseen and k not in batch:
+                        batch[k] = r
+                if seeding:
+                    report.seeded += len(batch)
+                    if not dry:
+                        store.add_seen(recipe, trig, list(batch))
+                    for _k, r in keyed:
+                        cursor_value = _max_cursor(cursor_value, r, cursor_field)
+                    continue
+                for k, r in keyed:
+                    if k not in batch:
+                        if not cursor_blocked:
+                            cursor_value = _max_cursor(cursor_value, r, cursor_field)
+                        continue
+                    report.events_new += 1
+                    if dry:
+                        self._dry_run_event(k, r, report)
+                        continue
+                    event_id = store.record_event(recipe, trig, k, r, report.run_id)
+                    store.add_seen(recipe, trig, [k])
+                    if self.process_event(event_id, k, r, report):
+                        report.events_succeeded += 1
+                        if not cursor_blocked:
+                            cursor_value = _max_cursor(cursor_value, r, cursor_field)
+                    else:
+                        report.events_failed += 1
+                        cursor_blocked = True
+            if not dry:
+                if not initialized:
+                    store.mark_initialized(recipe, trig)
+                if cursor_value is not None:
+                    old = store.get_cursor(recipe, trig)
+                    if old is None or str(cursor_value) > str(old):
+                        store.set_cursor(recipe, trig, str(cursor_value))
+        except SpliceError as exc:
+            report.errors.append(str(exc))
+        except KeyboardInterrupt:
+            report.errors.append("interrupted")
+            self._finish(report, "interrupted")
+            raise
+        self._finish(report)
+        return report
+
+    def _finish(self, report: RunReport, status: str | None = None) -> None:
+        report.requests_made = self.requests_made
+        if report.run_id is None:
+            return
+        status = status or ("succeeded" if report.ok else "failed")
+        self.store.finish_run(report.run_id, status=status, events_seen=report.events_seen,
+                              events_new=report.events_new, events_failed=report.events_failed,
+                              requests_made=report.requests_made,
+                              error="\n".join(report.errors) or None)
+
+    def _resume_pending(self, report: RunReport) -> None:
+        """Events a crash left half-done are finished first (same keys, nothing re-sent)."""
+        for event in self.store.pending_events(self.plan.recipe.name):
+            if self.process_event(event.id, event.key, event.payload, report):
+                report.events_succeeded += 1
+            else:
+                report.events_failed += 1
+
+    def retry(self, events: list[Any]) -> RunReport:
+        """Re-run failed events: succeeded steps are reused, failed ones re-sent."""
+        report = RunReport(None, self.plan.recipe.name, "retry")
+        report.run_id = self._run_id = self.store.start_run(
+            self.plan.recipe.name, recipe_path=self.plan.recipe.path, mode="retry")
+        for event in events:
+            report.events_seen += 1
+            if self.process_event(event.id, event.key, event.payload, report):
+                report.events_succeeded += 1
+            else:
+                report.events_failed += 1
+        self._finish(report)
+        return report
+
+    # -- steps ------------------------------------------------------------------------------
+    def process_event(self, event_id: Any, key: str, payload: Any, report: RunReport) -> bool:
+        store = self.store
+        ctx: dict[str, Any] = {**self.base_context(), "trigger": payload, "steps": {}}
+        try:
+            for step in self.plan.steps:
+                ctx["steps"][step.spec.id or f"_{step.index}"] = self._run_step(
+                    step, event_id, key, ctx)
+        except SpliceError as exc:
+            store.set_event_status(event_id, "failed", error=str(exc), run_id=report.run_id)
+            report.errors.append(f"event {key}: {exc}")
+            return False
+        store.set_event_status(event_id, "succeeded", run_id=report.run_id)
+        return True
+
+    def _run_step(self, step: StepPlan, event_id: Any, key: str, ctx: dict[str, Any]) -> Any:
+        store = self.store
+        ctx = {**ctx, "connection": self.public_connection(step.connection, step.connector)}
+        if step.when is not None and not step.when(ctx):
+            store.save_step_result(event_id, step.index, step_id=step.spec.id,
+                                   status="skipped", attempts=0)
+            return None
+        items: list[Any] = [None]
+        if step.for_each is not None:
+            value = step.for_each(ctx)
+            if value is None:
+                value = []
+            if not isinstance(value, list):
+                raise ValidationFailed(f"{step.spec.label}.for_each must give a list, got "
+                                       f"{type(value).__name__}")
+            items = value
+        outputs = []
+        for i, item in enumerate(items):
+            item_index = i if step.for_each is not None else -1
+            done = store.get_step_result(event_id, step.index, item_index)
+            if done is not None and done.status == "succeeded":
+                outputs.append(done.output)
+                continue
+            item_ctx = ctx
+            if step.for_each is not None:
+                item_ctx = {**ctx, "item": item, "loop": {
+                    "index": i + 1, "index0": i, "first": i == 0, "last": i == len(items) - 1,
+                    "length": len(items)}}
+            outputs.append(self._call(step, event_id, key, item_index, item_ctx))
+        return outputs if step.for_each is not None else outputs[0]
+
+    def _call(self, step: StepPlan, event_id: Any, key: str, item_index: int,
+              ctx: dict[str, Any]) -> Any:
+        store, op = self.store, step.operation
+        idem = idempotency_key(self.plan.recipe.name, self.plan.trigger.ref, key, step.index,
+                               item_index)
+        request: dict[str, Any] | None = None
+        attempts: list[Attempt] = []
+        try:
+            payload = self.render_input(op, step.defaults, step.mapping, ctx,
+                                        f"{step.spec.label}.with")
+            call = self.prepare(op, step.connector, step.connection, payload, idem)
+            request = call.describe()
+            request["headers"] = redact_headers(call.headers)
+            store.reserve_idempotency_key(idem, event_id, step.index, item_index)
+            client = self.client(step.connection, step.connector)
+            output = self._send(client, op, call, attempts)
+        except SpliceError as exc:
+            store.save_step_result(event_id, step.index, item_index=item_index,
+                                   step_id=step.spec.id, status="failed", idempotency_key=idem,
+                                   request=request, error=str(exc), attempts=len(attempts),
+                                   run_id=self._run_id)
+            raise
+        store.save_step_result(event_id, step.index, item_index=item_index,
+                               step_id=step.spec.id, status="succeeded", idempotency_key=idem,
+                               request=request, output=output, attempts=len(attempts),
+                               run_id=self._run_id)
+        store.complete_idempotency_key(idem)
+        return output
+
+    def _send(self, client: ApiClient, op: Operation, call: PreparedCall,
+              attempts: list[Attempt]) -> Any:
+        if op.is_list:
+            records: list[Any] = []
+            for _body, page in client.pages(op, call):
+                records.extend(page)
+            return {"records": records, "count": len(records)}
+        result = client.send(op, call)
+        attempts.extend(result.attempts)
+        body = result.json()
+        problems = list(iter_errors(op.output_validator, body)) if body is not None else []
+        if problems:
+            log.warning("%s: response does not match the declared output schema (%s)",
+                        op.ref, problems[0][1])
+        return body
+
+    def _dry_run_event(self, key: str, record: Any, report: RunReport) -> None:
+        """Render and validate every step; record the requests instead of sending them."""
+        ctx: dict[str, Any] = {**self.base_context(), "trigger": record, "steps": {}}
+        for step in self.plan.steps:
+            op = step.operation
+            sctx = {**ctx, "connection": self.public_connection(step.connection,
+                                                                step.connector)}
+            try:
+                if step.when is not None and not step.when(sctx):
+                    continue
+                items = step.for_each(sctx) if step.for_each is not None else [None]
+                outs = []
+                for i, item in enumerate(items or []):
+                    ictx = sctx if step.for_each is None else {**sctx, "item": item,
+                                                              "loop": {"index": i + 1}}
+                    payload = self.render_input(op, step.defaults, step.mapping, ictx,
+                                                f"{step.spec.label}.with")
+                    call = self.prepare(op, step.connector, step.connection, payload,
+                                           "<idempotency-key>" if op.writes else None)
+                    desc = call.describe()
+                    desc["headers"] = redact_headers(call.headers)
+                    report.calls.append(StepCall(key, step.spec.label, desc))
+                    outs.append(_sample_output(op, f"steps.{step.spec.id or step.index}"))
+                ctx["steps"][step.spec.id or f"_{step.index}"] = \
+                    outs if step.for_each is not None else (outs[0] if outs else None)
+            except SpliceError as exc:
+                report.errors.append(f"event {key}: {step.spec.label}: {exc}")
+                return
+
+
+def connection_client(connector: Connector, record: Any, store: Store, registry: Any,
+                      **kwargs: Any) -> ApiClient:
+    """An API client for ``connector`` using the stored connection ``record`` (may be None)."""
+    base = record.base_url if record is not None and record.base_url else connector.base_url
+    auth = None
+    if connector.auth_type != "none":
+        factory = registry.auth_types.get(connector.auth_type)
+        if factory is None:
+            raise ConfigError(f"no plugin provides auth type '{connector.auth_type}'")
+        if record is None:
+            raise ConfigError(f"connector '{connector.id}' needs a connection")
+        if record.connector != connector.id:
+            raise ConfigError(f"connection '{record.name}' is for '{record.connector}', "
+                              f"not '{connector.id}'")
+        auth = factory(connector, record, store)
+    return ApiClient(connector, base_url=base, auth=auth, **kwargs)
+
+
+def _sample_output(op: Operation, label: str) -> Any:
+    """What a step is assumed to return in a dry run (nothing was sent): placeholders
+    shaped by the output schema, such as ``"<steps.note.id>"``; list steps use the declared
+    sample records when there are some."""
+    if op.is_list:
+        from .http import extract_records
+
+        records = extract_records(op, op.sample) if op.sample is not MISSING else []
+        if not records:
+            records = [placeholder(op.record_schema, f"{label}.records[0]")]
+        return {"records": records, "count": len(records)}
+    return placeholder(op.output, label)
+
+
+def placeholder(schema: Any, label: str, depth: int = 0) -> Any:
+    """A stand-in value for ``schema``; strings name where the real value would come from."""
+    if not isinstance(schema, dict) or depth > 6:
+        return f"<{label}>"
+    types = schema.get("type")
+    kind = types[0] if isinstance(types, list) and types else types
+    if "enum" in schema and schema["enum"]:
+        return schema["enum"][0]
+    if kind == "object" or (kind is None and "properties" in schema):
+        return {k: placeholder(v, f"{label}.{k}", depth + 1)
+                for k, v in schema.get("properties", {}).items()}
+    if kind == "array":
+        return []
+    return {"integer": 0, "number": 0, "boolean": False, "null": None}.get(
+        kind or "", f"<{label}>")
+
+
+def _max_cursor(current: Any, record: Any, field_path: str | None) -> Any:
+    if not field_path:
+        return None
+    from .http import dig
+    value = dig(record, field_path)
+    if value is None:
+        return current
+    return value if current is None or str(value) > str(current) else current

@@ -1,0 +1,372 @@
+"""HTTP for operations: safe request building, one client per connection, retries, errors.
+
+``build_request`` turns an operation and its (validated) input into an :class:`httpx.Request`:
+path values are percent-encoded as one segment, header values with line breaks are refused,
+and the URL must stay under the connection's base URL. ``ApiClient.call`` sends it with the
+connection's auth, default timeouts and a retry policy (429/5xx/network errors only; a write is
+retried only when it carries an idempotency key or the failure happened before sending), then
+maps error statuses to :class:`~splice.errors.HTTPError` with the API's own message.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import logging
+import random
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import httpx
+import tenacity
+
+from .errors import AuthError, HTTPError, RequestError
+from .manifest import MISSING, PATH_PARAM, Connector, Operation
+
+log = logging.getLogger("splice.http")
+
+DEFAULT_TIMEOUTS = {"connect": 10.0, "read": 30.0, "write": 30.0, "pool": 10.0}
+RETRY_STATUSES = {429, 500, 502, 503, 504}
+MAX_ATTEMPTS = 4
+MAX_RETRY_WAIT = 60.0
+
+
+def _segment(value: Any, name: str) -> str:
+    text = value if isinstance(value, str) else json.dumps(value) if isinstance(
+        value, (dict, list)) else str(value).lower() if isinstance(value, bool) else str(value)
+    if text == "":
+        raise RequestError(f"path parameter '{name}' is empty")
+    encoded = quote(text, safe="")
+    if encoded in (".", ".."):
+        encoded = encoded.replace(".", "%2E")
+    return encoded
+
+
+def query_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return ",".join(query_value(v) for v in value)
+    if isinstance(value, dict):
+        return json.dumps(value, separators=(",", ":"))
+    return str(value)
+
+
+def check_header(name: str, value: str) -> str:
+    if any(c in value for c in "\r\n\x00") or any(c in name for c in "\r\n\x00:"):
+        raise RequestError(f"header '{name.strip()}' contains a line break or NUL; refused",
+                           hint="header values must be a single line")
+    return value
+
+
+def join_url(base_url: str, path: str) -> str:
+    return base_url.rstrip("/") + path
+
+
+def ensure_under_base(url: str, base_url: str) -> None:
+    """Refuse any URL that is not under ``base_url`` (scheme, host, port and path prefix)."""
+    u, b = urlsplit(url), urlsplit(base_url)
+    base_path = b.path.rstrip("/") + "/"
+    if (u.scheme, u.hostname, u.port) != (b.scheme, b.hostname, b.port) or \
+            not (u.path + "/").startswith(base_path):
+        raise RequestError(f"refusing to send a request outside the connection's base URL "
+                           f"({b.scheme}://{b.netloc}{b.path or '/'})")
+
+
+@dataclass
+class PreparedCall:
+    """What an operation call will send (shown by --dry-run)."""
+
+    method: str
+    url: str
+    params: dict[str, str]
+    headers: dict[str, str]
+    json_body: Any = MISSING
+    form_body: dict[str, str] | None = None
+
+    def to_request(self) -> httpx.Request:
+        kwargs: dict[str, Any] = {"params": self.params or None, "headers": self.headers}
+        if self.json_body is not MISSING:
+            kwargs["json"] = self.json_body
+        elif self.form_body is not None:
+            kwargs["data"] = self.form_body
+        return httpx.Request(self.method, self.url, **kwargs)
+
+    def describe(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"method": self.method, "url": self.url}
+        if self.params:
+            out["query"] = self.params
+        if self.json_body is not MISSING:
+            out["json"] = self.json_body
+        if self.form_body is not None:
+            out["form"] = self.form_body
+        return out
+
+
+def prepare_call(op: Operation, connector: Connector, payload: Mapping[str, Any], *,
+                 base_url: str, rendered_headers: Mapping[str, str] | None = None,
+                 rendered_query: Mapping[str, Any] | None = None,
+                 rendered_body: Any = MISSING,
+                 idempotency_key: str | None = None) -> PreparedCall:
+    """Build the request for ``op`` from a validated payload."""
+    used = set(op.path_params)
+
+    def fill(match: Any) -> str:
+        name = match.group(1)
+        if name not in payload or payload[name] is None:
+            raise RequestError(f"{op.ref}: path parameter '{name}' has no value")
+        return _segment(payload[name], name)
+
+    url = join_url(base_url, PATH_PARAM.sub(fill, op.path))
+    ensure_under_base(url, base_url)
+    params: dict[str, str] = {}
+    if rendered_query is not None:
+        params = {k: query_value(v) for k, v in rendered_query.items() if v is not None}
+    else:
+        for name in op.query_params:
+            if name in payload and payload[name] is not None:
+                params[name] = query_value(payload[name])
+    used.update(op.query_params)
+    headers = {"Accept": "application/json", **connector.headers, **(rendered_headers or {})}
+    if idempotency_key and connector.idempotency and op.method in (
+            connector.idempotency.get("methods") or ["POST"]):
+        headers[connector.idempotency["header"]] = idempotency_key
+    for name, value in headers.items():
+        check_header(name, value)
+    call = PreparedCall(op.method, url, params, headers)
+    if op.method in ("POST", "PUT", "PATCH"):
+        if rendered_body is not MISSING:
+            body = rendered_body
+        else:
+            body = {k: v for k, v in payload.items() if k not in used}
+            body = body if body else MISSING
+        if body is not MISSING:
+            if op.body_encoding == "form":
+                call.form_body = {k: query_value(v) for k, v in dict(body).items()
+                                  if v is not None}
+            else:
+                call.json_body = body
+    return call
+
+
+def retry_after_seconds(response: httpx.Response,
+                        now: Callable[[], float] = time.time) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta-seconds or HTTP date)."""
+    raw = response.headers.get("Retry-After")
+    if not raw:
+        return None
+    raw = raw.strip()
+    if raw.isdigit():
+        return float(raw)
+    try:
+        when = email.utils.parsedate_to_datetime(raw)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - now())
+
+
+def dig(data: Any, path: str) -> Any:
+    """Value at a dotted path (``.`` = the data itself); None when absent."""
+    if path in (".", ""):
+        return data
+    node = data
+    for part in path.split("."):
+        if isinstance(node, dict):
+            node = node.get(part)
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return None
+    return node
+
+
+def error_message(connector: Connector, response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        text = response.text.strip()
+        return text[:200] if text else response.reason_phrase
+    for path in connector.error_message_paths or ["error.message", "message", "error_description",
+                                                  "error"]:
+        value = dig(body, path)
+        if isinstance(value, list):
+            value = "; ".join(str(v) for v in value)
+        if isinstance(value, str) and value:
+            details = dig(body, "error.details")
+            if isinstance(details, list) and details:
+                parts = [f"{d.get('field')}: {d.get('issue')}" for d in details
+                         if isinstance(d, dict)]
+                value += " (" + "; ".join(parts[:5]) + ")"
+            return value
+    return response.reason_phrase
+
+
+def raise_for_status(op: Operation, connector: Connector, response: httpx.Response) -> None:
+    if response.is_success:
+        return
+    status = response.status_code
+    message = f"{op.ref}: HTTP {status}: {error_message(connector, response)}"
+    if status in (401, 403):
+        hint = None
+        challenge = response.headers.get("WWW-Authenticate", "")
+        if status == 403 and "scope=" in challenge:
+            scope = challenge.split("scope=", 1)[1].strip().strip('"')
+            message += f" (missing scope '{scope}')"
+            hint = (f"reconnect with the scope: splice connect {connector.id} --name <connection>"
+                    f" --scopes {scope}")
+        elif status == 401:
+            hint = "the credentials were refused; `splice connections test NAME` checks them"
+        raise AuthError(message, status=status, hint=hint)
+    if status == 409:
+        raise HTTPError(message, status=status,
+                        hint="the API refused a conflicting change (for an idempotency conflict: "
+                             "the same key was used with a different body)")
+    raise HTTPError(message, status=status)
+
+
+@dataclass
+class Attempt:
+    """One try of a request, recorded on the step result and shown by --verbose."""
+
+    number: int
+    status: int | None
+    error: str | None
+    waited: float
+    elapsed: float
+    next_wait: float = 0.0
+
+
+@dataclass
+class _Outcome:
+    response: httpx.Response | None = None
+    error: Exception | None = None
+    sent: bool = True
+    retry: bool = False
+
+
+def _delay(number: int, response: httpx.Response | None) -> float:
+    """Retry-After when the API gives one (capped), else jittered exponential backoff."""
+    if response is not None:
+        after = retry_after_seconds(response)
+        if after is not None:
+            return min(after, MAX_RETRY_WAIT)
+    base = min(MAX_RETRY_WAIT, 0.5 * 2 ** (number - 1))
+    return base / 2 + random.uniform(0, base / 2)
+
+
+@dataclass
+class CallResult:
+    response: httpx.Response
+    attempts: list[Attempt] = field(default_factory=list)
+
+    def json(self) -> Any:
+        if not self.response.content:
+            return None
+        try:
+            return self.response.json()
+        except ValueError:
+            return self.response.text
+
+
+class ApiClient:
+    """One httpx client per connection: auth, timeouts, retries, error mapping."""
+
+    def __init__(self, connector: Connector, *, base_url: str, auth: httpx.Auth | None = None,
+                 transport: httpx.BaseTransport | None = None,
+                 sleep: Callable[[float], None] = time.sleep,
+                 on_request: Callable[[httpx.Request, httpx.Response | None, Attempt], None]
+                 | None = None) -> None:
+        self.connector = connector
+        self.base_url = base_url
+        timeouts = {**DEFAULT_TIMEOUTS, **connector.timeouts}
+        self.client = httpx.Client(auth=auth, timeout=httpx.Timeout(**timeouts),
+                                   transport=transport, follow_redirects=False,
+                                   headers={"User-Agent": "splice/0.1"})
+        self.sleep = sleep
+        self.on_request = on_request
+        self.requests_made = 0
+
+    def close(self) -> None:
+        self.client.close()
+
+    def __enter__(self) -> ApiClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def send(self, op: Operation, call: PreparedCall) -> CallResult:
+        """Send with retries (tenacity); raise HTTPError for an error status."""
+        retry_writes = op.idempotent if op.idempotent is not None else (
+            op.method in ("GET", "PUT", "DELETE") or
+            (self.connector.idempotency or {}).get("header") in call.headers)
+        timeout = None
+        if op.timeout:
+            timeout = httpx.Timeout(**{**DEFAULT_TIMEOUTS, **self.connector.timeouts,
+                                       "read": op.timeout})
+        attempts: list[Attempt] = []
+
+        def attempt_once() -> _Outcome:
+            request = call.to_request()
+            started = time.monotonic()
+            outcome = _Outcome()
+            try:
+                self.requests_made += 1
+                outcome.response = self.client.send(
+                    request, **({"timeout": timeout} if timeout else {}))
+                outcome.response.read()
+            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+                outcome.error, outcome.sent = exc, False
+            except httpx.TransportError as exc:
+                outcome.error = exc
+            status = outcome.response.status_code if outcome.response is not None else None
+            waited = attempts[-1].next_wait if attempts else 0.0
+            attempt = Attempt(len(attempts) + 1, status,
+                              type(outcome.error).__name__ if outcome.error else None, waited,
+                              time.monotonic() - started)
+            attempts.append(attempt)
+            if self.on_request:
+                self.on_request(request, outcome.response, attempt)
+            outcome.retry = (outcome.error is not None and (retry_writes or not outcome.sent)) \
+                or (status in RETRY_STATUSES and (retry_writes or status == 429))
+            return outcome
+
+        def wait(state: tenacity.RetryCallState) -> float:
+            outcome: _Outcome = state.outcome.result()  # type: ignore[union-attr]
+            delay = _delay(state.attempt_number, outcome.response)
+            attempts[-1].next_wait = delay
+            log.info("%s: attempt %d failed (%s); retrying in %.1fs", op.ref,
+                     state.attempt_number, attempts[-1].status or attempts[-1].error, delay)
+            return delay
+
+        outcome = tenacity.Retrying(
+            stop=tenacity.stop_after_attempt(MAX_ATTEMPTS), wait=wait, sleep=self.sleep,
+            retry=tenacity.retry_if_result(lambda o: o.retry),
+            retry_error_callback=lambda state: state.outcome.result(),  # type: ignore
+        )(attempt_once)
+        if outcome.error is not None:
+            raise HTTPError(f"{op.ref}: network error after {len(attempts)} attempt(s): "
+                            f"{type(outcome.error).__name__}") from None
+        assert outcome.response is not None
+        raise_for_status(op, self.connector, outcome.response)
+        return CallResult(outcome.response, attempts)
+
+    def pages(self, op: Operation, call: PreparedCall, *, max_pages: int | None = None
+              ) -> Iterator[tuple[Any, list[Any]]]:
+        """Yield ``(body, records)`` for every page of a list operation."""
+        from .pagination import paginate
+
+        yield from paginate(self, op, call, max_pages=max_pages)
+
+
+def extract_records(op: Operation, body: Any) -> list[Any]:
+    """The records of one response page."""
+    if op.records is None:
+        return [body]
+    node = dig(body, op.records)
+    if node is None:
+        return []
+    return node if isinstance(node, list) else [node]

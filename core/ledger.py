@@ -1,0 +1,519 @@
+"""The run ledger: runs, events, step results, idempotency keys and dead letters.
+
+It also holds the SQLAlchemy ``metadata`` and column types the whole state schema shares;
+``splice.state`` adds the connection and trigger tables and mixes ``LedgerMixin`` into ``Store``.
+
+Delivery model: an event is recorded (status ``pending``) before any step runs; each step's
+result is saved per ``(event, step_index, item_index)`` so a retry skips what already
+succeeded; a write action reserves its idempotency key *before* the request and completes it
+after, so a crash in between resends with the same key instead of writing twice.
+
+Dead letters: an event the engine gives up on (e.g. failed N times) is moved to
+``dead_letters`` with the reason; its status becomes ``dead`` so ``failed_events`` (what
+``splice run --retry`` replays) no longer returns it, until ``requeue_dead_letter``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Mapping
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from splice.errors import ConfigError
+from splice.secrets import REDACTOR, redact_headers
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Dialect
+
+__all__ = [
+    "DeadLetter",
+    "EventRecord",
+    "LedgerMixin",
+    "RunRecord",
+    "StepResult",
+    "metadata",
+]
+
+RUN_MODES = ("once", "watch", "dry_run", "retry", "test")
+RUN_STATUSES = ("running", "succeeded", "failed", "interrupted")
+RUN_COUNTERS = ("events_seen", "events_new", "events_failed", "requests_made")
+EVENT_STATUSES = ("pending", "succeeded", "failed", "dead")
+STEP_STATUSES = ("succeeded", "failed", "skipped")
+NO_ITEM = -1  # item_index of a step that is not inside for_each
+
+_MAX_KEY_LENGTH = 512  # longer dedupe keys are stored as a digest (btree entries stay small)
+
+
+def now() -> datetime:
+    """The current time, timezone-aware UTC."""
+    return datetime.now(UTC)
+
+
+def storage_key(key: str) -> str:
+    """The form of a dedupe key as stored: itself, or a sha256 digest when very long."""
+    if len(key) <= _MAX_KEY_LENGTH:
+        return key
+    return "sha256:" + hashlib.sha256(key.encode()).hexdigest()
+
+
+# --------------------------------------------------------------------------- schema types
+
+
+class UTCDateTime(sa.TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite stores them as naive UTC)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        value = (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+JSONType = sa.JSON(none_as_null=True).with_variant(postgresql.JSONB(none_as_null=True),
+                                                     "postgresql")
+RowId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")  # SQLite rowid alias
+
+metadata = sa.MetaData(naming_convention={
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+})
+
+runs = sa.Table(
+    "runs", metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("recipe", sa.String, nullable=False),
+    sa.Column("recipe_path", sa.String),
+    sa.Column("mode", sa.String(16), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("started_at", UTCDateTime, nullable=False),
+    sa.Column("finished_at", UTCDateTime),
+    *(sa.Column(name, sa.Integer, nullable=False, default=0) for name in RUN_COUNTERS),
+    sa.Column("error", sa.Text),
+    sa.Index(None, "recipe", "started_at"),
+    sa.Index(None, "started_at"),
+)
+
+events = sa.Table(
+    "events", metadata,
+    sa.Column("id", RowId, primary_key=True, autoincrement=True),
+    sa.Column("recipe", sa.String, nullable=False),
+    sa.Column("trigger", sa.String, nullable=False),
+    sa.Column("key", sa.String, nullable=False),
+    sa.Column("payload", JSONType),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("last_error", sa.Text),
+    sa.Column("run_id", sa.ForeignKey("runs.id", ondelete="SET NULL")),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("recipe", "trigger", "key"),
+    sa.Index(None, "recipe", "status"),
+    sa.Index(None, "run_id"),
+)
+
+step_results = sa.Table(
+    "step_results", metadata,
+    sa.Column("id", RowId, primary_key=True, autoincrement=True),
+    sa.Column("event_id", sa.ForeignKey("events.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("run_id", sa.ForeignKey("runs.id", ondelete="SET NULL")),
+    sa.Column("step_index", sa.Integer, nullable=False),
+    sa.Column("item_index", sa.Integer, nullable=False, default=NO_ITEM),
+    sa.Column("step_id", sa.String),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("idempotency_key", sa.String),
+    sa.Column("request", JSONType),
+    sa.Column("output", JSONType),
+    sa.Column("error", sa.Text),
+    sa.Column("attempts", sa.Integer, nullable=False, default=1),
+    sa.Column("started_at", UTCDateTime),
+    sa.Column("finished_at", UTCDateTime),
+    sa.UniqueConstraint("event_id", "step_index", "item_index"),
+    sa.Index(None, "run_id"),
+)
+
+idempotency_keys = sa.Table(
+    "idempotency_keys", metadata,
+    sa.Column("key", sa.String, primary_key=True),
+    sa.Column("event_id", sa.ForeignKey("events.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("step_index", sa.Integer, nullable=False),
+    sa.Column("item_index", sa.Integer, nullable=False, default=NO_ITEM),
+    sa.Column("status", sa.String(16), nullable=False),  # reserved | done
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("completed_at", UTCDateTime),
+    sa.Index(None, "event_id"),
+)
+
+dead_letters = sa.Table(
+    "dead_letters", metadata,
+    sa.Column("event_id", sa.ForeignKey("events.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("recipe", sa.String, nullable=False),
+    sa.Column("reason", sa.Text),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Index(None, "recipe"),
+)
+
+
+def dialect_insert(conn: Connection, table: sa.Table) -> Any:
+    """An INSERT supporting ``on_conflict_do_nothing/update`` for the connection's dialect."""
+    name = conn.dialect.name
+    if name == "sqlite":
+        return sqlite.insert(table)
+    if name == "postgresql":
+        return postgresql.insert(table)
+    raise ConfigError(f"unsupported database {name!r}: splice supports SQLite and PostgreSQL")
+
+
+# --------------------------------------------------------------------------- records
+
+
+@dataclass(frozen=True)
+class EventRecord:
+    """One trigger event (a record that fired once for its key+version)."""
+
+    id: int
+    recipe: str
+    trigger: str
+    key: str
+    payload: Any
+    status: str
+    attempts: int
+    last_error: str | None
+    run_id: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """The outcome of one step (or one for_each item of a step) for one event."""
+
+    id: int
+    event_id: int
+    run_id: str | None
+    step_index: int
+    item_index: int
+    step_id: str | None
+    status: str
+    idempotency_key: str | None
+    request: Any
+    output: Any
+    error: str | None
+    attempts: int
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One ``splice run``; ``get_run`` also fills ``events`` and ``step_results``."""
+
+    id: str
+    recipe: str
+    recipe_path: str | None
+    mode: str
+    status: str
+    started_at: datetime
+    finished_at: datetime | None
+    events_seen: int
+    events_new: int
+    events_failed: int
+    requests_made: int
+    error: str | None
+    events: tuple[EventRecord, ...] = ()
+    step_results: tuple[StepResult, ...] = ()
+
+    @property
+    def duration(self) -> float | None:
+        """Seconds from start to finish, None while running."""
+        if self.finished_at is None:
+            return None
+        return (self.finished_at - self.started_at).total_seconds()
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """An event the engine gave up on."""
+
+    event_id: int
+    recipe: str
+    reason: str | None
+    attempts: int
+    created_at: datetime
+
+
+def _choice(value: str, allowed: tuple[str, ...], what: str) -> str:
+    if value not in allowed:
+        raise ValueError(f"unknown {what} {value!r}; expected one of {', '.join(allowed)}")
+    return value
+
+
+def _redact_text(text: str | None) -> str | None:
+    return None if text is None else REDACTOR.redact(str(text))
+
+
+def _redact_request(request: Mapping[str, Any] | None) -> Any:
+    if request is None:
+        return None
+    clean = dict(request)
+    if isinstance(clean.get("headers"), Mapping):
+        clean["headers"] = redact_headers(clean["headers"])
+    return REDACTOR.redact_json(clean)
+
+
+# --------------------------------------------------------------------------- methods
+
+
+class LedgerMixin:
+    """Ledger methods of ``splice.state.Store`` (which provides the transactions)."""
+
+    def _read(self) -> AbstractContextManager[Connection]:
+        raise NotImplementedError
+
+    def _write(self) -> AbstractContextManager[Connection]:
+        raise NotImplementedError
+
+    # ----------------------------------------------------------------- runs
+
+    def start_run(self, recipe: str, *, mode: str = "once", recipe_path: str | None = None) -> str:
+        """Record a new run (status ``running``) and return its id."""
+        run_id = str(uuid.uuid4())
+        with self._write() as conn:
+            conn.execute(runs.insert().values(
+                id=run_id, recipe=recipe, recipe_path=recipe_path,
+                mode=_choice(mode, RUN_MODES, "run mode"), status="running", started_at=now(),
+                **dict.fromkeys(RUN_COUNTERS, 0)))
+        return run_id
+
+    def add_run_counts(self, run_id: str, **deltas: int) -> None:
+        """Add to a running run's counters (``events_seen=3``...), e.g. after each poll."""
+        if not deltas:
+            return
+        values = {name: runs.c[_choice(name, RUN_COUNTERS, "counter")] + int(delta)
+                  for name, delta in deltas.items()}
+        with self._write() as conn:
+            conn.execute(runs.update().where(runs.c.id == run_id).values(**values))
+
+    def finish_run(self, run_id: str, *, status: str | None = None, error: str | None = None,
+                   **counts: int) -> None:
+        """Close a run with its final counters. Default status: failed if any event failed."""
+        for name in counts:
+            _choice(name, RUN_COUNTERS, "counter")
+        if status is None:
+            status = "failed" if error or counts.get("events_failed") else "succeeded"
+        with self._write() as conn:
+            conn.execute(runs.update().where(runs.c.id == run_id).values(
+                status=_choice(status, RUN_STATUSES, "run status"), finished_at=now(),
+                error=_redact_text(error), **{k: int(v) for k, v in counts.items()}))
+
+    def list_runs(self, limit: int = 20, recipe: str | None = None) -> list[RunRecord]:
+        """The most recent runs first."""
+        query = sa.select(runs).order_by(runs.c.started_at.desc()).limit(limit)
+        if recipe is not None:
+            query = query.where(runs.c.recipe == recipe)
+        with self._read() as conn:
+            return [RunRecord(**row._mapping) for row in conn.execute(query)]
+
+    def get_run(self, run_id: str) -> RunRecord | None:
+        """One run with the events and step results it touched; a unique id prefix works too."""
+        with self._read() as conn:
+            row = conn.execute(sa.select(runs).where(runs.c.id == run_id)).first()
+            if row is None and len(run_id) >= 4:
+                like = run_id.replace("%", "").replace("_", "") + "%"
+                found = conn.execute(sa.select(runs).where(runs.c.id.like(like)).limit(2)).all()
+                row = found[0] if len(found) == 1 else None
+            if row is None:
+                return None
+            rid = row.id
+            touched = sa.select(step_results.c.event_id).where(step_results.c.run_id == rid)
+            event_rows = conn.execute(sa.select(events).where(
+                sa.or_(events.c.run_id == rid, events.c.id.in_(touched))).order_by(events.c.id))
+            step_rows = conn.execute(sa.select(step_results).where(step_results.c.run_id == rid)
+                                     .order_by(step_results.c.event_id, step_results.c.step_index,
+                                               step_results.c.item_index))
+            return RunRecord(**row._mapping,
+                             events=tuple(EventRecord(**r._mapping) for r in event_rows),
+                             step_results=tuple(StepResult(**r._mapping) for r in step_rows))
+
+    # ----------------------------------------------------------------- events
+
+    def record_event(self, recipe: str, trigger: str, key: str, payload: Any,
+                     run_id: str | None = None) -> int:
+        """Insert a pending event and return its id; an existing key returns the existing id."""
+        key = storage_key(key)
+        stamp = now()
+        with self._write() as conn:
+            conn.execute(dialect_insert(conn, events).values(
+                recipe=recipe, trigger=trigger, key=key, payload=payload, status="pending",
+                attempts=0, run_id=run_id, created_at=stamp, updated_at=stamp,
+            ).on_conflict_do_nothing(index_elements=["recipe", "trigger", "key"]))
+            return int(conn.execute(sa.select(events.c.id).where(
+                events.c.recipe == recipe, events.c.trigger == trigger, events.c.key == key,
+            )).scalar_one())
+
+    def set_event_status(self, event_id: int, status: str, *, error: str | None = None,
+                         run_id: str | None = None) -> None:
+        """Set an event's status; succeeded/failed count one attempt. Errors are redacted."""
+        values: dict[str, Any] = {
+            "status": _choice(status, EVENT_STATUSES, "event status"),
+            "last_error": _redact_text(error), "updated_at": now(),
+        }
+        if status in ("succeeded", "failed"):
+            values["attempts"] = events.c.attempts + 1
+        if run_id is not None:
+            values["run_id"] = run_id
+        with self._write() as conn:
+            done = conn.execute(events.update().where(events.c.id == event_id).values(**values))
+            if done.rowcount != 1:
+                raise KeyError(f"no event with id {event_id}")
+
+    def get_event(self, event_id: int) -> EventRecord | None:
+        """One event by id."""
+        with self._read() as conn:
+            row = conn.execute(sa.select(events).where(events.c.id == event_id)).first()
+        return None if row is None else EventRecord(**row._mapping)
+
+    def _events_with(self, status: str, recipe: str | None, limit: int | None) -> list[EventRecord]:
+        query = sa.select(events).where(events.c.status == status).order_by(events.c.id)
+        if recipe is not None:
+            query = query.where(events.c.recipe == recipe)
+        if limit is not None:
+            query = query.limit(limit)
+        with self._read() as conn:
+            return [EventRecord(**row._mapping) for row in conn.execute(query)]
+
+    def failed_events(self, recipe: str | None = None, limit: int | None = None
+                      ) -> list[EventRecord]:
+        """Failed (not dead-lettered) events, oldest first: what a retry replays."""
+        return self._events_with("failed", recipe, limit)
+
+    def pending_events(self, recipe: str | None = None, limit: int | None = None
+                       ) -> list[EventRecord]:
+        """Events recorded but not processed yet (e.g. a webhook inbox, or a crashed run)."""
+        return self._events_with("pending", recipe, limit)
+
+    # ----------------------------------------------------------------- dead letters
+
+    def dead_letter(self, event_id: int, reason: str | None = None) -> None:
+        """Give up on an event: mark it ``dead`` and list it in ``dead_letters``."""
+        stamp = now()
+        with self._write() as conn:
+            row = conn.execute(sa.select(events.c.recipe, events.c.attempts, events.c.last_error)
+                               .where(events.c.id == event_id)).first()
+            if row is None:
+                raise KeyError(f"no event with id {event_id}")
+            reason = _redact_text(reason if reason is not None else row.last_error)
+            conn.execute(dialect_insert(conn, dead_letters).values(
+                event_id=event_id, recipe=row.recipe, reason=reason, attempts=row.attempts,
+                created_at=stamp,
+            ).on_conflict_do_update(index_elements=["event_id"],
+                                    set_={"reason": reason, "attempts": row.attempts}))
+            conn.execute(events.update().where(events.c.id == event_id)
+                         .values(status="dead", updated_at=stamp))
+
+    def dead_letters(self, recipe: str | None = None) -> list[DeadLetter]:
+        """Dead-lettered events, oldest first."""
+        query = sa.select(dead_letters).order_by(dead_letters.c.created_at)
+        if recipe is not None:
+            query = query.where(dead_letters.c.recipe == recipe)
+        with self._read() as conn:
+            return [DeadLetter(**row._mapping) for row in conn.execute(query)]
+
+    def requeue_dead_letter(self, event_id: int) -> bool:
+        """Put a dead event back as ``failed`` with zero attempts; False if it was not dead."""
+        with self._write() as conn:
+            gone = conn.execute(dead_letters.delete().where(dead_letters.c.event_id == event_id))
+            if gone.rowcount != 1:
+                return False
+            conn.execute(events.update().where(events.c.id == event_id)
+                         .values(status="failed", attempts=0, updated_at=now()))
+            return True
+
+    # ----------------------------------------------------------------- step results
+
+    def get_step_result(self, event_id: int, step_index: int, item_index: int = NO_ITEM
+                        ) -> StepResult | None:
+        """The saved result of one step (and for_each item) of an event."""
+        with self._read() as conn:
+            row = conn.execute(sa.select(step_results).where(
+                step_results.c.event_id == event_id, step_results.c.step_index == step_index,
+                step_results.c.item_index == item_index)).first()
+        return None if row is None else StepResult(**row._mapping)
+
+    def step_results_for(self, event_id: int) -> list[StepResult]:
+        """Every saved step result of an event, in step then item order."""
+        with self._read() as conn:
+            rows = conn.execute(sa.select(step_results)
+                                .where(step_results.c.event_id == event_id)
+                                .order_by(step_results.c.step_index, step_results.c.item_index))
+            return [StepResult(**row._mapping) for row in rows]
+
+    def save_step_result(
+        self, event_id: int, step_index: int, *, status: str, item_index: int = NO_ITEM,
+        step_id: str | None = None, run_id: str | None = None,
+        idempotency_key: str | None = None, request: Mapping[str, Any] | None = None,
+        output: Any = None, error: str | None = None, attempts: int = 1,
+        started_at: datetime | None = None, finished_at: datetime | None = None,
+    ) -> int:
+        """Insert or replace a step result; request headers and known secrets are redacted."""
+        values = {
+            "event_id": event_id, "step_index": step_index, "item_index": item_index,
+            "step_id": step_id, "run_id": run_id,
+            "status": _choice(status, STEP_STATUSES, "step status"),
+            "idempotency_key": idempotency_key, "request": _redact_request(request),
+            "output": REDACTOR.redact_json(output), "error": _redact_text(error),
+            "attempts": attempts, "started_at": started_at,
+            "finished_at": finished_at or now(),
+        }
+        unique = ["event_id", "step_index", "item_index"]
+        with self._write() as conn:
+            conn.execute(dialect_insert(conn, step_results).values(**values).on_conflict_do_update(
+                index_elements=unique, set_={k: v for k, v in values.items() if k not in unique}))
+            return int(conn.execute(sa.select(step_results.c.id).where(
+                step_results.c.event_id == event_id, step_results.c.step_index == step_index,
+                step_results.c.item_index == item_index)).scalar_one())
+
+    # ----------------------------------------------------------------- idempotency keys
+
+    def reserve_idempotency_key(self, key: str, event_id: int, step_index: int,
+                                item_index: int = NO_ITEM) -> bool:
+        """Record ``key`` before the side effect. False if that side effect is already done.
+
+        A key left ``reserved`` by a crashed attempt returns True: send again with the same key
+        and let the API deduplicate.
+        """
+        with self._write() as conn:
+            conn.execute(dialect_insert(conn, idempotency_keys).values(
+                key=key, event_id=event_id, step_index=step_index, item_index=item_index,
+                status="reserved", created_at=now(),
+            ).on_conflict_do_nothing(index_elements=["key"]))
+            status = conn.execute(sa.select(idempotency_keys.c.status)
+                                  .where(idempotency_keys.c.key == key)).scalar_one()
+        return bool(status != "done")
+
+    def complete_idempotency_key(self, key: str) -> None:
+        """Mark the side effect behind ``key`` as done."""
+        with self._write() as conn:
+            conn.execute(idempotency_keys.update().where(idempotency_keys.c.key == key)
+                         .values(status="done", completed_at=now()))
+
+    def idempotency_key_status(self, key: str) -> str | None:
+        """``reserved``, ``done`` or None for an unknown key."""
+        with self._read() as conn:
+            return conn.execute(sa.select(idempotency_keys.c.status)
+                                .where(idempotency_keys.c.key == key)).scalar()
+

@@ -1,0 +1,290 @@
+"""Connector manifests: load, check, and expose them as typed objects.
+
+A manifest is checked in two passes, both reported as ``file:line:column`` problems:
+the meta-schema (``schemas/connector.schema.json``), then the rules a schema cannot say
+(every path parameter is a required input, triggers name existing list operations, every
+embedded JSON Schema passes ``check_schema``, samples match their output schema, ...).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
+
+from .documents import Document, load_document
+from .errors import ConfigError, DocumentError, Problem
+from .schema import bundled_validator, did_you_mean, iter_errors, subschema, validator_for
+
+PATH_PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+BODY_METHODS = {"POST", "PUT", "PATCH"}
+MISSING = object()
+
+
+@dataclass
+class Operation:
+    """One declared endpoint."""
+
+    id: str
+    connector_id: str
+    method: str
+    path: str
+    input: Any
+    output: Any
+    title: str = ""
+    description: str = ""
+    scopes: list[str] = field(default_factory=list)
+    query: list[str] | dict[str, Any] | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    body: Any = MISSING
+    body_encoding: str = "json"
+    records: str | None = None
+    pagination: dict[str, Any] | None = None
+    sample: Any = MISSING
+    timeout: float | None = None
+    idempotent: bool | None = None
+    defaults: dict[str, Any] = field(default_factory=dict)
+    deprecated: bool = False
+
+    @property
+    def ref(self) -> str:
+        return f"{self.connector_id}.{self.id}"
+
+    @cached_property
+    def path_params(self) -> list[str]:
+        return PATH_PARAM.findall(self.path)
+
+    @cached_property
+    def query_params(self) -> list[str]:
+        """Input names sent in the query string (explicit list, or the method's default)."""
+        if isinstance(self.query, list):
+            return list(self.query)
+        if isinstance(self.query, dict):
+            return []
+        if self.method in BODY_METHODS:
+            return []
+        props = (self.input or {}).get("properties", {}) if isinstance(self.input, dict) else {}
+        return [p for p in props if p not in self.path_params]
+
+    @property
+    def is_list(self) -> bool:
+        return self.records is not None
+
+    @cached_property
+    def record_schema(self) -> Any:
+        """Schema of one record (the element at ``records``), or the output schema."""
+        if self.records is None:
+            return self.output
+        if self.records == ".":
+            node = self.output
+        else:
+            node = subschema(self.output, tuple(self.records.split(".")))
+        if isinstance(node, dict) and (node.get("type") == "array" or "items" in node):
+            return node.get("items", True)
+        return node if node is not None else True
+
+    @cached_property
+    def input_validator(self) -> Draft202012Validator:
+        return validator_for(self.input)
+
+    @cached_property
+    def output_validator(self) -> Draft202012Validator:
+        return validator_for(self.output)
+
+    @property
+    def writes(self) -> bool:
+        return self.method != "GET"
+
+
+@dataclass
+class Trigger:
+    """A declared event source."""
+
+    id: str
+    connector_id: str
+    type: str
+    title: str = ""
+    description: str = ""
+    operation: str | None = None
+    defaults: dict[str, Any] = field(default_factory=dict)
+    key: str | None = None
+    version: str | None = None
+    filter: str | None = None
+    cursor: dict[str, str] | None = None
+    events: list[str] = field(default_factory=list)
+    signature: dict[str, Any] | None = None
+    output: Any = None
+    sample: Any = MISSING
+
+    @property
+    def ref(self) -> str:
+        return f"{self.connector_id}.{self.id}"
+
+
+@dataclass
+class Connector:
+    """A loaded, checked manifest."""
+
+    id: str
+    name: str
+    version: str
+    base_url: str
+    auth: dict[str, Any]
+    operations: dict[str, Operation]
+    triggers: dict[str, Trigger]
+    description: str = ""
+    docs_url: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    rate_limits: list[dict[str, Any]] = field(default_factory=list)
+    rate_limit_headers: dict[str, str] = field(default_factory=dict)
+    timeouts: dict[str, float] = field(default_factory=dict)
+    idempotency: dict[str, Any] | None = None
+    error_message_paths: list[str] = field(default_factory=list)
+    test_operation: str | None = None
+    source: str = "<memory>"
+    plugin: str = ""
+    sandbox: str | None = None
+
+    @property
+    def auth_type(self) -> str:
+        return str(self.auth.get("type", "none"))
+
+    @property
+    def scopes(self) -> list[str]:
+        declared = list((self.auth.get("scopes") or {}).keys())
+        for op in self.operations.values():
+            declared += [s for s in op.scopes if s not in declared]
+        return declared
+
+    def operation(self, op_id: str) -> Operation:
+        try:
+            return self.operations[op_id]
+        except KeyError:
+            raise ConfigError(f"connector '{self.id}' has no operation '{op_id}'"
+                              f"{did_you_mean(op_id, self.operations)}") from None
+
+    def trigger(self, trigger_id: str) -> Trigger:
+        try:
+            return self.triggers[trigger_id]
+        except KeyError:
+            raise ConfigError(f"connector '{self.id}' has no trigger '{trigger_id}'"
+                              f"{did_you_mean(trigger_id, self.triggers)}") from None
+
+    def trigger_output(self, trigger: Trigger) -> Any:
+        """Schema of one event of ``trigger``."""
+        if trigger.output is not None:
+            return trigger.output
+        if trigger.operation and trigger.operation in self.operations:
+            return self.operations[trigger.operation].record_schema
+        return True
+
+
+def load_manifest(source: str | Path | dict[str, Any], *, plugin: str = "",
+                  sandbox: str | None = None) -> Connector:
+    """Load and check a manifest from a file or a dict; raise :class:`DocumentError`."""
+    if isinstance(source, dict):
+        doc = Document(path=f"<{plugin or 'manifest'}>", data=source)
+    else:
+        doc = load_document(source)
+    problems = check_manifest(doc)
+    if problems:
+        raise DocumentError(problems)
+    return _build(doc, plugin=plugin, sandbox=sandbox)
+
+
+def check_manifest(doc: Document) -> list[Problem]:
+    """Every problem of a manifest document (empty list when it is valid)."""
+    data = doc.data
+    if not isinstance(data, dict):
+        return [doc.problem((), "a manifest must be a mapping (id, name, operations, ...)")]
+    problems = [doc.problem(path, msg, key=at_key)
+                for path, msg, at_key in iter_errors(bundled_validator("connector"), data)]
+    if problems:
+        return problems
+    ops: dict[str, Any] = data.get("operations", {})
+    for op_id, op in ops.items():
+        base = ("operations", op_id)
+        for name in ("input", "output"):
+            try:
+                Draft202012Validator.check_schema(op[name])
+            except SchemaError as exc:
+                problems.append(doc.problem((*base, name, *exc.absolute_path),
+                                            f"not a valid JSON Schema: {exc.message}"))
+        props = op["input"].get("properties", {}) if isinstance(op["input"], dict) else {}
+        required = op["input"].get("required", []) if isinstance(op["input"], dict) else []
+        for param in PATH_PARAM.findall(op["path"]):
+            if param not in props or param not in required:
+                problems.append(doc.problem((*base, "path"),
+                                f"path parameter '{param}' must be a required property of input"))
+        if isinstance(op.get("query"), list):
+            for q in op["query"]:
+                if q not in props:
+                    problems.append(doc.problem((*base, "query"),
+                                    f"query parameter '{q}' is not a property of input"
+                                    f"{did_you_mean(q, props)}"))
+        if "sample" in op and not problems:
+            for path, msg, _ in iter_errors(validator_for(op["output"]), op["sample"]):
+                problems.append(doc.problem((*base, "sample", *path),
+                                            f"sample does not match output: {msg}"))
+    for trig_id, trig in (data.get("triggers") or {}).items():
+        base = ("triggers", trig_id)
+        if trig["type"] == "polling":
+            op_id = trig["operation"]
+            if op_id not in ops:
+                problems.append(doc.problem((*base, "operation"),
+                                f"unknown operation '{op_id}'{did_you_mean(op_id, ops)}"))
+            elif "records" not in ops[op_id]:
+                problems.append(doc.problem((*base, "operation"),
+                                f"operation '{op_id}' declares no `records` path to poll"))
+        if "output" in trig:
+            try:
+                Draft202012Validator.check_schema(trig["output"])
+            except SchemaError as exc:
+                problems.append(doc.problem((*base, "output"),
+                                            f"not a valid JSON Schema: {exc.message}"))
+    test_op = data.get("test_operation")
+    if test_op and test_op not in ops:
+        problems.append(doc.problem(("test_operation",),
+                                    f"unknown operation '{test_op}'{did_you_mean(test_op, ops)}"))
+    return problems
+
+
+def _build(doc: Document, *, plugin: str, sandbox: str | None) -> Connector:
+    data = doc.data
+    cid = data["id"]
+    operations = {}
+    for op_id, op in data.get("operations", {}).items():
+        operations[op_id] = Operation(
+            id=op_id, connector_id=cid, method=op["method"], path=op["path"],
+            input=op["input"], output=op["output"], title=op.get("title", ""),
+            description=op.get("description", ""), scopes=list(op.get("scopes", [])),
+            query=op.get("query"), headers=dict(op.get("headers", {})),
+            body=op.get("body", MISSING), body_encoding=op.get("body_encoding", "json"),
+            records=op.get("records"), pagination=op.get("pagination"),
+            sample=op.get("sample", MISSING), timeout=op.get("timeout"),
+            idempotent=op.get("idempotent"), defaults=dict(op.get("defaults", {})),
+            deprecated=bool(op.get("deprecated", False)))
+    triggers = {}
+    for tid, t in (data.get("triggers") or {}).items():
+        triggers[tid] = Trigger(
+            id=tid, connector_id=cid, type=t["type"], title=t.get("title", ""),
+            description=t.get("description", ""), operation=t.get("operation"),
+            defaults=dict(t.get("defaults", {})), key=t.get("key"), version=t.get("version"),
+            filter=t.get("filter"), cursor=t.get("cursor"), events=list(t.get("events", [])),
+            signature=t.get("signature"), output=t.get("output"),
+            sample=t.get("sample", MISSING))
+    return Connector(
+        id=cid, name=data["name"], version=str(data["version"]), base_url=data["base_url"],
+        auth=dict(data["auth"]), operations=operations, triggers=triggers,
+        description=data.get("description", ""), docs_url=data.get("docs_url"),
+        headers=dict(data.get("headers", {})), rate_limits=list(data.get("rate_limits", [])),
+        rate_limit_headers=dict(data.get("rate_limit_headers", {})),
+        timeouts=dict(data.get("timeouts", {})), idempotency=data.get("idempotency"),
+        error_message_paths=list(data.get("error_message_paths", [])),
+        test_operation=data.get("test_operation"), source=doc.path, plugin=plugin,
+        sandbox=sandbox)

@@ -1,0 +1,425 @@
+"""Turn a recipe into a checked, compiled plan (what ``splice validate`` reports).
+
+Checks, each reported at the recipe's ``file:line:column``: connectors, triggers and actions
+exist; connections exist, belong to the right connector and hold every scope the recipe needs;
+every template compiles and is safe; every ``trigger.<path>`` / ``steps.<id>.<path>`` a
+template reads exists in the producing schema; literal values and simple references fit the
+action's input schema; required inputs are mapped.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .documents import Document
+from .errors import DocumentError, Problem, TemplateError
+from .manifest import Connector, Operation, Trigger
+from .plugins import Registry
+from .recipe import Recipe, StepSpec
+from .schema import did_you_mean, iter_errors, property_names, subschema, validator_for
+from .templates import CompiledExpression, CompiledMapping, TemplateEngine, is_template
+
+ROOTS = {"trigger", "steps", "item", "loop", "recipe", "now", "connection"}
+PURE_REF = re.compile(
+    r"^\s*\{\{\s*([A-Za-z_]\w*(?:\.[A-Za-z_]\w*|\[\d+\]|\['[^']*'\])*)\s*\}\}\s*$")
+
+
+@dataclass
+class StepPlan:
+    spec: StepSpec
+    connector: Connector
+    operation: Operation
+    mapping: CompiledMapping
+    defaults: CompiledMapping
+    when: CompiledExpression | None = None
+    for_each: CompiledExpression | None = None
+
+    @property
+    def index(self) -> int:
+        return self.spec.index
+
+    @property
+    def connection(self) -> str | None:
+        return self.spec.connection
+
+
+@dataclass
+class Plan:
+    recipe: Recipe
+    connector: Connector
+    trigger: Trigger
+    trigger_input: CompiledMapping
+    trigger_defaults: CompiledMapping
+    key: CompiledExpression | None
+    version: CompiledExpression | None
+    filter: CompiledExpression | None
+    steps: list[StepPlan] = field(default_factory=list)
+    required_scopes: dict[str, set[str]] = field(default_factory=dict)  # connection -> scopes
+
+    @property
+    def operation(self) -> Operation | None:
+        if self.trigger.operation:
+            return self.connector.operations[self.trigger.operation]
+        return None
+
+
+@dataclass
+class _Checker:
+    recipe: Recipe
+    registry: Registry
+    engine: TemplateEngine
+    connections: Mapping[str, Any] | None
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def doc(self) -> Document:
+        return self.recipe.doc
+
+    def add(self, path: tuple[str | int, ...], message: str, *, key: bool = False) -> None:
+        self.problems.append(self.doc.problem(path, message, key=key))
+
+    # -- compile helpers --------------------------------------------------------------------
+    def mapping(self, value: Any, path: tuple[str | int, ...]) -> CompiledMapping | None:
+        try:
+            return self.engine.compile_mapping(value, where=_dotted(path))
+        except TemplateError as exc:
+            self.add(self._field_path(exc, path), _strip_where(str(exc), path))
+            return None
+
+    def expression(self, source: str | None, path: tuple[str | int, ...]
+                   ) -> CompiledExpression | None:
+        if source is None:
+            return None
+        try:
+            return self.engine.compile_expression(source, where=_dotted(path))
+        except TemplateError as exc:
+            self.add(path, _strip_where(str(exc), path))
+            return None
+
+    @staticmethod
+    def _field_path(exc: TemplateError, base: tuple[str | int, ...]) -> tuple[str | int, ...]:
+        path = getattr(exc, "path", None)
+        return (*base, *path) if path else base
+
+    # -- checks -----------------------------------------------------------------------------
+    def connector(self, use: str, path: tuple[str | int, ...]) -> Connector | None:
+        cid = use.split(".", 1)[0]
+        conns = self.registry.connectors
+        if cid not in conns:
+            self.add(path, f"unknown connector '{cid}'{did_you_mean(cid, conns)}; "
+                           "`splice connectors list` shows what is installed")
+            return None
+        return conns[cid]
+
+    def connection(self, name: str | None, connector: Connector, path: tuple[str | int, ...],
+                   scopes: list[str], needs: dict[str, set[str]]) -> None:
+        if name is None:
+            if connector.auth_type != "none":
+                self.add(path[:-1], f"missing required key 'connection' (connector "
+                                    f"'{connector.id}' needs credentials)")
+            return
+        needs.setdefault(name, set()).update(scopes)
+        if self.connections is None:
+            return
+        record = self.connections.get(name)
+        if record is None:
+            known = [n for n, r in self.connections.items() if r.connector == connector.id]
+            self.add(path, f"connection '{name}' does not exist{did_you_mean(name, known)}; "
+                           f"create it with `splice connect {connector.id} --name {name}`"
+                           if connector.auth_type == "oauth2" else
+                           f"connection '{name}' does not exist{did_you_mean(name, known)}; "
+                           f"create it with `splice connections add {name} "
+                           f"--connector {connector.id}`")
+            return
+        if record.connector != connector.id:
+            self.add(path, f"connection '{name}' is for connector '{record.connector}', "
+                           f"not '{connector.id}'")
+            return
+        granted = record.config.get("scopes")
+        if granted is None or connector.auth_type != "oauth2":
+            return
+        missing = [s for s in scopes if s not in granted]
+        if missing:
+            self.add(path, f"connection '{name}' lacks scope(s) {', '.join(missing)}; "
+                           f"reconnect with `splice connect {connector.id} --name {name} "
+                           f"--scopes \"{' '.join(sorted(set(granted) | set(missing)))}\"`")
+
+    def references(self, compiled: CompiledMapping | CompiledExpression | None,
+                   base: tuple[str | int, ...], scope: dict[str, Any]) -> None:
+        """Every name a template reads must exist in the schema that produces it."""
+        if compiled is None:
+            return
+        for ref in compiled.references():
+            at = (*base, *ref.field) if ref.field else base
+            if ref.root not in scope:
+                if ref.root not in ROOTS:
+                    self.add(at, f"unknown name '{ref.root}'{did_you_mean(ref.root, ROOTS)}; "
+                                 f"templates can read {', '.join(sorted(scope))}")
+                else:
+                    self.add(at, f"'{ref.root}' is not available here")
+                continue
+            schema = scope[ref.root]
+            self._check_path(ref.root, ref.path, schema, at)
+
+    def _check_path(self, root: str, path: tuple[str | int, ...], schema: Any,
+                    at: tuple[str | int, ...]) -> None:
+        node = schema
+        for i, part in enumerate(path):
+            nxt = subschema(node, (part,))
+            if nxt is None:
+                shown = ".".join([root, *[str(p) for p in path[:i + 1]]])
+                names = property_names(node)
+                hint = did_you_mean(part, names) if isinstance(part, str) else ""
+                if not hint and names:
+                    hint = f" (available: {', '.join(names[:12])})"
+                self.add(at, f"'{shown}' does not exist in the {_what(root)}{hint}")
+                return
+            node = nxt
+
+    def literals(self, value: Any, schema: Any, base: tuple[str | int, ...],
+                 scope: dict[str, Any], defaults: Mapping[str, Any]) -> None:
+        """Check non-template values, required keys and pure references against ``schema``."""
+        if not isinstance(schema, dict):
+            return
+        if isinstance(value, dict):
+            for key in schema.get("required", []) if schema.get("type", "object") == "object" \
+                    else []:
+                if key not in value and key not in defaults:
+                    self.add(base, f"missing required input '{key}'", key=True)
+            for key, sub in value.items():
+                child = subschema(schema, (key,))
+                if child is None:
+                    self.add((*base, key), f"unknown input '{key}'"
+                             f"{did_you_mean(key, property_names(schema))}", key=True)
+                    continue
+                self._leaf(sub, child, (*base, key), scope)
+        else:
+            self._leaf(value, schema, base, scope)
+
+    def _leaf(self, value: Any, schema: Any, path: tuple[str | int, ...],
+              scope: dict[str, Any]) -> None:
+        if isinstance(value, str) and is_template(value):
+            m = PURE_REF.match(value)
+            if m:
+                self._ref_type(m.group(1), schema, path, scope)
+            return
+        if isinstance(value, dict):
+            self.literals(value, schema, path, scope, {})
+            return
+        if isinstance(value, list):
+            if any(isinstance(v, str) and is_template(v) for v in value) or any(
+                    isinstance(v, (dict, list)) for v in value):
+                item = subschema(schema, (0,))
+                if item is None:
+                    self.add(path, f"expected {_type_words(schema)}, got a list")
+                    return
+                for i, v in enumerate(value):
+                    self._leaf(v, item, (*path, i), scope)
+                return
+        for sub_path, msg, _ in iter_errors(validator_for(schema), value):
+            self.add((*path, *sub_path), msg)
+
+    def _ref_type(self, ref: str, target: Any, path: tuple[str | int, ...],
+                  scope: dict[str, Any]) -> None:
+        parts = re.findall(r"[A-Za-z_]\w*|\[(\d+)\]|\['([^']*)'\]", ref)
+        names = re.findall(r"\.?([A-Za-z_]\w*)|\[(\d+)\]|\['([^']*)'\]", ref)
+        flat: list[str | int] = []
+        for a, b, c in names:
+            flat.append(a or (int(b) if b else c))
+        if not parts or flat[0] not in scope:
+            return
+        source = subschema(scope[flat[0]], tuple(flat[1:]))
+        src_types, dst_types = _types(source), _types(target)
+        if not src_types or not dst_types:
+            return
+        if "number" in dst_types:
+            dst_types = dst_types | {"integer"}
+        if not (src_types & dst_types) and not ("integer" in src_types and "number" in dst_types):
+            self.add(path, f"type mismatch: '{ref}' is {_type_words(source)} but the input "
+                           f"expects {_type_words(target)}; convert it in the template (e.g. "
+                           f"`| int`, `| string`) or map another field")
+
+
+def _types(schema: Any) -> set[str]:
+    if not isinstance(schema, dict) or "type" not in schema:
+        return set()
+    t = schema["type"]
+    return set(t) if isinstance(t, list) else {t}
+
+
+def _type_words(schema: Any) -> str:
+    t = sorted(_types(schema))
+    return " or ".join(t) if t else "any value"
+
+
+def _what(root: str) -> str:
+    return {"trigger": "trigger's output schema", "steps": "earlier steps' outputs",
+            "recipe": "recipe (name, vars)", "item": "for_each items",
+            "connection": "connection's fields"}.get(root, root)
+
+
+def _dotted(path: tuple[str | int, ...]) -> str:
+    from .documents import format_path
+    return format_path(path)
+
+
+def _strip_where(message: str, path: tuple[str | int, ...]) -> str:
+    prefix = _dotted(path)
+    if message.startswith(prefix + ": "):
+        return message[len(prefix) + 2:]
+    if message.startswith(prefix + "."):
+        return message.split(": ", 1)[-1]
+    return message
+
+
+def step_output_schema(op: Operation) -> Any:
+    """What ``steps.<id>`` holds after a step ran ``op`` (once)."""
+    if op.is_list:
+        return {"type": "object", "properties": {
+            "records": {"type": "array", "items": op.record_schema},
+            "count": {"type": "integer"}}}
+    return op.output
+
+
+def connection_schema(connector: Connector) -> dict[str, Any]:
+    fields = {"name": {"type": "string"}, "base_url": {"type": "string"}}
+    for f in connector.auth.get("token_fields", []) or []:
+        fields[f] = {}
+    return {"type": "object", "properties": fields}
+
+
+def build_plan(recipe: Recipe, registry: Registry, engine: TemplateEngine, *,
+               connections: Mapping[str, Any] | None = None) -> Plan:
+    """Check ``recipe`` and compile it; raise :class:`DocumentError` listing every problem.
+
+    ``connections`` (name -> stored connection) enables the connection and scope checks.
+    """
+    ck = _Checker(recipe, registry, engine, connections)
+    needs: dict[str, set[str]] = {}
+    trig_path = ("trigger", "use")
+    connector = ck.connector(recipe.trigger_use, trig_path)
+    trigger = None
+    if connector is not None:
+        tid = recipe.trigger_id
+        if tid not in connector.triggers:
+            hint = did_you_mean(tid, connector.triggers)
+            if tid in connector.operations:
+                hint = f" ('{tid}' is an action; triggers: {', '.join(connector.triggers)})"
+            ck.add(trig_path, f"connector '{connector.id}' has no trigger '{tid}'{hint}")
+        else:
+            trigger = connector.triggers[tid]
+            if trigger.type == "webhook":
+                ck.add(trig_path, f"'{recipe.trigger_use}' is a webhook trigger; webhook "
+                                  "triggers are declared but not served by this version")
+    base_scope: dict[str, Any] = {
+        "recipe": {"type": "object", "properties": {
+            "name": {"type": "string"}, "description": {"type": "string"},
+            "vars": {"type": "object", "properties": {k: _schema_of(v) for k, v in
+                                                      recipe.vars.items()},
+                     "additionalProperties": False}}},
+        "now": {"type": "string", "format": "date-time"}}
+    trigger_input = trigger_defaults = None
+    key = version = flt = None
+    if connector is not None and trigger is not None:
+        op = connector.operations.get(trigger.operation) if trigger.operation else None
+        cscope = {**base_scope, "connection": connection_schema(connector)}
+        trigger_input = ck.mapping(recipe.trigger_with, ("trigger", "with"))
+        ck.references(trigger_input, ("trigger", "with"), cscope)
+        defaults = {**(op.defaults if op else {}), **trigger.defaults}
+        trigger_defaults = engine.compile_mapping(defaults, where=f"{trigger.ref}.defaults")
+        if op is not None:
+            ck.literals(recipe.trigger_with, op.input, ("trigger", "with"), cscope, defaults)
+        ck.connection(recipe.trigger_connection, connector, ("trigger", "connection"),
+                      op.scopes if op else [], needs)
+        key = engine.compile_expression(trigger.key, where=f"{trigger.ref}.key") \
+            if trigger.key else None
+        version = engine.compile_expression(trigger.version, where=f"{trigger.ref}.version") \
+            if trigger.version else None
+        flt = engine.compile_expression(trigger.filter, where=f"{trigger.ref}.filter") \
+            if trigger.filter else None
+    trigger_schema = connector.trigger_output(trigger) if connector and trigger else True
+    step_schemas: dict[str, Any] = {}
+    step_plans: list[StepPlan] = []
+    for step in recipe.steps:
+        base: tuple[str | int, ...] = ("steps", step.index)
+        sconn = ck.connector(step.use, (*base, "use"))
+        op = None
+        if sconn is not None:
+            if step.action_id not in sconn.operations:
+                hint = did_you_mean(step.action_id, sconn.operations)
+                if step.action_id in sconn.triggers:
+                    hint = f" ('{step.action_id}' is a trigger, not an action)"
+                ck.add((*base, "use"), f"connector '{sconn.id}' has no action "
+                                       f"'{step.action_id}'{hint}")
+            else:
+                op = sconn.operations[step.action_id]
+        scope: dict[str, Any] = {**base_scope, "trigger": trigger_schema,
+                                 "steps": {"type": "object", "properties": dict(step_schemas),
+                                           "additionalProperties": False}}
+        if sconn is not None:
+            scope["connection"] = connection_schema(sconn)
+        when = ck.expression(step.when, (*base, "when"))
+        ck.references(when, (*base, "when"), scope)
+        for_each = ck.expression(step.for_each, (*base, "for_each"))
+        ck.references(for_each, (*base, "for_each"), scope)
+        if for_each is not None:
+            scope["item"] = _item_schema(for_each, scope)
+            scope["loop"] = {"type": "object", "properties": {
+                "index": {"type": "integer"}, "index0": {"type": "integer"},
+                "first": {"type": "boolean"}, "last": {"type": "boolean"},
+                "length": {"type": "integer"}}}
+        mapping = ck.mapping(step.with_, (*base, "with"))
+        ck.references(mapping, (*base, "with"), scope)
+        if op is not None and sconn is not None:
+            ck.literals(step.with_, op.input, (*base, "with"), scope, op.defaults)
+            ck.connection(step.connection, sconn, (*base, "connection"), op.scopes, needs)
+            if mapping is not None:
+                step_plans.append(StepPlan(
+                    spec=step, connector=sconn, operation=op, mapping=mapping,
+                    defaults=engine.compile_mapping(op.defaults, where=f"{op.ref}.defaults"),
+                    when=when, for_each=for_each))
+            if step.id:
+                out = step_output_schema(op)
+                step_schemas[step.id] = {"type": "array", "items": out} if for_each else out
+        elif step.id:
+            step_schemas[step.id] = True
+    if ck.problems:
+        raise DocumentError(ck.problems)
+    assert connector is not None and trigger is not None
+    assert trigger_input is not None and trigger_defaults is not None
+    return Plan(recipe=recipe, connector=connector, trigger=trigger,
+                trigger_input=trigger_input, trigger_defaults=trigger_defaults, key=key,
+                version=version, filter=flt, steps=step_plans, required_scopes=needs)
+
+
+def _schema_of(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {"type": "object", "properties": {k: _schema_of(v) for k, v in value.items()}}
+    if isinstance(value, list):
+        return {"type": "array"}
+    return True
+
+
+def _item_schema(for_each: CompiledExpression, scope: dict[str, Any]) -> Any:
+    """Schema of ``item`` when for_each is a plain reference to a list."""
+    refs = for_each.references()
+    if len(refs) != 1 or refs[0].root not in scope:
+        return True
+    node = subschema(scope[refs[0].root], refs[0].path)
+    if isinstance(node, dict) and "items" in node:
+        return node["items"]
+    return True
+
+
+def check_recipe(recipe: Recipe, registry: Registry, engine: TemplateEngine, *,
+                 connections: Mapping[str, Any] | None = None) -> list[Problem]:
+    try:
+        build_plan(recipe, registry, engine, connections=connections)
+    except DocumentError as exc:
+        return exc.problems
+    return []
+
+

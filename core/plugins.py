@@ -1,0 +1,212 @@
+"""Plugin loading: entry points of group ``splice`` plus splice's own default plugins.
+
+Loading is lazy and idempotent. ``SPLICE_LOAD_PLUGINS`` (comma-separated entry-point names)
+limits which third-party plugins load; an empty value loads none. A plugin that fails to import,
+raises in a hook, or registers an invalid manifest is recorded in :attr:`Registry.failures` with
+its name and the reason, and skipped: the rest of splice keeps working.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import pluggy
+
+from . import hookspecs
+from .errors import ConfigError, DocumentError, PluginError
+from .manifest import Connector, load_manifest
+from .schema import did_you_mean
+
+ENTRY_POINT_GROUP = "splice"
+DEFAULT_PLUGINS = (
+    "splice.default_plugins.filters",
+    "splice.default_plugins.auth",
+    "splice.default_plugins.events",
+)
+
+pm = pluggy.PluginManager("splice")
+pm.add_hookspecs(hookspecs)
+
+
+@dataclass
+class PluginInfo:
+    name: str
+    version: str | None
+    hooks: list[str]
+    default: bool = False
+
+
+@dataclass
+class PluginFailure:
+    plugin: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"plugin '{self.plugin}' skipped: {self.reason}"
+
+
+@dataclass
+class _Pending:
+    plugin: str
+    source: str | Path | dict[str, Any]
+    sandbox: str | None
+
+
+@dataclass
+class Registry:
+    """Everything the loaded plugins registered."""
+
+    filters: dict[str, Callable[..., Any]] = field(default_factory=dict)
+    auth_types: dict[str, Callable[..., Any]] = field(default_factory=dict)
+    failures: list[PluginFailure] = field(default_factory=list)
+    _pending: list[_Pending] = field(default_factory=list)
+    _connectors: dict[str, Connector] | None = None
+
+    @property
+    def connectors(self) -> dict[str, Connector]:
+        """Connectors by id; manifests are parsed and checked on first access."""
+        if self._connectors is None:
+            self._connectors = {}
+            for item in self._pending:
+                try:
+                    connector = load_manifest(item.source, plugin=item.plugin,
+                                              sandbox=item.sandbox)
+                except DocumentError as exc:
+                    self.failures.append(PluginFailure(
+                        item.plugin, f"invalid connector manifest:\n{exc}"))
+                    continue
+                other = self._connectors.get(connector.id)
+                if other is not None:
+                    self.failures.append(PluginFailure(
+                        item.plugin, f"connector id '{connector.id}' is already registered by "
+                                     f"plugin '{other.plugin}'; plugin '{item.plugin}' "
+                                     "must use another id"))
+                    continue
+                self._connectors[connector.id] = connector
+        return self._connectors
+
+    def connector(self, connector_id: str) -> Connector:
+        try:
+            return self.connectors[connector_id]
+        except KeyError:
+            raise ConfigError(f"unknown connector '{connector_id}'"
+                              f"{did_you_mean(connector_id, self.connectors)}",
+                              hint="`splice connectors list` shows the installed connectors") \
+                from None
+
+
+_loaded = False
+_registry: Registry | None = None
+_infos: list[PluginInfo] = []
+_load_failures: list[PluginFailure] = []
+
+
+def _allowed() -> set[str] | None:
+    raw = os.environ.get("SPLICE_LOAD_PLUGINS")
+    if raw is None:
+        return None
+    return {name.strip() for name in raw.split(",") if name.strip()}
+
+
+def load_plugins() -> None:
+    """Import default plugins and allowed entry points once."""
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
+    allowed = _allowed()
+    for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        if allowed is not None and ep.name not in allowed:
+            continue
+        if pm.get_plugin(ep.name) is not None:
+            continue
+        try:
+            module = ep.load()
+            pm.register(module, name=ep.name)
+        except Exception as exc:  # a broken plugin must never break splice
+            _load_failures.append(PluginFailure(ep.name, f"failed to load: {_reason(exc)}"))
+            continue
+        version = ep.dist.version if ep.dist else None
+        _infos.append(PluginInfo(ep.name, version, _hooks_of(module)))
+    for modname in DEFAULT_PLUGINS:
+        if pm.get_plugin(modname) is None:
+            module = importlib.import_module(modname)
+            pm.register(module, name=modname)
+            _infos.append(PluginInfo(modname, None, _hooks_of(module), default=True))
+
+
+def _hooks_of(module: Any) -> list[str]:
+    return sorted(name for name in dir(hookspecs) if name.startswith("register_")
+                  and callable(getattr(module, name, None)))
+
+
+def _reason(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _call_each(hook_name: str, make_register: Callable[[str], Callable[..., Any]],
+               registry: Registry) -> None:
+    """Call every implementation of a hook separately, so failures name their plugin."""
+    hook = getattr(pm.hook, hook_name)
+    for impl in reversed(hook.get_hookimpls()):  # default plugins first, then entry points
+        name = pm.get_name(impl.plugin) or repr(impl.plugin)
+        try:
+            impl.function(register=make_register(name))
+        except Exception as exc:
+            registry.failures.append(PluginFailure(name, f"hook {hook_name} raised {_reason(exc)}"))
+
+
+def get_registry() -> Registry:
+    """The registry of all loaded plugins (built once per process)."""
+    global _registry
+    if _registry is not None:
+        return _registry
+    load_plugins()
+    registry = Registry(failures=list(_load_failures))
+
+    def connectors_register(plugin: str) -> Callable[..., None]:
+        def register(source: str | Path | dict[str, Any], *, sandbox: str | None = None) -> None:
+            if not isinstance(source, (str, Path, dict)):
+                raise PluginError("register() takes a manifest path or a dict")
+            registry._pending.append(_Pending(plugin, source, sandbox))
+        return register
+
+    def filters_register(plugin: str) -> Callable[..., None]:
+        def register(name: str, function: Callable[..., Any]) -> None:
+            if not callable(function):
+                raise PluginError(f"filter '{name}' is not callable")
+            registry.filters[name] = function
+        return register
+
+    def auth_register(plugin: str) -> Callable[..., None]:
+        def register(name: str, factory: Callable[..., Any]) -> None:
+            registry.auth_types[name] = factory
+        return register
+
+    _call_each("register_connectors", connectors_register, registry)
+    _call_each("register_template_filters", filters_register, registry)
+    _call_each("register_auth_types", auth_register, registry)
+    _registry = registry
+    return registry
+
+
+def plugin_infos() -> list[PluginInfo]:
+    load_plugins()
+    return list(_infos)
+
+
+def reset() -> None:
+    """Forget loaded plugins (tests use this after changing SPLICE_LOAD_PLUGINS)."""
+    global _loaded, _registry
+    for name, plugin in list(pm.list_name_plugin()):
+        pm.unregister(plugin, name=name)
+    _loaded = False
+    _registry = None
+    _infos.clear()
+    _load_failures.clear()

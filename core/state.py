@@ -1,0 +1,607 @@
+"""The state store: connections, trigger cursors and seen keys, plus the run ledger.
+
+``Store.open()`` uses ``SPLICE_DATABASE_URL`` or ``sqlite:///<home>/splice.db``. SQLite runs
+in WAL mode (``synchronous=NORMAL``: an application crash loses nothing, a power cut may lose
+the last commits), with a 30 s busy timeout, foreign keys on, and every write transaction
+opened with ``BEGIN IMMEDIATE`` so concurrent processes queue instead of failing. The same
+code runs on PostgreSQL (install a driver such as ``psycopg``).
+
+Secrets live only in ``connections.secret``, Fernet-encrypted by ``SecretBox``; ``config``
+holds non-secret fields (scopes, token fields, expiry, status) and refuses secret-looking keys.
+
+Schema versions: a fresh database gets the current schema and is stamped with the newest
+migration; an older one gets each pending entry of ``MIGRATIONS`` applied in order, in one
+transaction. To change the schema, edit the tables and append a migration that brings a
+database from the previous version to the new one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from splice.errors import ConfigError
+from splice.ledger import (
+    DeadLetter,
+    EventRecord,
+    JSONType,
+    LedgerMixin,
+    RunRecord,
+    StepResult,
+    UTCDateTime,
+    dialect_insert,
+    metadata,
+    now,
+    storage_key,
+)
+from splice.secrets import REDACTOR, SecretBox, home
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.pool import StaticPool
+
+__all__ = [
+    "ConnectionRecord",
+    "DeadLetter",
+    "EventRecord",
+    "MIGRATIONS",
+    "Migration",
+    "RunRecord",
+    "StepResult",
+    "Store",
+]
+
+URL_ENV = "SPLICE_DATABASE_URL"
+BUSY_TIMEOUT_S = 30
+_CHUNK = 500  # bound parameters per IN (...) query; SQLite allows 32766, old builds 999
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,99}$")
+_SECRET_CONFIG_KEYS = frozenset({
+    "access_token", "refresh_token", "id_token", "token", "client_secret", "api_key",
+    "apikey", "password", "secret", "private_key",
+})
+_PG_MIGRATION_LOCK = 0x5311CE  # advisory lock id serialising concurrent migrations
+
+# --------------------------------------------------------------------------- tables
+
+connections = sa.Table(
+    "connections", metadata,
+    sa.Column("name", sa.String, primary_key=True),
+    sa.Column("connector", sa.String, nullable=False),
+    sa.Column("auth_type", sa.String, nullable=False),
+    sa.Column("base_url", sa.String),
+    sa.Column("config", JSONType, nullable=False),
+    sa.Column("secret", sa.LargeBinary),  # Fernet ciphertext of a JSON object
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+
+trigger_state = sa.Table(
+    "trigger_state", metadata,
+    sa.Column("recipe", sa.String, primary_key=True),
+    sa.Column("trigger", sa.String, primary_key=True),
+    sa.Column("initialized", sa.Boolean, nullable=False, default=False),
+    sa.Column("cursor", sa.Text),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+
+seen_keys = sa.Table(
+    "seen_keys", metadata,
+    sa.Column("recipe", sa.String, primary_key=True),
+    sa.Column("trigger", sa.String, primary_key=True),
+    sa.Column("key", sa.String, primary_key=True),
+    # Filled by the database: a per-row bound datetime doubled the cost of add_seen.
+    sa.Column("first_seen_at", UTCDateTime, nullable=False,
+              server_default=sa.func.current_timestamp()),
+    sqlite_with_rowid=False,  # the primary key is the table: smaller and faster lookups
+)
+
+schema_version = sa.Table(
+    "schema_version", metadata,
+    sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("description", sa.String, nullable=False),
+    sa.Column("applied_at", UTCDateTime, nullable=False),
+)
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One schema step: ``apply`` brings a database from ``version - 1`` to ``version``."""
+
+    version: int
+    description: str
+    apply: Callable[[Connection], None]
+
+
+def _initial_schema(conn: Connection) -> None:
+    metadata.create_all(conn, checkfirst=True)
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "initial schema", _initial_schema),
+)
+SCHEMA_VERSION = MIGRATIONS[-1].version
+
+
+def iter_chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
+    """Consecutive slices of ``items`` of at most ``size`` elements."""
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+# --------------------------------------------------------------------------- records
+
+
+@dataclass(frozen=True)
+class ConnectionRecord:
+    """A stored connection. ``secret`` is decrypted on access and never shown by ``repr``."""
+
+    name: str
+    connector: str
+    auth_type: str
+    base_url: str | None
+    config: dict[str, Any]
+    version: int
+    created_at: datetime
+    updated_at: datetime
+    _ciphertext: bytes | None = field(default=None, repr=False, compare=False)
+    _box: Callable[[], SecretBox] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def secret(self) -> dict[str, Any]:
+        """The decrypted secret dict (its values are registered with the log redactor)."""
+        if self._ciphertext is None or self._box is None:
+            return {}
+        data = self._box().decrypt(self._ciphertext)
+        _register_secrets(data)
+        return data
+
+    @property
+    def scopes(self) -> list[str]:
+        """Granted OAuth scopes, as recorded in ``config["scopes"]``."""
+        return list(self.config.get("scopes") or [])
+
+    @property
+    def status(self) -> str:
+        """``valid``, ``expiring`` or ``reauth_required`` (``config["status"]``)."""
+        return str(self.config.get("status") or "valid")
+
+
+def _register_secrets(data: Any) -> None:
+    if isinstance(data, str):
+        REDACTOR.add(data)
+    elif isinstance(data, Mapping):
+        for value in data.values():
+            _register_secrets(value)
+    elif isinstance(data, list):
+        for value in data:
+            _register_secrets(value)
+
+
+def _check_config(config: Mapping[str, Any] | None) -> None:
+    for key in config or {}:
+        if str(key).lower() in _SECRET_CONFIG_KEYS:
+            raise ConfigError(f"connection config key {key!r} looks like a secret; "
+                              "secrets go in the encrypted secret, not in config")
+
+
+def _merge(base: Mapping[str, Any] | None, updates: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``base`` updated with ``updates``; a None value removes the key."""
+    merged = dict(base or {})
+    for key, value in (updates or {}).items():
+        if value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = value
+    return merged
+
+
+# --------------------------------------------------------------------------- engine
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, set | frozenset | tuple):
+        return list(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def _json_dumps(value: Any) -> str:
+    return json.dumps(value, default=_json_default, separators=(",", ":"))
+
+
+def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:
+    dbapi_conn.isolation_level = None  # SQLAlchemy's "begin" event issues BEGIN itself
+    cursor = dbapi_conn.cursor()
+    try:
+        cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_S * 1000}")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA synchronous = NORMAL")
+    finally:
+        cursor.close()
+
+
+def _sqlite_on_begin(conn: Connection) -> None:
+    write = conn.get_execution_options().get("splice_write", False)
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+def _postgres_on_connect(dbapi_conn: Any, _record: Any) -> None:
+    # Drivers that prepare statements (psycopg 3) would otherwise keep a generic plan made
+    # while seen_keys was empty: a sequential scan that made filter_unseen 10x slower.
+    cursor = dbapi_conn.cursor()
+    try:
+        cursor.execute("SET plan_cache_mode = force_custom_plan")
+    finally:
+        cursor.close()
+    dbapi_conn.commit()
+
+
+def _create_engine(url: str) -> Engine:
+    parsed = sa.make_url(url)
+    backend = parsed.get_backend_name()
+    common: dict[str, Any] = {"json_serializer": _json_dumps}
+    if backend == "sqlite":
+        database = parsed.database or ""
+        if database in ("", ":memory:") or parsed.query.get("mode") == "memory":
+            engine = sa.create_engine(parsed, poolclass=StaticPool,
+                                      connect_args={"check_same_thread": False}, **common)
+        else:
+            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            engine = sa.create_engine(parsed, connect_args={"timeout": BUSY_TIMEOUT_S}, **common)
+        event.listen(engine, "connect", _sqlite_on_connect)
+        event.listen(engine, "begin", _sqlite_on_begin)
+        return engine
+    if backend == "postgresql":
+        try:
+            engine = sa.create_engine(parsed, pool_pre_ping=True, **common)
+        except ModuleNotFoundError as exc:
+            raise ConfigError(f"no PostgreSQL driver installed ({exc.name})",
+                              hint="pip install 'psycopg[binary]'") from None
+        event.listen(engine, "connect", _postgres_on_connect)
+        return engine
+    raise ConfigError(f"unsupported database {backend!r} in {parsed.render_as_string()}",
+                      hint="use a sqlite:/// or postgresql:// URL")
+
+
+# --------------------------------------------------------------------------- store
+
+
+class Store(LedgerMixin):
+    """splice's state: connections, trigger state and the run ledger, in short transactions."""
+
+    def __init__(self, engine: Engine, *, box: SecretBox | None = None) -> None:
+        self.engine = engine
+        self._box = box
+        self._box_lock = threading.Lock()
+        self._local = threading.local()
+        self._pid = os.getpid()
+
+    @classmethod
+    def open(cls, url: str | None = None, *, box: SecretBox | None = None) -> Store:
+        """Open (creating and migrating if needed) the store at ``url``."""
+        url = url or os.environ.get(URL_ENV) or f"sqlite:///{home() / 'splice.db'}"
+        engine = _create_engine(url)
+        try:
+            _migrate(engine)
+        except sa.exc.OperationalError as exc:
+            engine.dispose()
+            where = engine.url.render_as_string(hide_password=True)
+            raise ConfigError(f"cannot open the state database {where}: {exc.orig}") from None
+        except BaseException:
+            engine.dispose()
+            raise
+        return cls(engine, box=box)
+
+    def close(self) -> None:
+        """Release pooled database connections."""
+        self.engine.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Store({self.engine.url.render_as_string(hide_password=True)!r})"
+
+    @property
+    def schema_version(self) -> int:
+        """The schema version recorded in the database."""
+        with self._read() as conn:
+            return int(conn.execute(sa.select(sa.func.max(schema_version.c.version))).scalar()
+                       or 0)
+
+    # ----------------------------------------------------------------- plumbing
+
+    def secret_box(self) -> SecretBox:
+        """The SecretBox, loaded on first use (so the key file appears only when needed)."""
+        with self._box_lock:
+            if self._box is None:
+                self._box = SecretBox.from_env()
+            return self._box
+
+    def _ambient(self) -> Connection | None:
+        if os.getpid() != self._pid:  # forked: never reuse the parent's pooled connections
+            self.engine.dispose(close=False)
+            self._pid = os.getpid()
+        return getattr(self._local, "conn", None)
+
+    @contextmanager
+    def _tx(self, write: bool) -> Iterator[Connection]:
+        ambient = self._ambient()
+        if ambient is not None:  # inside locked_refresh on this thread: join its transaction
+            yield ambient
+            return
+        with self.engine.connect() as conn:
+            if write:
+                conn.execution_options(splice_write=True)
+            with conn.begin():
+                yield conn
+
+    def _read(self) -> Any:
+        return self._tx(write=False)
+
+    def _write(self) -> Any:
+        return self._tx(write=True)
+
+    # ----------------------------------------------------------------- connections
+
+    def _record(self, row: Any) -> ConnectionRecord:
+        m = row._mapping
+        return ConnectionRecord(
+            name=m["name"], connector=m["connector"], auth_type=m["auth_type"],
+            base_url=m["base_url"], config=dict(m["config"] or {}), version=m["version"],
+            created_at=m["created_at"], updated_at=m["updated_at"],
+            _ciphertext=m["secret"], _box=self.secret_box)
+
+    def put_connection(self, name: str, *, connector: str, auth_type: str,
+                       base_url: str | None = None, config: Mapping[str, Any] | None = None,
+                       secret: Mapping[str, Any] | None = None) -> ConnectionRecord:
+        """Create or replace a connection (a replacement bumps ``version``)."""
+        if not _NAME.match(name):
+            raise ConfigError(f"invalid connection name {name!r}",
+                              hint="use letters, digits, '-', '_', '.' or '@' (max 100)")
+        _check_config(config)
+        ciphertext = self.secret_box().encrypt(secret) if secret else None
+        _register_secrets(dict(secret or {}))
+        stamp = now()
+        values = {"connector": connector, "auth_type": auth_type, "base_url": base_url,
+                  "config": dict(config or {}), "secret": ciphertext, "updated_at": stamp}
+        with self._write() as conn:
+            conn.execute(dialect_insert(conn, connections).values(
+                name=name, version=1, created_at=stamp, **values,
+            ).on_conflict_do_update(index_elements=["name"], set_={
+                **values, "version": connections.c.version + 1}))
+            row = conn.execute(sa.select(connections).where(connections.c.name == name)).one()
+        return self._record(row)
+
+    def get_connection(self, name: str) -> ConnectionRecord | None:
+        """One connection, or None."""
+        with self._read() as conn:
+            row = conn.execute(sa.select(connections).where(connections.c.name == name)).first()
+        return None if row is None else self._record(row)
+
+    def require_connection(self, name: str) -> ConnectionRecord:
+        """One connection, or a ConfigError telling the user how to create it."""
+        record = self.get_connection(name)
+        if record is None:
+            raise ConfigError(f"no connection named {name!r}",
+                              hint=f"create it with: splice connect <connector> --name {name}")
+        return record
+
+    def list_connections(self) -> list[ConnectionRecord]:
+        """All connections, by name."""
+        with self._read() as conn:
+            rows = conn.execute(sa.select(connections).order_by(connections.c.name)).all()
+        return [self._record(row) for row in rows]
+
+    def delete_connection(self, name: str) -> bool:
+        """Delete a connection; False if there was none."""
+        with self._write() as conn:
+            done = conn.execute(connections.delete().where(connections.c.name == name))
+        return done.rowcount == 1
+
+    def update_tokens(self, name: str, secret: Mapping[str, Any] | None = None,
+                      config_updates: Mapping[str, Any] | None = None,
+                      expected_version: int | None = None) -> bool:
+        """Merge new tokens into the secret and config, bumping ``version``.
+
+        With ``expected_version`` this is a compare-and-swap: False (nothing written) when the
+        stored version differs, i.e. a sibling already rotated the tokens. Keys set to None are
+        removed.
+        """
+        _check_config(config_updates)
+        _register_secrets(dict(secret or {}))
+        box = self.secret_box()
+        for _ in range(5):
+            with self._write() as conn:
+                row = conn.execute(sa.select(connections.c.config, connections.c.secret,
+                                             connections.c.version)
+                                   .where(connections.c.name == name)).first()
+                if row is None:
+                    raise ConfigError(f"no connection named {name!r}")
+                if expected_version is not None and row.version != expected_version:
+                    return False
+                current = box.decrypt(row.secret) if row.secret else {}
+                merged_secret = _merge(current, secret)
+                done = conn.execute(connections.update().where(
+                    connections.c.name == name, connections.c.version == row.version,
+                ).values(secret=box.encrypt(merged_secret) if merged_secret else None,
+                         config=_merge(row.config, config_updates), version=row.version + 1,
+                         updated_at=now()))
+                if done.rowcount == 1:
+                    return True
+                if expected_version is not None:
+                    return False
+        return False
+
+    @contextmanager
+    def locked_refresh(self, name: str) -> Iterator[ConnectionRecord]:
+        """Hold the cross-process refresh lock of one connection; yield it freshly re-read.
+
+        SQLite takes the database write lock (``BEGIN IMMEDIATE``), PostgreSQL locks the row
+        (``SELECT ... FOR UPDATE``). Store calls made inside the block on this thread join the
+        locked transaction, which is committed when the block exits, even on an exception: a
+        rotated refresh token must never be lost. Compare the yielded ``version`` with the one
+        you had to see whether a sibling already refreshed. Keep the block short: on SQLite
+        other writers wait (up to 30 s) until it ends.
+        """
+        if self._ambient() is not None:
+            raise RuntimeError("locked_refresh cannot be nested")
+        with self.engine.connect() as conn:
+            conn.execution_options(splice_write=True)
+            tx = conn.begin()
+            if conn.dialect.name == "postgresql":
+                conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{BUSY_TIMEOUT_S}s'")
+            row = conn.execute(sa.select(connections).where(connections.c.name == name)
+                               .with_for_update()).first()
+            if row is None:
+                tx.rollback()
+                raise ConfigError(f"no connection named {name!r}")
+            self._local.conn = conn
+            try:
+                yield self._record(row)
+            finally:
+                self._local.conn = None
+                try:
+                    tx.commit()
+                except Exception:
+                    if tx.is_active:
+                        tx.rollback()
+                    raise
+
+    # ----------------------------------------------------------------- triggers
+
+    def _trigger_row(self, recipe: str, trigger: str) -> Any:
+        with self._read() as conn:
+            return conn.execute(sa.select(trigger_state).where(
+                trigger_state.c.recipe == recipe, trigger_state.c.trigger == trigger)).first()
+
+    def _upsert_trigger(self, conn: Connection, recipe: str, trigger: str,
+                        **values: Any) -> None:
+        values["updated_at"] = now()
+        conn.execute(dialect_insert(conn, trigger_state).values(
+            recipe=recipe, trigger=trigger, **{"initialized": False, **values},
+        ).on_conflict_do_update(index_elements=["recipe", "trigger"], set_=values))
+
+    def trigger_initialized(self, recipe: str, trigger: str) -> bool:
+        """Whether the trigger finished its first (baseline) poll."""
+        row = self._trigger_row(recipe, trigger)
+        return bool(row and row.initialized)
+
+    def mark_initialized(self, recipe: str, trigger: str, initialized: bool = True) -> None:
+        """Record that the baseline poll is done (or undo it)."""
+        with self._write() as conn:
+            self._upsert_trigger(conn, recipe, trigger, initialized=initialized)
+
+    def get_cursor(self, recipe: str, trigger: str) -> str | None:
+        """The trigger's saved cursor (e.g. the newest ``updated_at`` seen)."""
+        row = self._trigger_row(recipe, trigger)
+        return None if row is None else row.cursor
+
+    def set_cursor(self, recipe: str, trigger: str, cursor: str | None) -> None:
+        """Save the trigger's cursor."""
+        with self._write() as conn:
+            self._upsert_trigger(conn, recipe, trigger, cursor=cursor)
+
+    def filter_unseen(self, recipe: str, trigger: str, keys: Iterable[str]) -> set[str]:
+        """The subset of ``keys`` not seen before (one indexed query per 500 keys)."""
+        by_stored = {storage_key(key): key for key in keys}
+        if not by_stored:
+            return set()
+        seen: set[str] = set()
+        with self._read() as conn:
+            for chunk in iter_chunks(list(by_stored), _CHUNK):
+                seen.update(conn.execute(sa.select(seen_keys.c.key).where(
+                    seen_keys.c.recipe == recipe, seen_keys.c.trigger == trigger,
+                    seen_keys.c.key.in_(chunk))).scalars())
+        return {key for stored, key in by_stored.items() if stored not in seen}
+
+    def add_seen(self, recipe: str, trigger: str, keys: Iterable[str]) -> None:
+        """Remember ``keys`` as seen; keys already there are left alone."""
+        with self._write() as conn:
+            self._add_seen(conn, recipe, trigger, keys)
+
+    def _add_seen(self, conn: Connection, recipe: str, trigger: str, keys: Iterable[str]) -> None:
+        rows = [{"recipe": recipe, "trigger": trigger, "key": key}
+                for key in dict.fromkeys(storage_key(k) for k in keys)]
+        if rows:
+            stmt = dialect_insert(conn, seen_keys).on_conflict_do_nothing(
+                index_elements=["recipe", "trigger", "key"])
+            for chunk in iter_chunks(rows, 1000):
+                conn.execute(stmt, chunk)
+
+    def advance_trigger(self, recipe: str, trigger: str, *, seen: Iterable[str] = (),
+                        cursor: str | None = None, initialized: bool = True) -> None:
+        """In one transaction: add seen keys, save the cursor (if given), set ``initialized``."""
+        values: dict[str, Any] = {"initialized": initialized}
+        if cursor is not None:
+            values["cursor"] = cursor
+        with self._write() as conn:
+            self._add_seen(conn, recipe, trigger, seen)
+            self._upsert_trigger(conn, recipe, trigger, **values)
+
+    def seen_count(self, recipe: str, trigger: str) -> int:
+        """How many keys the trigger has seen."""
+        with self._read() as conn:
+            return int(conn.execute(sa.select(sa.func.count()).select_from(seen_keys).where(
+                seen_keys.c.recipe == recipe, seen_keys.c.trigger == trigger)).scalar_one())
+
+    def reset_trigger(self, recipe: str, trigger: str) -> None:
+        """Forget the trigger's cursor, seen keys and initialisation (next poll is a baseline)."""
+        with self._write() as conn:
+            conn.execute(seen_keys.delete().where(seen_keys.c.recipe == recipe,
+                                                  seen_keys.c.trigger == trigger))
+            conn.execute(trigger_state.delete().where(trigger_state.c.recipe == recipe,
+                                                      trigger_state.c.trigger == trigger))
+
+
+# --------------------------------------------------------------------------- migrations
+
+
+def _current_version(conn: Connection) -> int:
+    if not sa.inspect(conn).has_table(schema_version.name):
+        return 0
+    return int(conn.execute(sa.select(sa.func.max(schema_version.c.version))).scalar() or 0)
+
+
+def _migrate(engine: Engine) -> None:
+    """Create or upgrade the schema; a no-op (one read) when it is current."""
+    with engine.connect() as conn, conn.begin():
+        if _current_version(conn) == SCHEMA_VERSION:
+            return
+    with engine.connect() as conn:
+        conn.execution_options(splice_write=True)
+        with conn.begin():
+            if conn.dialect.name == "postgresql":
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:id)"),
+                             {"id": _PG_MIGRATION_LOCK})
+            current = _current_version(conn)  # re-read under the lock
+            if current > SCHEMA_VERSION:
+                raise ConfigError(
+                    f"the state database has schema version {current}, newer than this "
+                    f"splice understands ({SCHEMA_VERSION})", hint="upgrade splice")
+            if current == 0:
+                metadata.create_all(conn, checkfirst=True)
+                pending: Iterable[Migration] = MIGRATIONS  # current schema = all of them
+            else:
+                pending = [m for m in MIGRATIONS if m.version > current]
+                for migration in pending:
+                    migration.apply(conn)
+            stamp = now()
+            for migration in pending:
+                conn.execute(schema_version.insert().values(
+                    version=migration.version, description=migration.description,
+                    applied_at=stamp))

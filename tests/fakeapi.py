@@ -1,0 +1,81 @@
+"""A small CRM-like API for engine tests, served over real loopback HTTP.
+
+``GET /contacts`` pages with skip/limit; ``POST /notes`` and ``POST /contacts/{id}/tags`` are
+the write actions. Every request is recorded in ``app.state.log``; ``app.state.fail`` makes
+the next POSTs to a path fail with a status. Bearer token ``test-token`` is required.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+TOKEN = "test-token-0123456789"
+
+
+def make_contacts(n: int) -> list[dict[str, Any]]:
+    return [{"id": f"c{i:04d}", "name": f"Contact {i}", "email": f"c{i}@example.com",
+             "zip": f"{i:05d}", "score": i % 7, "updated_at": f"2026-05-01T10:{i % 60:02d}:00Z"}
+            for i in range(1, n + 1)]
+
+
+def create_app(n_contacts: int = 25) -> Starlette:
+    async def guard(request: Request) -> Response | None:
+        request.app.state.log.append((request.method, request.url.path,
+                                      dict(request.query_params),
+                                      request.headers.get("idempotency-key")))
+        if request.headers.get("authorization") != f"Bearer {TOKEN}":
+            return JSONResponse({"message": "bad token"}, status_code=401)
+        fail = request.app.state.fail.get(request.url.path)
+        if fail and request.method == "POST":
+            fail["count"] -= 1
+            if fail["count"] <= 0:
+                request.app.state.fail.pop(request.url.path)
+            return JSONResponse({"message": "server is unhappy"}, status_code=fail["status"])
+        return None
+
+    async def contacts(request: Request) -> Response:
+        if (denied := await guard(request)) is not None:
+            return denied
+        skip = int(request.query_params.get("skip", "0"))
+        limit = int(request.query_params.get("limit", "10"))
+        rows = request.app.state.contacts
+        return JSONResponse({"data": {"contacts": rows[skip:skip + limit], "total": len(rows)}})
+
+    async def notes(request: Request) -> Response:
+        if (denied := await guard(request)) is not None:
+            return denied
+        body = await request.json()
+        key = request.headers.get("idempotency-key")
+        if key and key in request.app.state.idem:
+            return JSONResponse(request.app.state.idem[key], status_code=201)
+        note = {"id": f"n{len(request.app.state.notes) + 1}", **body}
+        request.app.state.notes.append(note)
+        if key:
+            request.app.state.idem[key] = note
+        return JSONResponse(note, status_code=201)
+
+    async def tags(request: Request) -> Response:
+        if (denied := await guard(request)) is not None:
+            return denied
+        body = await request.json()
+        cid = request.path_params["contact_id"]
+        request.app.state.tags.setdefault(cid, []).extend(body["tags"])
+        return JSONResponse({"contact_id": cid, "tags": request.app.state.tags[cid]})
+
+    app = Starlette(routes=[
+        Route("/contacts", contacts),
+        Route("/notes", notes, methods=["POST"]),
+        Route("/contacts/{contact_id}/tags", tags, methods=["POST"]),
+    ])
+    app.state.contacts = make_contacts(n_contacts)
+    app.state.notes = []
+    app.state.tags = {}
+    app.state.idem = {}
+    app.state.log = []
+    app.state.fail = {}
+    return app

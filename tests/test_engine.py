@@ -1,0 +1,83 @@
+"""The runner end to end against the fake CRM over loopback HTTP."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+from .conftest import FIXTURES, invoke
+
+RECIPE = str(FIXTURES / "notes.yaml")
+
+
+def test_first_run_seeds_then_fires_on_changes(fakecrm):
+    first = invoke("run", RECIPE)
+    assert first.exit_code == 0, first.output
+    assert "remembered 25 existing record(s)" in first.output
+    assert fakecrm.posts() == []
+    fakecrm.app.state.contacts[3]["updated_at"] = "2026-06-01T00:00:00Z"
+    second = invoke("run", RECIPE)
+    assert second.exit_code == 0, second.output
+    assert "1 new, 1 succeeded" in second.output
+    assert [p[1] for p in fakecrm.posts()] == ["/notes", "/contacts/c0004/tags"]
+
+
+def test_backfill_runs_two_steps_per_event_across_pages(fakecrm):
+    result = invoke("run", RECIPE, "--backfill", "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["events_new"] == 25 and report["events_succeeded"] == 25
+    pages = [e for e in fakecrm.log if e[1] == "/contacts"]
+    assert [p[2]["skip"] for p in pages] == ["0", "10", "20"]
+    assert len(fakecrm.app.state.notes) == 25
+    note = fakecrm.app.state.notes[0]
+    assert note["zip"] == "00001"  # a string that looks like a number stays a string
+    assert fakecrm.app.state.tags["c0001"] == ["noted", note["id"]]  # step 2 read step 1
+    again = json.loads(invoke("run", RECIPE, "--json").stdout)
+    assert again["events_new"] == 0
+    assert len(fakecrm.app.state.notes) == 25
+
+
+def test_failed_step_is_retried_without_resending_the_step_that_succeeded(fakecrm):
+    invoke("run", RECIPE)  # seed
+    fakecrm.app.state.contacts[0]["updated_at"] = "2026-07-01T00:00:00Z"
+    fakecrm.app.state.fail["/contacts/c0001/tags"] = {"status": 400, "count": 1}
+    failed = invoke("run", RECIPE, "--json")
+    assert failed.exit_code == 1
+    report = json.loads(failed.stdout)
+    assert report["events_failed"] == 1
+    assert "HTTP 400" in report["errors"][0]
+    notes_before = len(fakecrm.app.state.notes)
+    retried = invoke("runs", "retry", report["run_id"])
+    assert retried.exit_code == 0, retried.output
+    assert len(fakecrm.app.state.notes) == notes_before  # the note was not sent twice
+    assert fakecrm.app.state.tags["c0001"] == ["noted", "n1"]
+    assert invoke("runs", "retry", report["run_id"]).stdout.strip() == "nothing to retry"
+
+
+def test_dry_run_sends_nothing_and_changes_nothing(fakecrm, splice_home):
+    result = invoke("run", RECIPE, "--dry-run", "--backfill", "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert len(report["requests"]) == 50
+    first = report["requests"][0]
+    assert first["method"] == "POST" and first["url"].endswith("/notes")
+    assert first["json"]["subject"] == "New contact Contact 1"
+    assert first["headers"]["Idempotency-Key"] == "<idempotency-key>"
+    assert report["requests"][1]["json"]["tags"] == ["noted", "<steps.note.id>"]
+    assert fakecrm.posts() == []
+    assert json.loads(invoke("run", RECIPE, "--json").stdout)["seeded"] == 25
+
+
+def test_secrets_absent_from_connections_list_logs_and_run_records(fakecrm, splice_home):
+    from .fakeapi import TOKEN
+
+    listing = invoke("connections", "list", "--json")
+    assert TOKEN not in listing.output and "crm" in listing.output
+    verbose = invoke("--verbose", "run", RECIPE, "--backfill")
+    assert TOKEN not in verbose.output
+    db = sqlite3.connect(splice_home / "splice.db")
+    for table in ("runs", "events", "step_results", "connections"):
+        for row in db.execute(f"SELECT * FROM {table}"):
+            assert TOKEN not in repr(row)
+    assert TOKEN.encode() not in (splice_home / "splice.db").read_bytes()
