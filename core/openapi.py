@@ -107,13 +107,16 @@ class RefResolver:
 def _parse(path: Path) -> Any:
     text = path.read_text(encoding="utf-8")
     if path.suffix.lower() in (".yaml", ".yml"):
-        return yaml.load(text, Loader=_LOADER)  # noqa: S506 - safe loader
+        return yaml.load(text, Loader=_LOADER)
     return json.loads(text)
 
 
 def load_spec(path: Path) -> tuple[dict, Callable[..., Any]]:
     """Parse an OpenAPI file (JSON or YAML) and return it with a ``$ref`` resolver."""
-    path = Path(path)
+    return _load(Path(path))
+
+
+def _load(path: Path) -> tuple[dict, RefResolver]:
     try:
         spec = _parse(path)
     except FileNotFoundError:
@@ -144,56 +147,41 @@ class _SchemaConverter:
         self.descriptions = descriptions
         self.warnings = warnings
         self._cache: dict[str, Any] = {}
+        self._cuts: list[str] = []  # refs where a recursion or depth cut happened
 
     def convert(self, node: Any, doc: Path) -> Any:
-        return self._convert(node, doc, ())[0]
+        return self._convert(node, doc, ())
 
     def _warn(self, message: str) -> None:
         self.warnings[message] = None
 
-    def _convert(self, node: Any, doc: Path, stack: tuple[str, ...]) -> tuple[Any, frozenset]:
+    def _convert(self, node: Any, doc: Path, stack: tuple[str, ...]) -> Any:
         if isinstance(node, bool):
-            return node, frozenset()
+            return node
         if not isinstance(node, dict):
-            return {}, frozenset()
+            return {}
         if "$ref" in node:
             return self._ref(node, doc, stack)
         out: dict[str, Any] = {}
-        cuts: frozenset = frozenset()
         for key, value in node.items():
             if key in ("properties", "patternProperties"):
                 if isinstance(value, dict):
-                    props = {}
-                    for name, sub in value.items():
-                        props[name], c = self._convert(sub, doc, stack)
-                        cuts |= c
-                    out[key] = props
+                    out[key] = {n: self._convert(v, doc, stack) for n, v in value.items()}
             elif key in ("allOf", "anyOf", "oneOf"):
                 if isinstance(value, list) and value:
-                    items = []
-                    for sub in value:
-                        s, c = self._convert(sub, doc, stack)
-                        items.append(s)
-                        cuts |= c
-                    out[key] = items
+                    out[key] = [self._convert(v, doc, stack) for v in value]
             elif key in ("not", "additionalProperties"):
-                out[key], c = self._convert(value, doc, stack)
-                cuts |= c
+                out[key] = self._convert(value, doc, stack)
+            elif key == "items" and isinstance(value, list):
+                out["prefixItems"] = [self._convert(v, doc, stack) for v in value]
             elif key == "items":
-                if isinstance(value, list):
-                    converted = [self._convert(v, doc, stack) for v in value]
-                    out["prefixItems"] = [s for s, _ in converted]
-                    for _, c in converted:
-                        cuts |= c
-                else:
-                    out["items"], c = self._convert(value, doc, stack)
-                    cuts |= c
+                out["items"] = self._convert(value, doc, stack)
             else:
                 self._keyword(out, key, value)
         _finish(out, node)
         if len(out) == 1 and len(out.get("allOf", ())) == 1:
-            return out["allOf"][0], cuts  # NestJS wraps every $ref in a one-item allOf
-        return out, cuts
+            return out["allOf"][0]  # NestJS wraps every $ref in a one-item allOf
+        return out
 
     def _keyword(self, out: dict[str, Any], key: str, value: Any) -> None:
         if key == "type":
@@ -253,27 +241,29 @@ class _SchemaConverter:
         self._warn(f"dropped an invalid schema type: {value!r}")
         return {}
 
-    def _ref(self, node: dict, doc: Path, stack: tuple[str, ...]) -> tuple[Any, frozenset]:
+    def _ref(self, node: dict, doc: Path, stack: tuple[str, ...]) -> Any:
         ref = node["$ref"]
         if not isinstance(ref, str):
-            return {}, frozenset()
+            return {}
         target, target_doc = self.resolver.locate(ref, doc)
         key = f"{target_doc}#{ref.partition('#')[2]}"
         name = ref.rsplit("/", 1)[-1]
         if key in stack:
-            return {"$comment": f"recursive reference to {name} not expanded"}, frozenset({key})
+            self._cuts.append(key)
+            return {"$comment": f"recursive reference to {name} not expanded"}
         if len(stack) >= MAX_REF_DEPTH:
-            return {"$comment": f"{name} not expanded (nesting too deep)"}, frozenset({"*depth*"})
-        if key in self._cache:
-            result, cuts = self._cache[key], frozenset()
-        else:
-            result, cuts = self._convert(target, target_doc, (*stack, key))
-            cuts = cuts - {key}
-            if not cuts:
+            self._cuts.append("")
+            return {"$comment": f"{name} not expanded (nesting too deep)"}
+        result = self._cache.get(key)
+        if result is None:
+            mark = len(self._cuts)
+            result = self._convert(target, target_doc, (*stack, key))
+            # Cache only what does not depend on the path taken to get here.
+            pending = [cut for cut in self._cuts[mark:] if cut != key]
+            if not pending:
                 self._cache[key] = result
-        if node.get("nullable") is True:
-            result = _nullable(result)
-        return result, cuts
+            self._cuts[mark:] = pending  # cuts at outer refs make the outer ones uncacheable
+        return _nullable(result) if node.get("nullable") is True else result
 
 
 def _finish(out: dict[str, Any], node: dict) -> None:
@@ -443,19 +433,15 @@ def _assign_ids(ops: list[_Op]) -> None:
     for op in ops:
         op.id = op.derived or op.fallback
         counts[op.id] = counts.get(op.id, 0) + 1
-    taken: set[str] = {op.id for op in ops if counts[op.id] == 1 and op.id}
+    taken = {op.id for op in ops if op.id and counts[op.id] == 1}
     for op in ops:
         if op.id and counts[op.id] == 1:
             continue
-        candidates = [op.fallback, f"{op.derived}_{op.method.lower()}", op.derived or "operation"]
-        chosen = next((c for c in candidates if c and c not in taken), "")
-        n = 2
-        while not chosen:
-            name = f"{candidates[-1]}_{n}"
-            chosen = name if name not in taken else ""
-            n += 1
-        op.id = chosen
-        taken.add(chosen)
+        base = op.derived or op.fallback or "operation"
+        candidates = [op.fallback, f"{base}_{op.method.lower()}"]
+        candidates += [f"{base}_{n}" for n in range(2, len(ops) + 2)]
+        op.id = next(c for c in candidates if c and c not in taken)
+        taken.add(op.id)
 
 
 def title_from_id(op_id: str) -> str:
@@ -855,8 +841,7 @@ def import_openapi(
 ) -> ImportResult:
     """Convert an OpenAPI 3.0 file into a connector manifest (see the module docstring)."""
     path = Path(path)
-    spec, resolver = load_spec(path)
-    assert isinstance(resolver, RefResolver)
+    spec, resolver = _load(path)
     warnings: dict[str, None] = {}
     warn = warnings.setdefault
     converter = _SchemaConverter(resolver, descriptions, warnings)
@@ -901,7 +886,7 @@ def import_openapi(
     versions = {op.version for op in ops}
     shared_version = versions.pop() if len(versions) == 1 and None not in versions else None
     operations: dict[str, Any] = {}
-    for op in sorted(ops, key=lambda o: o.id):
+    for op in ops:
         body = op.body
         if op.version and not shared_version:
             body["headers"] = {op.version[0]: op.version[1], **body.get("headers", {})}

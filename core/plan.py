@@ -86,7 +86,7 @@ class _Checker:
         try:
             return self.engine.compile_mapping(value, where=_dotted(path))
         except TemplateError as exc:
-            self.add(self._field_path(exc, path), _strip_where(str(exc), path))
+            self.add(*split_label(exc.message, path))
             return None
 
     def expression(self, source: str | None, path: tuple[str | int, ...]
@@ -96,13 +96,8 @@ class _Checker:
         try:
             return self.engine.compile_expression(source, where=_dotted(path))
         except TemplateError as exc:
-            self.add(path, _strip_where(str(exc), path))
+            self.add(*split_label(exc.message, path))
             return None
-
-    @staticmethod
-    def _field_path(exc: TemplateError, base: tuple[str | int, ...]) -> tuple[str | int, ...]:
-        path = getattr(exc, "path", None)
-        return (*base, *path) if path else base
 
     # -- checks -----------------------------------------------------------------------------
     def connector(self, use: str, path: tuple[str | int, ...]) -> Connector | None:
@@ -168,7 +163,7 @@ class _Checker:
                     at: tuple[str | int, ...]) -> None:
         node = schema
         for i, part in enumerate(path):
-            nxt = subschema(node, (part,))
+            nxt = subschema(node, (part,), strict=True)
             if nxt is None:
                 shown = ".".join([root, *[str(p) for p in path[:i + 1]]])
                 names = property_names(node)
@@ -266,13 +261,24 @@ def _dotted(path: tuple[str | int, ...]) -> str:
     return format_path(path)
 
 
-def _strip_where(message: str, path: tuple[str | int, ...]) -> str:
-    prefix = _dotted(path)
-    if message.startswith(prefix + ": "):
-        return message[len(prefix) + 2:]
-    if message.startswith(prefix + "."):
-        return message.split(": ", 1)[-1]
-    return message
+_LABEL_TAIL = re.compile(r"^((?:\.[A-Za-z_]\w*|\[\d+\]|\['(?:[^'\\]|\\.)*'\])*)"
+                         r"((?: \(line \d+\))?): (.*)$", re.S)
+_LABEL_PART = re.compile(r"\.([A-Za-z_]\w*)|\[(\d+)\]|\['((?:[^'\\]|\\.)*)'\]")
+
+
+def split_label(message: str, base: tuple[str | int, ...]) -> tuple[tuple[str | int, ...], str]:
+    """Split ``steps[0].with.email (line 1): what`` into the field path and the message."""
+    prefix = _dotted(base)
+    if not message.startswith(prefix):
+        return base, message
+    m = _LABEL_TAIL.match(message[len(prefix):])
+    if not m:
+        return base, message
+    path: list[str | int] = list(base)
+    for name, index, quoted in _LABEL_PART.findall(m.group(1)):
+        path.append(name or (int(index) if index else quoted))
+    line = m.group(2).strip()[1:-1] if m.group(2) else ""
+    return tuple(path), m.group(3) + (f" (template {line})" if line else "")
 
 
 def step_output_schema(op: Operation) -> Any:
@@ -387,7 +393,7 @@ def build_plan(recipe: Recipe, registry: Registry, engine: TemplateEngine, *,
         elif step.id:
             step_schemas[step.id] = True
     if ck.problems:
-        raise DocumentError(ck.problems)
+        raise DocumentError(sorted(ck.problems, key=lambda p: (p.line, p.column)))
     assert connector is not None and trigger is not None
     assert trigger_input is not None and trigger_defaults is not None
     return Plan(recipe=recipe, connector=connector, trigger=trigger,

@@ -86,7 +86,10 @@ class AuthFailure(Exception):
     """
 
     def __init__(self, kind: Literal["invalid_token", "insufficient_scope"],
-                 description: str, scope: str | None = None) -> None:
+                 scope: str | None = None, description: str | None = None) -> None:
+        if description is None:
+            description = ("The access token is missing, invalid or expired."
+                           if kind == "invalid_token" else f"This request needs scope {scope}.")
         super().__init__(description)
         self.kind = kind
         self.description = description
@@ -413,20 +416,19 @@ class OAuthServer:
         """Validate a ``Bearer`` header and that the token holds every ``required`` scope."""
         header = (authorization_header or "").strip()
         if header[:7].lower() != "bearer " or not header[7:].strip():
-            raise AuthFailure("invalid_token", "Missing bearer access token.")
+            raise AuthFailure("invalid_token", description="Missing bearer access token.")
         token = header[7:].strip()
         with self._lock:
             entry = self._state.access.get(_digest(token))
             if entry is None:
-                raise AuthFailure("invalid_token", "The access token is invalid or revoked.")
+                raise AuthFailure("invalid_token",
+                                  description="The access token is invalid or revoked.")
             if entry.expires_at is not None and entry.expires_at <= self.clock():
-                raise AuthFailure("invalid_token", "The access token has expired.")
+                raise AuthFailure("invalid_token", description="The access token has expired.")
             needed = list(dict.fromkeys(required))
             missing = [s for s in needed if s not in entry.scopes]
             if missing:
-                raise AuthFailure("insufficient_scope",
-                                  f"This request needs scope {' '.join(missing)}.",
-                                  scope=" ".join(missing))
+                raise AuthFailure("insufficient_scope", scope=" ".join(missing))
             return TokenInfo(access_token=token, scopes=set(entry.scopes),
                              subject=dict(entry.subject), expires_at=float(entry.expires_at or 0),
                              client_id=entry.client_id)

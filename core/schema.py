@@ -128,30 +128,32 @@ def iter_errors(validator: Draft202012Validator, instance: Any) -> Iterator[
             yield item
 
 
-def subschema(schema: Any, path: tuple[str | int, ...]) -> Any:
+def subschema(schema: Any, path: tuple[str | int, ...], *, strict: bool = False) -> Any:
     """The schema describing the value at ``path`` inside an instance of ``schema``.
 
     Returns ``None`` when the path cannot exist (an unknown property of a closed object), and
-    ``True`` (anything goes) when the schema does not say.
+    ``True`` (anything goes) when the schema does not say. ``strict`` treats an object that
+    lists its properties as closed unless ``additionalProperties`` is a schema: that is how
+    typos in ``trigger.<field>`` are caught, since API outputs list what they return.
     """
     node = schema
     for part in path:
-        node = _step(node, part)
+        node = _step(node, part, strict)
         if node is None:
             return None
     return node
 
 
-def _step(node: Any, part: str | int) -> Any:
+def _step(node: Any, part: str | int, strict: bool = False) -> Any:
     if node is True or node is None or not isinstance(node, dict):
         return True if node is not None else None
     for combo in ("allOf", "anyOf", "oneOf"):
         if combo in node:
-            found = [_step(s, part) for s in node[combo]]
+            found = [_step(s, part, strict) for s in node[combo]]
             found = [f for f in found if f is not None]
             own = {k: v for k, v in node.items() if k != combo}
             if own:
-                found.append(_step(own, part))
+                found.append(_step(own, part, strict))
                 found = [f for f in found if f is not None]
             if not found:
                 return None
@@ -174,7 +176,7 @@ def _step(node: Any, part: str | int) -> Any:
     if types and "object" not in types:
         return None
     extra = node.get("additionalProperties", True)
-    if extra is False:
+    if extra is False or (strict and props and not isinstance(extra, dict)):
         return None
     return extra if isinstance(extra, dict) else True
 

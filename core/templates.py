@@ -24,7 +24,7 @@ from datetime import UTC, date, datetime, time
 from types import MappingProxyType
 from typing import Any, NoReturn
 
-from jinja2 import StrictUndefined, nodes
+from jinja2 import StrictUndefined, Template, nodes
 from jinja2.exceptions import TemplateError as JinjaTemplateError
 from jinja2.exceptions import TemplateSyntaxError, UndefinedError
 from jinja2.nodes import EvalContext
@@ -33,7 +33,7 @@ from jinja2.runtime import Context, LoopContext, Macro, Undefined
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError, modifies_known_mutable
 from jinja2.utils import Cycler, Joiner, Namespace, missing, pass_context
 from markupsafe import Markup
-from splice.default_plugins.filters import FILTERS, FilterError
+from splice.default_plugins.filters import FILTERS, FilterError, to_json
 from splice.errors import TemplateError, TemplateSecurityError
 
 __all__ = [
@@ -114,6 +114,14 @@ class _UnsafeAccess(SecurityError):
         self.mutates = modifies_known_mutable(obj, attribute)
 
 
+class _NotData(TypeError):
+    """A native result that is not data (a function, a loop object ...)."""
+
+
+def _a(word: str) -> str:
+    return f"an {word}" if word[:1].lower() in "aeiou" else f"a {word}"
+
+
 class _Undefined(StrictUndefined):
     """``StrictUndefined`` whose error records the failed lookup for our own message."""
 
@@ -123,9 +131,14 @@ class _Undefined(StrictUndefined):
         raise _MissingValue(self._undefined_obj, self._undefined_name, self._undefined_hint)
 
 
-for _name, _value in {**vars(Undefined), **vars(StrictUndefined)}.items():
-    if _value is Undefined._fail_with_undefined_error:
-        setattr(_Undefined, _name, _Undefined._fail_with_undefined_error)
+def _route_undefined_errors() -> None:
+    """Point every operation that fails on an undefined value at our own error."""
+    for name, value in {**vars(Undefined), **vars(StrictUndefined)}.items():
+        if value is Undefined._fail_with_undefined_error:
+            setattr(_Undefined, name, _Undefined._fail_with_undefined_error)
+
+
+_route_undefined_errors()
 
 
 def _finalize(value: Any) -> Any:
@@ -138,6 +151,8 @@ def _finalize(value: Any) -> Any:
         return "true" if value else "false"
     if isinstance(value, date | time):
         return _iso(value)
+    if isinstance(value, dict | list):
+        return to_json(value)
     return value
 
 
@@ -205,8 +220,8 @@ def _normalize(value: Any) -> Any:
     if isinstance(value, date | time):
         return _iso(value)
     if isinstance(value, _NOT_DATA) or callable(value):
-        kind = "a function" if callable(value) else f"a {type(value).__name__} object"
-        raise TypeError(f"the expression evaluates to {kind}, not to data")
+        kind = "a function" if callable(value) else f"{_a(type(value).__name__)} object"
+        raise _NotData(f"the expression evaluates to {kind}, not to data")
     if isinstance(value, tuple | range | set | frozenset | Iterator | KeysView | ValuesView):
         return list(value)
     return value
@@ -215,7 +230,7 @@ def _normalize(value: Any) -> Any:
 def _deep_normalize(value: Any, depth: int = 0) -> Any:
     """:func:`_normalize` through containers a template built (they may hide undefined values)."""
     if depth > 100:
-        raise TypeError("the value is nested too deeply")
+        raise _NotData("the value is nested too deeply")
     if type(value) not in _PLAIN:
         value = _normalize(value)
     if isinstance(value, dict):
@@ -475,7 +490,8 @@ class CompiledMapping:
         self._uses_globals = any(n.name in _GLOBALS and n.ctx == "load"
                                  for tree in self._trees for n in tree.find_all(nodes.Name))
         self._eval_ctx = EvalContext(engine.environment)
-        self._root = self._compile() if self.fields else None
+        self._template = self._compile() if self.fields else None
+        self._root = self._template.root_render_func if self._template else None
 
     def label(self, path: tuple[str | int, ...]) -> str:
         """The field path as shown in messages, e.g. ``with.tags[0]``."""
@@ -526,7 +542,7 @@ class CompiledMapping:
         self._refs.extend(_references(tree, path))
         return _Slot(len(self.fields) - 1)
 
-    def _compile(self) -> Callable[[Context], Iterator[str]]:
+    def _compile(self) -> Template:
         body: list[nodes.Node] = []
         for field, tree in zip(self.fields, self._trees, strict=True):
             body.append(_field_statement(field, tree))
@@ -541,8 +557,7 @@ class CompiledMapping:
                 except JinjaTemplateError as inner:
                     raise _compile_error(self.label(field.path), inner) from None
             raise _compile_error(self.where, exc) from None
-        self._template = compiled
-        return compiled.root_render_func
+        return compiled
 
     # -- run-time errors
 
@@ -561,12 +576,12 @@ class CompiledMapping:
                 return TemplateSecurityError(
                     f"{label}: calling{shown} would modify data; templates are read-only")
             return TemplateSecurityError(
-                f"{label}: access to the internal attribute{shown} of a {exc.obj_type} value "
-                "is not allowed")
+                f"{label}: access to the internal attribute{shown} of {_a(exc.obj_type)} value "
+                "is not allowed", hint="templates read data; they cannot reach Python internals")
         if isinstance(exc, SecurityError):
             return TemplateSecurityError(f"{label}: refused by the sandbox: "
                                          f"{_redacted(str(exc), context)}")
-        if isinstance(exc, FilterError):
+        if isinstance(exc, FilterError | _NotData):
             return TemplateError(f"{label}: {exc}")
         if isinstance(exc, UndefinedError):
             return TemplateError(f"{label}: uses an undefined value")
@@ -578,7 +593,7 @@ class CompiledMapping:
         line = None
         tb = exc.__traceback__
         while tb is not None:
-            if tb.tb_frame.f_code.co_filename == "<template>":
+            if self._template and tb.tb_frame.f_code.co_filename == "<template>":
                 line = self._template.get_corresponding_lineno(tb.tb_lineno)
             tb = tb.tb_next
         return f" (line {line})" if line else ""
@@ -594,8 +609,9 @@ def _field_statement(field: TemplateField, tree: nodes.Template) -> nodes.Node:
         expr = _is_single_expression(tree)
         assert expr is not None
         return nodes.ExprStmt(_filter(expr, _EMIT_DEEP if _builds_containers(expr) else _EMIT))
-    if len(tree.body) == 1 and isinstance(tree.body[0], nodes.Output):
-        # plain text with {{ }} holes: one join expression, no output buffer
+    if len(tree.body) == 1 and isinstance(tree.body[0], nodes.Output) and (
+            "\n" not in field.source.strip()):
+        # one line of text with {{ }} holes: one join expression, no output buffer
         parts: list[nodes.Expr] = [
             nodes.Const(n.data) if isinstance(n, nodes.TemplateData) else _filter(n, _TEXT)
             for n in tree.body[0].nodes]
@@ -639,7 +655,7 @@ def _describe_missing(exc: _MissingValue, tree: nodes.Template, source: str) -> 
         return "uses an undefined value"
     key = exc.name
     if not isinstance(key, str | int) or str(key) not in source:
-        return f"a key computed at run time is missing from a {exc.obj_type or 'value'}"
+        return f"a key computed at run time is missing from {_a(exc.obj_type or 'value')}"
     holders: list[str] = []
     for node in tree.find_all(nodes.Getattr | nodes.Getitem):
         found = node.attr if isinstance(node, nodes.Getattr) else _const_key(node.arg)
@@ -653,7 +669,7 @@ def _describe_missing(exc: _MissingValue, tree: nodes.Template, source: str) -> 
         return f"{holder} is null, so it has no {what}"
     if exc.obj_type == "dict" or (exc.obj_type == "list" and isinstance(key, int)):
         return f"{holder} has no {what}"
-    return f"{holder} is a {exc.obj_type}, which has no {what}"
+    return f"{holder} is {_a(exc.obj_type)}, which has no {what}"
 
 
 def _missing_hint(exc: _MissingValue, context: Mapping[str, Any]) -> str | None:
@@ -731,10 +747,11 @@ class TemplateEngine:
             text = source.strip()
             if not is_template(text):
                 text = "{{ " + self._bare_expression(text, where) + " }}"
-            compiled = self._remember(key, CompiledMapping(self, text, where))
+            compiled = CompiledMapping(self, text, where)
             if not compiled.fields or not compiled.fields[0].is_expression:
                 raise TemplateError(f"{where}: expected one expression such as "
-                                    "'{{ trigger.total > 100 }}'")
+                                    "'{{ trigger.total > 100 }}', not text with several parts")
+            self._remember(key, compiled)
         return CompiledExpression(self._cache[key], source)
 
     def render_string(self, source: str, context: Mapping[str, Any], *, where: str) -> str:

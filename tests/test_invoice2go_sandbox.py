@@ -376,8 +376,6 @@ def test_pagination_across_pages_keeps_filters_and_loses_nothing():
             if cursor is None:
                 break
         assert pages == 3 and seen == expected and len(set(seen)) == 60
-        stamps = [(i["updated_at"], i["id"]) for i in state["invoices"]]
-        assert stamps == sorted(stamps, key=lambda s: (s[0].replace("Z", ""), s[1]))
 
         paid = [i["id"] for i in state["invoices"] if i["document_status"] == "fully_paid"]
         r = http.get(f"{ACC}/invoices", params={"document_status": "fully_paid", "limit": 10})

@@ -10,7 +10,6 @@ import jsonschema
 import pytest
 import yaml
 from jsonschema import Draft202012Validator
-
 from splice.errors import InputError
 from splice.openapi import (
     ImportResult,
@@ -283,8 +282,13 @@ def test_colliding_ids_fall_back_to_operation_id(tmp_path):
 
 
 def test_descriptions_are_opt_in(tmp_path):
-    op = {"summary": "Fetch a pet", "description": "Long prose.", "responses": _ok(
-        {"type": "object", "description": "A pet.", "properties": {"id": {"title": "Id"}}})}
+    op = {
+        "summary": "Fetch a pet",
+        "description": "Long prose.",
+        "responses": _ok(
+            {"type": "object", "description": "A pet.", "properties": {"id": {"title": "Id"}}}
+        ),
+    }
     path = _write(tmp_path, {"/pets/{id}": {"get": op}})
     plain = import_openapi(path).manifest
     assert plain["operations"]["get_pet"]["title"] == "Get pet"
@@ -300,8 +304,11 @@ def test_oauth2_security_scheme_becomes_oauth2_auth(tmp_path):
         "authorizationUrl": "https://pets.test/authorize", "tokenUrl": "https://pets.test/token",
         "scopes": {"pets.read": "Read pets"}}}  # fmt: skip
     op = {"security": [{"oauth": ["pets.read", "pets.write"]}], "responses": _ok({})}
-    path = _write(tmp_path, {"/pets": {"get": op}},
-                  components={"securitySchemes": {"oauth": {"type": "oauth2", "flows": flows}}})
+    path = _write(
+        tmp_path,
+        {"/pets": {"get": op}},
+        components={"securitySchemes": {"oauth": {"type": "oauth2", "flows": flows}}},
+    )
     auth = import_openapi(path).manifest["auth"]
     assert auth["type"] == "oauth2"
     assert auth["authorize_url"] == "https://pets.test/authorize"

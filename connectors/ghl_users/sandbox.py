@@ -13,6 +13,10 @@ What it reproduces, checked against the official specs in ``reference/ghl/openap
   per app and location) with ``X-RateLimit-*`` headers and 429 + ``Retry-After``;
 * test controls under ``/__test__/`` to change tags, expire tokens, inject failures, move the
   clock, inspect and reset the state.
+
+``SandboxConfig.extra`` keys: ``allowed_scopes`` (the app's scopes), ``install_target``
+(``"company"`` or a location id: what auto-approval installs to; default the main
+sub-account) and ``daily_limit``.
 """
 
 from __future__ import annotations
@@ -120,7 +124,7 @@ def _int_query(request: Request, name: str, default: int) -> int:
     raw = request.query_params.get(name)
     if raw is None or raw == "":
         return default
-    if not raw.isdigit():
+    if not (raw.isascii() and raw.isdigit()):
         raise unprocessable(f"{name} must be a number string")
     return int(raw)
 
@@ -359,7 +363,7 @@ class GhlSandbox:
             message = "Injected failure"
         return error_response(status, message, headers)
 
-    async def serve(self, request: Request, handler: Handler, scope: str,
+    async def handle_api(self, request: Request, handler: Handler, scope: str,
                     token_types: tuple[str, ...], status: int) -> Response:
         """Version, auth, rate limit, token type, scope; then the handler."""
         failure = self._take_failure("api")
@@ -398,7 +402,7 @@ class GhlSandbox:
     def route(self, path: str, method: str, handler: Handler, scope: str,
               token_types: tuple[str, ...] = BOTH, status: int = 200) -> Route:
         async def endpoint(request: Request) -> Response:
-            return await self.serve(request, handler, scope, token_types, status)
+            return await self.handle_api(request, handler, scope, token_types, status)
         endpoint.__name__ = handler.__name__
         return Route(path, endpoint, methods=[method])
 
@@ -508,7 +512,8 @@ class GhlSandbox:
         problems = [f"{k} should not be empty" for k in ("companyId", "emails")
                     if not isinstance(body.get(k), str) or not body[k]]
         for key in ("skip", "limit"):
-            if key in body and not (isinstance(body[key], str) and body[key].isdigit()):
+            if key in body and not (isinstance(body[key], str) and body[key].isascii()
+                                      and body[key].isdigit()):
                 problems.append(f"{key} must be a number string")
         if "deleted" in body and not isinstance(body["deleted"], bool):
             problems.append("deleted must be a boolean value")

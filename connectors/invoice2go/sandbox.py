@@ -231,8 +231,8 @@ class Sandbox:
                     raise ApiError(exc.status, exc.kind, exc.description,
                                    headers={"WWW-Authenticate": exc.www_authenticate()}) from None
         wanted = " or ".join(" ".join(s) for s in alternatives)
-        failure = AuthFailure("insufficient_scope", f"This request needs scope {wanted}.",
-                              scope=" ".join(alternatives[0]))
+        failure = AuthFailure("insufficient_scope", scope=" ".join(alternatives[0]),
+                              description=f"This request needs scope {wanted}.")
         raise ApiError(403, failure.kind, failure.description,
                        headers={"WWW-Authenticate": failure.www_authenticate()})
 

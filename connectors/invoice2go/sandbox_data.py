@@ -588,6 +588,8 @@ class Store:
                                  or (wanted == "sent" and status != "unsent")):
             raise ApiError(409, "invalid_state",
                            f"document_status cannot change from {status} to {wanted}.")
+        if fields.get("discount_type") == "no_discount" and "discount_value" not in fields:
+            fields["discount_value"] = 0
         if "client_id" in fields:
             self._client_ref(account_id, fields["client_id"])
         merged = {**inv, **fields, "document_status": wanted}
@@ -1086,7 +1088,7 @@ def _seed_metrics(store: Store, epoch: float) -> None:
             ("reviews.widget", "rating.average", "Average rating", 4.7, None)]
     for n, (source, key, label, value, platform) in enumerate(rows):
         dims = {"platform": platform, "location_id": "loc_123"} if platform else {}
-        stamp = iso(epoch - 86400 * 28 + n * 60)
+        stamp = iso(epoch - 3600 + n * 60)  # pushed just after the period closed
         metric = {"id": store.new_id(), "account_id": ACCOUNT_ID, "source": source, "key": key,
                   "label": label, "value": value, "unit": "count" if platform else "ratio",
                   "currency_code": None, "period_start": "2026-04-01",

@@ -98,16 +98,24 @@ def _strftime(moment: date, fmt: str) -> str:
 # ---------------------------------------------------------------- text
 
 
+_NOT_SLUG = re.compile(r"[^a-z0-9]+")
+
+
+def _ascii(value: Any) -> str:
+    text = str(value)
+    if text.isascii():
+        return text
+    return unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+
+
 def slug(value: Any, separator: str = "-") -> str:
     """Lowercase ASCII slug: ``"Black Friday 2024!"`` -> ``"black-friday-2024"``."""
-    text = unicodedata.normalize("NFKD", str(value)).encode("ascii", "ignore").decode()
-    return re.sub(r"[^a-z0-9]+", separator, text.lower()).strip(separator)
+    return _NOT_SLUG.sub(separator, _ascii(value).lower()).strip(separator)
 
 
 def lower_snake(value: Any) -> str:
     """snake_case an identifier or phrase: ``"firstName"``/``"First Name"`` -> ``"first_name"``."""
-    text = unicodedata.normalize("NFKD", str(value)).encode("ascii", "ignore").decode()
-    text = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", text)
+    text = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", _ascii(value))
     text = re.sub(r"([A-Z]+)([A-Z][a-z])", r"\1_\2", text)
     return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
 
@@ -145,8 +153,7 @@ _HASHES = {"md5", "sha1", "sha224", "sha256", "sha384", "sha512", "blake2b", "bl
 def hash_digest(value: Any, algo: str = "sha256") -> str:
     """Hex digest of a string (UTF-8) or of any JSON value (canonical JSON)."""
     if algo not in _HASHES:
-        known = ", ".join(sorted(_HASHES))
-        raise FilterError(f"hash: unknown algorithm {algo!r}; use one of {known}")
+        raise FilterError(f"hash: unknown algorithm; use one of {', '.join(sorted(_HASHES))}")
     if isinstance(value, bytes):
         data = value
     elif isinstance(value, str):
