@@ -1,11 +1,13 @@
 """HTTP for operations: safe request building, one client per connection, retries, errors.
 
-``build_request`` turns an operation and its (validated) input into an :class:`httpx.Request`:
+``prepare_call`` turns an operation and its (validated) input into a :class:`PreparedCall`:
 path values are percent-encoded as one segment, header values with line breaks are refused,
-and the URL must stay under the connection's base URL. ``ApiClient.call`` sends it with the
-connection's auth, default timeouts and a retry policy (429/5xx/network errors only; a write is
-retried only when it carries an idempotency key or the failure happened before sending), then
-maps error statuses to :class:`~splice.errors.HTTPError` with the API's own message.
+and the URL must stay under the connection's base URL. ``ApiClient.send`` sends it with the
+connection's auth, timeouts (always on), rate budget (:mod:`splice.ratelimit`) and retry policy
+(429/5xx/network errors only; a write is retried only when it carries an idempotency key or the
+failure happened before sending), then maps error statuses to
+:class:`~splice.errors.HTTPError` with the API's own message. ``ApiClient.iter_pages`` follows
+pagination (:mod:`splice.pagination`).
 """
 
 from __future__ import annotations
@@ -17,21 +19,28 @@ import random
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
 import httpx
 import tenacity
 
-from .errors import AuthError, HTTPError, RequestError
+from .errors import AuthError, HTTPError, RequestError, SpliceError
 from .manifest import MISSING, PATH_PARAM, Connector, Operation
+from .ratelimit import BudgetExhausted, RateLimiter, human
+
+if TYPE_CHECKING:
+    from .pagination import Page
 
 log = logging.getLogger("splice.http")
 
 DEFAULT_TIMEOUTS = {"connect": 10.0, "read": 30.0, "write": 30.0, "pool": 10.0}
-RETRY_STATUSES = {429, 500, 502, 503, 504}
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 MAX_ATTEMPTS = 4
-MAX_RETRY_WAIT = 60.0
+MAX_RETRY_WAIT = 60.0  # longest back-off or Retry-After a request waits for
+# Failures that prove the request never reached the API (safe to retry any method).
+NOT_SENT_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
 
 def _segment(value: Any, name: str) -> str:
@@ -159,8 +168,10 @@ def retry_after_seconds(response: httpx.Response,
     if not raw:
         return None
     raw = raw.strip()
-    if raw.isdigit():
-        return float(raw)
+    try:
+        return max(0.0, float(raw))
+    except ValueError:
+        pass
     try:
         when = email.utils.parsedate_to_datetime(raw)
     except (TypeError, ValueError):
@@ -229,7 +240,11 @@ def raise_for_status(op: Operation, connector: Connector, response: httpx.Respon
 
 @dataclass
 class Attempt:
-    """One try of a request, recorded on the step result and shown by --verbose."""
+    """One try of a request, recorded on the step result and shown by --verbose.
+
+    ``waited`` is the back-off slept before this try, ``budget_wait`` the time spent waiting
+    for the rate budget, ``next_wait`` the back-off before the next try (0: no retry).
+    """
 
     number: int
     status: int | None
@@ -237,6 +252,21 @@ class Attempt:
     waited: float
     elapsed: float
     next_wait: float = 0.0
+    budget_wait: float = 0.0
+    sent: bool = True
+
+    def describe(self) -> dict[str, Any]:
+        """A JSON-ready summary (what the run ledger stores)."""
+        out: dict[str, Any] = {"attempt": self.number, "status": self.status,
+                               "elapsed_ms": round(self.elapsed * 1000, 1)}
+        if self.error:
+            out["error"] = self.error
+            out["sent"] = self.sent
+        for name in ("waited", "budget_wait", "next_wait"):
+            value = getattr(self, name)
+            if value:
+                out[name] = round(value, 3)
+        return out
 
 
 @dataclass
@@ -245,16 +275,16 @@ class _Outcome:
     error: Exception | None = None
     sent: bool = True
     retry: bool = False
+    delay: float = 0.0
+    stop: SpliceError | None = None
 
 
-def _delay(number: int, response: httpx.Response | None) -> float:
-    """Retry-After when the API gives one (capped), else jittered exponential backoff."""
-    if response is not None:
-        after = retry_after_seconds(response)
-        if after is not None:
-            return min(after, MAX_RETRY_WAIT)
-    base = min(MAX_RETRY_WAIT, 0.5 * 2 ** (number - 1))
-    return base / 2 + random.uniform(0, base / 2)
+def backoff(number: int, *, base: float = 0.5, cap: float = MAX_RETRY_WAIT,
+            rng: Callable[[float, float], float] = random.uniform) -> float:
+    """Jittered exponential back-off before try ``number + 1``: half of ``base * 2**(n-1)``
+    (capped) plus a random share of the other half."""
+    ceiling = min(cap, base * 2 ** (number - 1))
+    return ceiling / 2 + rng(0, ceiling / 2)
 
 
 @dataclass
@@ -271,22 +301,37 @@ class CallResult:
             return self.response.text
 
 
+OnRequest = Callable[[httpx.Request, "httpx.Response | None", Attempt], None]
+
+
 class ApiClient:
-    """One httpx client per connection: auth, timeouts, retries, error mapping."""
+    """One httpx client per connection: auth, timeouts, rate budget, retries, error mapping.
+
+    Retries (tenacity): 429, 500/502/503/504 and network errors, at most ``max_attempts``
+    tries, jittered exponential back-off capped at ``MAX_RETRY_WAIT``, ``Retry-After`` honoured
+    (a longer ``Retry-After`` stops instead of waiting). A request that is not idempotent (POST,
+    PATCH without the connector's idempotency header) is retried only when it provably never
+    reached the API: connect errors, pool timeouts and 429.
+    """
 
     def __init__(self, connector: Connector, *, base_url: str, auth: httpx.Auth | None = None,
                  transport: httpx.BaseTransport | None = None,
                  sleep: Callable[[float], None] = time.sleep,
-                 on_request: Callable[[httpx.Request, httpx.Response | None, Attempt], None]
-                 | None = None) -> None:
+                 on_request: OnRequest | None = None, limiter: RateLimiter | None = None,
+                 clock: Callable[[], float] = time.time,
+                 max_attempts: int = MAX_ATTEMPTS) -> None:
         self.connector = connector
         self.base_url = base_url
         timeouts = {**DEFAULT_TIMEOUTS, **connector.timeouts}
-        self.client = httpx.Client(auth=auth, timeout=httpx.Timeout(**timeouts),
+        self.timeout = httpx.Timeout(**timeouts)
+        self.client = httpx.Client(auth=auth, timeout=self.timeout,
                                    transport=transport, follow_redirects=False,
                                    headers={"User-Agent": "splice/0.1"})
         self.sleep = sleep
         self.on_request = on_request
+        self.limiter = limiter
+        self.clock = clock
+        self.max_attempts = max_attempts
         self.requests_made = 0
 
     def close(self) -> None:
@@ -298,11 +343,18 @@ class ApiClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def retries_writes(self, op: Operation, call: PreparedCall) -> bool:
+        """Whether a failure after sending may be retried (the request is idempotent)."""
+        if op.idempotent is not None:
+            return op.idempotent
+        if op.method in IDEMPOTENT_METHODS:
+            return True
+        header = (self.connector.idempotency or {}).get("header")
+        return bool(header) and header in call.headers
+
     def send(self, op: Operation, call: PreparedCall) -> CallResult:
-        """Send with retries (tenacity); raise HTTPError for an error status."""
-        retry_writes = op.idempotent if op.idempotent is not None else (
-            op.method in ("GET", "PUT", "DELETE") or
-            (self.connector.idempotency or {}).get("header") in call.headers)
+        """Send with the rate budget and retries; raise HTTPError for an error status."""
+        idempotent = self.retries_writes(op, call)
         timeout = None
         if op.timeout:
             timeout = httpx.Timeout(**{**DEFAULT_TIMEOUTS, **self.connector.timeouts,
@@ -310,56 +362,96 @@ class ApiClient:
         attempts: list[Attempt] = []
 
         def attempt_once() -> _Outcome:
+            budget_wait = self.limiter.acquire(self.sleep) if self.limiter else 0.0
             request = call.to_request()
             started = time.monotonic()
             outcome = _Outcome()
+            self.requests_made += 1
             try:
-                self.requests_made += 1
                 outcome.response = self.client.send(
                     request, **({"timeout": timeout} if timeout else {}))
-                outcome.response.read()
-            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            except NOT_SENT_ERRORS as exc:
                 outcome.error, outcome.sent = exc, False
             except httpx.TransportError as exc:
                 outcome.error = exc
-            status = outcome.response.status_code if outcome.response is not None else None
-            waited = attempts[-1].next_wait if attempts else 0.0
+            response = outcome.response
+            status = response.status_code if response is not None else None
+            if response is not None and self.limiter is not None:
+                self.limiter.observe(response.headers)
             attempt = Attempt(len(attempts) + 1, status,
-                              type(outcome.error).__name__ if outcome.error else None, waited,
-                              time.monotonic() - started)
+                              type(outcome.error).__name__ if outcome.error else None,
+                              attempts[-1].next_wait if attempts else 0.0,
+                              time.monotonic() - started, budget_wait=budget_wait,
+                              sent=outcome.sent)
             attempts.append(attempt)
+            self._plan_retry(op, outcome, attempt, idempotent)
             if self.on_request:
-                self.on_request(request, outcome.response, attempt)
-            outcome.retry = (outcome.error is not None and (retry_writes or not outcome.sent)) \
-                or (status in RETRY_STATUSES and (retry_writes or status == 429))
+                self.on_request(request, response, attempt)
             return outcome
 
         def wait(state: tenacity.RetryCallState) -> float:
             outcome: _Outcome = state.outcome.result()  # type: ignore[union-attr]
-            delay = _delay(state.attempt_number, outcome.response)
-            attempts[-1].next_wait = delay
             log.info("%s: attempt %d failed (%s); retrying in %.1fs", op.ref,
-                     state.attempt_number, attempts[-1].status or attempts[-1].error, delay)
-            return delay
+                     state.attempt_number, attempts[-1].status or attempts[-1].error,
+                     outcome.delay)
+            return outcome.delay
 
         outcome = tenacity.Retrying(
-            stop=tenacity.stop_after_attempt(MAX_ATTEMPTS), wait=wait, sleep=self.sleep,
+            stop=tenacity.stop_after_attempt(self.max_attempts), wait=wait, sleep=self.sleep,
             retry=tenacity.retry_if_result(lambda o: o.retry),
             retry_error_callback=lambda state: state.outcome.result(),  # type: ignore
         )(attempt_once)
+        if outcome.stop is not None:
+            raise outcome.stop
         if outcome.error is not None:
             raise HTTPError(f"{op.ref}: network error after {len(attempts)} attempt(s): "
-                            f"{type(outcome.error).__name__}") from None
+                            f"{type(outcome.error).__name__}",
+                            hint=None if idempotent or not outcome.sent else
+                            "not retried: the request may have reached the API and it is not "
+                            "idempotent (declare the connector's `idempotency` header)") from None
         assert outcome.response is not None
         raise_for_status(op, self.connector, outcome.response)
         return CallResult(outcome.response, attempts)
 
+    def _plan_retry(self, op: Operation, outcome: _Outcome, attempt: Attempt,
+                    idempotent: bool) -> None:
+        """Decide whether and when ``outcome`` is retried (sets retry/delay/stop)."""
+        response, status = outcome.response, attempt.status
+        if outcome.error is not None:
+            outcome.retry = idempotent or not outcome.sent
+        elif status in RETRY_STATUSES:
+            outcome.retry = idempotent or status == 429
+        if not outcome.retry:
+            return
+        after = retry_after_seconds(response, self.clock) if response is not None else None
+        if after is not None and after > MAX_RETRY_WAIT:
+            outcome.retry = False
+            message = (f"{op.ref}: HTTP {status}: the API asked to wait {human(after)} "
+                       "before the next request")
+            if status == 429:
+                outcome.stop = BudgetExhausted(message, retry_after=after)
+            return
+        if attempt.number >= self.max_attempts:
+            outcome.retry = False
+            return
+        outcome.delay = after if after is not None else backoff(attempt.number)
+        if status == 429 and self.limiter is not None:
+            self.limiter.hold(outcome.delay)
+        attempt.next_wait = outcome.delay
+
     def pages(self, op: Operation, call: PreparedCall, *, max_pages: int | None = None
               ) -> Iterator[tuple[Any, list[Any]]]:
-        """Yield ``(body, records)`` for every page of a list operation."""
+        """Yield ``(body, records)`` for every page of a list operation, one at a time."""
+        for page in self.iter_pages(op, call, max_pages=max_pages):
+            yield page.body, page.records
+
+    def iter_pages(self, op: Operation, call: PreparedCall, *, max_pages: int | None = None,
+                   resume: Mapping[str, Any] | None = None) -> Iterator[Page]:
+        """Yield :class:`~splice.pagination.Page` objects; ``page.next`` is a checkpoint that
+        ``resume=`` accepts to continue from the following page."""
         from .pagination import paginate
 
-        yield from paginate(self, op, call, max_pages=max_pages)
+        yield from paginate(self, op, call, max_pages=max_pages, resume=resume)
 
 
 def extract_records(op: Operation, body: Any) -> list[Any]:

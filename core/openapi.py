@@ -28,6 +28,8 @@ from splice.errors import InputError
 __all__ = [
     "ImportResult",
     "RefResolver",
+    "connector_schema",
+    "derive_operation_id",
     "dump_manifest",
     "import_openapi",
     "load_spec",
@@ -152,7 +154,7 @@ class _SchemaConverter:
     def convert(self, node: Any, doc: Path) -> Any:
         return self._convert(node, doc, ())
 
-    def _warn(self, message: str) -> None:
+    def warn(self, message: str) -> None:
         self.warnings[message] = None
 
     def _convert(self, node: Any, doc: Path, stack: tuple[str, ...]) -> Any:
@@ -213,7 +215,7 @@ class _SchemaConverter:
             if isinstance(value, str) and _compiles(value):
                 out[key] = value
             else:
-                self._warn(f"dropped a pattern Python cannot compile: {value!r}")
+                self.warn(f"dropped a pattern Python cannot compile: {value!r}")
         elif key == "example":
             out.setdefault("examples", [value])
         elif key == "examples":
@@ -238,7 +240,7 @@ class _SchemaConverter:
             kept = [v for v in dict.fromkeys(value) if v in _TYPES]
             if kept:
                 return {"type": kept if len(kept) > 1 else kept[0]}
-        self._warn(f"dropped an invalid schema type: {value!r}")
+        self.warn(f"dropped an invalid schema type: {value!r}")
         return {}
 
     def _ref(self, node: dict, doc: Path, stack: tuple[str, ...]) -> Any:
@@ -334,7 +336,7 @@ def _is_verb(word: str) -> bool:
     return words[0] in _VERBS and (len(words) > 1 or words[0] not in _WEAK_VERBS)
 
 
-def snake(text: str) -> str:
+def _snake(text: str) -> str:
     """``filter-by-email`` / ``getUserById`` / ``Get tags`` -> ``filter_by_email`` ..."""
     text = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", text)
     text = re.sub(r"([A-Z]+)([A-Z][a-z])", r"\1_\2", text)
@@ -342,7 +344,7 @@ def snake(text: str) -> str:
     return text
 
 
-def singular(word: str) -> str:
+def _singular(word: str) -> str:
     """Rough English singular of the last word of a snake_case noun."""
     head, _, last = word.rpartition("_")
     if last.endswith("ies") and len(last) > 4:
@@ -354,10 +356,10 @@ def singular(word: str) -> str:
     return f"{head}_{last}" if head else last
 
 
-def plural(word: str) -> str:
+def _plural(word: str) -> str:
     """Rough English plural of the last word of a snake_case noun."""
     head, _, last = word.rpartition("_")
-    if singular(last) != last or last.endswith("data"):
+    if _singular(last) != last or last.endswith("data"):
         pass  # already plural
     elif last.endswith("y") and len(last) > 1 and last[-2] not in "aeiou":
         last = last[:-1] + "ies"
@@ -377,9 +379,9 @@ def derive_operation_id(method: str, path: str, namespace: str | None = None) ->
         if "{" in seg:
             items.append((True, ""))
         elif not re.fullmatch(r"v\d+(\.\d+)?|api", seg, flags=re.I):
-            items.append((False, snake(seg)))
+            items.append((False, _snake(seg)))
     literals = [i for i, (param, word) in enumerate(items) if not param and word]
-    if literals and namespace and items[literals[0]][1] == snake(namespace) and len(literals) > 1:
+    if literals and namespace and items[literals[0]][1] == _snake(namespace) and len(literals) > 1:
         literals = literals[1:]
     if not literals:
         return ""
@@ -401,27 +403,27 @@ def derive_operation_id(method: str, path: str, namespace: str | None = None) ->
     if not trailing_param and _is_verb(last):
         noun, item = noun_before(last_index)
         if noun:
-            noun = plural(noun) if words[0] in _COLLECTION_VERBS and not item else singular(noun)
+            noun = _plural(noun) if words[0] in _COLLECTION_VERBS and not item else _singular(noun)
         if all(w in _VERBS for w in words):  # "search", "bulk_delete"
             return "_".join(filter(None, [last, noun]))
         if words[1:] == ["all"]:  # "remove_all"
-            return "_".join(filter(None, [words[0], "all", plural(noun) if noun else ""]))
+            return "_".join(filter(None, [words[0], "all", _plural(noun) if noun else ""]))
         if words[1] in _LINKERS:  # "filter_by_email"
             return "_".join(filter(None, [words[0], noun, *words[1:]]))
         return last  # "set_accounts", "record_payment"
     if not trailing_param and last in _VIEW_NOUNS:
         noun, _ = noun_before(last_index)
         prefix = "get" if method in ("GET", "POST") else verb
-        return "_".join(filter(None, [prefix, singular(noun) if noun else "", last]))
+        return "_".join(filter(None, [prefix, _singular(noun) if noun else "", last]))
     if trailing_param:
-        return f"{verb}_{singular(last)}"
+        return f"{verb}_{_singular(last)}"
     if method == "GET":
-        return f"list_{plural(last)}"
-    return f"{verb}_{singular(last) if method != 'DELETE' else plural(last)}"
+        return f"list_{_plural(last)}"
+    return f"{verb}_{_singular(last) if method != 'DELETE' else _plural(last)}"
 
 
 def _valid_id(text: str) -> str:
-    text = snake(text)
+    text = _snake(text)
     if not text:
         return ""
     return text if text[0].isalpha() else f"op_{text}"
@@ -477,19 +479,12 @@ class _Op:
 class _OperationBuilder:
     """Builds one manifest operation from an OpenAPI Operation Object."""
 
-    def __init__(
-        self,
-        spec: dict,
-        resolver: RefResolver,
-        converter: _SchemaConverter,
-        descriptions: bool,
-        warn: Callable[[str], None],
-    ) -> None:
+    def __init__(self, spec: dict, converter: _SchemaConverter) -> None:
         self.spec = spec
-        self.resolver = resolver
         self.converter = converter
-        self.descriptions = descriptions
-        self.warn = warn
+        self.resolver = converter.resolver
+        self.descriptions = converter.descriptions
+        self.warn = converter.warn
 
     def deref(self, node: Any) -> Any:
         seen = 0
@@ -539,6 +534,10 @@ class _OperationBuilder:
                 properties[name] = {"type": "string"}
                 required.append(name)
         result: dict[str, Any] = {"method": method.upper(), "path": path}
+        if self.descriptions:
+            for key, source in (("title", "summary"), ("description", "description")):
+                if isinstance(op.get(source), str) and op[source].strip():
+                    result[key] = op[source].strip()
         if op.get("deprecated") is True:
             result["deprecated"] = True
         if isinstance(op.get("tags"), list) and op["tags"]:
@@ -660,6 +659,10 @@ def _pick_media(content: dict) -> str | None:
     return keys[0] if keys else None
 
 
+_PLAIN_OBJECT_KEYS = {"type", "properties", "required", "additionalProperties", "examples",
+                      "title", "description"}  # fmt: skip
+
+
 def _object_properties(schema: Any) -> tuple[dict, list[str], bool] | None:
     """(properties, required, allows extra keys) of an object schema, flattening allOf."""
     if not isinstance(schema, dict):
@@ -669,15 +672,7 @@ def _object_properties(schema: Any) -> tuple[dict, list[str], bool] | None:
     required: list[str] = []
     open_ = False
     for part in parts or []:
-        if not isinstance(part, dict) or set(part) - {
-            "type",
-            "properties",
-            "required",
-            "additionalProperties",
-            "examples",
-            "title",
-            "description",
-        }:
+        if not isinstance(part, dict) or set(part) - _PLAIN_OBJECT_KEYS:
             return None
         if part.get("type", "object") != "object" or not isinstance(part.get("properties"), dict):
             return None
@@ -785,7 +780,7 @@ def _auth(
             known[name] = text if descriptions and isinstance(text, str) else _scope_text(name)
         for name in scopes_used:
             known.setdefault(name, _scope_text(name))
-        auth = {
+        auth: dict[str, Any] = {
             "type": "oauth2",
             "authorize_url": flow.get("authorizationUrl", ""),
             "token_url": flow.get("tokenUrl", ""),
@@ -843,43 +838,8 @@ def import_openapi(
     path = Path(path)
     spec, resolver = _load(path)
     warnings: dict[str, None] = {}
-    warn = warnings.setdefault
     converter = _SchemaConverter(resolver, descriptions, warnings)
-    builder = _OperationBuilder(spec, resolver, converter, descriptions, lambda m: warn(m, None))
-    namespace = _namespace(spec["paths"])
-    skipped: list[str] = []
-    ops: list[_Op] = []
-    for op_path, raw_item in spec["paths"].items():
-        item = builder.deref(raw_item)
-        if not isinstance(item, dict):
-            continue
-        for method, raw_op in item.items():
-            if method in ("parameters", "servers", "summary", "description") or method.startswith(
-                "x-"
-            ):
-                continue
-            if method not in METHODS:
-                skipped.append(f"{method.upper()} {op_path}: method not supported")
-                continue
-            op = raw_op if isinstance(raw_op, dict) else {}
-            if not _matches(op_path, op.get("tags") or [], tags, paths):
-                skipped.append(f"{method.upper()} {op_path}: filtered out")
-                continue
-            body, version = builder.build(method, op_path, item, op)
-            if descriptions:
-                for key, source in (("title", "summary"), ("description", "description")):
-                    if isinstance(op.get(source), str) and op[source].strip():
-                        body[key] = op[source].strip()
-            ops.append(
-                _Op(
-                    method.upper(),
-                    op_path,
-                    derive_operation_id(method, op_path, namespace),
-                    _valid_id(str(op.get("operationId") or "")),
-                    body,
-                    version,
-                )
-            )
+    ops, skipped = _collect(spec, _OperationBuilder(spec, converter), tags, paths)
     if not ops:
         raise InputError(f"{path.name}: no operations matched the given tags/paths")
     _assign_ids(ops)
@@ -891,52 +851,49 @@ def import_openapi(
         if op.version and not shared_version:
             body["headers"] = {op.version[0]: op.version[1], **body.get("headers", {})}
         _infer_records(op.id, body)
-        ordered: dict[str, Any] = {}
-        if "title" not in body:
-            ordered["title"] = title_from_id(op.id)
-        ordered.update(body)
-        operations[op.id] = _unshare(_order(ordered))
+        body.setdefault("title", title_from_id(op.id))
+        operations[op.id] = _unshare(_order(body))
     for key, target in resolver.fallbacks.items():
-        warn(f"$ref {key} not found; used {Path(target).name} beside the spec instead", None)
-    manifest = _manifest(
-        spec,
-        path,
-        connector_id,
-        descriptions,
-        shared_version,
-        operations,
-        resolver,
-        lambda m: warn(m, None),
-    )
+        converter.warn(f"$ref {key} not found; used {Path(target).name} beside the spec instead")
+    manifest = _manifest(spec, path, connector_id, shared_version, operations, converter)
     _check(manifest, path)
     return ImportResult(manifest, len(operations), skipped, list(warnings))
 
 
-_OP_ORDER = (
-    "title",
-    "description",
-    "method",
-    "path",
-    "deprecated",
-    "tags",
-    "scopes",
-    "headers",
-    "query",
-    "body_encoding",
-    "body",
-    "defaults",
-    "input",
-    "output",
-    "records",
-    "pagination",
-    "sample",
-)
+def _collect(
+    spec: dict, builder: _OperationBuilder, tags: Sequence[str], paths: Sequence[str]
+) -> tuple[list[_Op], list[str]]:
+    namespace = _namespace(spec["paths"])
+    ops: list[_Op] = []
+    skipped: list[str] = []
+    for op_path, raw_item in spec["paths"].items():
+        item = builder.deref(raw_item)
+        for method, raw_op in item.items() if isinstance(item, dict) else ():
+            if method in _PATH_ITEM_KEYS or method.startswith("x-"):
+                continue
+            if method not in METHODS:
+                skipped.append(f"{method.upper()} {op_path}: method not supported")
+                continue
+            op = raw_op if isinstance(raw_op, dict) else {}
+            if not _matches(op_path, op.get("tags") or [], tags, paths):
+                skipped.append(f"{method.upper()} {op_path}: filtered out")
+                continue
+            body, version = builder.build(method, op_path, item, op)
+            derived = derive_operation_id(method, op_path, namespace)
+            fallback = _valid_id(str(op.get("operationId") or ""))
+            ops.append(_Op(method.upper(), op_path, derived, fallback, body, version))
+    return ops, skipped
+
+
+_PATH_ITEM_KEYS = ("parameters", "servers", "summary", "description", "$ref")
+_OP_ORDER = ("title", "description", "method", "path", "deprecated", "tags", "scopes", "headers",
+             "query", "body_encoding", "body", "defaults", "input", "output", "records",
+             "pagination", "sample")  # fmt: skip
 
 
 def _order(op: dict[str, Any]) -> dict[str, Any]:
-    return {k: op[k] for k in _OP_ORDER if k in op} | {
-        k: v for k, v in op.items() if k not in _OP_ORDER
-    }
+    first = {k: op[k] for k in _OP_ORDER if k in op}
+    return first | {k: v for k, v in op.items() if k not in first}
 
 
 def _unshare(value: Any) -> Any:
@@ -948,12 +905,11 @@ def _manifest(
     spec: dict,
     path: Path,
     connector_id: str | None,
-    descriptions: bool,
     shared_version: tuple[str, str] | None,
     operations: dict[str, Any],
-    resolver: RefResolver,
-    warn: Callable[[str], None],
+    converter: _SchemaConverter,
 ) -> dict[str, Any]:
+    descriptions, warn = converter.descriptions, converter.warn
     info = spec.get("info") or {}
     servers = spec.get("servers") or []
     url = servers[0].get("url", "") if servers and isinstance(servers[0], dict) else ""
@@ -973,7 +929,7 @@ def _manifest(
     if shared_version:
         manifest["headers"] = {shared_version[0]: shared_version[1]}
     scopes_used = dict.fromkeys(s for op in operations.values() for s in op.get("scopes", []))
-    manifest["auth"] = _auth(spec, resolver, scopes_used, descriptions, warn)
+    manifest["auth"] = _auth(spec, converter.resolver, scopes_used, descriptions, warn)
     manifest["operations"] = operations
     return manifest
 
@@ -1031,6 +987,8 @@ def _represent_list(dumper: yaml.SafeDumper, data: list) -> yaml.Node:
 
 def _represent_str(dumper: yaml.SafeDumper, data: str) -> yaml.Node:
     style = "|" if "\n" in data.strip() else None
+    if style is None and data.startswith("{{") and "'" in data and '"' not in data:
+        style = '"'  # templates read better without doubled single quotes
     return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
 
 

@@ -24,7 +24,7 @@ import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, quote_plus
 
 import platformdirs
 from cryptography.fernet import Fernet, InvalidToken
@@ -106,18 +106,15 @@ def _load_or_create_key_file(path: Path) -> bytes:
             return key
     # The file exists; a sibling may have created it a moment ago and still be writing.
     for _ in range(100):
-        key = _read_key_file(path)
-        if key is not None:
-            break
+        stored = _read_key_file(path)
+        if stored is not None:
+            if os.name == "posix" and path.stat().st_mode & 0o077:
+                log.warning("secret key file %s is readable by other users; run: chmod 600 %s",
+                            path, path)
+            return stored
         time.sleep(0.02)
-    else:
-        raise ConfigError(
-            f"the secret key file {path} is empty or corrupt",
-            hint=f"restore it from a backup, or set {KEY_ENV}",
-        )
-    if os.name == "posix" and path.stat().st_mode & 0o077:
-        log.warning("secret key file %s is readable by other users; run: chmod 600 %s", path, path)
-    return key
+    raise ConfigError(f"the secret key file {path} is empty or corrupt",
+                      hint=f"restore it from a backup, or set {KEY_ENV}")
 
 
 class SecretBox:
@@ -208,10 +205,10 @@ class Redactor:
             self.add(secret)
 
     def add(self, value: Any) -> None:
-        """Register a secret; its URL-encoded form is masked too. Short values are ignored."""
+        """Register a secret; its URL-encoded forms are masked too. Short values are ignored."""
         if not isinstance(value, str) or len(value) < self.min_length:
             return
-        forms = {value, quote(value, safe="")}
+        forms = {value, quote(value, safe=""), quote_plus(value)}
         with self._lock:
             if not forms <= self._secrets:
                 self._secrets |= forms
@@ -259,7 +256,10 @@ REDACTOR = Redactor()
 
 
 class RedactingFilter(logging.Filter):
-    """A logging filter that masks registered secrets in a record's message, args and traceback."""
+    """Masks registered secrets in a record's message, args and traceback.
+
+    Attach it to handlers: a filter on a logger does not see records from its child loggers.
+    """
 
     def __init__(self, redactor: Redactor | None = None, name: str = "") -> None:
         super().__init__(name)

@@ -95,12 +95,15 @@ trigger_state = sa.Table(
 
 seen_keys = sa.Table(
     "seen_keys", metadata,
-    sa.Column("recipe", sa.String, primary_key=True),
-    sa.Column("trigger", sa.String, primary_key=True),
-    sa.Column("key", sa.String, primary_key=True),
+    sa.Column("recipe", sa.String, nullable=False),
+    sa.Column("trigger", sa.String, nullable=False),
+    sa.Column("key", sa.String, nullable=False),
     # Filled by the database: a per-row bound datetime doubled the cost of add_seen.
     sa.Column("first_seen_at", UTCDateTime, nullable=False,
               server_default=sa.func.current_timestamp()),
+    # The key leads the primary key: PostgreSQL, before its first ANALYZE, would otherwise
+    # match (recipe, trigger) in the index and filter every key of the trigger (O(n) a page).
+    sa.PrimaryKeyConstraint("key", "recipe", "trigger"),
     sqlite_with_rowid=False,  # the primary key is the table: smaller and faster lookups
 )
 
@@ -131,7 +134,7 @@ MIGRATIONS: tuple[Migration, ...] = (
 SCHEMA_VERSION = MIGRATIONS[-1].version
 
 
-def iter_chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
+def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
     """Consecutive slices of ``items`` of at most ``size`` elements."""
     for start in range(0, len(items), size):
         yield items[start:start + size]
@@ -236,17 +239,6 @@ def _sqlite_on_begin(conn: Connection) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
 
-def _postgres_on_connect(dbapi_conn: Any, _record: Any) -> None:
-    # Drivers that prepare statements (psycopg 3) would otherwise keep a generic plan made
-    # while seen_keys was empty: a sequential scan that made filter_unseen 10x slower.
-    cursor = dbapi_conn.cursor()
-    try:
-        cursor.execute("SET plan_cache_mode = force_custom_plan")
-    finally:
-        cursor.close()
-    dbapi_conn.commit()
-
-
 def _create_engine(url: str) -> Engine:
     parsed = sa.make_url(url)
     backend = parsed.get_backend_name()
@@ -268,7 +260,6 @@ def _create_engine(url: str) -> Engine:
         except ModuleNotFoundError as exc:
             raise ConfigError(f"no PostgreSQL driver installed ({exc.name})",
                               hint="pip install 'psycopg[binary]'") from None
-        event.listen(engine, "connect", _postgres_on_connect)
         return engine
     raise ConfigError(f"unsupported database {backend!r} in {parsed.render_as_string()}",
                       hint="use a sqlite:/// or postgresql:// URL")
@@ -456,7 +447,8 @@ class Store(LedgerMixin):
         locked transaction, which is committed when the block exits, even on an exception: a
         rotated refresh token must never be lost. Compare the yielded ``version`` with the one
         you had to see whether a sibling already refreshed. Keep the block short: on SQLite
-        other writers wait (up to 30 s) until it ends.
+        other writers wait (up to 30 s) until it ends, and that includes another ``Store``
+        in this process, so write through this one inside the block.
         """
         if self._ambient() is not None:
             raise RuntimeError("locked_refresh cannot be nested")
@@ -523,7 +515,7 @@ class Store(LedgerMixin):
             return set()
         seen: set[str] = set()
         with self._read() as conn:
-            for chunk in iter_chunks(list(by_stored), _CHUNK):
+            for chunk in _chunks(list(by_stored), _CHUNK):
                 seen.update(conn.execute(sa.select(seen_keys.c.key).where(
                     seen_keys.c.recipe == recipe, seen_keys.c.trigger == trigger,
                     seen_keys.c.key.in_(chunk))).scalars())
@@ -539,9 +531,9 @@ class Store(LedgerMixin):
                 for key in dict.fromkeys(storage_key(k) for k in keys)]
         if rows:
             stmt = dialect_insert(conn, seen_keys).on_conflict_do_nothing(
-                index_elements=["recipe", "trigger", "key"])
-            for chunk in iter_chunks(rows, 1000):
-                conn.execute(stmt, chunk)
+                index_elements=["key", "recipe", "trigger"])
+            for chunk in _chunks(rows, 1000):
+                conn.execute(stmt, chunk)  # executemany: one compiled statement, reused
 
     def advance_trigger(self, recipe: str, trigger: str, *, seen: Iterable[str] = (),
                         cursor: str | None = None, initialized: bool = True) -> None:
@@ -554,7 +546,7 @@ class Store(LedgerMixin):
             self._upsert_trigger(conn, recipe, trigger, **values)
 
     def seen_count(self, recipe: str, trigger: str) -> int:
-        """How many keys the trigger has seen."""
+        """How many keys the trigger has seen (a table scan: for status displays)."""
         with self._read() as conn:
             return int(conn.execute(sa.select(sa.func.count()).select_from(seen_keys).where(
                 seen_keys.c.recipe == recipe, seen_keys.c.trigger == trigger)).scalar_one())

@@ -515,8 +515,10 @@ class CompiledMapping:
         try:
             deque(self._root(ctx), 0)
         except Exception as exc:  # noqa: BLE001 - every failure becomes a TemplateError
-            raise self._runtime_error(exc, len(slots), context) from None
-        return self._build(slots)
+            error = self._runtime_error(exc, len(slots), context)
+        else:
+            return self._build(slots)
+        raise error  # outside the handler: the original (which may quote data) is not chained
 
     def __repr__(self) -> str:
         return f"<CompiledMapping {self.where} fields={len(self.fields)}>"

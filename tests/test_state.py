@@ -165,9 +165,10 @@ def test_secret_references(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> N
 def test_redactor_masks_registered_secrets() -> None:
     redactor = Redactor(["s3cr3t-value", "short"])
     redactor.add("s3cr3t-value-longer")
-    redactor.add("p@ss/word+1")
-    text = "a=s3cr3t-value b=s3cr3t-value-longer c=short url=?p=p%40ss%2Fword%2B1"
-    assert redactor.redact(text) == "a=*** b=*** c=short url=?p=***"
+    redactor.add("p@ss/word +1")
+    text = ("a=s3cr3t-value b=s3cr3t-value-longer c=short "
+            "u=?p=p%40ss%2Fword%20%2B1&q=p%40ss%2Fword+%2B1")
+    assert redactor.redact(text) == "a=*** b=*** c=short u=?p=***&q=***"
     assert redactor.redact_json({"k": ["x s3cr3t-value"], "n": 1}) == {"k": ["x ***"], "n": 1}
 
 
@@ -235,6 +236,26 @@ def test_migrations_are_idempotent(home: Path) -> None:
             conn.commit()
     with pytest.raises(ConfigError, match="newer"):
         Store.open()
+
+
+def test_concurrent_first_opens_create_the_schema_once(home: Path) -> None:
+    barrier, errors = threading.Barrier(4), []
+
+    def open_store() -> None:
+        barrier.wait()
+        try:
+            Store.open().close()
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_store) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert errors == []
+    with Store.open() as store:
+        assert store.schema_version == SCHEMA_VERSION
 
 
 def test_database_url_from_environment(tmp_path: Path, home: Path,
@@ -413,16 +434,19 @@ def test_update_tokens_is_a_compare_and_swap(store: Store) -> None:
 
 def _refresh_worker(url: str, key: str, barrier: object, results: object) -> None:
     os.environ["SPLICE_SECRET_KEY"] = key
-    with Store.open(url) as store:
-        barrier.wait(30)  # type: ignore[attr-defined]
-        with store.locked_refresh("hl") as record:
-            entered = time.time()
-            time.sleep(0.3)
-            rotated = store.update_tokens("hl", {"refresh_token": f"rt-{os.getpid()}"},
-                                          {"last_refresh_at": entered},
-                                          expected_version=record.version)
-            left = time.time()
+    try:
+        with Store.open(url) as store:
+            barrier.wait(30)  # type: ignore[attr-defined]
+            with store.locked_refresh("hl") as record:
+                entered = time.time()
+                time.sleep(0.3)
+                rotated = store.update_tokens("hl", {"refresh_token": f"rt-{os.getpid()}"},
+                                              {"last_refresh_at": entered},
+                                              expected_version=record.version)
+                left = time.time()
         results.put((entered, left, record.version, rotated))  # type: ignore[attr-defined]
+    except Exception as exc:
+        results.put((0.0, 0.0, -1, repr(exc)))  # type: ignore[attr-defined]
 
 
 def test_locked_refresh_serialises_processes(store: Store,
@@ -439,14 +463,14 @@ def test_locked_refresh_serialises_processes(store: Store,
     for p in procs:
         p.start()
     try:
-        got = sorted(results.get(timeout=60) for _ in procs)
+        got = sorted(results.get(timeout=45) for _ in procs)
     finally:
         for p in procs:
             p.join(30)
     assert all(p.exitcode == 0 for p in procs)
     (enter1, exit1, version1, ok1), (enter2, exit2, version2, ok2) = got
+    assert ok1 is True and ok2 is True, got
     assert exit1 <= enter2, "the two refreshes overlapped"
-    assert ok1 and ok2
     assert (version1, version2) == (1, 2)  # the second saw the first one's rotation
     record = store.get_connection("hl")
     assert record is not None and record.version == 3

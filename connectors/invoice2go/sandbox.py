@@ -1,9 +1,10 @@
 """A local emulator of the assumed Invoice2go API (``shared/reference/invoice2go/CONTRACT.md``).
 
 ``create_app(config)`` returns a Starlette app: the OAuth server (§2), the ``/v1`` resources
-(§5.1–5.6; webhook subscriptions of §5.7 are stored but no events are delivered), cursor
-pagination, idempotency keys, rate limits and the §4 error shape. Everything is deterministic:
-seed data has fixed timestamps and ids come from a seeded generator.
+(§5.1–5.7; webhook subscriptions are stored and ``POST .../test`` queues a ``webhook.test``
+event in the store's ``outbox``, but no event is delivered yet), cursor pagination, idempotency
+keys, rate limits and the §4 error shape. Everything is deterministic: seed data
+(``sandbox_seed.py``) has fixed timestamps and ids come from a seeded generator.
 
 Test-only controls live under ``/__test__/`` (connectors never call them): ``expire-tokens``,
 ``fail-next``, ``advance-clock``, ``state`` and ``reset``.
@@ -37,20 +38,15 @@ from starlette.routing import Route
 
 from .sandbox_data import (
     ACCOUNT_ID,
-    STATUSES,
     ApiError,
     Store,
     iso,
-    matches,
-    normalize_tag,
     not_found,
-    parse_date,
-    parse_ts,
     public_webhook,
     require_object,
-    seed_store,
     ts_key,
 )
+from .sandbox_seed import matches, no_filters, parse_filters, seed_store
 
 __all__ = ["SCOPES", "create_app"]
 
@@ -243,6 +239,8 @@ class Sandbox:
         raw = await request.body()
         if len(raw) > MAX_BODY:
             raise ApiError(413, "payload_too_large", "The request body is over 1 MiB.")
+        if not raw and "content-type" not in request.headers:
+            return {}  # no body at all (e.g. POST .../webhooks/{id}/test)
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if ctype != "application/json":
             raise ApiError(415, "unsupported_media_type",
@@ -339,7 +337,7 @@ class Sandbox:
         return payload
 
     def page(self, call: Call, kind: str, records: list[dict[str, Any]],
-             parse_filters: Callable[[Any], dict[str, Any]],
+             filters_of: Callable[[Any], dict[str, Any]],
              key: Callable[[dict[str, Any]], list[Any]] = _page_key,
              render: Callable[[dict[str, Any]], Any] = lambda r: r) -> Reply:
         query = call.request.query_params
@@ -352,7 +350,7 @@ class Sandbox:
             cursor = self._uncursor(query["cursor"], kind, call.account_id)
             filters, after = cursor["f"], cursor["a"]
         else:
-            filters = parse_filters(query)
+            filters = filters_of(query)
         rows = sorted((r for r in records if matches(kind, r, filters)), key=key)
         if after is not None:
             rows = [r for r in rows if key(r) > after]
@@ -522,6 +520,7 @@ class Sandbox:
                 "clients": ordered(self.store.clients), "invoices": ordered(self.store.invoices),
                 "metrics": ordered(self.store.metrics),
                 "webhooks": [public_webhook(h) for h in ordered(self.store.webhooks)],
+                "outbox": self.store.outbox,
                 "tokens": self.oauth.stats(),
                 "idempotency_keys": len(self.store.idempotency),
                 "pending_failures": len(self.failures)}
@@ -529,7 +528,7 @@ class Sandbox:
     # -- resources (§5) --------------------------------------------------------------------
 
     def list_accounts(self, call: Call) -> Reply:
-        return self.page(call, "accounts", [self.store.account(call.account_id)], _no_filters)
+        return self.page(call, "accounts", [self.store.account(call.account_id)], no_filters)
 
     def get_account(self, call: Call) -> Reply:
         return Reply(200, {"data": self.store.account(call.account_id)})
@@ -541,7 +540,7 @@ class Sandbox:
 
     def list_clients(self, call: Call) -> Reply:
         return self.page(call, "clients", self.store.of_account("clients", call.account_id),
-                         lambda q: _filters(q, text=("email",)))
+                         lambda q: parse_filters(q, text=("email",)))
 
     def create_client(self, call: Call) -> Reply:
         return self._created(call, self.store.create_client(call.account_id, call.body))
@@ -560,7 +559,7 @@ class Sandbox:
 
     def list_invoices(self, call: Call) -> Reply:
         return self.page(call, "invoices", self.store.of_account("invoices", call.account_id),
-                         lambda q: _filters(q, text=("client_id",), statuses=True,
+                         lambda q: parse_filters(q, text=("client_id",), statuses=True,
                                             dates=("document_date_from", "document_date_to")))
 
     def create_invoice(self, call: Call) -> Reply:
@@ -584,7 +583,7 @@ class Sandbox:
         return Reply(201, {"data": invoice}, {"Location": location})
 
     def list_tags(self, call: Call) -> Reply:
-        return self.page(call, "tags", self.store.tags_in_use(call.account_id), _no_filters,
+        return self.page(call, "tags", self.store.tags_in_use(call.account_id), no_filters,
                          key=lambda r: [r["name"]])
 
     def push_metrics(self, call: Call) -> Reply:
@@ -593,7 +592,7 @@ class Sandbox:
 
     def list_metrics(self, call: Call) -> Reply:
         return self.page(call, "metrics", self.store.of_account("metrics", call.account_id),
-                         lambda q: _filters(q, text=("source", "key", "client_id"),
+                         lambda q: parse_filters(q, text=("source", "key", "client_id"),
                                             periods=("period_from", "period_to")),
                          render=_strip_account)
 
@@ -607,7 +606,7 @@ class Sandbox:
 
     def list_webhooks(self, call: Call) -> Reply:
         return self.page(call, "webhooks", self.store.of_account("webhooks", call.account_id),
-                         _no_filters, render=public_webhook)
+                         no_filters, render=public_webhook)
 
     def create_webhook(self, call: Call) -> Reply:
         hook = self.store.create_webhook(call.account_id, call.body)
@@ -624,6 +623,10 @@ class Sandbox:
     def delete_webhook(self, call: Call) -> Reply:
         self.store.delete_webhook(call.account_id, call.param("webhook_id"))
         return Reply(204)
+
+    def test_webhook(self, call: Call) -> Reply:
+        self.store.queue_test_event(call.account_id, call.param("webhook_id"))
+        return Reply(202)
 
     # -- wiring ----------------------------------------------------------------------------
 
@@ -661,6 +664,8 @@ class Sandbox:
                 "GET": (one("webhooks:manage"), self.get_webhook),
                 "PATCH": (one("webhooks:manage"), self.update_webhook),
                 "DELETE": (one("webhooks:manage"), self.delete_webhook)}),
+            (f"{acc}/webhooks/{{webhook_id}}/test",
+             {"POST": (one("webhooks:manage"), self.test_webhook)}),
         ]
         routes = [Route(path, self._endpoint(methods), methods=list(methods))
                   for path, methods in table]
@@ -686,46 +691,6 @@ class Sandbox:
             status, ("internal_error", "Internal error."))
         headers = dict(getattr(exc, "headers", None) or {})
         return self.respond(Reply(status, _error_body(code, message, [], rid), headers), rid)
-
-
-def _no_filters(query: Any) -> dict[str, Any]:
-    return {}
-
-
-def _filters(query: Any, *, text: tuple[str, ...] = (), statuses: bool = False,
-             dates: tuple[str, ...] = (), periods: tuple[str, ...] = ()) -> dict[str, Any]:
-    """Validate list query parameters into the JSON-able filters a cursor carries."""
-    problems: list[dict[str, str]] = []
-    out: dict[str, Any] = {}
-    since = query.get("updated_since")
-    if since is not None:
-        out["updated_since"] = parse_ts(since)
-        if out["updated_since"] is None:
-            problems.append({"field": "updated_since", "issue": "must be an RFC 3339 timestamp"})
-    if query.get("tag") is not None:
-        out["tag"] = normalize_tag(query["tag"])
-    for name in text:
-        if query.get(name) is not None:
-            out[name] = query[name]
-    if statuses and query.get("document_status"):
-        wanted = [s.strip() for s in query["document_status"].split(",") if s.strip()]
-        if any(s not in STATUSES for s in wanted):
-            problems.append({"field": "document_status",
-                             "issue": "must be a comma-separated list of " + ", ".join(STATUSES)})
-        out["document_status"] = wanted
-    for name in dates:
-        if query.get(name) is not None:
-            if parse_date(query[name]) is None:
-                problems.append({"field": name, "issue": "must be a date (YYYY-MM-DD)"})
-            out[name] = query[name]
-    for name in periods:
-        if query.get(name) is not None:
-            if parse_date(query[name]) is None and parse_ts(query[name]) is None:
-                problems.append({"field": name, "issue": "must be a date or RFC 3339 timestamp"})
-            out[name] = query[name]
-    if problems:
-        raise ApiError(400, "bad_request", "A query parameter is not valid.", problems)
-    return out
 
 
 def create_app(config: SandboxConfig | None = None) -> Starlette:

@@ -1,8 +1,9 @@
-"""The Invoice2go sandbox's data: validation, invoice arithmetic, the store and its seed.
+"""The Invoice2go sandbox's data: validation, invoice arithmetic and the store.
 
 Everything here follows ``shared/reference/invoice2go/CONTRACT.md`` (an assumed API: Invoice2go
-publishes none). HTTP concerns (auth, pagination, rate limits) live in ``sandbox.py``. Records
-are kept as JSON-ready dicts in their response shape, so persisting the store is a dump.
+publishes none). HTTP concerns (auth, pagination, rate limits) live in ``sandbox.py``; the seed
+data and list filters in ``sandbox_seed.py``. Records are kept as JSON-ready dicts in their
+response shape, so persisting the store is a dump.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-EPOCH = datetime(2026, 5, 1, 10, 0, 0, tzinfo=UTC)  # seed data is dated up to this instant
 ACCOUNT_ID = "24379237"
 IDEMPOTENCY_TTL = 24 * 3600
 CENT = Decimal("0.01")
@@ -471,6 +471,7 @@ class Store:
         self.webhooks: dict[str, dict[str, Any]] = {}
         self.taxes: dict[str, str] = {}  # "account|name|rate" -> tax_id
         self.idempotency: dict[str, dict[str, Any]] = {}
+        self.outbox: list[dict[str, Any]] = []  # events this sandbox would deliver (§5.7.3)
 
     def new_id(self) -> str:
         return str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
@@ -483,11 +484,13 @@ class Store:
     def to_json(self) -> dict[str, Any]:
         state = self.rng.getstate()
         return {**{t: getattr(self, t) for t in TABLES}, "taxes": self.taxes,
-                "idempotency": self.idempotency, "rng": [state[0], list(state[1]), state[2]]}
+                "idempotency": self.idempotency, "outbox": self.outbox,
+                "rng": [state[0], list(state[1]), state[2]]}
 
     def load_json(self, data: dict[str, Any]) -> None:
         for table in (*TABLES, "taxes", "idempotency"):
             setattr(self, table, dict(data[table]))
+        self.outbox = list(data.get("outbox", []))
         version, internal, gauss = data["rng"]
         self.rng.setstate((version, tuple(internal), gauss))
 
@@ -516,7 +519,7 @@ class Store:
     def create_client(self, account_id: str, body: dict[str, Any]) -> dict[str, Any]:
         fields = clean_client(body, create=True)
         now = self.stamp()
-        client = _order_client({
+        client = order_client({
             "id": self.new_id(), "account_id": account_id, "email": None,
             **{k: None for k in CLIENT_TEXT}, "payment_terms_days": None, "tags": [],
             "created_at": now, "updated_at": now, **fields})
@@ -557,7 +560,7 @@ class Store:
             due = (date.fromisoformat(doc_date)
                    + timedelta(days=snap["payment_terms_days"])).isoformat()
         now = self.stamp()
-        inv = _blank_invoice(self.new_id(), account_id, account["currency_code"])
+        inv = blank_invoice(self.new_id(), account_id, account["currency_code"])
         inv.update(name=snap.get("name"), email_recipient=snap.get("email"),
                    document_recipient_address=snap.get("billing_address"),
                    ship_address=snap.get("shipping_address"), document_date=doc_date,
@@ -777,7 +780,7 @@ class Store:
         self.get_metric(account_id, metric_id)
         del self.metrics[metric_id]
 
-    # -- webhook subscriptions (stored only; this sandbox delivers no events) --------------
+    # -- webhook subscriptions (events are queued in ``outbox``, not delivered) -----------
 
     def get_webhook(self, account_id: str, webhook_id: str) -> dict[str, Any]:
         return self._owned(self.webhooks, account_id, webhook_id, "Webhook")
@@ -808,6 +811,14 @@ class Store:
         self.get_webhook(account_id, webhook_id)
         del self.webhooks[webhook_id]
 
+    def queue_test_event(self, account_id: str, webhook_id: str) -> dict[str, Any]:
+        """A ``webhook.test`` event for one subscription, whatever its event filter."""
+        self.get_webhook(account_id, webhook_id)
+        event = {"id": self.new_id(), "type": "webhook.test", "created_at": self.stamp(),
+                 "account_id": account_id, "api_version": "v1", "data": {"object": {}}}
+        self.outbox.append({"webhook_id": webhook_id, "event": event})
+        return event
+
     # -- idempotency (§1.1) ----------------------------------------------------------------
 
     def idempotent(self, account_id: str, key: str) -> dict[str, Any] | None:
@@ -827,14 +838,14 @@ def public_webhook(hook: dict[str, Any], *, with_secret: bool = False) -> dict[s
     return out
 
 
-def _order_client(client: dict[str, Any]) -> dict[str, Any]:
+def order_client(client: dict[str, Any]) -> dict[str, Any]:
     keys = ("id", "account_id", "name", "email", "contact_name", "phone", "mobile", "website",
             "billing_address", "shipping_address", "tax_number", "payment_terms_days", "notes",
             "tags", "created_at", "updated_at")
     return {k: client[k] for k in keys}
 
 
-def _blank_invoice(invoice_id: str, account_id: str, currency: str) -> dict[str, Any]:
+def blank_invoice(invoice_id: str, account_id: str, currency: str) -> dict[str, Any]:
     return {"id": invoice_id, "account_id": account_id, "document_type": "invoice",
             "document_number": "", "document_date": "", "due_date": None,
             "document_status": "unsent", "client_id": None, "name": None,
@@ -908,192 +919,3 @@ def _clean_webhook(body: dict[str, Any], *, create: bool) -> dict[str, Any]:
         out["active"] = p.boolean(body["active"], "active")
     p.raise_if_any("Webhook is not valid.")
     return out
-
-
-# -- list filters --------------------------------------------------------------------------
-
-
-def _period_bound(value: str, *, end: bool) -> float:
-    """A period value as Unix seconds; a date as its first (or, for ends, last) instant."""
-    day = parse_date(value)
-    if day is None:
-        return parse_ts(value) or 0.0
-    start = datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()
-    return start + 86399.999 if end else start
-
-
-def matches(table: str, record: dict[str, Any], filters: dict[str, Any]) -> bool:
-    """Whether ``record`` passes the (already validated) list ``filters`` of ``table``."""
-    since = filters.get("updated_since")
-    if since is not None and ts_key(record["updated_at"]) < round(since * 1000):
-        return False
-    tag = filters.get("tag")
-    if tag is not None and tag not in record["tags"]:
-        return False
-    for key in ("client_id", "source", "key"):
-        if filters.get(key) is not None and record.get(key) != filters[key]:
-            return False
-    if table == "clients" and filters.get("email") is not None:
-        return (record["email"] or "").casefold() == filters["email"].casefold()
-    if table == "invoices":
-        statuses = filters.get("document_status")
-        if statuses and record["document_status"] not in statuses:
-            return False
-        if filters.get("document_date_from") and record["document_date"] < \
-                filters["document_date_from"]:
-            return False
-        if filters.get("document_date_to") and record["document_date"] > \
-                filters["document_date_to"]:
-            return False
-    if table == "metrics":
-        if filters.get("period_from") and _period_bound(record["period_end"], end=True) < \
-                _period_bound(filters["period_from"], end=False):
-            return False
-        if filters.get("period_to") and _period_bound(record["period_start"], end=False) > \
-                _period_bound(filters["period_to"], end=True):
-            return False
-    return True
-
-
-# -- seed ----------------------------------------------------------------------------------
-
-_CLIENTS = [  # name, email, contact, tags, payment terms
-    ("Daily Planet", "lois@dailyplanet.example", "Lois Lane", ["media", "vip"], 14),
-    ("Wayne Enterprises", "lucius@wayne-enterprises.example", "Lucius Fox",
-     ["enterprise", "vip"], 30),
-    ("Kord Industries", "ted@kord.example", "Ted Kord", ["enterprise"], 30),
-    ("Big Belly Burger", "orders@bigbellyburger.example", "Sam Carter", ["restaurant"], 7),
-    ("Jitters Coffee", "hello@jitters.example", "Iris West", ["restaurant", "instagram"], 7),
-    ("Gotham Gazette", "editor@gothamgazette.example", "Vicki Vale", ["media"], 14),
-    ("Iceberg Lounge", "oswald@iceberglounge.example", "Oswald Cobblepot", ["hospitality"],
-     None),
-    ("S.T.A.R. Labs", "cisco@starlabs.example", "Cisco Ramon", ["research"], 30),
-    ("Selina Kyle", "selina.kyle@example.com", None, ["residential"], None),
-    ("Alfred Pennyworth", "alfred@waynemanor.example", None, ["residential", "vip"], 14),
-    ("Wholesale", "buying@wholesale-club.example", "Dana Price", ["wholesale"], 45),
-    ("Summer Sale", "promo@summersale.example", "Rita Gomez", ["promo", "facebook"], None),
-]
-_SERVICES = [  # code, description, unit type, unit price
-    ("A10", "Monthly Lawn Service 2 Hours Weekly", "labor_hours", 85),
-    ("G20", "Gutter cleaning", "labor", 120),
-    ("E05", "Light fixture installation", "labor_hours", 65),
-    ("M12", "Drywall patch kit", "parts", 24.5),
-    ("PL3", "Faucet replacement", "labor", 140),
-    ("PT1", "Interior painting, per room", "days", 310),
-    ("HW7", "Door hinge set", "parts", 12.99),
-    ("SN2", "Snow removal visit", "none", 75),
-]
-_INVOICE_TAGS = [[], [], ["lawn-care"], ["repeat"], ["summer-sale"], ["lawn-care", "repeat"],
-                 ["vip"]]
-
-
-def seed_store(store: Store) -> None:
-    """Fill ``store`` with the same accounts, clients, invoices and metrics on every start."""
-    rng, epoch = store.rng, EPOCH.timestamp()
-    accounts = [(ACCOUNT_ID, "Gotham Handyman Co", "owner@gothamhandyman.example", "USD", "US",
-                 "America/Los_Angeles", "2021-01-28T07:57:37Z"),
-                ("31415926", "Metropolis Plumbing", "office@metroplumbing.example", "USD", "US",
-                 "America/New_York", "2022-03-14T15:09:26Z")]
-    for acc_id, name, email, currency, country, tz, created in accounts:
-        store.accounts[acc_id] = {"id": acc_id, "name": name, "email": email,
-                                  "currency_code": currency, "country_code": country,
-                                  "timezone": tz, "created_at": created,
-                                  "updated_at": iso(epoch)}
-    tax_id = store.taxes.setdefault(f"{ACCOUNT_ID}|TAX|8", store.new_id())
-    clients = []
-    for n, (name, email, contact, tags, terms) in enumerate(_CLIENTS):
-        created = iso(epoch - (400 - n * 17) * 86400)
-        client = _order_client({
-            "id": store.new_id(), "account_id": ACCOUNT_ID, "name": name, "email": email,
-            "contact_name": contact, "phone": f"555-01{n:02d}", "mobile": None,
-            "website": None, "tax_number": None,
-            "billing_address": f"{100 + n * 7} {('Park Row', 'Crime Alley', 'Kane St')[n % 3]}"
-                               ", Gotham", "shipping_address": None, "notes": None,
-            "payment_terms_days": terms, "tags": list(tags), "created_at": created,
-            "updated_at": iso(epoch - (120 - n * 9) * 86400)})
-        store.clients[client["id"]] = client
-        clients.append(client)
-    for n in range(60):
-        _seed_invoice(store, rng, clients[rng.randrange(len(clients))], n, tax_id, epoch)
-    other = _order_client({
-        "id": store.new_id(), "account_id": "31415926", "name": "LexCorp",
-        "email": "facilities@lexcorp.example", "contact_name": "Mercy Graves", "phone": None,
-        "mobile": None, "website": None, "tax_number": None, "billing_address": None,
-        "shipping_address": None, "notes": None, "payment_terms_days": None,
-        "tags": ["enterprise"], "created_at": iso(epoch - 90 * 86400),
-        "updated_at": iso(epoch - 90 * 86400)})
-    store.clients[other["id"]] = other
-    _seed_metrics(store, epoch)
-
-
-def _seed_invoice(store: Store, rng: random.Random, client: dict[str, Any], n: int,
-                  tax_id: str, epoch: float) -> None:
-    age = (60 - n) * 1.5  # days before the epoch; invoice 1 is the oldest
-    created = epoch - age * 86400 + rng.randrange(0, 6 * 3600)
-    doc_date = datetime.fromtimestamp(created, UTC).date()
-    inv = _blank_invoice(store.new_id(), ACCOUNT_ID, "USD")
-    items = []
-    for _ in range(rng.randint(1, 4)):
-        code, desc, unit, price = _SERVICES[rng.randrange(len(_SERVICES))]
-        discount = rng.choice(["no_discount"] * 6 + ["percentage", "amount"])
-        items.append({"id": store.new_id(), "code": code, "description": desc,
-                      "qty": rng.choice([1, 1, 2, 3, 4, 1.5]), "unit_type": unit,
-                      "unit_price": price, "discount_type": discount,
-                      "discount_percentage": 10 if discount == "percentage" else 0,
-                      "discount_amount": 15 if discount == "amount" else 0,
-                      "withholding_tax_applies": False,
-                      "applied_taxes": [] if unit == "parts" and rng.random() < 0.3 else
-                      [{"tax_id": tax_id, "name": "TAX", "rate": 8}], "amount": 0})
-    terms = client["payment_terms_days"]
-    inv.update(document_number=str(n + 1), document_date=doc_date.isoformat(),
-               due_date=(doc_date + timedelta(days=terms)).isoformat() if terms else None,
-               client_id=client["id"], name=client["name"], email_recipient=client["email"],
-               document_recipient_address=client["billing_address"],
-               comment="Thanks for your business" if n % 3 == 0 else None, items=items,
-               tags=list(_INVOICE_TAGS[rng.randrange(len(_INVOICE_TAGS))]),
-               created_at=iso(created))
-    if n % 10 == 7:
-        inv.update(discount_type="percentage", discount_value=5)
-    compute_totals(inv)
-    roll = rng.random()
-    if age > 45:
-        status = "void" if roll < 0.08 else "partially_paid" if roll < 0.2 else "fully_paid"
-    elif age > 15:
-        status = "sent" if roll < 0.4 else "partially_paid" if roll < 0.6 else "fully_paid"
-    else:
-        status = "unsent" if roll < 0.5 else "sent"
-    inv["document_status"] = "sent" if status != "unsent" else "unsent"
-    updated = created + rng.randrange(600, 3 * 86400)
-    if status in ("partially_paid", "fully_paid"):
-        total = dec(inv["total_amount"])
-        amount = total if status == "fully_paid" else round2(total * Decimal("0.4"))
-        paid_at = min(updated, epoch)
-        inv["payments"].append({
-            "id": store.new_id(), "transaction_id": f"txn_{n + 1:04d}", "amount": num(amount),
-            "tip_amount": 0, "fee_amount": 0, "datetime": iso(paid_at),
-            "method": rng.choice(PAYMENT_METHODS[:4]), "type": "payment",
-            "status": "succeeded"})
-        compute_totals(inv)
-        settle_status(inv)
-    elif status == "void":
-        inv["document_status"] = "void"
-    inv["updated_at"] = iso(min(updated, epoch))
-    store.invoices[inv["id"]] = inv
-
-
-def _seed_metrics(store: Store, epoch: float) -> None:
-    rows = [("ghl.social_planner", "posts.published", "Posts published", 42, "facebook"),
-            ("ghl.social_planner", "posts.published", "Posts published", 37, "instagram"),
-            ("ghl.social_planner", "posts.failed", "Posts failed", 2, "facebook"),
-            ("reviews.widget", "rating.average", "Average rating", 4.7, None)]
-    for n, (source, key, label, value, platform) in enumerate(rows):
-        dims = {"platform": platform, "location_id": "loc_123"} if platform else {}
-        stamp = iso(epoch - 3600 + n * 60)  # pushed just after the period closed
-        metric = {"id": store.new_id(), "account_id": ACCOUNT_ID, "source": source, "key": key,
-                  "label": label, "value": value, "unit": "count" if platform else "ratio",
-                  "currency_code": None, "period_start": "2026-04-01",
-                  "period_end": "2026-04-30", "dimensions": dims, "client_id": None,
-                  "tags": ["social"] if platform else [],
-                  "external_id": f"loc_123:2026-04:{key}:{platform}" if platform else None,
-                  "created_at": stamp, "updated_at": stamp}
-        store.metrics[metric["id"]] = metric

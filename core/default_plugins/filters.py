@@ -22,6 +22,8 @@ from typing import Any
 
 from jinja2.runtime import Undefined
 
+from ..hookspecs import hookimpl
+
 __all__ = ["FILTERS", "FilterError"]
 
 
@@ -320,3 +322,10 @@ FILTERS: dict[str, Callable[..., Any]] = {
     "unique": unique,
     "coalesce": coalesce,
 }
+
+
+@hookimpl(trylast=True)
+def register_template_filters(register: Callable[[str, Callable[..., Any]], None]) -> None:
+    """Register the built-in filters (plugins registered later may override them)."""
+    for name, function in FILTERS.items():
+        register(name, function)
