@@ -361,6 +361,74 @@ def _print_report(report: Any, as_json: bool) -> None:
         err.print(f"retry failed events with: splice runs retry {report.run_id}")
 
 
+@cli.command("test")
+@click.argument("recipe", type=click.Path(dir_okay=False, path_type=str))
+@click.option("--live", "source", flag_value="live",
+              help="Use one real record fetched from the trigger.")
+@click.option("--sample", "source", flag_value="sample",
+              help="Use the connector's declared sample record.")
+@click.option("--send", is_flag=True, help="Really send the requests (test transaction).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@handle_errors
+def test_recipe(recipe: str, source: str | None, send: bool, as_json: bool) -> None:
+    """Try RECIPE on one event and show every request next to the fields it was mapped from.
+
+    The event is one real record from the trigger (default when the connection works) or the
+    connector's sample. Every step is rendered and checked against its action's input schema.
+    Nothing is sent unless --send.
+    """
+    from .engine import Runner
+    from .trial import run_trial
+
+    registry = _registry()
+    store = _store()
+    plan = _load_plan(recipe, registry, store)
+    runner = Runner(plan, store, registry)
+    try:
+        report = run_trial(runner, source=source or "auto", send=send)
+    finally:
+        runner.close()
+    if as_json:
+        click.echo(json.dumps({"recipe": report.recipe, "source": report.source,
+                               "event": report.event, "ok": report.ok,
+                               "steps": [{"step": s.label, "action": s.action,
+                                          "status": s.status, "request": s.request,
+                                          "error": s.error, "fields": [
+                                              {"field": f.field, "from": f.source,
+                                               "value": f.value} for f in s.fields]}
+                                         for s in report.steps]}, indent=2, default=str))
+    else:
+        _print_trial(report, send)
+    if not report.ok:
+        sys.exit(EXIT_BAD_INPUT)
+
+
+def _print_trial(report: Any, send: bool) -> None:
+    from rich.table import Table
+
+    con = _console()
+    con.print(f"[bold]{_esc(report.recipe)}[/]: testing with one {report.source} event")
+    con.print(_esc(json.dumps(report.event, indent=2, default=str)[:2000]))
+    for s in report.steps:
+        con.print(f"\n[bold]{_esc(s.label)}[/] {s.action}: {s.status}")
+        if s.error:
+            con.print(f"[red]{_esc(s.error)}[/]")
+            continue
+        if s.fields:
+            table = Table("input field", "mapped from", "value")
+            for f in s.fields:
+                table.add_row(_esc(f.field), _esc(f.source),
+                              _esc(json.dumps(f.value, default=str)))
+            con.print(table)
+        if s.request:
+            con.print(_esc(f"{s.request['method']} {s.request['url']}"))
+            body = s.request.get("json", s.request.get("form"))
+            if body is not None:
+                con.print(_esc(json.dumps(body, indent=2, default=str)))
+    con.print("\n" + ("requests were sent" if send else
+                      "nothing was sent (use --send for a real test transaction)"))
+
+
 # ---------------------------------------------------------------------------- runs
 @cli.group()
 def runs() -> None:

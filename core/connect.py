@@ -64,7 +64,8 @@ def start_listener(port: int = 0) -> _Listener:
     server = _Listener((HOST, port), _Handler)
     server.callback = Callback()
     server.done = threading.Event()
-    threading.Thread(target=server.serve_forever, daemon=True, name="splice-oauth").start()
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True,
+                     name="splice-oauth").start()
     return server
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from .errors import ConfigError, SpliceError, ValidationFailed
+from .errors import ConfigError, SpliceError, TemplateError, ValidationFailed
 from .http import ApiClient, Attempt, PreparedCall, prepare_call
 from .manifest import MISSING, Connector, Operation
 from .plan import Plan, StepPlan
@@ -147,17 +147,36 @@ class Runner:
                 "now": self.now()}
 
     def render_input(self, op: Operation, defaults: Any, mapping: Any, context: dict[str, Any],
-                     where: str) -> dict[str, Any]:
-        merged = dict(defaults(context) or {})
+                     base: tuple[str | int, ...]) -> dict[str, Any]:
+        """Defaults + the step's mapping, validated against the action's input schema.
+
+        A default that reads a connection field the connection does not have (say
+        ``connection.locationId`` on an agency token) is left out rather than failing.
+        Problems name the recipe's file:line:column.
+        """
+        try:
+            merged = dict(defaults(context) or {})
+        except TemplateError:
+            merged = self._partial_defaults(op.defaults, context)
         merged.update(mapping(context) or {})
         errors = list(iter_errors(op.input_validator, merged))
         if errors:
-            from .documents import format_path
-            parts = [f"{where}.{format_path(p)}: {m}" if p else f"{where}: {m}"
-                     for p, m, _ in errors[:10]]
+            doc = self.plan.recipe.doc
+            parts = [str(doc.problem((*base, *p), m, key=at_key)) for p, m, at_key in errors[:10]]
             raise ValidationFailed(f"{op.ref} input is not valid (nothing was sent):\n  " +
                                    "\n  ".join(parts))
         return merged
+
+    def _partial_defaults(self, defaults: dict[str, Any], context: dict[str, Any]
+                          ) -> dict[str, Any]:
+        engine = self.registry_engine()
+        out = {}
+        for key, value in defaults.items():
+            try:
+                out.update(engine.compile_mapping({key: value}, where="defaults")(context))
+            except TemplateError:
+                continue
+        return out
 
     def prepare(self, op: Operation, connector: Connector, connection: str | None,
                 payload: dict[str, Any], idem: str | None = None) -> PreparedCall:
@@ -196,12 +215,18 @@ class Runner:
         """Pages of trigger records (the trigger's operation, all pages, cursor applied)."""
         plan = self.plan
         op = plan.operation
+        if plan.trigger.type == "event":
+            yield from self._engine_events()
+            return
         if op is None:
             return
         conn_name = plan.recipe.trigger_connection
         context = {**self.base_context(),
                    "connection": self.public_connection(conn_name, plan.connector)}
-        payload = dict(plan.trigger_defaults(context) or {})
+        try:
+            payload = dict(plan.trigger_defaults(context) or {})
+        except TemplateError:
+            payload = self._partial_defaults({**op.defaults, **plan.trigger.defaults}, context)
         payload.update(plan.trigger_input(context) or {})
         cursor_spec = plan.trigger.cursor
         if cursor_spec and cursor_spec["param"] not in plan.recipe.trigger_with:
@@ -217,6 +242,20 @@ class Runner:
         call = self.prepare(op, plan.connector, conn_name, payload)
         for _body, records in client.pages(op, call, max_pages=max_pages):
             yield records
+
+    def _engine_events(self) -> Iterator[list[Any]]:
+        """Records of an ``event`` trigger: the engine's own connection events."""
+        from .events import list_connection_events
+
+        recipe, trig = self.plan.recipe.name, self.plan.trigger.ref
+        after = int(self.store.get_cursor(recipe, trig) or 0)
+        while True:
+            page = list_connection_events(self.store, events=self.plan.trigger.events,
+                                          after=after)
+            if not page:
+                return
+            yield page
+            after = page[-1]["id"]
 
     def event_key(self, record: Any) -> str | None:
         plan = self.plan
@@ -245,7 +284,8 @@ class Runner:
                 self._resume_pending(report)
             initialized = store.trigger_initialized(recipe, trig)
             seeding = not initialized and not backfill
-            cursor_field = (plan.trigger.cursor or {}).get("field")
+            cursor_field = "id" if plan.trigger.type == "event" else \
+                (plan.trigger.cursor or {}).get("field")
             cursor_value = None
             cursor_blocked = False
             page_no = 0
@@ -290,7 +330,7 @@ class Runner:
                     store.mark_initialized(recipe, trig)
                 if cursor_value is not None:
                     old = store.get_cursor(recipe, trig)
-                    if old is None or str(cursor_value) > str(old):
+                    if old is None or _later(cursor_value, old):
                         store.set_cursor(recipe, trig, str(cursor_value))
         except SpliceError as exc:
             report.errors.append(str(exc))
@@ -388,7 +428,7 @@ class Runner:
         attempts: list[Attempt] = []
         try:
             payload = self.render_input(op, step.defaults, step.mapping, ctx,
-                                        f"{step.spec.label}.with")
+                                        ("steps", step.index, "with"))
             call = self.prepare(op, step.connector, step.connection, payload, idem)
             request = call.describe()
             request["headers"] = redact_headers(call.headers)
@@ -440,7 +480,7 @@ class Runner:
                     ictx = sctx if step.for_each is None else {**sctx, "item": item,
                                                               "loop": {"index": i + 1}}
                     payload = self.render_input(op, step.defaults, step.mapping, ictx,
-                                                f"{step.spec.label}.with")
+                                                ("steps", step.index, "with"))
                     call = self.prepare(op, step.connector, step.connection, payload,
                                            "<idempotency-key>" if op.writes else None)
                     desc = call.describe()
@@ -510,4 +550,12 @@ def _max_cursor(current: Any, record: Any, field_path: str | None) -> Any:
     value = dig(record, field_path)
     if value is None:
         return current
-    return value if current is None or str(value) > str(current) else current
+    return value if current is None or _later(value, current) else current
+
+
+def _later(a: Any, b: Any) -> bool:
+    """Cursor order: numeric when both are numbers, else text (ISO timestamps sort as text)."""
+    try:
+        return float(a) > float(b)
+    except (TypeError, ValueError):
+        return str(a) > str(b)

@@ -364,12 +364,13 @@ class ApiClient:
         def attempt_once() -> _Outcome:
             budget_wait = self.limiter.acquire(self.sleep) if self.limiter else 0.0
             request = call.to_request()
+            if timeout is not None:  # the operation's own read timeout
+                request.extensions = {**request.extensions, "timeout": timeout.as_dict()}
             started = time.monotonic()
             outcome = _Outcome()
             self.requests_made += 1
             try:
-                outcome.response = self.client.send(
-                    request, **({"timeout": timeout} if timeout else {}))
+                outcome.response = self.client.send(request)
             except NOT_SENT_ERRORS as exc:
                 outcome.error, outcome.sent = exc, False
             except httpx.TransportError as exc:

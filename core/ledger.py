@@ -24,10 +24,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from splice.errors import ConfigError
-from splice.secrets import REDACTOR, redact_headers
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Dialect
+
+from splice.errors import ConfigError
+from splice.secrets import REDACTOR, redact_headers
 
 __all__ = [
     "DeadLetter",

@@ -21,6 +21,7 @@ from .documents import Document, load_document
 from .errors import ConfigError, DocumentError, Problem
 from .schema import bundled_validator, did_you_mean, iter_errors, subschema, validator_for
 
+_CODE_VERSION = "manifest-checks-1"  # bump when check_manifest's rules change
 PATH_PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 BODY_METHODS = {"POST", "PUT", "PATCH"}
 MISSING = object()
@@ -186,15 +187,82 @@ class Connector:
 
 def load_manifest(source: str | Path | dict[str, Any], *, plugin: str = "",
                   sandbox: str | None = None) -> Connector:
-    """Load and check a manifest from a file or a dict; raise :class:`DocumentError`."""
+    """Load and check a manifest from a file or a dict; raise :class:`DocumentError`.
+
+    A file that passed every check before (same bytes, same splice) is not checked again:
+    its data is reused from memory or from the on-disk cache (``SPLICE_CACHE_DIR``, default
+    the platform's user cache dir), so startup stays fast with large generated manifests.
+    """
     if isinstance(source, dict):
         doc = Document(path=f"<{plugin or 'manifest'}>", data=source)
     else:
+        raw = Path(source).read_bytes() if Path(source).is_file() else None
+        cached = _cache_get(raw) if raw is not None else None
+        if cached is not None:
+            return _build(Document(path=str(source), data=cached), plugin=plugin,
+                          sandbox=sandbox)
         doc = load_document(source)
     problems = check_manifest(doc)
     if problems:
         raise DocumentError(problems)
+    if not isinstance(source, dict) and raw is not None:
+        _cache_put(raw, doc.data)
     return _build(doc, plugin=plugin, sandbox=sandbox)
+
+
+_MEMORY_CACHE: dict[str, Any] = {}
+
+
+def _cache_key(raw: bytes) -> str:
+    import hashlib
+    from importlib import resources
+
+    digest = hashlib.sha256(raw)
+    digest.update(resources.files("splice").joinpath("schemas/connector.schema.json")
+                  .read_bytes())
+    digest.update(_CODE_VERSION.encode())
+    return digest.hexdigest()
+
+
+def _cache_dir() -> Path:
+    import os
+
+    import platformdirs
+
+    return Path(os.environ.get("SPLICE_CACHE_DIR") or platformdirs.user_cache_dir("splice")) \
+        / "manifests"
+
+
+def _cache_get(raw: bytes) -> Any:
+    import json
+
+    key = _cache_key(raw)
+    if key in _MEMORY_CACHE:
+        return _MEMORY_CACHE[key]
+    try:
+        data = json.loads((_cache_dir() / f"{key}.json").read_text("utf-8"))
+    except (OSError, ValueError):
+        return None
+    _MEMORY_CACHE[key] = data
+    return data
+
+
+def _cache_put(raw: bytes, data: Any) -> None:
+    import json
+    import os
+    import tempfile
+
+    key = _cache_key(raw)
+    _MEMORY_CACHE[key] = data
+    try:
+        folder = _cache_dir()
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(data, fh)
+        os.replace(tmp, folder / f"{key}.json")
+    except OSError:
+        pass  # a read-only cache only costs speed
 
 
 def check_manifest(doc: Document) -> list[Problem]:

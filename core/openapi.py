@@ -23,6 +23,7 @@ from urllib.parse import unquote
 
 import jsonschema
 import yaml
+
 from splice.errors import InputError
 
 __all__ = [

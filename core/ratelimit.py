@@ -74,10 +74,10 @@ def human(seconds: float) -> str:
         return f"{seconds:.0f} s"
     if seconds < 3600:
         return f"{seconds / 60:.0f} min"
-    if seconds < DAY:
-        hours, rest = divmod(int(seconds), 3600)
+    if seconds < 2 * DAY:
+        hours, rest = divmod(int(round(seconds)), 3600)
         return f"{hours} h {rest // 60} min" if rest >= 60 else f"{hours} h"
-    return f"{seconds / DAY:.0f} d" if seconds % DAY == 0 else f"{seconds / DAY:.1f} d"
+    return f"{seconds / DAY:.1f} d"
 
 
 @dataclass(frozen=True)
@@ -92,7 +92,10 @@ class Window:
         return Rate(self.limit, max(1, int(round(self.seconds * 1000))))
 
     def __str__(self) -> str:
-        return f"{self.limit} per {human(self.seconds)}"
+        for unit, name in ((DAY, "d"), (3600.0, "h"), (60.0, "min"), (1.0, "s")):
+            if self.seconds >= unit and self.seconds % unit == 0:
+                return f"{self.limit} per {self.seconds / unit:g} {name}"
+        return f"{self.limit} per {self.seconds * 1000:g} ms"
 
 
 def _implied(short: Window, long: Window) -> bool:

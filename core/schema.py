@@ -113,7 +113,8 @@ def iter_errors(validator: Draft202012Validator, instance: Any) -> Iterator[
         tuple[tuple[str | int, ...], str, bool]]:
     """Readable errors in document order, most specific first, without duplicates."""
     seen: set[tuple[Any, str]] = set()
-    errors = sorted(validator.iter_errors(instance), key=lambda e: [str(p) for p in e.absolute_path])
+    errors = sorted(validator.iter_errors(instance),
+                    key=lambda e: [str(p) for p in e.absolute_path])
     for err in errors:
         if err.validator in ("if", "then", "allOf") and err.context:
             for sub in err.context:

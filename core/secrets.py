@@ -30,6 +30,7 @@ import platformdirs
 from cryptography.fernet import Fernet, InvalidToken
 from cryptography.hazmat.primitives.hashes import SHA256
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
 from splice.errors import ConfigError
 
 __all__ = [

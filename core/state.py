@@ -29,7 +29,12 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.pool import StaticPool
+
 from splice.errors import ConfigError
+from splice.events import create_table as create_connection_events
 from splice.ledger import (
     DeadLetter,
     EventRecord,
@@ -44,9 +49,6 @@ from splice.ledger import (
     storage_key,
 )
 from splice.secrets import REDACTOR, SecretBox, home
-from sqlalchemy import event
-from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.pool import StaticPool
 
 __all__ = [
     "ConnectionRecord",
@@ -130,6 +132,7 @@ def _initial_schema(conn: Connection) -> None:
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _initial_schema),
+    Migration(2, "connection events", create_connection_events),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 

@@ -33,6 +33,7 @@ from jinja2.runtime import Context, LoopContext, Macro, Undefined
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError, modifies_known_mutable
 from jinja2.utils import Cycler, Joiner, Namespace, missing, pass_context
 from markupsafe import Markup
+
 from splice.default_plugins.filters import FILTERS, FilterError, to_json
 from splice.errors import TemplateError, TemplateSecurityError
 

@@ -107,7 +107,7 @@ async def items(request: Request) -> Response:
         page = int(q.get("page", "1"))
         return JSONResponse({"items": records[(page - 1) * size:page * size]})
     if kind in ("cursor", "cursor_header", "stuck"):
-        start = int(q.get("cursor") or q.get("after") or "0")
+        start = 0 if kind == "stuck" else int(q.get("cursor") or q.get("after") or "0")
         chunk = records[start:start + size]
         nxt = start + len(chunk)
         more = nxt < total

@@ -81,3 +81,27 @@ def test_secrets_absent_from_connections_list_logs_and_run_records(fakecrm, spli
         for row in db.execute(f"SELECT * FROM {table}"):
             assert TOKEN not in repr(row)
     assert TOKEN.encode() not in (splice_home / "splice.db").read_bytes()
+
+
+def test_splice_test_shows_fields_next_to_their_templates_and_sends_nothing(fakecrm):
+    result = invoke("test", RECIPE, "--live", "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["source"] == "live" and report["event"]["id"] == "c0001"
+    note = report["steps"][0]
+    assert {"field": "zip", "from": "{{ trigger.zip }}", "value": "00001"} in note["fields"]
+    assert note["request"]["method"] == "POST"
+    assert fakecrm.posts() == []
+    human = invoke("test", RECIPE, "--live")
+    assert "mapped from" in human.stdout and "nothing was sent" in human.stdout
+
+
+def test_splice_test_catches_a_wrong_type_with_the_recipe_line(fakecrm, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text((FIXTURES / "notes.yaml").read_text().replace(
+        'zip: "{{ trigger.zip }}"', 'score: "{{ trigger.zip }}x"'))
+    result = invoke("test", str(bad), "--live", "--json")
+    assert result.exit_code == 2
+    error = json.loads(result.stdout)["steps"][0]["error"]
+    assert f"{bad}:12:14: steps[0].with.score: expected an integer, got a string" in error
+    assert fakecrm.posts() == []

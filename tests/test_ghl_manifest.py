@@ -12,6 +12,7 @@ import pytest
 import yaml
 from jinja2.sandbox import SandboxedEnvironment
 from jsonschema import Draft202012Validator
+
 from splice.openapi import connector_schema, load_spec
 
 SP = "/social-media-posting"

@@ -13,6 +13,7 @@ import jsonschema
 import pytest
 import yaml
 from jsonschema import Draft202012Validator, FormatChecker
+
 from splice.manifest import load_manifest
 from splice.templates import TemplateEngine
 

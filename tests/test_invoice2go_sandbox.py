@@ -11,6 +11,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
+from starlette.applications import Starlette
+
 from splice.sandbox_oauth import (
     AuthFailure,
     OAuthClient,
@@ -21,7 +23,6 @@ from splice.sandbox_oauth import (
 )
 from splice.sandboxes import SandboxConfig, serve
 from splice_connectors.invoice2go.sandbox import create_app
-from starlette.applications import Starlette
 
 # --------------------------------------------------------------------------------------------
 # splice.sandbox_oauth, driven directly

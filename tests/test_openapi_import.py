@@ -10,6 +10,7 @@ import jsonschema
 import pytest
 import yaml
 from jsonschema import Draft202012Validator
+
 from splice.errors import InputError
 from splice.openapi import (
     ImportResult,

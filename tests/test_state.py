@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+
 from splice.errors import ConfigError
 from splice.ledger import metadata
 from splice.secrets import (

@@ -7,6 +7,7 @@ import time
 from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
+
 from splice.default_plugins.filters import FILTERS
 from splice.errors import TemplateError, TemplateSecurityError
 from splice.templates import Reference, TemplateEngine, is_template

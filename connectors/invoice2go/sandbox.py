@@ -26,15 +26,16 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
-from splice.errors import ConfigError
-from splice.sandbox_oauth import AuthFailure, OAuthClient, OAuthFailure, OAuthServer, TokenInfo
-from splice.sandboxes import SandboxConfig
 from starlette.applications import Starlette
 from starlette.datastructures import ImmutableMultiDict
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
+
+from splice.errors import ConfigError
+from splice.sandbox_oauth import AuthFailure, OAuthClient, OAuthFailure, OAuthServer, TokenInfo
+from splice.sandboxes import SandboxConfig
 
 from .sandbox_data import (
     ACCOUNT_ID,

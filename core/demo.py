@@ -1,0 +1,505 @@
+"""``splice demo``: the real recipes, end to end, against the bundled sandboxes.
+
+No account is needed. Both sandboxes (the HighLevel and Invoice2go emulators) start on free
+loopback ports and keep their data in ``$SPLICE_HOME/sandboxes/<connector>.json``; the
+connections ``my-highlevel`` and ``my-invoice2go`` are made through the real OAuth flow (the
+sandboxes approve on their own and a small function plays the browser); every recipe in
+``recipes/`` runs once; and the summary counts what changed in the sandboxes' data. Run it
+again and it finds nothing new and changes nothing.
+
+The tag recipe is the exception to "backfill": HighLevel's sandbox holds 250 tags, and
+processing all of them would take minutes under the APIs' rate limits. Its first run remembers
+the existing tags, then the demo edits two tags and creates one in the HighLevel sandbox, as a
+person would, and runs the recipe again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from .errors import AuthError, ConfigError
+
+__all__ = ["CONNECTIONS", "DemoSummary", "RecipeResult", "Sandboxes", "connect_to_sandbox",
+           "recipes_dir", "run_demo"]
+
+#: connector id -> the connection name the recipes use
+CONNECTIONS = {"ghl_users": "my-highlevel", "invoice2go": "my-invoice2go"}
+TITLES = {"ghl_users": "HighLevel", "invoice2go": "Invoice2go"}
+LOOPBACK = "http://127.0.0.1:"
+
+
+def recipes_dir() -> Path:
+    """The project's ``recipes/`` folder (next to ``core/`` in a source checkout)."""
+    path = Path(__file__).resolve().parent.parent / "recipes"
+    if not path.is_dir():
+        raise ConfigError(f"no recipes folder at {path}",
+                          hint="run the demo from a source checkout (`pip install -e .`)")
+    return path
+
+
+# ---------------------------------------------------------------------------- sandboxes
+
+
+class Sandboxes:
+    """Both sandboxes on free loopback ports, their data in ``state_dir`` (context manager)."""
+
+    def __init__(self, registry: Any, state_dir: Path | None,
+                 connector_ids: tuple[str, ...] = tuple(CONNECTIONS)) -> None:
+        from .sandboxes import SandboxConfig
+
+        self.connectors = {cid: registry.connector(cid) for cid in connector_ids}
+        self.configs = {cid: SandboxConfig(state_path=state_dir / f"{cid}.json"
+                                           if state_dir else None)
+                        for cid in connector_ids}
+        #: connectors whose sandbox starts from its seed (no saved data yet)
+        self.fresh = {cid: cfg.state_path is None or not cfg.state_path.exists()
+                      for cid, cfg in self.configs.items()}
+        self.urls: dict[str, str] = {}
+        self._stack = contextlib.ExitStack()
+        self._http = httpx.Client(timeout=10.0)
+
+    def __enter__(self) -> Sandboxes:
+        from .sandboxes import load_factory, serve
+
+        try:
+            for cid, connector in self.connectors.items():
+                app = load_factory(connector)(self.configs[cid])
+                self.urls[cid] = self._stack.enter_context(serve(app))
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+        self._stack.close()
+
+    def state(self, cid: str) -> dict[str, Any]:
+        """The sandbox's whole data (``GET /__test__/state``)."""
+        response = self._http.get(f"{self.urls[cid]}/__test__/state")
+        response.raise_for_status()
+        return dict(response.json())
+
+    def control(self, cid: str, method: str, path: str, body: Any = None) -> Any:
+        """Call one of the sandbox's ``/__test__/`` controls."""
+        response = self._http.request(method, f"{self.urls[cid]}/__test__/{path}", json=body)
+        response.raise_for_status()
+        return response.json()
+
+
+def approve_in_sandbox(url: str) -> None:
+    """Play the browser: open the consent URL (the sandbox approves by itself) and follow its
+    redirect to splice's loopback listener."""
+    with httpx.Client(timeout=10.0) as client:
+        answer = client.get(url)
+        location = answer.headers.get("location")
+        if answer.status_code not in (302, 303) or not location:
+            raise AuthError(f"the sandbox did not approve the connection (HTTP "
+                            f"{answer.status_code})")
+        client.get(location)
+
+
+def connect_to_sandbox(connector: Any, store: Any, *, name: str, base_url: str,
+                       config: Any, scopes: list[str],
+                       transport: httpx.BaseTransport | None = None) -> Any:
+    """Create connection ``name`` with the real OAuth flow against a running sandbox."""
+    from .connect import connect
+
+    opener = approve_in_sandbox
+    if isinstance(transport, Reroute):
+        opener = lambda url: approve_in_sandbox(transport.rewrite(url))  # noqa: E731
+    return connect(connector, store, name=name, client_id=config.client_id,
+                   client_secret=config.client_secret, scopes=scopes, base_url=base_url,
+                   open_url=opener, timeout=30.0, transport=transport)
+
+
+class Reroute(httpx.BaseTransport):
+    """Sends requests for a connector's real OAuth hosts to its sandbox.
+
+    Needed only while :func:`splice.oauth.endpoint` keeps absolute OAuth URLs (HighLevel's
+    authorize and token URLs) when a connection overrides the base URL; see
+    :func:`oauth_routes`. Everything else passes through untouched.
+    """
+
+    def __init__(self, routes: dict[str, str]) -> None:
+        self.routes = {host: httpx.URL(target) for host, target in routes.items()}
+        self._inner = httpx.HTTPTransport()
+
+    def rewrite(self, url: str) -> str:
+        parsed = httpx.URL(url)
+        target = self.routes.get(parsed.host)
+        if target is None:
+            return url
+        return str(parsed.copy_with(scheme=target.scheme, host=target.host, port=target.port))
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        target = self.routes.get(request.url.host)
+        if target is not None:
+            request.url = request.url.copy_with(scheme=target.scheme, host=target.host,
+                                                port=target.port)
+            request.headers["Host"] = request.url.netloc.decode("ascii")
+        return self._inner.handle_request(request)
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+def oauth_routes(connectors: dict[str, Any], urls: dict[str, str]) -> dict[str, str]:
+    """Hosts of absolute OAuth URLs the engine would not send to the sandbox -> its URL."""
+    from .oauth import endpoint
+
+    routes: dict[str, str] = {}
+    for cid, connector in connectors.items():
+        for key in ("authorize_url", "token_url", "revoke_url"):
+            url = connector.auth.get(key)
+            if url and not endpoint(url, urls[cid]).startswith(urls[cid]):
+                host = urlsplit(url).hostname
+                if host:
+                    routes[host] = urls[cid]
+    return routes
+
+
+# ---------------------------------------------------------------------------- connections
+
+
+def ensure_connection(store: Any, connector: Any, name: str, sandboxes: Sandboxes,
+                      scopes: list[str], transport: httpx.BaseTransport | None) -> str:
+    """Make ``name`` usable against the running sandbox; say what was done."""
+    cid = connector.id
+    url = sandboxes.urls[cid]
+    record = store.get_connection(name)
+    if record is not None and not (record.base_url or "").startswith(LOOPBACK):
+        raise ConfigError(
+            f"connection '{name}' points at {record.base_url or connector.base_url}, not at a "
+            "sandbox; the demo will not touch it",
+            hint="run the demo with its own state folder, e.g. "
+                 "`SPLICE_HOME=~/splice-demo splice demo`")
+    reason = None
+    if record is None:
+        reason = "new"
+    elif record.connector != cid:
+        reason = f"was a {record.connector} connection"
+    elif record.status == "reauth_required":
+        reason = "needed re-authorisation"
+    elif sandboxes.fresh[cid]:
+        reason = "the sandbox started from scratch"
+    elif not set(scopes) <= set(record.scopes):
+        reason = "more scopes needed"
+    if reason is not None:
+        result = connect_to_sandbox(connector, store, name=name, base_url=url,
+                                    config=sandboxes.configs[cid], scopes=scopes,
+                                    transport=transport)
+        return (f"connected {name} ({cid}) through OAuth ({reason}); scopes: "
+                f"{' '.join(result.scopes)}")
+    if record.base_url != url:
+        # A new port on every run: point the connection at it and keep its tokens.
+        store.put_connection(name, connector=record.connector, auth_type=record.auth_type,
+                             base_url=url, config=record.config, secret=record.secret)
+    return f"{name} ({cid}) already connected; using its stored tokens"
+
+
+def needed_scopes(connector: Any, paths: list[Path]) -> list[str]:
+    """Scopes the recipes at ``paths`` need from ``connector`` (all of its scopes if none)."""
+    from .errors import SpliceError
+    from .recipe import load_recipe
+
+    needed: list[str] = []
+    for path in paths:
+        try:
+            recipe = load_recipe(path)
+        except SpliceError:
+            continue  # reported when the recipe runs
+        ops = [connector.operations.get(s.action_id) for s in recipe.steps
+               if s.connector_id == connector.id]
+        if recipe.trigger_connector_id == connector.id:
+            trigger = connector.triggers.get(recipe.trigger_id)
+            ops.append(connector.operations.get(trigger.operation or "") if trigger else None)
+        needed += [s for op in ops if op is not None for s in op.scopes if s not in needed]
+    return needed or list(connector.scopes)
+
+
+# ---------------------------------------------------------------------------- results
+
+
+@dataclass
+class RecipeResult:
+    """What one recipe did during the demo."""
+
+    file: str
+    name: str
+    run_ids: list[str] = field(default_factory=list)
+    events_seen: int = 0
+    events_new: int = 0
+    events_failed: int = 0
+    requests_made: int = 0
+    steps_sent: int = 0
+    note: str | None = None
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors and self.events_failed == 0
+
+
+@dataclass
+class Changes:
+    """Differences between two Invoice2go sandbox states."""
+
+    invoices_tagged: int = 0
+    tags_added: int = 0
+    metrics_created: int = 0
+    metrics_updated: int = 0
+    clients_created: int = 0
+    clients_updated: int = 0
+
+    @property
+    def total(self) -> int:
+        return (self.invoices_tagged + self.metrics_created + self.metrics_updated
+                + self.clients_created + self.clients_updated)
+
+
+@dataclass
+class DemoSummary:
+    """The outcome of :func:`run_demo`."""
+
+    home: Path
+    sandboxes: dict[str, str]
+    connections: list[str]
+    recipes: list[RecipeResult]
+    changes: Changes
+
+    @property
+    def ok(self) -> bool:
+        return all(r.ok for r in self.recipes)
+
+    @property
+    def events_new(self) -> int:
+        return sum(r.events_new for r in self.recipes)
+
+    @property
+    def requests_made(self) -> int:
+        return sum(r.requests_made for r in self.recipes)
+
+    @property
+    def steps_sent(self) -> int:
+        return sum(r.steps_sent for r in self.recipes)
+
+
+def diff_invoice2go(before: dict[str, Any], after: dict[str, Any]) -> Changes:
+    """Count tagged invoices, pushed metrics and created/updated clients."""
+    changes = Changes()
+    old_invoices = {i["id"]: i for i in before.get("invoices", [])}
+    for invoice in after.get("invoices", []):
+        added = set(invoice["tags"]) - set(old_invoices.get(invoice["id"], {}).get("tags", []))
+        if added:
+            changes.invoices_tagged += 1
+            changes.tags_added += len(added)
+    for table, created, updated in (("metrics", "metrics_created", "metrics_updated"),
+                                    ("clients", "clients_created", "clients_updated")):
+        old = {r["id"]: r for r in before.get(table, [])}
+        for record in after.get(table, []):
+            if record["id"] not in old:
+                setattr(changes, created, getattr(changes, created) + 1)
+            elif record["updated_at"] != old[record["id"]]["updated_at"]:
+                setattr(changes, updated, getattr(changes, updated) + 1)
+    return changes
+
+
+# ---------------------------------------------------------------------------- activity
+
+
+def _edit_tags(sandboxes: Sandboxes) -> str:
+    """What a person does in HighLevel: edit two tags and add one."""
+    tags = sandboxes.state("ghl_users")["world"]["tags"]
+    live = {t["tag"]: t for t in tags if not t["deleted"]}
+    done = []
+    for name in ("Daily Planet", "Wayne Enterprises"):
+        if name in live:
+            sandboxes.control("ghl_users", "PATCH", f"tags/{live[name]['_id']}", {"tag": name})
+            done.append(f"edited '{name}'")
+    if "Kord Industries" not in live:
+        sandboxes.control("ghl_users", "POST", "tags", {"tag": "Kord Industries"})
+        done.append("created 'Kord Industries'")
+    return "in the HighLevel sandbox the demo " + ", ".join(done)
+
+
+#: trigger -> what the demo does in a sandbox after the first run remembered what exists
+ACTIVITY: dict[str, Callable[[Sandboxes], str]] = {"ghl_users.tag_updated": _edit_tags}
+
+
+# ---------------------------------------------------------------------------- running
+
+
+def _run_recipe(path: Path, store: Any, registry: Any, sandboxes: Sandboxes,
+                transport: httpx.BaseTransport | None) -> RecipeResult:
+    from .engine import Runner
+    from .errors import DocumentError, SpliceError
+    from .plan import build_plan
+    from .recipe import load_recipe
+    from .templates import TemplateEngine
+
+    result = RecipeResult(file=path.name, name=path.stem)
+    try:
+        recipe = load_recipe(path)
+        result.name = recipe.name
+        plan = build_plan(recipe, registry, TemplateEngine(registry.filters),
+                          connections={c.name: c for c in store.list_connections()})
+    except DocumentError as exc:
+        result.errors.extend(str(p) for p in exc.problems)
+        return result
+    activity = ACTIVITY.get(plan.trigger.ref)
+    passes: list[tuple[bool, Callable[[Sandboxes], str] | None]] = [(True, None)]
+    if activity is not None and not store.trigger_initialized(recipe.name, plan.trigger.ref):
+        passes = [(False, None), (False, activity)]
+    for backfill, before_run in passes:
+        try:
+            if before_run is not None:
+                result.note = before_run(sandboxes)
+        except (httpx.HTTPError, KeyError) as exc:
+            result.errors.append(f"could not act in the sandbox: {type(exc).__name__}")
+            return result
+        runner = Runner(plan, store, registry, transport=transport)
+        try:
+            report = runner.run(mode="once", backfill=backfill)
+        except SpliceError as exc:
+            result.errors.append(str(exc))
+            return result
+        finally:
+            runner.close()
+        if report.run_id:
+            result.run_ids.append(report.run_id)
+            run = store.get_run(report.run_id)
+            result.steps_sent += sum(1 for s in (run.step_results if run else ())
+                                     if s.status == "succeeded")
+        if before_run is None and len(passes) > 1:
+            result.events_seen = report.events_seen  # the remembering pass polled them all
+        else:
+            result.events_seen = max(result.events_seen, report.events_seen)
+        result.events_new += report.events_new
+        result.events_failed += report.events_failed
+        result.requests_made += report.requests_made
+        result.errors.extend(report.errors)
+    return result
+
+
+@contextlib.contextmanager
+def _home(home: Path | None) -> Iterator[Path]:
+    from .secrets import HOME_ENV, home as splice_home
+
+    if home is None:
+        yield splice_home()
+        return
+    previous = os.environ.get(HOME_ENV)
+    os.environ[HOME_ENV] = str(home)
+    try:
+        yield splice_home()
+    finally:
+        if previous is None:
+            os.environ.pop(HOME_ENV, None)
+        else:
+            os.environ[HOME_ENV] = previous
+
+
+def _order(paths: list[Path]) -> list[Path]:
+    """Recipes by file name; the engine-event recipes last, so they see this run's events."""
+    return sorted(paths, key=lambda p: (p.name.startswith("connection_"), p.name))
+
+
+def run_demo(*, keep: bool = False, out: Callable[[str], None] = print,
+             home: Path | None = None) -> DemoSummary:
+    """Run every recipe against fresh or saved sandboxes and report what changed."""
+    from .plugins import get_registry
+    from .state import Store
+
+    registry = get_registry()
+    folder = recipes_dir()
+    paths = _order(sorted(folder.glob("*.yaml")) + sorted(folder.glob("*.json")))
+    with _home(home) as root, Sandboxes(registry, root / "sandboxes") as sandboxes:
+        store = Store.open()
+        routes = oauth_routes(sandboxes.connectors, sandboxes.urls)
+        transport = Reroute(routes) if routes else None
+        try:
+            out("splice demo: the recipes in recipes/ against local sandboxes "
+                "(no account needed)")
+            for cid, url in sandboxes.urls.items():
+                state = "new data" if sandboxes.fresh[cid] else "saved data"
+                out(f"  {TITLES[cid]} sandbox on {url} ({state}: "
+                    f"{sandboxes.configs[cid].state_path})")
+            lines = [ensure_connection(store, connector, CONNECTIONS[cid], sandboxes,
+                                       needed_scopes(connector, paths), transport)
+                     for cid, connector in sandboxes.connectors.items()]
+            for line in lines:
+                out(f"  {line}")
+            before = sandboxes.state("invoice2go")
+            results = []
+            for path in paths:
+                out(f"running {path.name} ...")
+                results.append(_run_recipe(path, store, registry, sandboxes, transport))
+            changes = diff_invoice2go(before, sandboxes.state("invoice2go"))
+        finally:
+            if transport is not None:
+                transport.close()
+            store.close()
+        summary = DemoSummary(root, dict(sandboxes.urls), lines, results, changes)
+        for line in summary_lines(summary):
+            out(line)
+        if keep:
+            _wait(sandboxes, out)
+    return summary
+
+
+def summary_lines(summary: DemoSummary) -> list[str]:
+    """The human summary: per recipe, what changed in Invoice2go, where to look next."""
+    lines = ["", "Recipes:"]
+    for r in summary.recipes:
+        status = "ok" if r.ok else "FAILED"
+        lines.append(f"  {r.file}: {r.events_new} new event(s) of {r.events_seen} record(s) "
+                     f"seen, {r.requests_made} request(s), {r.steps_sent} step call(s) - "
+                     f"{status}")
+        if r.note:
+            lines.append(f"    ({r.note})")
+        lines.extend(f"    error: {e}" for e in r.errors[:5])
+    c = summary.changes
+    lines += ["", "What changed in the Invoice2go sandbox:",
+              f"  invoices tagged   {c.invoices_tagged} ({c.tags_added} tag(s) added)",
+              f"  metrics pushed    {c.metrics_created} created, {c.metrics_updated} updated",
+              f"  clients           {c.clients_created} created, {c.clients_updated} updated",
+              "",
+              f"Total: {summary.events_new} new event(s), {summary.requests_made} request(s), "
+              f"{summary.steps_sent} step call(s), {c.total} record(s) changed."]
+    if summary.events_new == 0 and c.total == 0:
+        lines.append("Nothing new since the last demo, so nothing was sent: splice remembers "
+                     "what it has processed.")
+    lines += ["", "Look next:",
+              "  splice runs list              every run, with its status",
+              "  splice runs show RUN_ID       one run's events and the requests it sent",
+              "  splice connections list       the two connections and their tokens",
+              "  splice demo --keep            leave the sandboxes running to explore",
+              f"  (state: {summary.home})"]
+    return lines
+
+
+def _wait(sandboxes: Sandboxes, out: Callable[[str], None]) -> None:
+    out("")
+    out("Sandboxes stay up until Ctrl-C:")
+    for cid, url in sandboxes.urls.items():
+        out(f"  {TITLES[cid]}: {url}   (data: {url}/__test__/state)")
+    out("  e.g. splice run recipes/ghl_users_to_invoice2go_clients.yaml  (the connections "
+        "point at these URLs)")
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        out("sandboxes stopped")

@@ -1,0 +1,130 @@
+"""Test transactions (``splice test``): one event through every step, shown side by side.
+
+The event is one real record fetched from the trigger (``live``) or the connector's declared
+sample (``sample``). Every step is rendered and validated against its action's input schema;
+the report pairs each input field with the template it was mapped from and the value it got.
+Nothing is sent unless ``send`` is true; without it, a step's output is a placeholder (or the
+declared sample of a list operation) so later steps can still be rendered.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .engine import Runner, _sample_output
+from .errors import ConfigError, SpliceError
+from .http import dig, extract_records
+from .manifest import MISSING
+from .secrets import redact_headers
+
+
+@dataclass
+class FieldRow:
+    field: str
+    source: str
+    value: Any
+
+
+@dataclass
+class StepTrial:
+    label: str
+    action: str
+    status: str                       # rendered | skipped | failed | sent
+    request: dict[str, Any] | None = None
+    fields: list[FieldRow] = field(default_factory=list)
+    error: str | None = None
+    output: Any = None
+
+
+@dataclass
+class TrialReport:
+    recipe: str
+    source: str                       # live | sample
+    event: Any
+    steps: list[StepTrial] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(s.status != "failed" for s in self.steps)
+
+
+def sample_event(runner: Runner) -> Any:
+    plan = runner.plan
+    if plan.trigger.sample is not MISSING:
+        return plan.trigger.sample
+    op = plan.operation
+    if op is not None and op.sample is not MISSING:
+        records = extract_records(op, op.sample)
+        if records:
+            return records[0]
+    raise ConfigError(f"trigger '{plan.trigger.ref}' declares no sample; use --live")
+
+
+def live_event(runner: Runner) -> Any:
+    for records in runner.poll_records(max_pages=1):
+        for record in records:
+            return record
+    raise ConfigError(f"the trigger '{runner.plan.trigger.ref}' returned no records to test "
+                      "with; use --sample")
+
+
+def run_trial(runner: Runner, *, source: str = "auto", send: bool = False) -> TrialReport:
+    plan = runner.plan
+    if source == "auto":
+        try:
+            event, source = live_event(runner), "live"
+        except SpliceError:
+            event, source = sample_event(runner), "sample"
+    elif source == "live":
+        event = live_event(runner)
+    else:
+        event = sample_event(runner)
+    report = TrialReport(plan.recipe.name, source, event)
+    ctx: dict[str, Any] = {**runner.base_context(), "trigger": event, "steps": {}}
+    for step in plan.steps:
+        op = step.operation
+        sctx = {**ctx, "connection": runner.public_connection(step.connection, step.connector)}
+        label = step.spec.label
+        trial = StepTrial(label, op.ref, "rendered")
+        try:
+            if step.when is not None and not step.when(sctx):
+                report.steps.append(StepTrial(label, op.ref, "skipped"))
+                ctx["steps"][step.spec.id or f"_{step.index}"] = None
+                continue
+            items = step.for_each(sctx) if step.for_each is not None else [None]
+            outputs = []
+            for i, item in enumerate((items or [])[:3] if not send else items or []):
+                ictx = sctx if step.for_each is None else {
+                    **sctx, "item": item, "loop": {"index": i + 1, "index0": i,
+                                                   "first": i == 0, "length": len(items)}}
+                trial = StepTrial(label if step.for_each is None else f"{label}[{i}]",
+                                  op.ref, "rendered")
+                report.steps.append(trial)
+                outputs.append(_try_step(runner, step, ictx, trial, send))
+            ctx["steps"][step.spec.id or f"_{step.index}"] = \
+                outputs if step.for_each is not None else (outputs[0] if outputs else None)
+        except SpliceError as exc:
+            if trial not in report.steps:
+                report.steps.append(trial)
+            trial.status, trial.error = "failed", str(exc)
+            break
+    return report
+
+
+def _try_step(runner: Runner, step: Any, ctx: dict[str, Any], trial: StepTrial,
+              send: bool) -> Any:
+    op = step.operation
+    payload = runner.render_input(op, step.defaults, step.mapping, ctx,
+                                  ("steps", step.index, "with"))
+    for f in step.mapping.fields:
+        trial.fields.append(FieldRow(".".join(map(str, f.path)), f.source,
+                                     dig(payload, ".".join(map(str, f.path)))))
+    call = runner.prepare(op, step.connector, step.connection, payload,
+                          "<idempotency-key>" if op.writes else None)
+    trial.request = {**call.describe(), "headers": redact_headers(call.headers)}
+    if not send:
+        return _sample_output(op, f"steps.{step.spec.id or step.index}")
+    output = runner._send(runner.client(step.connection, step.connector), op, call, [])
+    trial.status, trial.output = "sent", output
+    return output
