@@ -361,6 +361,24 @@ def _print_report(report: Any, as_json: bool) -> None:
         err.print(f"retry failed events with: splice runs retry {report.run_id}")
 
 
+@cli.command()
+@click.option("--keep", is_flag=True, help="Leave the sandboxes running for exploring "
+                                           "(Ctrl-C stops them).")
+@handle_errors
+def demo(keep: bool) -> None:
+    """Run the main job end to end on the built-in sandboxes, with no account anywhere.
+
+    Starts the HighLevel and Invoice2go sandboxes on free loopback ports, connects to both
+    through the real OAuth flow (approved automatically), runs every recipe in recipes/ and
+    prints what happened. Run it again: it finds nothing new and sends nothing.
+    """
+    from .demo import run_demo
+
+    summary = run_demo(keep=keep, out=click.echo)
+    if not getattr(summary, "ok", True):
+        sys.exit(EXIT_FAILED)
+
+
 @cli.command("test")
 @click.argument("recipe", type=click.Path(dir_okay=False, path_type=str))
 @click.option("--live", "source", flag_value="live",

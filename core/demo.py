@@ -65,7 +65,7 @@ class Sandboxes:
                       for cid, cfg in self.configs.items()}
         self.urls: dict[str, str] = {}
         self._stack = contextlib.ExitStack()
-        self._http = httpx.Client(timeout=10.0)
+        self._http = self._stack.enter_context(httpx.Client(timeout=10.0))
 
     def __enter__(self) -> Sandboxes:
         from .sandboxes import load_factory, serve
@@ -83,7 +83,6 @@ class Sandboxes:
         self.close()
 
     def close(self) -> None:
-        self._http.close()
         self._stack.close()
 
     def state(self, cid: str) -> dict[str, Any]:
@@ -157,17 +156,25 @@ class Reroute(httpx.BaseTransport):
 
 
 def oauth_routes(connectors: dict[str, Any], urls: dict[str, str]) -> dict[str, str]:
-    """Hosts of absolute OAuth URLs the engine would not send to the sandbox -> its URL."""
-    from .oauth import endpoint
+    """Hosts of OAuth URLs the engine would not send to the sandbox -> the sandbox URL.
+
+    Empty once the engine moves absolute OAuth URLs onto an overridden base URL.
+    """
+    from .oauth import authorize_url, token_request
 
     routes: dict[str, str] = {}
     for cid, connector in connectors.items():
-        for key in ("authorize_url", "token_url", "revoke_url"):
-            url = connector.auth.get(key)
-            if url and not endpoint(url, urls[cid]).startswith(urls[cid]):
-                host = urlsplit(url).hostname
-                if host:
-                    routes[host] = urls[cid]
+        if connector.auth_type != "oauth2":
+            continue
+        base = urls[cid]
+        built = [authorize_url(connector, base_url=base, client_id="x", redirect_uri="x",
+                               scopes=[], state="x", code_challenge=None),
+                 str(token_request(connector, base_url=base, client_id="x", client_secret="x",
+                                   fields={}).url)]
+        for url in built:
+            host = urlsplit(url).hostname
+            if not url.startswith(base) and host:
+                routes[host] = base
     return routes
 
 
@@ -332,7 +339,8 @@ def _edit_tags(sandboxes: Sandboxes) -> str:
     if "Kord Industries" not in live:
         sandboxes.control("ghl_users", "POST", "tags", {"tag": "Kord Industries"})
         done.append("created 'Kord Industries'")
-    return "in the HighLevel sandbox the demo " + ", ".join(done)
+    return ("in the HighLevel sandbox the demo " + ", ".join(done)) if done else \
+        "the HighLevel sandbox has none of the demo's tags left to edit"
 
 
 #: trigger -> what the demo does in a sandbox after the first run remembered what exists
@@ -383,10 +391,7 @@ def _run_recipe(path: Path, store: Any, registry: Any, sandboxes: Sandboxes,
             run = store.get_run(report.run_id)
             result.steps_sent += sum(1 for s in (run.step_results if run else ())
                                      if s.status == "succeeded")
-        if before_run is None and len(passes) > 1:
-            result.events_seen = report.events_seen  # the remembering pass polled them all
-        else:
-            result.events_seen = max(result.events_seen, report.events_seen)
+        result.events_seen = max(result.events_seen, report.events_seen)
         result.events_new += report.events_new
         result.events_failed += report.events_failed
         result.requests_made += report.requests_made
@@ -396,7 +401,8 @@ def _run_recipe(path: Path, store: Any, registry: Any, sandboxes: Sandboxes,
 
 @contextlib.contextmanager
 def _home(home: Path | None) -> Iterator[Path]:
-    from .secrets import HOME_ENV, home as splice_home
+    from .secrets import HOME_ENV
+    from .secrets import home as splice_home
 
     if home is None:
         yield splice_home()

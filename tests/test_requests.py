@@ -1,0 +1,73 @@
+"""Requests are built safely: path values stay in their segment, headers stay one line,
+and nothing leaves the connection's base URL."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from splice.errors import RequestError
+from splice.http import ensure_under_base, prepare_call
+from splice.manifest import load_manifest
+
+from .conftest import FIXTURES
+
+CONNECTOR = load_manifest(FIXTURES / "fakecrm.yaml")
+TAGS = CONNECTOR.operations["add_tags"]
+BASE = "https://crm.example/api"
+
+
+@pytest.mark.parametrize("value,segment", [
+    ("../admin", "..%2Fadmin"),
+    ("https://other.host/", "https%3A%2F%2Fother.host%2F"),
+    ("..", "%2E%2E"),
+    ("a b?c#d", "a%20b%3Fc%23d"),
+    ("%2e%2e", "%252e%252e"),
+    ("x/../../etc", "x%2F..%2F..%2Fetc"),
+])
+def test_path_values_are_one_encoded_segment(value, segment):
+    call = prepare_call(TAGS, CONNECTOR, {"contact_id": value, "tags": ["a"]}, base_url=BASE)
+    assert call.url == f"{BASE}/contacts/{segment}/tags"
+    request = call.to_request()
+    assert request.url.host == "crm.example"
+    assert request.url.raw_path.decode().startswith("/api/contacts/")
+    assert request.url.raw_path.decode().count("/") == 4
+
+
+def test_header_values_with_line_breaks_are_refused():
+    connector = load_manifest(FIXTURES / "fakecrm.yaml")
+    connector.headers["X-Trace"] = "a\r\nX-Injected: 1"
+    with pytest.raises(RequestError, match="line break"):
+        prepare_call(TAGS, connector, {"contact_id": "c1", "tags": []}, base_url=BASE)
+
+
+def test_idempotency_key_with_line_break_is_refused():
+    with pytest.raises(RequestError, match="line break"):
+        prepare_call(CONNECTOR.operations["create_note"], CONNECTOR,
+                     {"subject": "s", "body": "b"}, base_url=BASE,
+                     idempotency_key="k\nHost: evil")
+
+
+@pytest.mark.parametrize("url", [
+    "https://evil.example/api/x", "http://crm.example/api/x", "https://crm.example:8443/api/x",
+    "https://crm.example/apix", "https://crm.example/other",
+])
+def test_urls_outside_the_base_are_refused(url):
+    with pytest.raises(RequestError, match="outside the connection's base URL"):
+        ensure_under_base(url, BASE)
+
+
+def test_url_under_the_base_is_accepted():
+    ensure_under_base("https://crm.example/api/contacts?x=1", BASE)
+
+
+def test_body_and_query_split_by_method():
+    note = prepare_call(CONNECTOR.operations["create_note"], CONNECTOR,
+                        {"subject": "s", "body": "00123"}, base_url=BASE,
+                        idempotency_key="key-1")
+    assert note.json_body == {"subject": "s", "body": "00123"}
+    assert note.headers["Idempotency-Key"] == "key-1"
+    listing = prepare_call(CONNECTOR.operations["list_contacts"], CONNECTOR,
+                           {"skip": 0, "limit": 5}, base_url=BASE)
+    assert listing.params == {"skip": "0", "limit": "5"}
+    assert isinstance(listing.to_request(), httpx.Request)
