@@ -19,12 +19,13 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote
 
 import jsonschema
 import yaml
 
 from splice.errors import InputError
+from splice.openapi_names import derive_operation_id, title_from_id, valid_id
+from splice.openapi_schema import RefResolver, SchemaConverter, parse_document
 
 __all__ = [
     "ImportResult",
@@ -38,80 +39,11 @@ __all__ = [
 ]
 
 METHODS = ("get", "post", "put", "patch", "delete")
-MAX_REF_DEPTH = 8
 _SUCCESS_CODES = ("200", "201", "202", "204")
 _SKIPPED_HEADERS = {"authorization", "content-type", "accept", "content-length"}
-_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-# --------------------------------------------------------------------------- loading + $ref
-
-
-class RefResolver:
-    """Resolves local and relative-file ``$ref``s; callable as ``resolver(ref, base=None)``."""
-
-    def __init__(self, root: Path, document: Any) -> None:
-        self.root = root.resolve()
-        self._docs: dict[Path, Any] = {self.root: document}
-        self.fallbacks: dict[str, str] = {}
-
-    def __call__(self, ref: str, base: Path | None = None) -> Any:
-        return self.locate(ref, base)[0]
-
-    def locate(self, ref: str, base: Path | None = None) -> tuple[Any, Path]:
-        """Return the node a ``$ref`` points at and the file that holds it."""
-        base = base or self.root
-        file_part, _, fragment = ref.partition("#")
-        if "://" in file_part:
-            raise InputError(
-                f"cannot resolve $ref {ref!r} in {base.name}: remote refs are not supported"
-            )
-        doc_path = self._find(file_part, base, ref) if file_part else base
-        node = self._document(doc_path, ref)
-        for token in [t for t in fragment.split("/") if t] if fragment else []:
-            key = unquote(token).replace("~1", "/").replace("~0", "~")
-            if isinstance(node, dict) and key in node:
-                node = node[key]
-            elif isinstance(node, list) and key.isdigit() and int(key) < len(node):
-                node = node[int(key)]
-            else:
-                raise InputError(
-                    f"cannot resolve $ref {ref!r} in {base.name}: "
-                    f"{key!r} not found in {doc_path.name}"
-                )
-        return node, doc_path
-
-    def _find(self, file_part: str, base: Path, ref: str) -> Path:
-        direct = (base.parent / file_part).resolve()
-        if direct.is_file():
-            return direct
-        # Known defect (HighLevel apps/v3): "../common/x.json" means "./common/x.json".
-        rel = file_part
-        while rel.startswith("../"):
-            rel = rel[3:]
-            candidate = (base.parent / rel).resolve()
-            if candidate.is_file():
-                self.fallbacks[f"{base.name}: {file_part}"] = str(candidate)
-                return candidate
-        raise InputError(
-            f"cannot resolve $ref {ref!r} in {base.name}: file {file_part!r} not found"
-        )
-
-    def _document(self, path: Path, ref: str) -> Any:
-        if path not in self._docs:
-            try:
-                self._docs[path] = _parse(path)
-            except (OSError, ValueError, yaml.YAMLError) as exc:
-                message = f"cannot resolve $ref {ref!r}: {path.name} is unreadable ({exc})"
-                raise InputError(message) from None
-        return self._docs[path]
-
-
-def _parse(path: Path) -> Any:
-    text = path.read_text(encoding="utf-8")
-    if path.suffix.lower() in (".yaml", ".yml"):
-        return yaml.load(text, Loader=_LOADER)
-    return json.loads(text)
+# --------------------------------------------------------------------------- loading
 
 
 def load_spec(path: Path) -> tuple[dict, Callable[..., Any]]:
@@ -121,7 +53,7 @@ def load_spec(path: Path) -> tuple[dict, Callable[..., Any]]:
 
 def _load(path: Path) -> tuple[dict, RefResolver]:
     try:
-        spec = _parse(path)
+        spec = parse_document(path)
     except FileNotFoundError:
         raise InputError(f"{path}: no such file") from None
     except (OSError, ValueError, yaml.YAMLError) as exc:
@@ -132,325 +64,6 @@ def _load(path: Path) -> tuple[dict, RefResolver]:
         raise InputError(f"{path}: only OpenAPI 3.x is supported (found {spec.get('openapi')!r})")
     return spec, RefResolver(path, spec)
 
-
-# --------------------------------------------------------------------------- schema conversion
-
-_TYPES = {"string", "number", "integer", "boolean", "array", "object", "null"}
-_COUNTS = ("minLength", "maxLength", "minItems", "maxItems", "minProperties", "maxProperties")
-_NUMBERS = ("minimum", "maximum")
-_FLAGS = ("uniqueItems", "readOnly", "writeOnly", "deprecated")
-_ANY = ("default", "const", "format", "contentMediaType", "contentEncoding")
-
-
-class _SchemaConverter:
-    """Rewrites OpenAPI 3.0 Schema Objects as self-contained JSON Schema 2020-12."""
-
-    def __init__(self, resolver: RefResolver, descriptions: bool, warnings: dict[str, None]):
-        self.resolver = resolver
-        self.descriptions = descriptions
-        self.warnings = warnings
-        self._cache: dict[str, Any] = {}
-        self._cuts: list[str] = []  # refs where a recursion or depth cut happened
-
-    def convert(self, node: Any, doc: Path) -> Any:
-        return self._convert(node, doc, ())
-
-    def warn(self, message: str) -> None:
-        self.warnings[message] = None
-
-    def _convert(self, node: Any, doc: Path, stack: tuple[str, ...]) -> Any:
-        if isinstance(node, bool):
-            return node
-        if not isinstance(node, dict):
-            return {}
-        if "$ref" in node:
-            return self._ref(node, doc, stack)
-        out: dict[str, Any] = {}
-        for key, value in node.items():
-            if key in ("properties", "patternProperties"):
-                if isinstance(value, dict):
-                    out[key] = {n: self._convert(v, doc, stack) for n, v in value.items()}
-            elif key in ("allOf", "anyOf", "oneOf"):
-                if isinstance(value, list) and value:
-                    out[key] = [self._convert(v, doc, stack) for v in value]
-            elif key in ("not", "additionalProperties"):
-                out[key] = self._convert(value, doc, stack)
-            elif key == "items" and isinstance(value, list):
-                out["prefixItems"] = [self._convert(v, doc, stack) for v in value]
-            elif key == "items":
-                out["items"] = self._convert(value, doc, stack)
-            else:
-                self._keyword(out, key, value)
-        _finish(out, node)
-        if len(out) == 1 and len(out.get("allOf", ())) == 1:
-            return out["allOf"][0]  # NestJS wraps every $ref in a one-item allOf
-        return out
-
-    def _keyword(self, out: dict[str, Any], key: str, value: Any) -> None:
-        if key == "type":
-            out.update(self._type(value))
-        elif key == "enum":
-            if isinstance(value, list):
-                out["enum"] = value
-        elif key == "required":
-            if isinstance(value, list) and all(isinstance(v, str) for v in value):
-                out["required"] = list(dict.fromkeys(value))
-        elif key in _COUNTS:
-            if _is_number(value) and value >= 0 and float(value).is_integer():
-                out[key] = int(value)
-        elif key in _NUMBERS:
-            if _is_number(value):
-                out[key] = value
-        elif key == "multipleOf":
-            if _is_number(value) and value > 0:
-                out[key] = value
-        elif key in ("exclusiveMinimum", "exclusiveMaximum"):
-            if _is_number(value):
-                out[key] = value
-            elif value is True:
-                out[key] = True  # resolved against minimum/maximum in _finish
-        elif key in _FLAGS:
-            if isinstance(value, bool):
-                out[key] = value
-        elif key == "pattern":
-            if isinstance(value, str) and _compiles(value):
-                out[key] = value
-            else:
-                self.warn(f"dropped a pattern Python cannot compile: {value!r}")
-        elif key == "example":
-            out.setdefault("examples", [value])
-        elif key == "examples":
-            if isinstance(value, list):
-                out["examples"] = value
-        elif key in ("title", "description"):
-            if self.descriptions and isinstance(value, str):
-                out[key] = value
-        elif key in _ANY:
-            if key != "format" or isinstance(value, str):
-                out[key] = value
-        elif key == "nullable":
-            pass  # handled in _finish
-        # everything else (discriminator, xml, externalDocs, x-*) is not JSON Schema: dropped
-
-    def _type(self, value: Any) -> dict[str, Any]:
-        if value == "file":
-            return {"type": "string", "format": "binary"}
-        if isinstance(value, str) and value in _TYPES:
-            return {"type": value}
-        if isinstance(value, list):
-            kept = [v for v in dict.fromkeys(value) if v in _TYPES]
-            if kept:
-                return {"type": kept if len(kept) > 1 else kept[0]}
-        self.warn(f"dropped an invalid schema type: {value!r}")
-        return {}
-
-    def _ref(self, node: dict, doc: Path, stack: tuple[str, ...]) -> Any:
-        ref = node["$ref"]
-        if not isinstance(ref, str):
-            return {}
-        target, target_doc = self.resolver.locate(ref, doc)
-        key = f"{target_doc}#{ref.partition('#')[2]}"
-        name = ref.rsplit("/", 1)[-1]
-        if key in stack:
-            self._cuts.append(key)
-            return {"$comment": f"recursive reference to {name} not expanded"}
-        if len(stack) >= MAX_REF_DEPTH:
-            self._cuts.append("")
-            return {"$comment": f"{name} not expanded (nesting too deep)"}
-        result = self._cache.get(key)
-        if result is None:
-            mark = len(self._cuts)
-            result = self._convert(target, target_doc, (*stack, key))
-            # Cache only what does not depend on the path taken to get here.
-            pending = [cut for cut in self._cuts[mark:] if cut != key]
-            if not pending:
-                self._cache[key] = result
-            self._cuts[mark:] = pending  # cuts at outer refs make the outer ones uncacheable
-        return _nullable(result) if node.get("nullable") is True else result
-
-
-def _finish(out: dict[str, Any], node: dict) -> None:
-    for bound, exclusive in (("minimum", "exclusiveMinimum"), ("maximum", "exclusiveMaximum")):
-        if out.get(exclusive) is True:
-            if bound in out:
-                out[exclusive] = out.pop(bound)
-            else:
-                del out[exclusive]
-    if node.get("nullable") is True:
-        nullable = _nullable(dict(out))
-        out.clear()
-        out.update(nullable)
-
-
-def _nullable(schema: Any) -> Any:
-    if not isinstance(schema, dict):
-        return schema
-    kind = schema.get("type")
-    if kind is None:
-        return {"anyOf": [schema, {"type": "null"}]}
-    out = dict(schema)
-    if isinstance(kind, list):
-        out["type"] = kind if "null" in kind else [*kind, "null"]
-    elif kind != "null":
-        out["type"] = [kind, "null"]
-    if isinstance(out.get("enum"), list) and None not in out["enum"]:
-        out["enum"] = [*out["enum"], None]
-    return out
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _compiles(pattern: str) -> bool:
-    try:
-        re.compile(pattern)
-    except re.error:
-        return False
-    return True
-
-
-# --------------------------------------------------------------------------- operation ids
-
-_VERBS = frozenset(
-    "search list filter bulk set start stop upload download export import send resend cancel "
-    "attach detach verify validate publish unpublish archive unarchive restore duplicate clone "
-    "copy move sync refresh reset enable disable activate deactivate approve reject preview "
-    "generate reschedule add remove assign unassign connect disconnect finalize complete lock "
-    "unlock merge void record refund mark upsert create update delete get fetch find lookup "
-    "calculate pause resume submit accept decline invite revoke rotate transfer convert apply "
-    "redeem replace bind unbind install uninstall block unblock".split()
-)
-# Verbs that act on a whole collection take a plural object: search_users, bulk_delete_posts.
-_COLLECTION_VERBS = frozenset("search list filter bulk export import sync upsert find".split())
-# Words that are verbs only when followed by an object ("record-payment", not "record").
-_WEAK_VERBS = frozenset("record set block lock mark".split())
-_VIEW_NOUNS = frozenset(
-    "details detail statistics stats summary status analytics overview info report reports "
-    "metrics insights".split()
-)
-_LINKERS = frozenset({"by", "for", "from", "to", "with", "in", "on", "of"})
-
-
-def _is_verb(word: str) -> bool:
-    words = word.split("_")
-    return words[0] in _VERBS and (len(words) > 1 or words[0] not in _WEAK_VERBS)
-
-
-def _snake(text: str) -> str:
-    """``filter-by-email`` / ``getUserById`` / ``Get tags`` -> ``filter_by_email`` ..."""
-    text = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", text)
-    text = re.sub(r"([A-Z]+)([A-Z][a-z])", r"\1_\2", text)
-    text = re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_").lower()
-    return text
-
-
-def _singular(word: str) -> str:
-    """Rough English singular of the last word of a snake_case noun."""
-    head, _, last = word.rpartition("_")
-    if last.endswith("ies") and len(last) > 4:
-        last = last[:-3] + "y"
-    elif last.endswith(("sses", "xes", "ches", "shes", "uses")):
-        last = last[:-2]
-    elif last.endswith("s") and not last.endswith(("ss", "us", "is")) and len(last) > 3:
-        last = last[:-1]
-    return f"{head}_{last}" if head else last
-
-
-def _plural(word: str) -> str:
-    """Rough English plural of the last word of a snake_case noun."""
-    head, _, last = word.rpartition("_")
-    if _singular(last) != last or last.endswith("data"):
-        pass  # already plural
-    elif last.endswith("y") and len(last) > 1 and last[-2] not in "aeiou":
-        last = last[:-1] + "ies"
-    elif last.endswith(("s", "x", "ch", "sh")):
-        last += "es"
-    else:
-        last += "s"
-    return f"{head}_{last}" if head else last
-
-
-def derive_operation_id(method: str, path: str, namespace: str | None = None) -> str:
-    """A snake_case verb phrase for ``method path`` (empty when the path says nothing)."""
-    method = method.upper()
-    segments = [s for s in path.split("/") if s]
-    items: list[tuple[bool, str]] = []  # (is_param, snake words)
-    for seg in segments:
-        if "{" in seg:
-            items.append((True, ""))
-        elif not re.fullmatch(r"v\d+(\.\d+)?|api", seg, flags=re.I):
-            items.append((False, _snake(seg)))
-    literals = [i for i, (param, word) in enumerate(items) if not param and word]
-    if literals and namespace and items[literals[0]][1] == _snake(namespace) and len(literals) > 1:
-        literals = literals[1:]
-    if not literals:
-        return ""
-    last_index = literals[-1]
-    last = items[last_index][1]
-    words = last.split("_")
-    trailing_param = any(param for param, _ in items[last_index + 1 :])
-
-    def noun_before(index: int) -> tuple[str, bool]:
-        """The nearest noun segment before ``index`` and whether a param sits between."""
-        for i in reversed([j for j in literals if j < index]):
-            if not _is_verb(items[i][1]):
-                return items[i][1], any(p for p, _ in items[i + 1 : index])
-        return "", False
-
-    verb = {"GET": "get", "POST": "create", "PUT": "update", "PATCH": "update"}.get(
-        method, "delete"
-    )
-    if not trailing_param and _is_verb(last):
-        noun, item = noun_before(last_index)
-        if noun:
-            noun = _plural(noun) if words[0] in _COLLECTION_VERBS and not item else _singular(noun)
-        if all(w in _VERBS for w in words):  # "search", "bulk_delete"
-            return "_".join(filter(None, [last, noun]))
-        if words[1:] == ["all"]:  # "remove_all"
-            return "_".join(filter(None, [words[0], "all", _plural(noun) if noun else ""]))
-        if words[1] in _LINKERS:  # "filter_by_email"
-            return "_".join(filter(None, [words[0], noun, *words[1:]]))
-        return last  # "set_accounts", "record_payment"
-    if not trailing_param and last in _VIEW_NOUNS:
-        noun, _ = noun_before(last_index)
-        prefix = "get" if method in ("GET", "POST") else verb
-        return "_".join(filter(None, [prefix, _singular(noun) if noun else "", last]))
-    if trailing_param:
-        return f"{verb}_{_singular(last)}"
-    if method == "GET":
-        return f"list_{_plural(last)}"
-    return f"{verb}_{_singular(last) if method != 'DELETE' else _plural(last)}"
-
-
-def _valid_id(text: str) -> str:
-    text = _snake(text)
-    if not text:
-        return ""
-    return text if text[0].isalpha() else f"op_{text}"
-
-
-def _assign_ids(ops: list[_Op]) -> None:
-    """Give every operation a unique id; colliding derived ids fall back to operationId."""
-    counts: dict[str, int] = {}
-    for op in ops:
-        op.id = op.derived or op.fallback
-        counts[op.id] = counts.get(op.id, 0) + 1
-    taken = {op.id for op in ops if op.id and counts[op.id] == 1}
-    for op in ops:
-        if op.id and counts[op.id] == 1:
-            continue
-        base = op.derived or op.fallback or "operation"
-        candidates = [op.fallback, f"{base}_{op.method.lower()}"]
-        candidates += [f"{base}_{n}" for n in range(2, len(ops) + 2)]
-        op.id = next(c for c in candidates if c and c not in taken)
-        taken.add(op.id)
-
-
-def title_from_id(op_id: str) -> str:
-    """``list_tags`` -> ``List tags``."""
-    text = op_id.replace("_", " ")
-    return text[:1].upper() + text[1:]
 
 
 # --------------------------------------------------------------------------- operations
@@ -477,10 +90,27 @@ class _Op:
     id: str = ""
 
 
+def _assign_ids(ops: list[_Op]) -> None:
+    """Give every operation a unique id; colliding derived ids fall back to operationId."""
+    counts: dict[str, int] = {}
+    for op in ops:
+        op.id = op.derived or op.fallback
+        counts[op.id] = counts.get(op.id, 0) + 1
+    taken = {op.id for op in ops if op.id and counts[op.id] == 1}
+    for op in ops:
+        if op.id and counts[op.id] == 1:
+            continue
+        base = op.derived or op.fallback or "operation"
+        candidates = [op.fallback, f"{base}_{op.method.lower()}"]
+        candidates += [f"{base}_{n}" for n in range(2, len(ops) + 2)]
+        op.id = next(c for c in candidates if c and c not in taken)
+        taken.add(op.id)
+
+
 class _OperationBuilder:
     """Builds one manifest operation from an OpenAPI Operation Object."""
 
-    def __init__(self, spec: dict, converter: _SchemaConverter) -> None:
+    def __init__(self, spec: dict, converter: SchemaConverter) -> None:
         self.spec = spec
         self.converter = converter
         self.resolver = converter.resolver
@@ -839,7 +469,7 @@ def import_openapi(
     path = Path(path)
     spec, resolver = _load(path)
     warnings: dict[str, None] = {}
-    converter = _SchemaConverter(resolver, descriptions, warnings)
+    converter = SchemaConverter(resolver, descriptions, warnings)
     ops, skipped = _collect(spec, _OperationBuilder(spec, converter), tags, paths)
     if not ops:
         raise InputError(f"{path.name}: no operations matched the given tags/paths")
@@ -881,7 +511,7 @@ def _collect(
                 continue
             body, version = builder.build(method, op_path, item, op)
             derived = derive_operation_id(method, op_path, namespace)
-            fallback = _valid_id(str(op.get("operationId") or ""))
+            fallback = valid_id(str(op.get("operationId") or ""))
             ops.append(_Op(method.upper(), op_path, derived, fallback, body, version))
     return ops, skipped
 
@@ -908,7 +538,7 @@ def _manifest(
     connector_id: str | None,
     shared_version: tuple[str, str] | None,
     operations: dict[str, Any],
-    converter: _SchemaConverter,
+    converter: SchemaConverter,
 ) -> dict[str, Any]:
     descriptions, warn = converter.descriptions, converter.warn
     info = spec.get("info") or {}
@@ -920,7 +550,7 @@ def _manifest(
         warn(f"servers[0].url {url!r} is not absolute; base_url is a placeholder to edit")
         url = "https://api.example.invalid" + (url if url.startswith("/") else "")
     manifest: dict[str, Any] = {
-        "id": connector_id or _valid_id(path.stem) or "connector",
+        "id": connector_id or valid_id(path.stem) or "connector",
         "name": str(info.get("title") or path.stem),
         "version": str(info.get("version") or "0.1.0"),
     }

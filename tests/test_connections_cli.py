@@ -1,0 +1,53 @@
+"""`splice connections add/list/show/remove` for api_key and bearer connectors."""
+
+from __future__ import annotations
+
+import json
+
+from .conftest import invoke
+
+SECRET = "sk-live-4f9d2c7e8b1a6f3d"
+
+
+def test_add_from_env_never_shows_the_secret(fakecrm, monkeypatch, splice_home):
+    monkeypatch.setenv("CRM_TOKEN", SECRET)
+    added = invoke("connections", "add", "crm2", "--connector", "fakecrm",
+                   "--from-env", "CRM_TOKEN", "--base-url", fakecrm.base_url)
+    assert added.exit_code == 0, added.output
+    listing = invoke("connections", "list", "--json")
+    row = next(r for r in json.loads(listing.stdout) if r["name"] == "crm2")
+    assert row["connector"] == "fakecrm" and row["auth"] == "bearer"
+    shown = invoke("connections", "show", "crm2")
+    for output in (added.output, listing.output, shown.output,
+                   invoke("connections", "list").output):
+        assert SECRET not in output
+    assert SECRET.encode() not in (splice_home / "splice.db").read_bytes()
+
+
+def test_add_reads_the_secret_from_stdin_and_test_calls_the_api(fakecrm):
+    from .fakeapi import TOKEN
+
+    added = invoke("connections", "add", "crm3", "--connector", "fakecrm", "--base-url",
+                   fakecrm.base_url, input=TOKEN + "\n")
+    assert added.exit_code == 0, added.output
+    tested = invoke("connections", "test", "crm3")
+    assert tested.exit_code == 0, tested.output
+    assert "works: fakecrm.list_contacts answered HTTP 200" in tested.stdout
+    assert TOKEN not in tested.output
+
+
+def test_a_refused_credential_is_a_clear_error(fakecrm):
+    invoke("connections", "add", "wrong", "--connector", "fakecrm", "--base-url",
+           fakecrm.base_url, input="not-the-token\n")
+    tested = invoke("connections", "test", "wrong")
+    assert tested.exit_code == 1
+    assert "fakecrm.list_contacts: HTTP 401: bad token" in tested.stderr
+    assert "not-the-token" not in tested.output
+
+
+def test_oauth_connectors_point_to_connect_and_remove_works(fakecrm):
+    result = invoke("connections", "add", "hl", "--connector", "ghl_users", input="x\n")
+    assert result.exit_code == 2
+    assert "run `splice connect ghl_users --name hl`" in result.stderr
+    assert invoke("connections", "remove", "crm").exit_code == 0
+    assert invoke("connections", "remove", "crm").exit_code == 2
