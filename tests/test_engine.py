@@ -105,3 +105,35 @@ def test_splice_test_catches_a_wrong_type_with_the_recipe_line(fakecrm, tmp_path
     error = json.loads(result.stdout)["steps"][0]["error"]
     assert f"{bad}:12:14: steps[0].with.score: expected an integer, got a string" in error
     assert fakecrm.posts() == []
+
+
+def test_runs_list_and_show_describe_what_happened(fakecrm):
+    report = json.loads(invoke("run", RECIPE, "--backfill", "--json").stdout)
+    runs = json.loads(invoke("runs", "list", "--json").stdout)
+    assert runs[0]["id"] == report["run_id"] and runs[0]["status"] == "succeeded"
+    assert runs[0]["events_new"] == 25
+    shown = json.loads(invoke("runs", "show", report["run_id"], "--json").stdout)
+    assert len(shown["events"]) == 25 and len(shown["steps"]) == 50
+    assert shown["steps"][0]["request"]["method"] == "POST"
+    assert "Authorization" not in json.dumps(shown["steps"][0]["request"]["headers"])
+    human = invoke("runs", "show", report["run_id"])
+    assert "step note: succeeded POST" in human.stdout
+    assert invoke("runs", "show", "nope").exit_code == 2
+
+
+def test_watch_polls_until_interrupted(fakecrm, monkeypatch):
+    import time as time_module
+
+    calls = []
+
+    def fake_sleep(seconds):
+        calls.append(seconds)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(time_module, "sleep", fake_sleep)
+    result = invoke("run", RECIPE, "--watch")
+    assert result.exit_code == 0, result.output
+    assert calls == [300.0, 300.0]
+    assert result.stdout.count("record(s) seen") == 2
+    assert "stopped" in result.stderr
