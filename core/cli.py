@@ -194,12 +194,15 @@ def connectors_show(connector_id: str, as_json: bool) -> None:
     con.print(f"[bold]{_esc(connector.name)}[/] ({connector.id} {connector.version}, "
               f"plugin {connector.plugin}) base URL {connector.base_url}, auth "
               f"{connector.auth_type}")
-    table = Table("operation", "method", "path", "scopes", title=f"{len(ops)} operations")
+    table = Table(title=f"{len(ops)} operations")
+    for column in ("operation", "method", "path", "scopes"):
+        table.add_column(column, overflow="fold")
     for o in ops:
         table.add_row(o["id"], o["method"], o["path"], " ".join(o["scopes"]) or "-")
     con.print(table)
-    table = Table("trigger", "type", "operation / events", "scopes",
-                  title=f"{len(trigs)} triggers")
+    table = Table(title=f"{len(trigs)} triggers")
+    for column in ("trigger", "type", "operation / events", "scopes"):
+        table.add_column(column, overflow="fold")
     for t in trigs:
         table.add_row(t["id"], t["type"], t["operation"] or ", ".join(t["events"]),
                       " ".join(t["scopes"]) or "-")

@@ -6,6 +6,7 @@ import json
 import os
 import time
 import webbrowser
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -14,27 +15,68 @@ import click
 from .cli import _console, _esc, _registry, _store, handle_errors
 from .errors import ConfigError, InputError
 
+# Token-request fields --token-param may not set: they carry the flow's own values or secrets.
+_RESERVED_TOKEN_PARAMS = frozenset({"client_id", "client_secret", "code", "code_verifier",
+                                    "grant_type", "redirect_uri", "refresh_token"})
 
-def _status(record: Any) -> str:
+
+def _duration(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 2 * 86400:
+        return f"{seconds / 3600:.0f} h"
+    return f"{seconds / 86400:.0f} d"
+
+
+def token_state(record: Any, now: float | None = None) -> tuple[str, str]:
+    """(state, words): valid / expiring / expired / refresh_interrupted / reauth_required."""
+    from .oauth import interrupted_refreshes, refresh_skew
+
     if record.status == "reauth_required":
-        return "needs re-auth"
+        return "reauth_required", "needs re-auth"
+    if record.auth_type == "oauth2" and interrupted_refreshes(record):
+        return "refresh_interrupted", ("refresh interrupted (next use retries it; "
+                                       "may need re-auth)")
     expires_at = record.config.get("expires_at")
     if expires_at is None:
-        return "valid"
-    left = float(expires_at) - time.time()
+        return "valid", "valid"
+    left = float(expires_at) - (time.time() if now is None else now)
+    oauth = record.auth_type == "oauth2"
     if left <= 0:
-        return "expired (refreshes on next use)" if record.auth_type == "oauth2" else "expired"
-    if left < 3600:
-        return f"expiring in {int(left // 60)} min"
-    return f"valid ({left / 3600:.0f} h left)"
+        return "expired", "expired (refreshes on next use)" if oauth else "expired"
+    try:
+        skew = refresh_skew(record) if oauth else 0.0
+    except ConfigError:
+        skew = 0.0
+    if left <= max(skew, 60.0):
+        return "expiring", f"expiring in {_duration(left)}" + \
+            (" (refreshes on next use)" if oauth else "")
+    return "valid", f"valid ({_duration(left)} left)"
+
+
+def _iso(stamp: Any) -> str | None:
+    if stamp is None:
+        return None
+    return datetime.fromtimestamp(float(stamp), UTC).isoformat(timespec="seconds")
 
 
 def _public(record: Any) -> dict[str, Any]:
-    return {"name": record.name, "connector": record.connector, "auth": record.auth_type,
-            "status": _status(record), "scopes": record.scopes,
-            "base_url": record.base_url, "fields": record.config.get("fields", {}),
-            "last_refresh_at": record.config.get("last_refresh_at"),
-            "last_error": record.config.get("last_error")}
+    """What `connections list/show` print: everything but the secret."""
+    state, words = token_state(record)
+    config = record.config
+    out = {"name": record.name, "connector": record.connector, "auth": record.auth_type,
+           "state": state, "status": words, "scopes": record.scopes,
+           "base_url": record.base_url, "fields": config.get("fields", {}),
+           "expires_at": _iso(config.get("expires_at")),
+           "last_refresh_at": config.get("last_refresh_at"),
+           "connected_at": config.get("connected_at"), "last_error": config.get("last_error")}
+    for key in ("client_id", "token_params", "refresh_skew"):
+        if config.get(key) is not None:
+            out[key] = config[key]
+    return out
 
 
 def _secret_value(prompt: str, from_env: str | None) -> str:
@@ -88,20 +130,31 @@ def connections_add(name: str, connector_id: str, from_env: str | None,
 
 
 @connections.command("list")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (never secrets).")
 @handle_errors
 def connections_list(as_json: bool) -> None:
-    """List connections with status and granted scopes (never secrets)."""
+    """List connections: status (valid / expiring / needs re-auth), scopes, last refresh."""
     rows = [_public(r) for r in _store().list_connections()]
     if as_json:
         click.echo(json.dumps(rows, indent=2, default=str))
         return
+    if not rows:
+        click.echo("no connections; create one with `splice connect CONNECTOR --name NAME`")
+        return
     from rich.table import Table
 
-    table = Table("name", "connector", "auth", "status", "scopes", "base URL")
+    overrides = any(r["base_url"] for r in rows)
+    table = Table("name", "connector", "status", "scopes", "last refresh",
+                  *(["base URL"] if overrides else []))
+    colour = {"valid": "green", "expiring": "yellow", "expired": "yellow",
+              "refresh_interrupted": "red", "reauth_required": "red"}
     for r in rows:
-        table.add_row(r["name"], r["connector"], r["auth"], r["status"],
-                      " ".join(r["scopes"]) or "-", r["base_url"] or "(connector default)")
+        scopes = r["scopes"]
+        shown = " ".join(scopes) if len(scopes) <= 3 else f"{len(scopes)} scopes"
+        table.add_row(_esc(r["name"]), r["connector"],
+                      f"[{colour[r['state']]}]{_esc(r['status'])}[/]", _esc(shown or "-"),
+                      (r["last_refresh_at"] or "-")[:16].replace("T", " "),
+                      *([_esc(r["base_url"] or "(default)")] if overrides else []))
     _console().print(table)
 
 
@@ -109,7 +162,7 @@ def connections_list(as_json: bool) -> None:
 @click.argument("name")
 @handle_errors
 def connections_show(name: str) -> None:
-    """Show one connection (never its secrets)."""
+    """Show one connection as JSON: status, scopes, token fields, expiry (never secrets)."""
     click.echo(json.dumps(_public(_store().require_connection(name)), indent=2, default=str))
 
 
@@ -117,7 +170,10 @@ def connections_show(name: str) -> None:
 @click.argument("name")
 @handle_errors
 def connections_remove(name: str) -> None:
-    """Delete a connection and its stored credentials."""
+    """Delete a connection and its stored credentials.
+
+    The provider still holds the grant: run `splice connections revoke NAME` first to end it.
+    """
     if not _store().delete_connection(name):
         raise ConfigError(f"no connection named '{name}'")
     click.echo(f"connection '{name}' removed")
@@ -145,96 +201,156 @@ def connections_test(name: str) -> None:
     with client:
         call = prepare_call(op, connector, payload, base_url=client.base_url)
         result = client.send(op, call)
+    _, words = token_state(store.require_connection(name))
     click.echo(f"connection '{name}' works: {op.ref} answered HTTP "
-               f"{result.response.status_code}")
+               f"{result.response.status_code}; token {words}")
+
+
+def _oauth_record(name: str) -> tuple[Any, Any, Any]:
+    store = _store()
+    record = store.require_connection(name)
+    if record.auth_type != "oauth2":
+        raise InputError(f"connection '{name}' does not use OAuth")
+    return store, record, _registry().connector(record.connector)
 
 
 @connections.command("refresh")
 @click.argument("name")
 @handle_errors
 def connections_refresh(name: str) -> None:
-    """Refresh an OAuth connection's access token now."""
-    from .oauth import OAuth2Auth
-
-    store = _store()
-    record = store.require_connection(name)
-    connector = _registry().connector(record.connector)
-    if record.auth_type != "oauth2":
-        raise InputError(f"connection '{name}' does not use OAuth")
+    """Refresh an OAuth connection's access token now (rotating its refresh token)."""
     import httpx
 
+    from .oauth import OAuth2Auth
+
+    store, record, connector = _oauth_record(name)
     auth = OAuth2Auth(connector, record, store)
-    flow = auth._refresh(record.secret.get("access_token"))
-    with httpx.Client(timeout=30.0) as client:
-        try:
-            request = next(flow)
-            while True:
-                request = flow.send(client.send(request))
-        except StopIteration:
-            pass
-    click.echo(f"connection '{name}' refreshed: {_status(store.require_connection(name))}")
+    with httpx.Client() as client:
+        auth.refresh(client)
+    _, words = token_state(store.require_connection(name))
+    click.echo(f"connection '{name}' refreshed: {words}")
 
 
 @connections.command("revoke")
 @click.argument("name")
 @handle_errors
 def connections_revoke(name: str) -> None:
-    """Revoke an OAuth connection's refresh token at the provider and mark it for re-auth."""
-    import httpx
+    """Revoke an OAuth connection's grant at the provider and drop its tokens.
 
-    from .oauth import endpoint
+    The connection stays (status: needs re-auth) until `splice connect` renews it or
+    `splice connections remove` deletes it.
+    """
+    from .oauth import revoke
 
-    store = _store()
-    record = store.require_connection(name)
-    connector = _registry().connector(record.connector)
-    revoke_url = connector.auth.get("revoke_url")
-    if revoke_url:
-        secret = record.secret
-        base = record.base_url or connector.base_url
-        data = {"token": secret.get("refresh_token", ""), "token_type_hint": "refresh_token",
-                "client_id": record.config.get("client_id", ""),
-                "client_secret": secret.get("client_secret", "")}
-        with httpx.Client(timeout=30.0) as client:
-            response = client.post(endpoint(revoke_url, base), data=data)
-        if response.status_code >= 400:
-            raise ConfigError(f"the provider refused the revocation (HTTP "
-                              f"{response.status_code})")
-    store.update_tokens(name, {"access_token": None, "refresh_token": None},
-                        {"status": "reauth_required", "last_error": "revoked by user"})
-    click.echo(f"connection '{name}' revoked" + ("" if revoke_url else
-                                                 " locally (the connector has no revoke URL)"))
+    store, record, connector = _oauth_record(name)
+    told = revoke(connector, record, store)
+    click.echo(f"connection '{name}' revoked" + (
+        "" if told else " locally (the connector declares no revoke URL: remove the app's "
+                        "access in the provider's settings to end the grant there)"))
+
+
+# ---------------------------------------------------------------------------- connect
+
+
+def _client_credential(label: str, env_var: str, explicit: bool, stored: str | None) -> str:
+    value = os.environ.get(env_var)
+    if value:
+        return value
+    if explicit:
+        raise ConfigError(f"environment variable {env_var} is not set or empty")
+    if stored:
+        return stored
+    try:
+        value = click.prompt(f"OAuth {label} (or set {env_var})",
+                             hide_input=label == "client secret", err=True)
+    except click.Abort:
+        value = ""
+    if not value or not value.strip():
+        raise InputError(f"no OAuth {label} given", hint=f"set {env_var}")
+    return str(value).strip()
+
+
+def _token_params(pairs: tuple[str, ...]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise InputError(f"--token-param {pair!r}: use NAME=VALUE")
+        if key in _RESERVED_TOKEN_PARAMS:
+            raise InputError(f"--token-param cannot set {key}")
+        out[key] = value
+    return out
 
 
 @click.command()
 @click.argument("connector_id")
-@click.option("--name", required=True, help="Name for the new connection.")
+@click.option("--name", required=True, help="Name for the connection (reconnecting an existing "
+                                            "name renews its tokens).")
 @click.option("--scopes", help="Space-separated scopes (default: what the recipes in "
-                               "./recipes use, else every scope of the connector).")
-@click.option("--port", type=int, default=0, help="Loopback port for the redirect (0: free).")
+                               "./recipes use plus what the connection already has, else "
+                               "every scope of the connector).")
+@click.option("--port", type=click.IntRange(0, 65535), default=0,
+              help="Loopback port for the redirect http://127.0.0.1:PORT/callback (0: a free "
+                   "one). Use the port of the redirect URI registered for the app.")
 @click.option("--no-browser", is_flag=True, help="Print the URL instead of opening a browser.")
-@click.option("--base-url", help="Connect to another base URL (e.g. a sandbox).")
-@click.option("--client-id-env", metavar="VAR", help="Env var holding the client id.")
-@click.option("--client-secret-env", metavar="VAR", help="Env var holding the client secret.")
+@click.option("--base-url", help="Another server for the API and its OAuth endpoints (e.g. "
+                                 "a sandbox); default: the connection's, else the connector's.")
+@click.option("--client-id-env", metavar="VAR",
+              help="Environment variable holding the client id "
+                   "[default: SPLICE_<CONNECTOR>_CLIENT_ID].")
+@click.option("--client-secret-env", metavar="VAR",
+              help="Environment variable holding the client secret "
+                   "[default: SPLICE_<CONNECTOR>_CLIENT_SECRET].")
+@click.option("--token-param", "token_param", multiple=True, metavar="NAME=VALUE",
+              help="Extra token-request field, kept for refreshes (HighLevel agency "
+                   "installs: user_type=Company).")
+@click.option("--refresh-skew", type=click.FloatRange(min=0), metavar="SECONDS",
+              help="Refresh this long before the access token expires [default: "
+                   "$SPLICE_REFRESH_SKEW or 300].")
+@click.option("--timeout", type=click.FloatRange(min=1), default=300.0, show_default=True,
+              help="Seconds to wait for the browser's answer.")
 @handle_errors
 def connect(connector_id: str, name: str, scopes: str | None, port: int, no_browser: bool,
-            base_url: str | None, client_id_env: str | None,
-            client_secret_env: str | None) -> None:
+            base_url: str | None, client_id_env: str | None, client_secret_env: str | None,
+            token_param: tuple[str, ...], refresh_skew: float | None, timeout: float) -> None:
     """Connect an OAuth connector: consent in the browser, tokens stored encrypted.
 
     The client id and secret come from environment variables (--client-id-env /
-    --client-secret-env, default SPLICE_<CONNECTOR>_CLIENT_ID / _CLIENT_SECRET) or a prompt,
-    never from a command-line argument.
+    --client-secret-env, default SPLICE_<CONNECTOR>_CLIENT_ID / _CLIENT_SECRET), from the
+    connection being renewed, or a prompt; never from a command-line argument, which would
+    land in shell history and process lists. docs/auth.md walks through each provider.
     """
     from .connect import connect as run_connect
 
     connector = _registry().connector(connector_id)
+    store = _store()
+    existing = store.get_connection(name)
+    if existing is not None and existing.connector != connector_id:
+        raise InputError(f"connection '{name}' belongs to connector '{existing.connector}'",
+                         hint=f"choose another --name, or `splice connections remove {name}`")
+    old_secret = existing.secret if existing is not None else {}
+    old_config = existing.config if existing is not None else {}
     prefix = f"SPLICE_{connector_id.upper()}"
-    client_id = os.environ.get(client_id_env or f"{prefix}_CLIENT_ID") or \
-        click.prompt("OAuth client id")
-    secret_var = client_secret_env or f"{prefix}_CLIENT_SECRET"
-    client_secret = os.environ.get(secret_var) or click.prompt("OAuth client secret",
-                                                                hide_input=True)
-    wanted = scopes.split() if scopes else default_scopes(connector)
+    client_id = _client_credential("client id", client_id_env or f"{prefix}_CLIENT_ID",
+                                   bool(client_id_env), old_config.get("client_id"))
+    client_secret = _client_credential("client secret",
+                                       client_secret_env or f"{prefix}_CLIENT_SECRET",
+                                       bool(client_secret_env), old_secret.get("client_secret"))
+    if scopes:
+        wanted = scopes.split()
+        unknown = [s for s in wanted if s not in connector.scopes]
+        if unknown:
+            _console(stderr=True).print(
+                f"[yellow]warning[/]: {connector_id} declares no scope "
+                f"{_esc(' '.join(unknown))}; asking for it anyway")
+    else:
+        wanted = default_scopes(connector)
+        wanted += [s for s in (existing.scopes if existing else []) if s not in wanted]
+    params = _token_params(token_param) or old_config.get("token_params")
+    if base_url is None and existing is not None:
+        base_url = existing.base_url
+    skew = refresh_skew if refresh_skew is not None else old_config.get("refresh_skew")
     err = _console(stderr=True)
 
     def open_url(url: str) -> None:
@@ -243,14 +359,18 @@ def connect(connector_id: str, name: str, scopes: str | None, port: int, no_brow
             click.echo(url)
         else:
             err.print("A browser window opened; approve access there.")
+        err.print("Waiting for the answer...")
 
-    result = run_connect(connector, _store(), name=name, client_id=client_id,
+    result = run_connect(connector, store, name=name, client_id=client_id,
                          client_secret=client_secret, scopes=wanted, base_url=base_url,
-                         port=port, open_url=open_url)
+                         port=port, open_url=open_url, timeout=timeout, token_params=params,
+                         config={"refresh_skew": skew})
     expiry = (time.strftime("%Y-%m-%d %H:%M", time.localtime(result.expires_at))
               if result.expires_at else "no expiry given")
     click.echo(f"connected '{name}' ({connector_id}); scopes: {' '.join(result.scopes)}; "
                f"access token expires {expiry}")
+    if result.fields:
+        click.echo("  " + ", ".join(f"{k}: {v}" for k, v in result.fields.items()))
     missing = [s for s in wanted if s not in result.scopes]
     if missing:
         err.print(f"[yellow]warning[/]: not granted: {_esc(' '.join(missing))}")
@@ -278,7 +398,10 @@ def default_scopes(connector: Any, recipes_dir: Path = Path("recipes")) -> list[
             for s in op.scopes if op else []:
                 if s not in needed:
                     needed.append(s)
-    return needed or connector.scopes
+    return needed or list(connector.scopes)
+
+
+# ---------------------------------------------------------------------------- sandbox
 
 
 @click.command()
@@ -291,18 +414,23 @@ def default_scopes(connector: Any, recipes_dir: Path = Path("recipes")) -> list[
 @handle_errors
 def sandbox(connector_id: str, port: int, state_path: Path | None,
             manual_approve: bool) -> None:
-    """Serve a connector's local sandbox API on 127.0.0.1 until Ctrl-C."""
+    """Serve a connector's local sandbox API on 127.0.0.1 until Ctrl-C.
+
+    Its OAuth client is fixed and public (id splice-demo, secret splice-demo-secret) and
+    accepts any http://127.0.0.1:PORT/callback redirect URI.
+    """
     from .sandboxes import SandboxConfig, load_factory, serve
 
     connector = _registry().connector(connector_id)
     factory = load_factory(connector)
     config = SandboxConfig(state_path=state_path, auto_approve=not manual_approve)
+    prefix = f"SPLICE_{connector_id.upper()}"
     with serve(factory(config), port) as url:
         click.echo(f"{connector.name} sandbox on {url} (Ctrl-C stops)")
-        click.echo(f"  OAuth client id: {config.client_id}  (secret: see `splice sandbox "
-                   "--help`, docs/auth.md)")
-        click.echo(f"  connect: SPLICE_{connector_id.upper()}_CLIENT_ID={config.client_id} "
-                   f"splice connect {connector_id} --name my-{connector_id} --base-url {url}")
+        click.echo("  connect to it (sandbox credentials, not secret):")
+        click.echo(f"    export {prefix}_CLIENT_ID={config.client_id} "
+                   f"{prefix}_CLIENT_SECRET={config.client_secret}")
+        click.echo(f"    splice connect {connector_id} --name my-{connector_id} --base-url {url}")
         try:
             while True:
                 time.sleep(3600)

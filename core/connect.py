@@ -1,11 +1,13 @@
 """``splice connect``: the OAuth authorization-code flow with PKCE and a loopback redirect.
 
-A one-shot HTTP listener on 127.0.0.1 receives the redirect, ``state`` is checked, the code is
-exchanged, and the token set is stored encrypted. Nothing secret is printed.
+A one-shot HTTP listener on 127.0.0.1 receives the redirect; its ``state`` must be the random
+one this flow sent (anything else is refused, the code unused); the code is exchanged with the
+PKCE verifier and the token set is stored encrypted. Nothing secret is printed or logged.
 """
 
 from __future__ import annotations
 
+import hmac
 import http.server
 import secrets
 import threading
@@ -19,12 +21,26 @@ import httpx
 
 from .errors import AuthError, ConfigError
 from .manifest import Connector
-from .oauth import authorize_url, oauth_error, parse_token_response, pkce_pair, token_request
+from .oauth import (
+    authorize_url,
+    describe_oauth_error,
+    oauth_error,
+    parse_token_response,
+    pkce_pair,
+    response_json,
+    token_request,
+)
 from .sandboxes import HOST
 
 CALLBACK_PATH = "/callback"
-PAGE_OK = b"<html><body><h1>splice is connected</h1><p>You can close this tab.</p></body></html>"
-PAGE_ERR = b"<html><body><h1>splice could not connect</h1><p>See the terminal.</p></body></html>"
+_PAGE = ("<!doctype html><html><head><meta charset='utf-8'><title>splice</title></head>"
+         "<body><h1>{title}</h1><p>{text}</p></body></html>")
+PAGE_OK = _PAGE.format(title="splice received the authorization",
+                       text="Go back to the terminal; you can close this tab.").encode()
+PAGE_ERR = _PAGE.format(title="splice could not connect",
+                        text="See the terminal for what went wrong.").encode()
+PAGE_STATE = _PAGE.format(title="Refused", text="This answer does not belong to the "
+                          "authorization splice started (wrong state).").encode()
 
 
 @dataclass
@@ -35,6 +51,7 @@ class Callback:
 class _Listener(http.server.HTTPServer):
     callback: Callback
     done: threading.Event
+    expected_state: str
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -47,12 +64,15 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.end_headers()
             return
         params = {k: v[0] for k, v in parse_qs(parts.query).items()}
-        ok = "code" in params
+        state_ok = hmac.compare_digest(params.get("state", "").encode(),
+                                       self.server.expected_state.encode())
+        ok = state_ok and "code" in params
         self.send_response(200 if ok else 400)
         self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Cache-Control", "no-store")
         self.end_headers()
-        self.wfile.write(PAGE_OK if ok else PAGE_ERR)
-        if self.server.callback.params is None:
+        self.wfile.write(PAGE_OK if ok else PAGE_ERR if state_ok else PAGE_STATE)
+        if self.server.callback.params is None:  # one shot: the first answer decides
             self.server.callback.params = params
             self.server.done.set()
 
@@ -60,10 +80,18 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         pass
 
 
-def start_listener(port: int = 0) -> _Listener:
-    server = _Listener((HOST, port), _Handler)
+def start_listener(port: int = 0, expected_state: str = "") -> _Listener:
+    """Serve ``/callback`` on 127.0.0.1:``port`` (0: a free port) in a daemon thread."""
+    try:
+        server = _Listener((HOST, port), _Handler)
+    except OSError as exc:
+        raise ConfigError(f"cannot listen on {HOST}:{port} for the OAuth redirect "
+                          f"({exc.strerror or exc})",
+                          hint="pick another --port (it must match the app's registered "
+                               "redirect URI), or omit --port for a free one") from None
     server.callback = Callback()
     server.done = threading.Event()
+    server.expected_state = expected_state
     threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True,
                      name="splice-oauth").start()
     return server
@@ -74,24 +102,49 @@ class ConnectResult:
     scopes: list[str]
     expires_at: float | None
     fields: dict[str, Any]
+    redirect_uri: str = ""
+
+
+def _check_answer(params: dict[str, str], state: str) -> str:
+    """The code from the redirect's query, after the state and error checks."""
+    if not hmac.compare_digest(params.get("state", "").encode(), state.encode()):
+        raise AuthError("the authorization answer had the wrong state parameter; refused "
+                        "(possible cross-site request forgery); no code was exchanged",
+                        hint="run `splice connect` again and approve in the browser it opens")
+    if "error" in params:
+        detail = params.get("error_description")
+        raise AuthError(f"authorization was refused: {params['error'][:100]}"
+                        + (f" ({detail[:200]})" if detail else ""),
+                        hint="approve the request, or check the scopes and redirect URI "
+                             "registered for the app")
+    code = params.get("code")
+    if not code:
+        raise AuthError("the authorization answer carried no code")
+    return code
 
 
 def connect(connector: Connector, store: Any, *, name: str, client_id: str,
             client_secret: str, scopes: list[str], base_url: str | None = None, port: int = 0,
             open_url: Callable[[str], Any], timeout: float = 300.0,
-            transport: httpx.BaseTransport | None = None) -> ConnectResult:
-    """Run the whole flow; ``open_url`` shows the consent page (a browser, or a script)."""
+            transport: httpx.BaseTransport | None = None,
+            token_params: dict[str, str] | None = None,
+            config: dict[str, Any] | None = None) -> ConnectResult:
+    """Run the whole flow; ``open_url`` shows the consent page (a browser, or a script).
+
+    ``base_url`` overrides the connector's (API and OAuth endpoints, e.g. a sandbox);
+    ``token_params`` are extra token-request fields kept for refreshes (HighLevel's
+    ``user_type``); ``config`` adds non-secret settings such as ``refresh_skew``.
+    """
     if connector.auth_type != "oauth2":
         raise ConfigError(f"connector '{connector.id}' does not use OAuth "
                           f"(auth: {connector.auth_type})",
                           hint=f"use `splice connections add {name} --connector {connector.id}`")
-    base = base_url or connector.base_url
-    listener = start_listener(port)
-    redirect_uri = f"http://{HOST}:{listener.server_address[1]}{CALLBACK_PATH}"
     state = secrets.token_urlsafe(24)
+    listener = start_listener(port, state)
+    redirect_uri = f"http://{HOST}:{listener.server_address[1]}{CALLBACK_PATH}"
     use_pkce = connector.auth.get("pkce", True)
     verifier, challenge = pkce_pair() if use_pkce else (None, None)
-    url = authorize_url(connector, base_url=base, client_id=client_id,
+    url = authorize_url(connector, base_url=base_url, client_id=client_id,
                         redirect_uri=redirect_uri, scopes=scopes, state=state,
                         code_challenge=challenge)
     try:
@@ -103,33 +156,38 @@ def connect(connector: Connector, store: Any, *, name: str, client_id: str,
     finally:
         listener.shutdown()
         listener.server_close()
-    if params.get("state") != state:
-        raise AuthError("the authorization answer had the wrong state parameter; refused "
-                        "(possible cross-site request forgery)")
-    if "error" in params:
-        raise AuthError(f"authorization was refused: {params['error']}"
-                        + (f" ({params['error_description']})"
-                           if params.get("error_description") else ""))
-    fields = {"grant_type": "authorization_code", "code": params.get("code", ""),
-              "redirect_uri": redirect_uri}
+    code = _check_answer(params, state)
+    fields = {"grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri}
     if verifier:
         fields["code_verifier"] = verifier
-    request = token_request(connector, base_url=base, client_id=client_id,
-                            client_secret=client_secret, fields=fields)
-    with httpx.Client(transport=transport, timeout=30.0) as client:
+    request = token_request(connector, base_url=base_url, client_id=client_id,
+                            client_secret=client_secret, fields=fields,
+                            token_params=token_params)
+    with httpx.Client(transport=transport) as client:
         try:
             response = client.send(request)
         except httpx.TransportError as exc:
-            raise AuthError(f"could not reach the token endpoint: {type(exc).__name__}") \
+            raise AuthError(f"could not reach the token endpoint ({type(exc).__name__})",
+                            hint="check --base-url and your network, then connect again") \
                 from None
-    if response.status_code != 200:
-        raise AuthError(f"code exchange failed: {oauth_error(response)}",
-                        status=response.status_code)
-    result = parse_token_response(connector, response.json(), requested_scopes=scopes,
-                                  clock=time.time)
-    config = {**result.config, "client_id": client_id}
+    body = response_json(response)
+    if response.status_code != 200 or not isinstance(body, dict):
+        hint = None
+        if oauth_error(response) == "invalid_grant":
+            hint = ("the code expired or was used already, or the redirect URI or PKCE "
+                    "verifier did not match; run `splice connect` again")
+        elif oauth_error(response) == "invalid_client":
+            hint = "the client id or secret is wrong; check the app's credentials"
+        raise AuthError(f"code exchange failed: {describe_oauth_error(response)}",
+                        status=response.status_code, hint=hint)
+    result = parse_token_response(connector, body, requested_scopes=scopes, clock=time.time)
+    stored = {k: v for k, v in result.config.items() if v is not None}
+    stored.update(client_id=client_id, connected_at=stored["last_refresh_at"])
+    if token_params:
+        stored["token_params"] = dict(token_params)
+    stored.update({k: v for k, v in (config or {}).items() if v is not None})
     store.put_connection(name, connector=connector.id, auth_type="oauth2",
-                         base_url=base_url, config=config,
+                         base_url=base_url, config=stored,
                          secret={**result.secret, "client_secret": client_secret})
     return ConnectResult(result.config["scopes"], result.config.get("expires_at"),
-                         result.config.get("fields", {}))
+                         result.config.get("fields", {}), redirect_uri)

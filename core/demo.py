@@ -28,13 +28,15 @@ import httpx
 
 from .errors import AuthError, ConfigError
 
-__all__ = ["CONNECTIONS", "DemoSummary", "RecipeResult", "Sandboxes", "connect_to_sandbox",
-           "recipes_dir", "run_demo"]
+__all__ = ["CONNECTIONS", "Changes", "DemoSummary", "RecipeResult", "Reroute", "Sandboxes",
+           "approve_in_sandbox", "connect_to_sandbox", "diff_invoice2go", "ensure_connection",
+           "needed_scopes", "oauth_routes", "recipes_dir", "run_demo", "summary_lines"]
 
 #: connector id -> the connection name the recipes use
 CONNECTIONS = {"ghl_users": "my-highlevel", "invoice2go": "my-invoice2go"}
 TITLES = {"ghl_users": "HighLevel", "invoice2go": "Invoice2go"}
 LOOPBACK = "http://127.0.0.1:"
+SANDBOX_KEY = "demo_sandbox"  # connection config: the sandbox data file that issued the tokens
 
 
 def recipes_dir() -> Path:
@@ -193,6 +195,8 @@ def ensure_connection(store: Any, connector: Any, name: str, sandboxes: Sandboxe
             "sandbox; the demo will not touch it",
             hint="run the demo with its own state folder, e.g. "
                  "`SPLICE_HOME=~/splice-demo splice demo`")
+    # Tokens are only good with the sandbox that issued them: remember which one that was.
+    issuer = str(sandboxes.configs[cid].state_path or "memory")
     reason = None
     if record is None:
         reason = "new"
@@ -200,14 +204,15 @@ def ensure_connection(store: Any, connector: Any, name: str, sandboxes: Sandboxe
         reason = f"was a {record.connector} connection"
     elif record.status == "reauth_required":
         reason = "needed re-authorisation"
-    elif sandboxes.fresh[cid]:
-        reason = "the sandbox started from scratch"
+    elif sandboxes.fresh[cid] or record.config.get(SANDBOX_KEY) != issuer:
+        reason = "the sandbox does not know its tokens"
     elif not set(scopes) <= set(record.scopes):
         reason = "more scopes needed"
     if reason is not None:
         result = connect_to_sandbox(connector, store, name=name, base_url=url,
                                     config=sandboxes.configs[cid], scopes=scopes,
                                     transport=transport)
+        store.update_tokens(name, None, {SANDBOX_KEY: issuer})
         return (f"connected {name} ({cid}) through OAuth ({reason}); scopes: "
                 f"{' '.join(result.scopes)}")
     if record.base_url != url:

@@ -39,7 +39,8 @@ def emit_connection_event(store: Any, event: str, connection: str, data: dict[st
     """Record a connection event for ``splice.<event>`` triggers and log it."""
     if event not in EVENT_TYPES:
         raise ValueError(f"unknown connection event {event!r}")
-    log.warning("connection '%s': %s", connection, event.replace("_", " "))
+    level = logging.INFO if event == "token_refreshed" else logging.WARNING
+    log.log(level, "connection '%s': %s", connection, event.replace("_", " "))
     clean = {k: v for k, v in data.items() if k in ("connector", "expires_at", "reason")}
     with store._write() as conn:
         conn.execute(connection_events.insert().values(

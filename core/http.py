@@ -333,6 +333,15 @@ class ApiClient:
         self.clock = clock
         self.max_attempts = max_attempts
         self.requests_made = 0
+        # Built once (tenacity keeps per-call state thread-locally); ``_plan_retry`` decides
+        # whether and how long, tenacity loops, waits and stops.
+        self._retrying = tenacity.Retrying(
+            stop=tenacity.stop_after_attempt(max_attempts),
+            wait=lambda state: state.outcome.result().delay,  # type: ignore[union-attr]
+            sleep=lambda seconds: self.sleep(seconds),
+            retry=tenacity.retry_if_result(lambda outcome: outcome.retry),
+            retry_error_callback=lambda state: state.outcome.result(),  # type: ignore
+        )
 
     def close(self) -> None:
         self.client.close()
@@ -390,18 +399,10 @@ class ApiClient:
                 self.on_request(request, response, attempt)
             return outcome
 
-        def wait(state: tenacity.RetryCallState) -> float:
-            outcome: _Outcome = state.outcome.result()  # type: ignore[union-attr]
-            log.info("%s: attempt %d failed (%s); retrying in %.1fs", op.ref,
-                     state.attempt_number, attempts[-1].status or attempts[-1].error,
-                     outcome.delay)
-            return outcome.delay
-
-        outcome = tenacity.Retrying(
-            stop=tenacity.stop_after_attempt(self.max_attempts), wait=wait, sleep=self.sleep,
-            retry=tenacity.retry_if_result(lambda o: o.retry),
-            retry_error_callback=lambda state: state.outcome.result(),  # type: ignore
-        )(attempt_once)
+        outcome = attempt_once()  # the common case: no retry machinery at all
+        if outcome.retry:
+            self.sleep(outcome.delay)
+            outcome = self._retrying(attempt_once)  # tenacity drives every retry
         if outcome.stop is not None:
             raise outcome.stop
         if outcome.error is not None:
@@ -439,6 +440,8 @@ class ApiClient:
         if status == 429 and self.limiter is not None:
             self.limiter.hold(outcome.delay)
         attempt.next_wait = outcome.delay
+        log.info("%s: attempt %d failed (%s); retrying in %.1fs", op.ref, attempt.number,
+                 status or attempt.error, outcome.delay)
 
     def pages(self, op: Operation, call: PreparedCall, *, max_pages: int | None = None
               ) -> Iterator[tuple[Any, list[Any]]]:

@@ -19,19 +19,10 @@ DEMO_TAGS = ("Daily Planet", "Wayne Enterprises", "Kord Industries")
 FIGURES = {"posts.published", "impressions", "likes", "comments", "followers"}
 
 
-def _demo_command() -> list[str]:
-    from splice.cli import cli
-
-    if "demo" in cli.commands:
-        return [sys.executable, "-m", "splice", "demo"]
-    return [sys.executable, "-c", "import sys; from splice.demo import run_demo; "
-                                  "sys.exit(0 if run_demo().ok else 1)"]
-
-
 def _run_demo(home: Path, cwd: Path) -> str:
     env = {**os.environ, "SPLICE_HOME": str(home), "NO_COLOR": "1"}
-    done = subprocess.run(_demo_command(), cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=120, check=False)
+    done = subprocess.run([sys.executable, "-m", "splice", "demo"], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
     return done.stdout
 

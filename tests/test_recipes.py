@@ -315,5 +315,6 @@ def test_health_recipe_puts_a_reauth_warning_on_the_dashboard_once(world: World)
                                 "--name old-invoice2go")
     assert warning["dimensions"] == {"connection": "old-invoice2go",
                                      "connector": "invoice2go"}
+    assert warning["external_id"].startswith("splice:old-invoice2go:")
     assert world.run(HEALTH).events_new == 0
     assert len([m for m in world.invoice2go()["metrics"] if m["source"] == "splice"]) == 1

@@ -433,3 +433,48 @@ def test_budget_of_5_per_second_holds_across_two_processes(fault, tmp_path):
     # any 0.9 s of server time (0.1 s slack for loopback jitter) saw at most 5 requests
     assert max(sum(1 for t in times if s <= t < s + 0.9) for s in times) <= 5
     assert times[-1] - times[0] >= 2.0  # 16 requests at 5/s cannot take less
+
+
+def _budget_runner(fakecrm: Any, tmp_path: Any, limit: int) -> Any:
+    """A Runner for the notes recipe whose fake CRM declares a daily budget of ``limit``."""
+    from splice import hookimpl, plugins
+    from splice.engine import Runner
+    from splice.plan import build_plan
+    from splice.recipe import load_recipe
+    from splice.templates import TemplateEngine
+
+    from .conftest import FIXTURES, register_test_plugin
+
+    manifest = tmp_path / f"fakecrm-{limit}.yaml"
+    manifest.write_text((FIXTURES / "fakecrm.yaml").read_text() +
+                        f"\nrate_limits: [{{limit: {limit}, per: 1d}}]\n")
+
+    class Plugin:
+        @hookimpl
+        def register_connectors(self, register: Any) -> None:
+            register(manifest)
+
+    register_test_plugin(Plugin(), f"fakecrm-budget-{limit}")
+    registry = plugins.get_registry()
+    plan = build_plan(load_recipe(FIXTURES / "notes.yaml"), registry,
+                      TemplateEngine(registry.filters),
+                      connections={c.name: c for c in fakecrm.store.list_connections()})
+    return Runner(plan, fakecrm.store, registry)
+
+
+@pytest.mark.xfail(strict=True, reason="needs engine patches P1 (connection_client passes the "
+                                       "limiter) and P2 (BudgetExhausted stops the run)")
+def test_daily_budget_stops_a_run_cleanly_and_the_next_run_resumes(fakecrm, tmp_path,
+                                                                   monkeypatch):
+    monkeypatch.setenv("SPLICE_LOAD_PLUGINS", "")
+    # 6 requests a day: the first page, then note+tags for c1 and c2, then the note for c3
+    first = _budget_runner(fakecrm, tmp_path, 6).run(backfill=True)
+    assert not first.ok and first.events_failed == 0
+    assert any("request budget of 6 per 1 d" in e for e in first.errors)
+    assert len(fakecrm.posts()) == 5
+    assert [e.key.split("@")[0] for e in fakecrm.store.pending_events()] == ["c0003"]
+    second = _budget_runner(fakecrm, tmp_path, 1000).run(backfill=True)  # "the next day"
+    assert second.ok, second.errors
+    state = fakecrm.app.state
+    assert len(state.notes) == 25
+    assert all(len(tags) == 2 for tags in state.tags.values()) and len(state.tags) == 25

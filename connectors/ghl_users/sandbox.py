@@ -53,11 +53,14 @@ ACCESS_TTL = 86399
 REFRESH_TTL = 365 * 86400
 RATE_LIMIT = (100, 10.0)
 DAILY_LIMIT = 200_000
+# The scopes the emulated Marketplace app was registered with: every scope the ghl_users
+# manifest declares (so `splice connect` with the default scopes is accepted), plus a few more.
 DEFAULT_SCOPES = frozenset({
     "users.readonly", "users.write", "socialplanner/tag.readonly",
     "socialplanner/statistics.readonly", "socialplanner/account.readonly",
     "socialplanner/account.write", "socialplanner/category.readonly",
     "socialplanner/post.readonly", "socialplanner/post.write", "socialplanner/oauth.readonly",
+    "socialplanner/oauth.write", "socialplanner/csv.readonly", "socialplanner/csv.write",
     "locations.readonly", "oauth.readonly", "oauth.write",
 })
 LOCATION, COMPANY = "Location", "Company"

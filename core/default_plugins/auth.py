@@ -47,11 +47,8 @@ def api_key(connector: Connector, connection: Any, store: Any) -> httpx.Auth:
 
 
 def oauth2(connector: Connector, connection: Any, store: Any) -> httpx.Auth:
-    from ..events import emit_connection_event
-
-    return OAuth2Auth(connector, connection, store,
-                      emit=lambda event, name, data: emit_connection_event(store, event, name,
-                                                                           data))
+    """Bearer tokens that refresh themselves; events go to the store's event table."""
+    return OAuth2Auth(connector, connection, store)
 
 
 @hookimpl
