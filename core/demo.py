@@ -22,15 +22,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 
 from .errors import AuthError, ConfigError
 
-__all__ = ["CONNECTIONS", "Changes", "DemoSummary", "RecipeResult", "Reroute", "Sandboxes",
+__all__ = ["CONNECTIONS", "Changes", "DemoSummary", "RecipeResult", "Sandboxes",
            "approve_in_sandbox", "connect_to_sandbox", "diff_invoice2go", "ensure_connection",
-           "needed_scopes", "oauth_routes", "recipes_dir", "run_demo", "summary_lines"]
+           "needed_scopes", "recipes_dir", "run_demo", "summary_lines"]
 
 #: connector id -> the connection name the recipes use
 CONNECTIONS = {"ghl_users": "my-highlevel", "invoice2go": "my-invoice2go"}
@@ -113,78 +112,20 @@ def approve_in_sandbox(url: str) -> None:
 
 
 def connect_to_sandbox(connector: Any, store: Any, *, name: str, base_url: str,
-                       config: Any, scopes: list[str],
-                       transport: httpx.BaseTransport | None = None) -> Any:
+                       config: Any, scopes: list[str]) -> Any:
     """Create connection ``name`` with the real OAuth flow against a running sandbox."""
     from .connect import connect
 
-    opener = approve_in_sandbox
-    if isinstance(transport, Reroute):
-        opener = lambda url: approve_in_sandbox(transport.rewrite(url))  # noqa: E731
     return connect(connector, store, name=name, client_id=config.client_id,
                    client_secret=config.client_secret, scopes=scopes, base_url=base_url,
-                   open_url=opener, timeout=30.0, transport=transport)
-
-
-class Reroute(httpx.BaseTransport):
-    """Sends requests for a connector's real OAuth hosts to its sandbox.
-
-    Needed only while :func:`splice.oauth.endpoint` keeps absolute OAuth URLs (HighLevel's
-    authorize and token URLs) when a connection overrides the base URL; see
-    :func:`oauth_routes`. Everything else passes through untouched.
-    """
-
-    def __init__(self, routes: dict[str, str]) -> None:
-        self.routes = {host: httpx.URL(target) for host, target in routes.items()}
-        self._inner = httpx.HTTPTransport()
-
-    def rewrite(self, url: str) -> str:
-        parsed = httpx.URL(url)
-        target = self.routes.get(parsed.host)
-        if target is None:
-            return url
-        return str(parsed.copy_with(scheme=target.scheme, host=target.host, port=target.port))
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        target = self.routes.get(request.url.host)
-        if target is not None:
-            request.url = request.url.copy_with(scheme=target.scheme, host=target.host,
-                                                port=target.port)
-            request.headers["Host"] = request.url.netloc.decode("ascii")
-        return self._inner.handle_request(request)
-
-    def close(self) -> None:
-        self._inner.close()
-
-
-def oauth_routes(connectors: dict[str, Any], urls: dict[str, str]) -> dict[str, str]:
-    """Hosts of OAuth URLs the engine would not send to the sandbox -> the sandbox URL.
-
-    Empty once the engine moves absolute OAuth URLs onto an overridden base URL.
-    """
-    from .oauth import authorize_url, token_request
-
-    routes: dict[str, str] = {}
-    for cid, connector in connectors.items():
-        if connector.auth_type != "oauth2":
-            continue
-        base = urls[cid]
-        built = [authorize_url(connector, base_url=base, client_id="x", redirect_uri="x",
-                               scopes=[], state="x", code_challenge=None),
-                 str(token_request(connector, base_url=base, client_id="x", client_secret="x",
-                                   fields={}).url)]
-        for url in built:
-            host = urlsplit(url).hostname
-            if not url.startswith(base) and host:
-                routes[host] = base
-    return routes
+                   open_url=approve_in_sandbox, timeout=30.0)
 
 
 # ---------------------------------------------------------------------------- connections
 
 
 def ensure_connection(store: Any, connector: Any, name: str, sandboxes: Sandboxes,
-                      scopes: list[str], transport: httpx.BaseTransport | None) -> str:
+                      scopes: list[str]) -> str:
     """Make ``name`` usable against the running sandbox; say what was done."""
     cid = connector.id
     url = sandboxes.urls[cid]
@@ -210,8 +151,7 @@ def ensure_connection(store: Any, connector: Any, name: str, sandboxes: Sandboxe
         reason = "more scopes needed"
     if reason is not None:
         result = connect_to_sandbox(connector, store, name=name, base_url=url,
-                                    config=sandboxes.configs[cid], scopes=scopes,
-                                    transport=transport)
+                                    config=sandboxes.configs[cid], scopes=scopes)
         store.update_tokens(name, None, {SANDBOX_KEY: issuer})
         return (f"connected {name} ({cid}) through OAuth ({reason}); scopes: "
                 f"{' '.join(result.scopes)}")
@@ -355,8 +295,7 @@ ACTIVITY: dict[str, Callable[[Sandboxes], str]] = {"ghl_users.tag_updated": _edi
 # ---------------------------------------------------------------------------- running
 
 
-def _run_recipe(path: Path, store: Any, registry: Any, sandboxes: Sandboxes,
-                transport: httpx.BaseTransport | None) -> RecipeResult:
+def _run_recipe(path: Path, store: Any, registry: Any, sandboxes: Sandboxes) -> RecipeResult:
     from .engine import Runner
     from .errors import DocumentError, SpliceError
     from .plan import build_plan
@@ -383,7 +322,7 @@ def _run_recipe(path: Path, store: Any, registry: Any, sandboxes: Sandboxes,
         except (httpx.HTTPError, KeyError) as exc:
             result.errors.append(f"could not act in the sandbox: {type(exc).__name__}")
             return result
-        runner = Runner(plan, store, registry, transport=transport)
+        runner = Runner(plan, store, registry)
         try:
             report = runner.run(mode="once", backfill=backfill)
         except SpliceError as exc:
@@ -439,8 +378,6 @@ def run_demo(*, keep: bool = False, out: Callable[[str], None] = print,
     paths = _order(sorted(folder.glob("*.yaml")) + sorted(folder.glob("*.json")))
     with _home(home) as root, Sandboxes(registry, root / "sandboxes") as sandboxes:
         store = Store.open()
-        routes = oauth_routes(sandboxes.connectors, sandboxes.urls)
-        transport = Reroute(routes) if routes else None
         try:
             out("splice demo: the recipes in recipes/ against local sandboxes "
                 "(no account needed)")
@@ -449,7 +386,7 @@ def run_demo(*, keep: bool = False, out: Callable[[str], None] = print,
                 out(f"  {TITLES[cid]} sandbox on {url} ({state}: "
                     f"{sandboxes.configs[cid].state_path})")
             lines = [ensure_connection(store, connector, CONNECTIONS[cid], sandboxes,
-                                       needed_scopes(connector, paths), transport)
+                                       needed_scopes(connector, paths))
                      for cid, connector in sandboxes.connectors.items()]
             for line in lines:
                 out(f"  {line}")
@@ -457,11 +394,9 @@ def run_demo(*, keep: bool = False, out: Callable[[str], None] = print,
             results = []
             for path in paths:
                 out(f"running {path.name} ...")
-                results.append(_run_recipe(path, store, registry, sandboxes, transport))
+                results.append(_run_recipe(path, store, registry, sandboxes))
             changes = diff_invoice2go(before, sandboxes.state("invoice2go"))
         finally:
-            if transport is not None:
-                transport.close()
             store.close()
         summary = DemoSummary(root, dict(sandboxes.urls), lines, results, changes)
         for line in summary_lines(summary):

@@ -343,7 +343,7 @@ class OAuth2Auth(httpx.Auth):
         try:
             self._flag(marker, on=True)
             try:
-                with __import__('contextlib').nullcontext(self.store.require_connection(self.name)) as fresh:
+                with self.store.locked_refresh(self.name) as fresh:
                     return (yield from self._refresh_locked(fresh, used_access, proactive,
                                                             force))
             finally:

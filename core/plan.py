@@ -410,7 +410,14 @@ def _schema_of(value: Any) -> Any:
 
 
 def _item_schema(for_each: CompiledExpression, scope: dict[str, Any]) -> Any:
-    """Schema of ``item`` when for_each is a plain reference to a list."""
+    """Schema of ``item`` when for_each is a plain reference to a list (else: anything).
+
+    An expression that transforms the list (``| map(attribute='records') | sum(start=[])``,
+    ``| selectattr(...)``) changes what its items are, so nothing is assumed about them.
+    """
+    source = for_each.source.strip()
+    if not (PURE_REF.match(source) or PURE_REF.match("{{ " + source + " }}")):
+        return True
     refs = for_each.references()
     if len(refs) != 1 or refs[0].root not in scope:
         return True

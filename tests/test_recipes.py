@@ -14,17 +14,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from splice.demo import (
     CONNECTIONS,
-    Reroute,
     Sandboxes,
     connect_to_sandbox,
     ensure_connection,
     needed_scopes,
-    oauth_routes,
 )
 from splice.engine import Runner, RunReport, connection_client
 from splice.errors import AuthError
@@ -50,14 +47,13 @@ class World:
     sandboxes: Sandboxes
     store: Store
     registry: Any
-    transport: httpx.BaseTransport | None
 
     def run(self, path: Path, *, backfill: bool = False,
             now: datetime | None = None) -> RunReport:
         plan = build_plan(load_recipe(path), self.registry,
                           TemplateEngine(self.registry.filters),
                           connections={c.name: c for c in self.store.list_connections()})
-        kwargs: dict[str, Any] = {"transport": self.transport}
+        kwargs: dict[str, Any] = {}
         if now is not None:
             kwargs["now"] = lambda: now
         runner = Runner(plan, self.store, self.registry, **kwargs)
@@ -78,8 +74,7 @@ class World:
         record = self.store.require_connection(connection)
         connector = self.registry.connector(record.connector)
         op = connector.operations[op_id]
-        client = connection_client(connector, record, self.store, self.registry,
-                                   transport=self.transport)
+        client = connection_client(connector, record, self.store, self.registry)
         with client:
             call = prepare_call(op, connector, payload, base_url=client.base_url,
                                 idempotency_key=f"test-{op_id}")
@@ -92,16 +87,11 @@ def world() -> Iterator[World]:
     registry = get_registry()
     with Sandboxes(registry, None) as sandboxes:
         store = Store.open()
-        routes = oauth_routes(sandboxes.connectors, sandboxes.urls)
-        transport = Reroute(routes) if routes else None
         for cid, name in CONNECTIONS.items():
             connector = sandboxes.connectors[cid]
-            ensure_connection(store, connector, name, sandboxes,
-                              needed_scopes(connector, ALL), transport)
-        yield World(sandboxes, store, registry, transport)
+            ensure_connection(store, connector, name, sandboxes, needed_scopes(connector, ALL))
+        yield World(sandboxes, store, registry)
         store.close()
-        if transport is not None:
-            transport.close()
 
 
 # ---------------------------------------------------------------------------- validate
