@@ -365,6 +365,45 @@ def _print_report(report: Any, as_json: bool) -> None:
 
 
 @cli.command()
+@click.argument("operation", metavar="CONNECTOR.OPERATION")
+@click.option("--connection", "-c", help="Stored connection to call with.")
+@click.option("--with", "-w", "pairs", multiple=True, metavar="KEY=VALUE",
+              help="An input value (repeatable). JSON where the input wants a number, "
+                   "boolean, list or object.")
+@click.option("--input", "input_json", metavar="JSON", help="The whole input as a JSON object.")
+@click.option("--max-pages", type=click.IntRange(min=1), help="List operations: stop after N "
+                                                              "pages.")
+@handle_errors
+def call(operation: str, connection: str | None, pairs: tuple[str, ...],
+         input_json: str | None, max_pages: int | None) -> None:
+    """Call one operation and print its JSON result (list operations: every page).
+
+    \b
+    Example:
+      splice call ghl_users.list_social_accounts -c my-highlevel
+      splice call invoice2go.list_invoices -c my-invoice2go -w 'document_status=["sent"]'
+    """
+    from .call import call_operation, parse_assignments
+    from .errors import InputError
+
+    registry = _registry()
+    cid, _, op_id = operation.partition(".")
+    op = registry.connector(cid).operation(op_id)
+    payload: dict[str, Any] = {}
+    if input_json:
+        try:
+            payload = json.loads(input_json)
+        except ValueError as exc:
+            raise InputError(f"--input is not valid JSON: {exc}") from None
+        if not isinstance(payload, dict):
+            raise InputError("--input must be a JSON object")
+    payload.update(parse_assignments(list(pairs), op.input))
+    result = call_operation(registry, _store(), operation, connection=connection,
+                            payload=payload, max_pages=max_pages)
+    click.echo(json.dumps(result, indent=2, default=str))
+
+
+@cli.command()
 @click.option("--keep", is_flag=True, help="Leave the sandboxes running for exploring "
                                            "(Ctrl-C stops them).")
 @handle_errors

@@ -102,14 +102,7 @@ class Runner:
         return self._connections[name]
 
     def public_connection(self, name: str | None, connector: Connector) -> dict[str, Any]:
-        record = self.connection(name, connector)
-        base = record.base_url if record is not None and record.base_url else connector.base_url
-        out: dict[str, Any] = {"name": name, "base_url": base}
-        if record is not None:
-            for f in connector.auth.get("token_fields", []) or []:
-                if f in (record.config.get("fields") or {}):
-                    out[f] = record.config["fields"][f]
-        return out
+        return public_fields(connector, self.connection(name, connector), name)
 
     def client(self, name: str | None, connector: Connector) -> ApiClient:
         key = f"{name}\x00{connector.id}"
@@ -492,6 +485,20 @@ class Runner:
             except SpliceError as exc:
                 report.errors.append(f"event {key}: {step.spec.label}: {exc}")
                 return
+
+
+def public_fields(connector: Connector, record: Any, name: str | None = None
+                  ) -> dict[str, Any]:
+    """What templates see as ``connection``: its name, base URL and non-secret token fields."""
+    base = record.base_url if record is not None and record.base_url else connector.base_url
+    out: dict[str, Any] = {"name": record.name if record is not None else name,
+                           "base_url": base}
+    if record is not None:
+        fields = record.config.get("fields") or {}
+        for f in connector.auth.get("token_fields", []) or []:
+            if f in fields:
+                out[f] = fields[f]
+    return out
 
 
 def connection_client(connector: Connector, record: Any, store: Store, registry: Any,

@@ -51,3 +51,17 @@ def test_oauth_connectors_point_to_connect_and_remove_works(fakecrm):
     assert "run `splice connect ghl_users --name hl`" in result.stderr
     assert invoke("connections", "remove", "crm").exit_code == 0
     assert invoke("connections", "remove", "crm").exit_code == 2
+
+
+def test_call_runs_one_operation_with_typed_values(fakecrm):
+    listed = invoke("call", "fakecrm.list_contacts", "-c", "crm", "--max-pages", "2")
+    assert listed.exit_code == 0, listed.output
+    assert json.loads(listed.stdout)["count"] == 20
+    note = invoke("call", "fakecrm.create_note", "-c", "crm", "-w", "subject=s",
+                  "-w", "body=00123", "-w", "score=7")
+    assert note.exit_code == 0, note.output
+    assert fakecrm.app.state.notes[-1] == {"id": "n1", "subject": "s", "body": "00123",
+                                           "score": 7}
+    bad = invoke("call", "fakecrm.create_note", "-c", "crm", "-w", "subject=s")
+    assert bad.exit_code == 1 and "input: missing required key 'body'" in bad.stderr
+    assert len(fakecrm.app.state.notes) == 1
