@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 import webbrowser
 from datetime import UTC, datetime
@@ -85,8 +86,8 @@ def _secret_value(prompt: str, from_env: str | None) -> str:
         if not value:
             raise ConfigError(f"environment variable {from_env} is not set or empty")
         return value
-    if not click.get_text_stream("stdin").isatty():
-        value = click.get_text_stream("stdin").readline().strip()
+    if not sys.stdin.isatty():
+        value = sys.stdin.readline().strip()
     else:
         value = click.prompt(prompt, hide_input=True)
     if not value:

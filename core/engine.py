@@ -22,6 +22,7 @@ from .errors import ConfigError, SpliceError, TemplateError, ValidationFailed
 from .http import ApiClient, Attempt, PreparedCall, prepare_call
 from .manifest import MISSING, Connector, Operation
 from .plan import Plan, StepPlan
+from .ratelimit import BudgetExhausted, limiter_for
 from .schema import iter_errors
 from .secrets import redact_headers
 from .state import Store
@@ -129,8 +130,11 @@ class Runner:
             return
         status = response.status_code if response is not None else attempt.error
         url = request.url.copy_with(query=None)
-        log.info("HTTP %s %s -> %s (attempt %d, %.0f ms) headers=%s", request.method, url,
-                 status, attempt.number, attempt.elapsed * 1000,
+        waits = "".join(f", {label} {value:.1f}s" for label, value in (
+            ("waited for the rate budget", attempt.budget_wait),
+            ("retrying in", attempt.next_wait)) if value)
+        log.info("HTTP %s %s -> %s (attempt %d, %.0f ms%s) headers=%s", request.method, url,
+                 status, attempt.number, attempt.elapsed * 1000, waits,
                  redact_headers(dict(request.headers)))
 
     # -- templates --------------------------------------------------------------------------
@@ -204,12 +208,15 @@ class Runner:
         return self._engine
 
     # -- polling ----------------------------------------------------------------------------
-    def poll_records(self, max_pages: int | None = None) -> Iterator[list[Any]]:
-        """Pages of trigger records (the trigger's operation, all pages, cursor applied)."""
+    def poll_pages(self, max_pages: int | None = None, checkpoint: dict[str, Any] | None = None
+                   ) -> Iterator[tuple[list[Any], dict[str, Any] | None]]:
+        """Pages of trigger records, each with the checkpoint that resumes after it (None
+        after the last page); ``checkpoint`` continues a listing a previous run left."""
         plan = self.plan
         op = plan.operation
         if plan.trigger.type == "event":
-            yield from self._engine_events()
+            for records in self._engine_events():
+                yield records, None
             return
         if op is None:
             return
@@ -233,7 +240,17 @@ class Runner:
                 f"{format_path(p)}: {m}" for p, m, _ in errors[:5]))
         client = self.client(conn_name, plan.connector)
         call = self.prepare(op, plan.connector, conn_name, payload)
-        for _body, records in client.pages(op, call, max_pages=max_pages):
+        # a checkpoint only resumes the very same listing (same URL and query)
+        scope = hashlib.sha256(repr((call.url, sorted(call.params.items()))).encode()
+                               ).hexdigest()[:16]
+        resume = checkpoint.get("next") if checkpoint and checkpoint.get("scope") == scope \
+            else None
+        for page in client.iter_pages(op, call, max_pages=max_pages, resume=resume):
+            yield page.records, {"scope": scope, "next": page.next} if page.next else None
+
+    def poll_records(self, max_pages: int | None = None) -> Iterator[list[Any]]:
+        """Pages of trigger records (the trigger's operation, all pages, cursor applied)."""
+        for records, _checkpoint in self.poll_pages(max_pages):
             yield records
 
     def _engine_events(self) -> Iterator[list[Any]]:
@@ -282,7 +299,8 @@ class Runner:
             cursor_value = None
             cursor_blocked = False
             page_no = 0
-            for records in self.poll_records(max_pages=max_pages):
+            checkpoint = None if dry else store.get_checkpoint(recipe, trig)
+            for records, resume in self.poll_pages(max_pages=max_pages, checkpoint=checkpoint):
                 page_no += 1
                 report.events_seen += len(records)
                 self.progress(f"page {page_no}: {report.events_seen} records")
@@ -299,6 +317,8 @@ class Runner:
                         store.add_seen(recipe, trig, list(batch))
                     for _k, r in keyed:
                         cursor_value = _max_cursor(cursor_value, r, cursor_field)
+                    if not dry:
+                        store.set_checkpoint(recipe, trig, resume)
                     continue
                 for k, r in keyed:
                     if k not in batch:
@@ -318,6 +338,8 @@ class Runner:
                     else:
                         report.events_failed += 1
                         cursor_blocked = True
+                if not dry and not cursor_blocked:  # every event of the page is done
+                    store.set_checkpoint(recipe, trig, resume)
             if not dry:
                 if not initialized:
                     store.mark_initialized(recipe, trig)
@@ -357,12 +379,15 @@ class Runner:
         report = RunReport(None, self.plan.recipe.name, "retry")
         report.run_id = self._run_id = self.store.start_run(
             self.plan.recipe.name, recipe_path=self.plan.recipe.path, mode="retry")
-        for event in events:
-            report.events_seen += 1
-            if self.process_event(event.id, event.key, event.payload, report):
-                report.events_succeeded += 1
-            else:
-                report.events_failed += 1
+        try:
+            for event in events:
+                report.events_seen += 1
+                if self.process_event(event.id, event.key, event.payload, report):
+                    report.events_succeeded += 1
+                else:
+                    report.events_failed += 1
+        except BudgetExhausted as exc:
+            report.errors.append(str(exc))
         self._finish(report)
         return report
 
@@ -374,6 +399,8 @@ class Runner:
             for step in self.plan.steps:
                 ctx["steps"][step.spec.id or f"_{step.index}"] = self._run_step(
                     step, event_id, key, ctx)
+        except BudgetExhausted:
+            raise  # nothing was sent: the event stays pending and the next run resumes it
         except SpliceError as exc:
             store.set_event_status(event_id, "failed", error=str(exc), run_id=report.run_id)
             report.errors.append(f"event {key}: {exc}")
@@ -397,20 +424,48 @@ class Runner:
                 raise ValidationFailed(f"{step.spec.label}.for_each must give a list, got "
                                        f"{type(value).__name__}")
             items = value
-        outputs = []
+        outputs: list[Any] = [None] * len(items)
+        todo: list[tuple[int, int, dict[str, Any]]] = []
         for i, item in enumerate(items):
             item_index = i if step.for_each is not None else -1
             done = store.get_step_result(event_id, step.index, item_index)
             if done is not None and done.status == "succeeded":
-                outputs.append(done.output)
+                outputs[i] = done.output
                 continue
             item_ctx = ctx
             if step.for_each is not None:
                 item_ctx = {**ctx, "item": item, "loop": {
                     "index": i + 1, "index0": i, "first": i == 0, "last": i == len(items) - 1,
                     "length": len(items)}}
-            outputs.append(self._call(step, event_id, key, item_index, item_ctx))
+            todo.append((i, item_index, item_ctx))
+        workers = min(step.spec.concurrency, len(todo))
+        if workers <= 1:
+            for i, item_index, item_ctx in todo:
+                outputs[i] = self._call(step, event_id, key, item_index, item_ctx)
+        else:
+            self._run_items(step, event_id, key, todo, outputs, workers)
         return outputs if step.for_each is not None else outputs[0]
+
+    def _run_items(self, step: StepPlan, event_id: Any, key: str,
+                   todo: list[tuple[int, int, dict[str, Any]]], outputs: list[Any],
+                   workers: int) -> None:
+        """Items of a ``concurrency: N`` step on N threads (one sync client shared; threads
+        measured faster than httpx.AsyncClient here). Results keep the items' order; the first
+        error is raised after every started item finished (each one's result is recorded)."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.client(step.connection, step.connector)  # create the shared client up front
+        error: SpliceError | None = None
+        with ThreadPoolExecutor(workers, thread_name_prefix="splice-step") as pool:
+            futures = [(i, pool.submit(self._call, step, event_id, key, item_index, item_ctx))
+                       for i, item_index, item_ctx in todo]
+            for i, future in futures:
+                try:
+                    outputs[i] = future.result()
+                except SpliceError as exc:
+                    error = error or exc
+        if error is not None:
+            raise error
 
     def _call(self, step: StepPlan, event_id: Any, key: str, item_index: int,
               ctx: dict[str, Any]) -> Any:
@@ -428,12 +483,18 @@ class Runner:
             store.reserve_idempotency_key(idem, event_id, step.index, item_index)
             client = self.client(step.connection, step.connector)
             output = self._send(client, op, call, attempts)
+        except BudgetExhausted:
+            raise
         except SpliceError as exc:
+            if len(attempts) > 1 and request is not None:
+                request["attempts"] = [a.describe() for a in attempts]
             store.save_step_result(event_id, step.index, item_index=item_index,
                                    step_id=step.spec.id, status="failed", idempotency_key=idem,
                                    request=request, error=str(exc), attempts=len(attempts),
                                    run_id=self._run_id)
             raise
+        if len(attempts) > 1 and request is not None:  # what each try got and waited
+            request["attempts"] = [a.describe() for a in attempts]
         store.save_step_result(event_id, step.index, item_index=item_index,
                                step_id=step.spec.id, status="succeeded", idempotency_key=idem,
                                request=request, output=output, attempts=len(attempts),
@@ -516,6 +577,7 @@ def connection_client(connector: Connector, record: Any, store: Store, registry:
             raise ConfigError(f"connection '{record.name}' is for '{record.connector}', "
                               f"not '{connector.id}'")
         auth = factory(connector, record, store)
+    kwargs.setdefault("limiter", limiter_for(connector, record, store))
     return ApiClient(connector, base_url=base, auth=auth, **kwargs)
 
 

@@ -26,6 +26,7 @@ the same flow with a given client for ``splice connections refresh``.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import logging
 import os
@@ -344,9 +345,13 @@ class OAuth2Auth(httpx.Auth):
             self._flag(marker, on=True)
             try:
                 with self.store.locked_refresh(self.name) as fresh:
-                    return (yield from self._refresh_locked(fresh, used_access, proactive,
-                                                            force))
-            finally:
+                    try:
+                        return (yield from self._refresh_locked(fresh, used_access, marker,
+                                                                proactive, force))
+                    finally:  # removed in the lock's own commit, whatever happened
+                        with contextlib.suppress(sa.exc.SQLAlchemyError):
+                            self._flag(marker, on=False)
+            finally:  # in case the lock was never taken
                 self._flag(marker, on=False)
         except sa.exc.OperationalError as exc:
             # Never show the statement: its parameters hold the (encrypted) secret.
@@ -370,8 +375,9 @@ class OAuth2Auth(httpx.Auth):
                                         expected_version=record.version):
                 return
 
-    def _refresh_locked(self, fresh: Any, used_access: str | None, proactive: bool,
-                        force: bool) -> Generator[httpx.Request, httpx.Response, Any]:
+    def _refresh_locked(self, fresh: Any, used_access: str | None, marker: str,
+                        proactive: bool, force: bool
+                        ) -> Generator[httpx.Request, httpx.Response, Any]:
         if fresh.status == REAUTH:
             self._use(fresh)
             raise self._reauth(fresh.config.get("last_error") or "marked as such")
@@ -393,11 +399,12 @@ class OAuth2Auth(httpx.Auth):
         if response.status_code == 200 and isinstance(body, dict) and body.get("access_token"):
             result = parse_token_response(self.connector, body, requested_scopes=fresh.scopes,
                                           previous_refresh=refresh_token, clock=self.clock)
+            # The connection works again: forget refreshers that died, and this one's marker
+            # goes in the same commit as the tokens.
             dead = interrupted_refreshes(fresh)
-            if dead:  # the connection works again: forget refreshers that died
-                result.config["refreshing"] = {
-                    k: v for k, v in (fresh.config.get("refreshing") or {}).items()
-                    if k not in dead} or None
+            result.config["refreshing"] = {
+                k: v for k, v in (fresh.config.get("refreshing") or {}).items()
+                if k not in dead and k != marker} or None
             # Committed with the lock, before the caller sends the new access token.
             self.store.update_tokens(self.name, result.secret, result.config)
             updated = self._use(self.store.require_connection(self.name))

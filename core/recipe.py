@@ -38,6 +38,7 @@ class StepSpec:
     with_: dict[str, Any] = field(default_factory=dict)
     when: str | None = None
     for_each: str | None = None
+    concurrency: int = 1
 
     @property
     def connector_id(self) -> str:
@@ -110,5 +111,6 @@ def recipe_from_document(doc: Document) -> Recipe:
         trigger_use=trig["use"], trigger_connection=trig.get("connection"),
         trigger_with=trig.get("with", {}), every=every, doc=doc,
         steps=[StepSpec(index=i, use=s["use"], id=s.get("id"), connection=s.get("connection"),
-                        with_=s.get("with", {}), when=s.get("when"), for_each=s.get("for_each"))
+                        with_=s.get("with", {}), when=s.get("when"), for_each=s.get("for_each"),
+                        concurrency=int(s.get("concurrency", 1)))
                for i, s in enumerate(steps)])

@@ -92,6 +92,7 @@ trigger_state = sa.Table(
     sa.Column("trigger", sa.String, primary_key=True),
     sa.Column("initialized", sa.Boolean, nullable=False, default=False),
     sa.Column("cursor", sa.Text),
+    sa.Column("checkpoint", JSONType),  # where an unfinished listing resumes (engine)
     sa.Column("updated_at", UTCDateTime, nullable=False),
 )
 
@@ -130,9 +131,16 @@ def _initial_schema(conn: Connection) -> None:
     metadata.create_all(conn, checkfirst=True)
 
 
+def _add_trigger_checkpoint(conn: Connection) -> None:
+    column = trigger_state.c.checkpoint
+    kind = column.type.compile(dialect=conn.dialect)
+    conn.execute(sa.text(f"ALTER TABLE trigger_state ADD COLUMN checkpoint {kind}"))
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _initial_schema),
     Migration(2, "connection events", create_connection_events),
+    Migration(3, "trigger page checkpoint", _add_trigger_checkpoint),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 
@@ -510,6 +518,17 @@ class Store(LedgerMixin):
         """Save the trigger's cursor."""
         with self._write() as conn:
             self._upsert_trigger(conn, recipe, trigger, cursor=cursor)
+
+    def get_checkpoint(self, recipe: str, trigger: str) -> dict[str, Any] | None:
+        """Where the trigger's unfinished listing resumes (a page checkpoint), if anywhere."""
+        row = self._trigger_row(recipe, trigger)
+        return None if row is None else row.checkpoint
+
+    def set_checkpoint(self, recipe: str, trigger: str, checkpoint: dict[str, Any] | None
+                       ) -> None:
+        """Save (or with None clear) the trigger's page checkpoint."""
+        with self._write() as conn:
+            self._upsert_trigger(conn, recipe, trigger, checkpoint=checkpoint)
 
     def filter_unseen(self, recipe: str, trigger: str, keys: Iterable[str]) -> set[str]:
         """The subset of ``keys`` not seen before (one indexed query per 500 keys)."""

@@ -11,6 +11,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from splice import hookimpl, plugins
+from splice.ratelimit import reset_shared_buckets
 from splice.sandboxes import serve
 
 from .fakeapi import TOKEN, create_app
@@ -31,6 +32,7 @@ def splice_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pat
     plugins.reset()
     yield home
     plugins.reset()
+    reset_shared_buckets()  # close this test's shared rate-budget database
 
 
 class _FakeCrmPlugin:

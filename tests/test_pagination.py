@@ -293,8 +293,6 @@ def test_crash_mid_pagination_resumes_without_emitting_anything_twice(crm_only, 
     assert len(set(keys)) == 25 and len(keys) == 26  # one re-send, with the same key
 
 
-@pytest.mark.xfail(strict=True, reason="needs the trigger checkpoint patch to engine.py and "
-                                       "state.py (helper report, patch P3)")
 def test_crash_mid_pagination_resumes_from_the_page_checkpoint(crm_only, splice_home):
     fakecrm = crm_only
     crashed_log = _crash_and_resume(crm_only, splice_home, posts_before_crash=15)
@@ -329,8 +327,6 @@ class SlowTransport(httpx.HTTPTransport):
                 self.in_flight -= 1
 
 
-@pytest.mark.xfail(strict=True, reason="needs the `concurrency:` step patch to engine.py and "
-                                       "recipe.schema.json (helper report, patch P4)")
 def test_step_concurrency_runs_items_in_parallel_and_keeps_their_order(crm_only, tmp_path):
     fakecrm = crm_only
     from splice import plugins

@@ -462,8 +462,6 @@ def _budget_runner(fakecrm: Any, tmp_path: Any, limit: int) -> Any:
     return Runner(plan, fakecrm.store, registry)
 
 
-@pytest.mark.xfail(strict=True, reason="needs engine patches P1 (connection_client passes the "
-                                       "limiter) and P2 (BudgetExhausted stops the run)")
 def test_daily_budget_stops_a_run_cleanly_and_the_next_run_resumes(fakecrm, tmp_path,
                                                                    monkeypatch):
     monkeypatch.setenv("SPLICE_LOAD_PLUGINS", "")

@@ -88,7 +88,7 @@ class Evidence:
 
     texts: list[tuple[str, str]] = field(default_factory=list)
     secrets: set[str] = field(default_factory=set)
-    records: list[logging.LogRecord] = field(default_factory=list)
+    records: int = 0  # log records seen
 
     def add(self, label: str, text: str) -> None:
         self.texts.append((label, text))
@@ -117,8 +117,12 @@ def world(splice_home: Path) -> Iterator[tuple[dict[str, str], Evidence]]:
     old_factory = logging.getLogRecordFactory()
 
     def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
-        record = old_factory(*args, **kwargs)
-        evidence.records.append(record)
+        record = old_factory(*args, **kwargs)  # read now: a redacting filter edits it later
+        text = record.getMessage()
+        if record.exc_info:
+            text += "".join(traceback.format_exception(*record.exc_info))
+        evidence.add(f"log record {record.name}", text)
+        evidence.records += 1
         return record
 
     levels = {name: logging.getLogger(name).level for name in ("httpx", "httpcore")}
@@ -203,11 +207,7 @@ def assert_no_leak(evidence: Evidence, home: Path) -> None:
     secrets = evidence.forms()
     assert len(secrets) >= 10
     texts = list(evidence.texts)
-    for record in evidence.records:
-        text = record.getMessage()
-        if record.exc_info:
-            text += "".join(traceback.format_exception(*record.exc_info))
-        texts.append((f"log record {record.name}", text))
+    assert evidence.records > 0
     texts.append(("database rows", dump_database(home / "splice.db")))
     leaks = [(label, s[:12] + "...") for label, text in texts for s in secrets if s in text]
     for path in sorted(p for p in home.rglob("*") if p.is_file()):
