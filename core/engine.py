@@ -329,9 +329,8 @@ class Runner:
                     if dry:
                         self._dry_run_event(k, r, report)
                         continue
-                    event_id = store.record_event(recipe, trig, k, r, report.run_id)
-                    store.add_seen(recipe, trig, [k])
-                    if self.process_event(event_id, k, r, report):
+                    event_id, created = store.begin_event(recipe, trig, k, r, report.run_id)
+                    if self.process_event(event_id, k, r, report, fresh=created):
                         report.events_succeeded += 1
                         if not cursor_blocked:
                             cursor_value = _max_cursor(cursor_value, r, cursor_field)
@@ -392,13 +391,16 @@ class Runner:
         return report
 
     # -- steps ------------------------------------------------------------------------------
-    def process_event(self, event_id: Any, key: str, payload: Any, report: RunReport) -> bool:
+    def process_event(self, event_id: Any, key: str, payload: Any, report: RunReport, *,
+                      fresh: bool = False) -> bool:
+        """Run every step for one event. ``fresh``: the event was just created, so no step
+        result can exist yet and the ledger lookups are skipped."""
         store = self.store
         ctx: dict[str, Any] = {**self.base_context(), "trigger": payload, "steps": {}}
         try:
             for step in self.plan.steps:
                 ctx["steps"][step.spec.id or f"_{step.index}"] = self._run_step(
-                    step, event_id, key, ctx)
+                    step, event_id, key, ctx, fresh)
         except BudgetExhausted:
             raise  # nothing was sent: the event stays pending and the next run resumes it
         except SpliceError as exc:
@@ -408,7 +410,8 @@ class Runner:
         store.set_event_status(event_id, "succeeded", run_id=report.run_id)
         return True
 
-    def _run_step(self, step: StepPlan, event_id: Any, key: str, ctx: dict[str, Any]) -> Any:
+    def _run_step(self, step: StepPlan, event_id: Any, key: str, ctx: dict[str, Any],
+                  fresh: bool = False) -> Any:
         store = self.store
         ctx = {**ctx, "connection": self.public_connection(step.connection, step.connector)}
         if step.when is not None and not step.when(ctx):
@@ -428,7 +431,7 @@ class Runner:
         todo: list[tuple[int, int, dict[str, Any]]] = []
         for i, item in enumerate(items):
             item_index = i if step.for_each is not None else -1
-            done = store.get_step_result(event_id, step.index, item_index)
+            done = None if fresh else store.get_step_result(event_id, step.index, item_index)
             if done is not None and done.status == "succeeded":
                 outputs[i] = done.output
                 continue
@@ -495,11 +498,9 @@ class Runner:
             raise
         if len(attempts) > 1 and request is not None:  # what each try got and waited
             request["attempts"] = [a.describe() for a in attempts]
-        store.save_step_result(event_id, step.index, item_index=item_index,
-                               step_id=step.spec.id, status="succeeded", idempotency_key=idem,
-                               request=request, output=output, attempts=len(attempts),
-                               run_id=self._run_id)
-        store.complete_idempotency_key(idem)
+        store.finish_step(event_id, step.index, item_index=item_index, key=idem,
+                          step_id=step.spec.id, request=request, output=output,
+                          attempts=len(attempts), run_id=self._run_id)
         return output
 
     def _send(self, client: ApiClient, op: Operation, call: PreparedCall,

@@ -46,6 +46,7 @@ from splice.ledger import (
     dialect_insert,
     metadata,
     now,
+    prebuilt,
     storage_key,
 )
 from splice.secrets import REDACTOR, SecretBox, home
@@ -352,6 +353,25 @@ class Store(LedgerMixin):
             with conn.begin():
                 yield conn
 
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Run several store calls on this thread in ONE write transaction (fewer commits).
+
+        Calls inside join it; it commits when the block ends and rolls back on an error.
+        Nested batches join the outer one.
+        """
+        if self._ambient() is not None:
+            yield
+            return
+        with self.engine.connect() as conn:
+            conn.execution_options(splice_write=True)
+            with conn.begin():
+                self._local.conn = conn
+                try:
+                    yield
+                finally:
+                    self._local.conn = None
+
     def _read(self) -> Any:
         return self._tx(write=False)
 
@@ -436,11 +456,15 @@ class Store(LedgerMixin):
                     raise ConfigError(f"no connection named {name!r}")
                 if expected_version is not None and row.version != expected_version:
                     return False
-                current = box.decrypt(row.secret) if row.secret else {}
-                merged_secret = _merge(current, secret)
+                if secret is None:  # a config-only write keeps the ciphertext untouched
+                    ciphertext = row.secret
+                else:
+                    current = box.decrypt(row.secret) if row.secret else {}
+                    merged_secret = _merge(current, secret)
+                    ciphertext = box.encrypt(merged_secret) if merged_secret else None
                 done = conn.execute(connections.update().where(
                     connections.c.name == name, connections.c.version == row.version,
-                ).values(secret=box.encrypt(merged_secret) if merged_secret else None,
+                ).values(secret=ciphertext,
                          config=_merge(row.config, config_updates), version=row.version + 1,
                          updated_at=now()))
                 if done.rowcount == 1:
@@ -537,10 +561,13 @@ class Store(LedgerMixin):
             return set()
         seen: set[str] = set()
         with self._read() as conn:
+            stmt = prebuilt(conn, "seen_in", lambda c: sa.select(seen_keys.c.key).where(
+                seen_keys.c.recipe == sa.bindparam("b_recipe"),
+                seen_keys.c.trigger == sa.bindparam("b_trigger"),
+                seen_keys.c.key.in_(sa.bindparam("b_keys", expanding=True))))
             for chunk in _chunks(list(by_stored), _CHUNK):
-                seen.update(conn.execute(sa.select(seen_keys.c.key).where(
-                    seen_keys.c.recipe == recipe, seen_keys.c.trigger == trigger,
-                    seen_keys.c.key.in_(chunk))).scalars())
+                seen.update(conn.execute(stmt, {"b_recipe": recipe, "b_trigger": trigger,
+                                                "b_keys": chunk}).scalars())
         return {key for stored, key in by_stored.items() if stored not in seen}
 
     def add_seen(self, recipe: str, trigger: str, keys: Iterable[str]) -> None:
@@ -552,8 +579,8 @@ class Store(LedgerMixin):
         rows = [{"recipe": recipe, "trigger": trigger, "key": key}
                 for key in dict.fromkeys(storage_key(k) for k in keys)]
         if rows:
-            stmt = dialect_insert(conn, seen_keys).on_conflict_do_nothing(
-                index_elements=["key", "recipe", "trigger"])
+            stmt = prebuilt(conn, "add_seen", lambda c: dialect_insert(
+                c, seen_keys).on_conflict_do_nothing(index_elements=["key", "recipe", "trigger"]))
             for chunk in _chunks(rows, 1000):
                 conn.execute(stmt, chunk)  # executemany: one compiled statement, reused
 
