@@ -170,7 +170,7 @@ def with_mapping(runner: Any, validate: bool) -> None:
         ctx = {**runner.base_context(), "trigger": record, "steps": {}}
         ctx["connection"] = runner.public_connection(step.connection, step.connector)
         if validate:
-            runner.render_input(op, step.defaults, step.mapping, ctx, "steps[0].with")
+            runner.render_input(op, step.defaults, step.mapping, ctx, ("steps", 0, "with"))
         else:
             merged = dict(step.defaults(ctx) or {})
             merged.update(step.mapping(ctx) or {})

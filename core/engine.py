@@ -306,20 +306,22 @@ class Runner:
                 self.progress(f"page {page_no}: {report.events_seen} records")
                 keyed = [(self.event_key(r), r) for r in records]
                 keyed = [(k, r) for k, r in keyed if k is not None]
+                if seeding:  # remember what exists without firing: one insert, counted
+                    keys = [k for k, _ in keyed]
+                    if dry:
+                        report.seeded += len(store.filter_unseen(recipe, trig, keys))
+                    else:
+                        with store.batch():
+                            report.seeded += store.add_seen(recipe, trig, keys)
+                            store.set_checkpoint(recipe, trig, resume)
+                    for _k, r in keyed:
+                        cursor_value = _max_cursor(cursor_value, r, cursor_field)
+                    continue
                 unseen = store.filter_unseen(recipe, trig, [k for k, _ in keyed])
                 batch: dict[str, Any] = {}
                 for k, r in keyed:
                     if k in unseen and k not in batch:
                         batch[k] = r
-                if seeding:
-                    report.seeded += len(batch)
-                    if not dry:
-                        store.add_seen(recipe, trig, list(batch))
-                    for _k, r in keyed:
-                        cursor_value = _max_cursor(cursor_value, r, cursor_field)
-                    if not dry:
-                        store.set_checkpoint(recipe, trig, resume)
-                    continue
                 for k, r in keyed:
                     if k not in batch:
                         if not cursor_blocked:

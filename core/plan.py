@@ -53,8 +53,8 @@ class Plan:
     trigger: Trigger
     trigger_input: CompiledMapping
     trigger_defaults: CompiledMapping
-    key: CompiledExpression | None
-    version: CompiledExpression | None
+    key: CompiledExpression | FieldGetter | None
+    version: CompiledExpression | FieldGetter | None
     filter: CompiledExpression | None
     steps: list[StepPlan] = field(default_factory=list)
     required_scopes: dict[str, set[str]] = field(default_factory=dict)  # connection -> scopes
@@ -340,10 +340,8 @@ def build_plan(recipe: Recipe, registry: Registry, engine: TemplateEngine, *,
             ck.literals(recipe.trigger_with, op.input, ("trigger", "with"), cscope, defaults)
         ck.connection(recipe.trigger_connection, connector, ("trigger", "connection"),
                       op.scopes if op else [], needs)
-        key = engine.compile_expression(trigger.key, where=f"{trigger.ref}.key") \
-            if trigger.key else None
-        version = engine.compile_expression(trigger.version, where=f"{trigger.ref}.version") \
-            if trigger.version else None
+        key = _record_expression(engine, trigger.key, f"{trigger.ref}.key")
+        version = _record_expression(engine, trigger.version, f"{trigger.ref}.version")
         flt = engine.compile_expression(trigger.filter, where=f"{trigger.ref}.filter") \
             if trigger.filter else None
     trigger_schema = connector.trigger_output(trigger) if connector and trigger else True
@@ -399,6 +397,43 @@ def build_plan(recipe: Recipe, registry: Registry, engine: TemplateEngine, *,
     return Plan(recipe=recipe, connector=connector, trigger=trigger,
                 trigger_input=trigger_input, trigger_defaults=trigger_defaults, key=key,
                 version=version, filter=flt, steps=step_plans, required_scopes=needs)
+
+
+class FieldGetter:
+    """A trigger key such as ``{{ record.id }}`` read straight from the record.
+
+    Dedupe keys are computed for every polled record; for a plain field path this is
+    several times cheaper than a template call. Anything else stays a compiled template.
+    """
+
+    def __init__(self, compiled: CompiledExpression, root: str, path: tuple[str, ...]):
+        self.compiled, self.root, self.path = compiled, root, path
+
+    def __call__(self, context: dict[str, Any]) -> Any:
+        node = context.get(self.root)
+        for part in self.path:
+            if not isinstance(node, dict) or part not in node:
+                return self.compiled(context)  # let the template explain what is missing
+            node = node[part]
+        if isinstance(node, (dict, list)) or node is None:
+            return self.compiled(context)
+        return node
+
+    def references(self) -> Any:
+        return self.compiled.references()
+
+
+def _record_expression(engine: TemplateEngine, source: str | None, where: str
+                       ) -> CompiledExpression | FieldGetter | None:
+    if not source:
+        return None
+    compiled = engine.compile_expression(source, where=where)
+    m = PURE_REF.match(source)
+    if m and re.fullmatch(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)+", m.group(1)):
+        root, *path = m.group(1).split(".")
+        if root in ("record", "event"):
+            return FieldGetter(compiled, root, tuple(path))
+    return compiled
 
 
 def _schema_of(value: Any) -> Any:

@@ -519,9 +519,16 @@ class Store(LedgerMixin):
     def _upsert_trigger(self, conn: Connection, recipe: str, trigger: str,
                         **values: Any) -> None:
         values["updated_at"] = now()
-        conn.execute(dialect_insert(conn, trigger_state).values(
-            recipe=recipe, trigger=trigger, **{"initialized": False, **values},
-        ).on_conflict_do_update(index_elements=["recipe", "trigger"], set_=values))
+        names = tuple(sorted(values))
+
+        def build(c: Connection) -> Any:
+            stmt = dialect_insert(c, trigger_state)
+            return stmt.on_conflict_do_update(index_elements=["recipe", "trigger"],
+                                              set_={n: stmt.excluded[n] for n in names})
+
+        # prebuilt per set of columns (checkpoint writes happen once a page)
+        conn.execute(prebuilt(conn, f"upsert_trigger:{','.join(names)}", build),
+                     {"recipe": recipe, "trigger": trigger, "initialized": False, **values})
 
     def trigger_initialized(self, recipe: str, trigger: str) -> bool:
         """Whether the trigger finished its first (baseline) poll."""
@@ -570,19 +577,25 @@ class Store(LedgerMixin):
                                                 "b_keys": chunk}).scalars())
         return {key for stored, key in by_stored.items() if stored not in seen}
 
-    def add_seen(self, recipe: str, trigger: str, keys: Iterable[str]) -> None:
-        """Remember ``keys`` as seen; keys already there are left alone."""
+    def add_seen(self, recipe: str, trigger: str, keys: Iterable[str]) -> int:
+        """Remember ``keys`` as seen; keys already there are left alone. Returns how many
+        were new."""
         with self._write() as conn:
-            self._add_seen(conn, recipe, trigger, keys)
+            return self._add_seen(conn, recipe, trigger, keys)
 
-    def _add_seen(self, conn: Connection, recipe: str, trigger: str, keys: Iterable[str]) -> None:
-        rows = [{"recipe": recipe, "trigger": trigger, "key": key}
-                for key in dict.fromkeys(storage_key(k) for k in keys)]
-        if rows:
-            stmt = prebuilt(conn, "add_seen", lambda c: dialect_insert(
-                c, seen_keys).on_conflict_do_nothing(index_elements=["key", "recipe", "trigger"]))
-            for chunk in _chunks(rows, 1000):
-                conn.execute(stmt, chunk)  # executemany: one compiled statement, reused
+    def _add_seen(self, conn: Connection, recipe: str, trigger: str, keys: Iterable[str]) -> int:
+        rows = [(key, recipe, trigger) for key in dict.fromkeys(storage_key(k) for k in keys)]
+        if not rows:
+            return 0
+        # The hottest write of a poll: a plain driver-level executemany (no per-row SQLAlchemy
+        # parameter processing). Both SQLite and PostgreSQL accept this ON CONFLICT form.
+        mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+        sql = (f"INSERT INTO seen_keys (key, recipe, trigger) VALUES ({mark}, {mark}, {mark}) "
+               "ON CONFLICT (key, recipe, trigger) DO NOTHING")
+        added = 0
+        for chunk in _chunks(rows, 1000):
+            added += max(conn.exec_driver_sql(sql, chunk).rowcount, 0)  # sums the inserts
+        return added
 
     def advance_trigger(self, recipe: str, trigger: str, *, seen: Iterable[str] = (),
                         cursor: str | None = None, initialized: bool = True) -> None:
