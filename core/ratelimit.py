@@ -20,7 +20,6 @@ import hashlib
 import logging
 import math
 import os
-import re
 import sqlite3
 import threading
 import time
@@ -32,15 +31,13 @@ from typing import Any
 from pyrate_limiter import AbstractBucket, InMemoryBucket, Rate, RateItem, SQLiteBucket
 from pyrate_limiter.utils import validate_rate_list
 
+from .durations import DAY, human, parse_period
 from .errors import HTTPError
 
 log = logging.getLogger("splice.ratelimit")
 
 MAX_BUDGET_WAIT = 120.0  # seconds; a longer wait stops the run instead of sleeping
 BUDGET_FILE = "ratelimits.db"
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "": 1.0}
-_PER = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(ms|s|m|h|d)?$")
-DAY = 86400.0
 
 
 class BudgetExhausted(HTTPError):
@@ -54,30 +51,6 @@ class BudgetExhausted(HTTPError):
             "nothing was sent; run the recipe again after that time and it continues where "
             "it stopped"))
         self.retry_after = retry_after
-
-
-def parse_period(value: str | float | int) -> float:
-    """Seconds in a window written as ``10``, ``10s``, ``500ms``, ``1m``, ``1h`` or ``1d``."""
-    if isinstance(value, (int, float)):
-        return float(value)
-    match = _PER.match(value.strip())
-    if not match:
-        raise ValueError(f"not a window length: {value!r}")
-    return float(match.group(1)) * _UNITS[match.group(2) or ""]
-
-
-def human(seconds: float) -> str:
-    """A short duration: ``850 ms``, ``12 s``, ``3 min``, ``2 h 5 min``, ``1 d``."""
-    if seconds < 1:
-        return f"{seconds * 1000:.0f} ms"
-    if seconds < 60:
-        return f"{seconds:.0f} s"
-    if seconds < 3600:
-        return f"{seconds / 60:.0f} min"
-    if seconds < 2 * DAY:
-        hours, rest = divmod(int(round(seconds)), 3600)
-        return f"{hours} h {rest // 60} min" if rest >= 60 else f"{hours} h"
-    return f"{seconds / DAY:.1f} d"
 
 
 @dataclass(frozen=True)

@@ -5,28 +5,16 @@ The deeper checks (connectors, scopes, templates, field paths) live in :mod:`spl
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .documents import Document, load_document, parse_document
+from .durations import parse_period
 from .errors import DocumentError
 from .schema import bundled_validator, iter_errors
 
-DURATION = re.compile(r"^([0-9]+)(s|m|h|d)?$")
-UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
 DEFAULT_EVERY = 300
-
-
-def parse_duration(value: str | int | float) -> float:
-    """``30s``, ``5m``, ``1h``, ``1d`` or a number of seconds."""
-    if isinstance(value, (int, float)):
-        return float(value)
-    m = DURATION.match(value.strip())
-    if not m:
-        raise ValueError(f"not a duration: {value!r}")
-    return float(m.group(1)) * UNITS[m.group(2)]
 
 
 @dataclass
@@ -105,7 +93,7 @@ def recipe_from_document(doc: Document) -> Recipe:
     if problems:
         raise DocumentError(problems)
     trig = data["trigger"]
-    every = parse_duration(trig["every"]) if "every" in trig else DEFAULT_EVERY
+    every = parse_period(trig["every"]) if "every" in trig else DEFAULT_EVERY
     return Recipe(
         name=data["name"], description=data.get("description", ""), vars=data.get("vars", {}),
         trigger_use=trig["use"], trigger_connection=trig.get("connection"),

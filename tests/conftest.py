@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from click.testing import CliRunner, Result
 
@@ -33,6 +34,19 @@ def splice_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pat
     yield home
     plugins.reset()
     reset_shared_buckets()  # close this test's shared rate-budget database
+
+
+class SharedTransport(httpx.BaseTransport):
+    """One real HTTP connection pool shared by every client a test module builds."""
+
+    def __init__(self) -> None:
+        self.inner = httpx.HTTPTransport()
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        return self.inner.handle_request(request)
+
+    def close(self) -> None:  # clients come and go; the module fixture closes ``inner``
+        pass
 
 
 class _FakeCrmPlugin:

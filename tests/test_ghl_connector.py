@@ -43,7 +43,7 @@ from splice_connectors.ghl_users import MANIFEST
 from splice_connectors.ghl_users.sandbox import create_app
 from splice_connectors.ghl_users.sandbox_data import COMPANY_ID, LOCATION_ID
 
-from .conftest import invoke
+from .conftest import SharedTransport, invoke
 
 SPECS = Path(__file__).resolve().parents[2] / "shared/reference/ghl/openapi"
 needs_specs = pytest.mark.skipif(
@@ -119,20 +119,6 @@ def official() -> OfficialSpec:
 
 
 # ------------------------------------------------------------------------------ sandbox
-
-
-class SharedTransport(httpx.BaseTransport):
-    """One connection pool for every client the engine builds in this module (a new
-    ``httpx.Client`` would load the CA bundle each time, ~30 ms)."""
-
-    def __init__(self) -> None:
-        self.inner = httpx.HTTPTransport()
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        return self.inner.handle_request(request)
-
-    def close(self) -> None:  # clients come and go; the module fixture closes ``inner``
-        pass
 
 
 @dataclass

@@ -37,7 +37,7 @@ from splice.templates import TemplateEngine
 from splice_connectors.invoice2go import MANIFEST
 from splice_connectors.invoice2go.sandbox import create_app
 
-from .conftest import invoke
+from .conftest import SharedTransport, invoke
 
 ACCOUNT_ID = "24379237"
 CLIENT_ID = "splice-tests"
@@ -77,20 +77,6 @@ def quick_engine(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(plugins, "load_manifest", load_once)
     plugins.reset()
-
-
-class SharedTransport(httpx.BaseTransport):
-    """One real HTTP transport for the module: every ``httpx.Client`` the engine builds would
-    otherwise load the CA bundle into a new SSL context (~60 ms each, two per test)."""
-
-    def __init__(self) -> None:
-        self.inner = httpx.HTTPTransport()
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        return self.inner.handle_request(request)
-
-    def close(self) -> None:  # clients come and go; the module fixture closes ``inner``
-        pass
 
 
 @dataclass
