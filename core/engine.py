@@ -64,6 +64,12 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def loop_vars(index0: int, length: int) -> dict[str, Any]:
+    """``loop`` inside a ``for_each`` step."""
+    return {"index": index0 + 1, "index0": index0, "first": index0 == 0,
+            "last": index0 == length - 1, "length": length}
+
+
 def idempotency_key(recipe: str, trigger: str, event_key: str, step: int, item: int) -> str:
     raw = KEY_SEP.join([recipe, trigger, event_key, str(step), str(item)])
     return "splice-" + hashlib.sha256(raw.encode()).hexdigest()[:40]
@@ -439,9 +445,7 @@ class Runner:
                 continue
             item_ctx = ctx
             if step.for_each is not None:
-                item_ctx = {**ctx, "item": item, "loop": {
-                    "index": i + 1, "index0": i, "first": i == 0, "last": i == len(items) - 1,
-                    "length": len(items)}}
+                item_ctx = {**ctx, "item": item, "loop": loop_vars(i, len(items))}
             todo.append((i, item_index, item_ctx))
         workers = min(step.spec.concurrency, len(todo))
         if workers <= 1:
@@ -534,8 +538,8 @@ class Runner:
                 items = step.for_each(sctx) if step.for_each is not None else [None]
                 outs = []
                 for i, item in enumerate(items or []):
-                    ictx = sctx if step.for_each is None else {**sctx, "item": item,
-                                                              "loop": {"index": i + 1}}
+                    ictx = sctx if step.for_each is None else {
+                        **sctx, "item": item, "loop": loop_vars(i, len(items))}
                     payload = self.render_input(op, step.defaults, step.mapping, ictx,
                                                 ("steps", step.index, "with"))
                     call = self.prepare(op, step.connector, step.connection, payload,

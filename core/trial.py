@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .engine import Runner, _sample_output
+from .engine import Runner, _sample_output, loop_vars
 from .errors import ConfigError, SpliceError
 from .http import dig, extract_records
 from .manifest import MISSING
@@ -96,8 +96,7 @@ def run_trial(runner: Runner, *, source: str = "auto", send: bool = False) -> Tr
             outputs = []
             for i, item in enumerate((items or [])[:3] if not send else items or []):
                 ictx = sctx if step.for_each is None else {
-                    **sctx, "item": item, "loop": {"index": i + 1, "index0": i,
-                                                   "first": i == 0, "length": len(items)}}
+                    **sctx, "item": item, "loop": loop_vars(i, len(items))}
                 trial = StepTrial(label if step.for_each is None else f"{label}[{i}]",
                                   op.ref, "rendered")
                 report.steps.append(trial)

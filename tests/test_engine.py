@@ -137,3 +137,21 @@ def test_watch_polls_until_interrupted(fakecrm, monkeypatch):
     assert calls == [300.0, 300.0]
     assert result.stdout.count("record(s) seen") == 2
     assert "stopped" in result.stderr
+
+
+def test_dry_run_and_test_give_for_each_steps_the_full_loop(fakecrm, tmp_path):
+    recipe = tmp_path / "loop.yaml"
+    recipe.write_text((FIXTURES / "notes.yaml").read_text().replace(
+        '''  - use: fakecrm.add_tags
+    connection: crm
+    with:''', '''  - use: fakecrm.add_tags
+    connection: crm
+    for_each: "{{ ['a', 'b'] }}"
+    with:
+      contact_id: "{{ trigger.id }}-{{ loop.index0 }}-of-{{ loop.length }}"''').replace(
+        '''      contact_id: "{{ trigger.id }}"\n''', ""))
+    dry = json.loads(invoke("run", str(recipe), "--dry-run", "--backfill", "--json").stdout)
+    assert dry["errors"] == []
+    assert dry["requests"][2]["url"].endswith("/contacts/c0001-1-of-2/tags")
+    trial = json.loads(invoke("test", str(recipe), "--live", "--json").stdout)
+    assert trial["ok"] and trial["steps"][2]["request"]["url"].endswith("/c0001-1-of-2/tags")
