@@ -512,11 +512,16 @@ def runs_list(recipe: str | None, limit: int, as_json: bool) -> None:
         return
     from rich.table import Table
 
-    table = Table("run", "recipe", "mode", "status", "started", "seen", "new", "failed",
-                  "requests")
+    table = Table(caption="a run id may be shortened to its first 8 characters")
+    table.add_column("run", no_wrap=True)
+    table.add_column("recipe", overflow="fold", min_width=20)
+    for column in ("status", "started", "new/failed/seen", "requests"):
+        table.add_column(column, no_wrap=True)
     for r in rows:
-        table.add_row(r["id"], r["recipe"], r["mode"], r["status"], r["started_at"],
-                      str(r["events_seen"]), str(r["events_new"]), str(r["events_failed"]),
+        status = r["status"] if r["mode"] == "once" else f"{r['status']} ({r['mode']})"
+        table.add_row(r["id"][:8], r["recipe"], status,
+                      r["started_at"][5:16].replace("T", " "),
+                      f"{r['events_new']}/{r['events_failed']}/{r['events_seen']}",
                       str(r["requests"]))
     _console().print(table)
 
