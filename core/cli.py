@@ -612,8 +612,9 @@ def plugins(as_json: bool) -> None:
 
     registry = _registry()
     infos = plugin_infos()
-    rows = [{"name": i.name, "version": i.version, "hooks": i.hooks, "default": i.default}
-            for i in infos]
+    rows: list[dict[str, Any]] = [
+        {"name": i.name, "version": i.version, "hooks": i.hooks, "default": i.default}
+        for i in infos]
     if as_json:
         click.echo(json.dumps({"plugins": rows, "failures": [
             {"plugin": f.plugin, "reason": f.reason} for f in registry.failures]}, indent=2))

@@ -310,8 +310,8 @@ class Runner:
                 page_no += 1
                 report.events_seen += len(records)
                 self.progress(f"page {page_no}: {report.events_seen} records")
-                keyed = [(self.event_key(r), r) for r in records]
-                keyed = [(k, r) for k, r in keyed if k is not None]
+                keyed = [(k, r) for k, r in ((self.event_key(r), r) for r in records)
+                         if k is not None]
                 if seeding:  # remember what exists without firing: one insert, counted
                     keys = [k for k, _ in keyed]
                     if dry:

@@ -273,6 +273,24 @@ class DeadLetter:
     created_at: datetime
 
 
+def _insert_event(conn: Connection, recipe: str, trigger: str, key: str, payload: Any,
+                  run_id: str | None) -> tuple[int, bool]:
+    """(id, created) of the event for ``key``: inserted as pending unless it exists."""
+    stored = storage_key(key)
+    stamp = now()
+    inserted = conn.execute(prebuilt(conn, "insert_event", lambda c: dialect_insert(
+        c, events).on_conflict_do_nothing(index_elements=["recipe", "trigger", "key"])),
+        {"recipe": recipe, "trigger": trigger, "key": stored, "payload": payload,
+         "status": "pending", "attempts": 0, "run_id": run_id, "created_at": stamp,
+         "updated_at": stamp})
+    event_id = int(conn.execute(prebuilt(conn, "event_id", lambda c: sa.select(
+        events.c.id).where(events.c.recipe == sa.bindparam("b_recipe"),
+                           events.c.trigger == sa.bindparam("b_trigger"),
+                           events.c.key == sa.bindparam("b_key"))),
+        {"b_recipe": recipe, "b_trigger": trigger, "b_key": stored}).scalar_one())
+    return event_id, inserted.rowcount == 1
+
+
 def _upsert_step(conn: Connection) -> Any:
     unique = ("event_id", "step_index", "item_index")
     stmt = dialect_insert(conn, step_results)
@@ -314,6 +332,9 @@ class LedgerMixin:
         raise NotImplementedError
 
     def batch(self) -> AbstractContextManager[None]:
+        raise NotImplementedError
+
+    def _add_seen(self, conn: Connection, recipe: str, trigger: str, keys: Any) -> int:
         raise NotImplementedError
 
     # ----------------------------------------------------------------- runs
@@ -383,20 +404,8 @@ class LedgerMixin:
     def record_event(self, recipe: str, trigger: str, key: str, payload: Any,
                      run_id: str | None = None) -> int:
         """Insert a pending event and return its id; an existing key returns the existing id."""
-        key = storage_key(key)
-        stamp = now()
         with self._write() as conn:
-            conn.execute(prebuilt(conn, "insert_event", lambda c: dialect_insert(c, events)
-                                  .on_conflict_do_nothing(
-                                      index_elements=["recipe", "trigger", "key"])),
-                         {"recipe": recipe, "trigger": trigger, "key": key, "payload": payload,
-                          "status": "pending", "attempts": 0, "run_id": run_id,
-                          "created_at": stamp, "updated_at": stamp})
-            return int(conn.execute(prebuilt(conn, "event_id", lambda c: sa.select(
-                events.c.id).where(events.c.recipe == sa.bindparam("b_recipe"),
-                                   events.c.trigger == sa.bindparam("b_trigger"),
-                                   events.c.key == sa.bindparam("b_key"))),
-                {"b_recipe": recipe, "b_trigger": trigger, "b_key": key}).scalar_one())
+            return _insert_event(conn, recipe, trigger, key, payload, run_id)[0]
 
     def begin_event(self, recipe: str, trigger: str, key: str, payload: Any,
                     run_id: str | None = None) -> tuple[int, bool]:
@@ -405,21 +414,10 @@ class LedgerMixin:
         Returns ``(event_id, created)``; ``created`` is False when the event already existed
         (its step results must then be consulted before sending anything).
         """
-        stored = storage_key(key)
-        stamp = now()
         with self._write() as conn:
-            inserted = conn.execute(prebuilt(conn, "insert_event", lambda c: dialect_insert(
-                c, events).on_conflict_do_nothing(index_elements=["recipe", "trigger", "key"])),
-                {"recipe": recipe, "trigger": trigger, "key": stored, "payload": payload,
-                 "status": "pending", "attempts": 0, "run_id": run_id, "created_at": stamp,
-                 "updated_at": stamp})
-            event_id = int(conn.execute(prebuilt(conn, "event_id", lambda c: sa.select(
-                events.c.id).where(events.c.recipe == sa.bindparam("b_recipe"),
-                                   events.c.trigger == sa.bindparam("b_trigger"),
-                                   events.c.key == sa.bindparam("b_key"))),
-                {"b_recipe": recipe, "b_trigger": trigger, "b_key": stored}).scalar_one())
+            found = _insert_event(conn, recipe, trigger, key, payload, run_id)
             self._add_seen(conn, recipe, trigger, [key])
-        return event_id, inserted.rowcount == 1
+        return found
 
     def finish_step(self, event_id: int, step_index: int, *, item_index: int, key: str,
                     **result: Any) -> None:

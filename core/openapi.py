@@ -199,10 +199,11 @@ class _OperationBuilder:
                     merged[(str(param.get("name")), str(param.get("in")))] = param
         return list(merged.values())
 
-    def _param_schema(self, param: dict) -> Any:
+    def _param_schema(self, param: dict[str, Any]) -> Any:
         raw = param.get("schema")
         if raw is None and isinstance(param.get("content"), dict):
-            raw = next(iter(param["content"].values()), {}).get("schema")
+            first: dict[str, Any] = next(iter(param["content"].values()), {})
+            raw = first.get("schema")
         schema = self.converter.convert(
             raw if raw is not None else {"type": "string"}, self.resolver.root
         )

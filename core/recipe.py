@@ -81,7 +81,8 @@ def recipe_from_document(doc: Document) -> Recipe:
                                              "and steps")])
     problems = [doc.problem(path, msg, key=at_key)
                 for path, msg, at_key in iter_errors(bundled_validator("recipe"), data)]
-    steps = data.get("steps") if isinstance(data.get("steps"), list) else []
+    raw_steps = data.get("steps")
+    steps: list[Any] = raw_steps if isinstance(raw_steps, list) else []
     ids: dict[str, int] = {}
     for i, step in enumerate(steps):
         if isinstance(step, dict) and isinstance(step.get("id"), str):

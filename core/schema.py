@@ -52,7 +52,7 @@ def _plural_type(t: Any) -> str:
              "integer": "an integer", "number": "a number", "boolean": "a boolean",
              "null": "null"}
     if isinstance(t, list):
-        return " or ".join(names.get(x, x) for x in t)
+        return " or ".join(names.get(str(x), str(x)) for x in t)
     return names.get(t, str(t))
 
 

@@ -335,7 +335,7 @@ def _check_security(tree: nodes.Template, label: str) -> None:
 
 
 def _check_names(tree: nodes.Template, env: _Environment, label: str) -> None:
-    for node in tree.find_all(nodes.Filter | nodes.Test):
+    for node in tree.find_all((nodes.Filter, nodes.Test)):
         table = env.filters if isinstance(node, nodes.Filter) else env.tests
         if node.name not in table:
             kind = "filter" if isinstance(node, nodes.Filter) else "test"
@@ -407,7 +407,7 @@ def _is_single_expression(tree: nodes.Template) -> nodes.Expr | None:
 
 
 def _builds_containers(expr: nodes.Node) -> bool:
-    kinds = nodes.List | nodes.Tuple | nodes.Dict | nodes.Call | nodes.Filter
+    kinds = (nodes.List, nodes.Tuple, nodes.Dict, nodes.Call, nodes.Filter)
     return isinstance(expr, kinds) or any(True for _ in expr.find_all(kinds))
 
 
@@ -660,7 +660,8 @@ def _describe_missing(exc: _MissingValue, tree: nodes.Template, source: str) -> 
     if not isinstance(key, str | int) or str(key) not in source:
         return f"a key computed at run time is missing from {_a(exc.obj_type or 'value')}"
     holders: list[str] = []
-    for node in tree.find_all(nodes.Getattr | nodes.Getitem):
+    for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
+        assert isinstance(node, (nodes.Getattr, nodes.Getitem))
         found = node.attr if isinstance(node, nodes.Getattr) else _const_key(node.arg)
         if found == key and type(found) is type(key):
             text = _expr_text(node.node) or "the value"

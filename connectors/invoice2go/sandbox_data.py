@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from functools import lru_cache
-from typing import Any
+from typing import Any, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 ACCOUNT_ID = "24379237"
@@ -251,7 +251,7 @@ CLIENT_TEXT = {"contact_name": 200, "phone": 200, "mobile": 200, "website": 200,
 
 def clean_client(body: dict[str, Any], *, create: bool) -> dict[str, Any]:
     """The writable client fields present in ``body``, validated."""
-    p, out = Problems(), {}
+    p, out = Problems(), cast(dict[str, Any], {})
     if create or "name" in body:
         out["name"] = p.text(body.get("name"), "name", min_len=1, max_len=200, nullable=False)
     if "email" in body:
@@ -326,7 +326,7 @@ INVOICE_TEXT = {"document_recipient_address": 1000, "ship_address": 1000, "comme
 
 def clean_invoice(body: dict[str, Any], *, create: bool) -> dict[str, Any]:
     """The writable invoice fields present in ``body``, validated (cross-field checks later)."""
-    p, out = Problems(), {}
+    p, out = Problems(), cast(dict[str, Any], {})
     if "client_id" in body:
         out["client_id"] = p.text(body["client_id"], "client_id", min_len=1, max_len=64)
     if "name" in body:
@@ -703,7 +703,7 @@ class Store:
 
     def push_metrics(self, account_id: str,
                      body: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, int]]:
-        entries = body.get("metrics")
+        entries: Any = body.get("metrics")
         p = Problems()
         if not isinstance(entries, list) or not 1 <= len(entries) <= 500:
             p.add("metrics", "must be an array of 1 to 500 metrics")
@@ -868,7 +868,7 @@ def _identity(metric: dict[str, Any]) -> tuple[Any, ...]:
 def _clean_period(raw: dict[str, Any], at: str, p: Problems) -> tuple[Any, Any]:
     start, end = raw.get("period_start"), raw.get("period_end")
     if parse_date(start) and parse_date(end):
-        if end < start:
+        if str(end) < str(start):
             p.add(f"{at}.period_end", "must not be before period_start")
         return start, end
     ts_start, ts_end = parse_ts(start), parse_ts(end)
@@ -897,7 +897,7 @@ def _clean_dimensions(value: Any, at: str, p: Problems) -> dict[str, str]:
 
 
 def _clean_webhook(body: dict[str, Any], *, create: bool) -> dict[str, Any]:
-    p, out = Problems(), {}
+    p, out = Problems(), cast(dict[str, Any], {})
     if create or "url" in body:
         url = p.text(body.get("url"), "url", min_len=1, max_len=2000, nullable=False)
         if url is not None and not (url.startswith("https://") or re.match(

@@ -257,7 +257,8 @@ def _seed_metrics(store: Store, epoch: float) -> None:
     for n, (source, key, label, value, platform) in enumerate(rows):
         dims = {"platform": platform, "location_id": "loc_123"} if platform else {}
         stamp = iso(epoch - 3600 + n * 60)  # pushed just after the period closed
-        metric = {"id": store.new_id(), "account_id": ACCOUNT_ID, "source": source, "key": key,
+        metric: dict[str, Any] = {
+                  "id": store.new_id(), "account_id": ACCOUNT_ID, "source": source, "key": key,
                   "label": label, "value": value, "unit": "count" if platform else "ratio",
                   "currency_code": None, "period_start": "2026-04-01",
                   "period_end": "2026-04-30", "dimensions": dims, "client_id": None,
