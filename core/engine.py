@@ -93,6 +93,9 @@ class Runner:
         self.sleep = sleep
         self._clients: dict[str, ApiClient] = {}
         self._run_id: str | None = None
+        self._reserved: set[str] = set()     # idempotency keys reserved with their event
+        self._closing: str | None = None     # run id while the event's last step runs
+        self._closed: set[Any] = set()       # events whose last step result closed them
         self._connections: dict[str, Any] = {}
 
     # -- connections ------------------------------------------------------------------------
@@ -337,7 +340,10 @@ class Runner:
                     if dry:
                         self._dry_run_event(k, r, report)
                         continue
-                    event_id, created = store.begin_event(recipe, trig, k, r, report.run_id)
+                    event_id, created = store.begin_event(
+                        recipe, trig, k, r, report.run_id, reserve=self._first_key(k))
+                    if created and self._first_key(k):
+                        self._reserved.add(self._first_key(k) or "")
                     if self.process_event(event_id, k, r, report, fresh=created):
                         report.events_succeeded += 1
                         if not cursor_blocked:
@@ -405,8 +411,10 @@ class Runner:
         result can exist yet and the ledger lookups are skipped."""
         store = self.store
         ctx: dict[str, Any] = {**self.base_context(), "trigger": payload, "steps": {}}
+        last = self.plan.steps[-1] if self.plan.steps else None
         try:
             for step in self.plan.steps:
+                self._closing = report.run_id if step is last else None
                 ctx["steps"][step.spec.id or f"_{step.index}"] = self._run_step(
                     step, event_id, key, ctx, fresh)
         except BudgetExhausted:
@@ -415,8 +423,21 @@ class Runner:
             store.set_event_status(event_id, "failed", error=str(exc), run_id=report.run_id)
             report.errors.append(f"event {key}: {exc}")
             return False
-        store.set_event_status(event_id, "succeeded", run_id=report.run_id)
+        finally:
+            self._closing = None
+        if event_id in self._closed:  # the last step's result already closed it
+            self._closed.discard(event_id)
+        else:
+            store.set_event_status(event_id, "succeeded", run_id=report.run_id)
         return True
+
+    def _first_key(self, event_key: str) -> str | None:
+        """The idempotency key of the first step when it is sure to run once (no ``when``,
+        no ``for_each``): reserved together with the new event, one transaction less."""
+        first = self.plan.steps[0] if self.plan.steps else None
+        if first is None or first.when is not None or first.for_each is not None:
+            return None
+        return idempotency_key(self.plan.recipe.name, self.plan.trigger.ref, event_key, 0, -1)
 
     def _run_step(self, step: StepPlan, event_id: Any, key: str, ctx: dict[str, Any],
                   fresh: bool = False) -> Any:
@@ -450,7 +471,9 @@ class Runner:
         workers = min(step.spec.concurrency, len(todo))
         if workers <= 1:
             for i, item_index, item_ctx in todo:
-                outputs[i] = self._call(step, event_id, key, item_index, item_ctx)
+                close = step.for_each is None and self._closing is not None
+                outputs[i] = self._call(step, event_id, key, item_index, item_ctx,
+                                        close_event=close)
         else:
             self._run_items(step, event_id, key, todo, outputs, workers)
         return outputs if step.for_each is not None else outputs[0]
@@ -477,7 +500,9 @@ class Runner:
             raise error
 
     def _call(self, step: StepPlan, event_id: Any, key: str, item_index: int,
-              ctx: dict[str, Any]) -> Any:
+              ctx: dict[str, Any], close_event: bool = False) -> Any:
+        """Render, validate, reserve the idempotency key, send, record. ``close_event``: this
+        is the event's last call, so its result and the event's success commit together."""
         store, op = self.store, step.operation
         idem = idempotency_key(self.plan.recipe.name, self.plan.trigger.ref, key, step.index,
                                item_index)
@@ -489,7 +514,10 @@ class Runner:
             call = self.prepare(op, step.connector, step.connection, payload, idem)
             request = call.describe()
             request["headers"] = redact_headers(call.headers)
-            store.reserve_idempotency_key(idem, event_id, step.index, item_index)
+            if idem in self._reserved:  # reserved with the event itself
+                self._reserved.discard(idem)
+            else:
+                store.reserve_idempotency_key(idem, event_id, step.index, item_index)
             client = self.client(step.connection, step.connector)
             output = self._send(client, op, call, attempts)
         except BudgetExhausted:
@@ -506,7 +534,10 @@ class Runner:
             request["attempts"] = [a.describe() for a in attempts]
         store.finish_step(event_id, step.index, item_index=item_index, key=idem,
                           step_id=step.spec.id, request=request, output=output,
-                          attempts=len(attempts), run_id=self._run_id)
+                          attempts=len(attempts), run_id=self._run_id,
+                          close_event=close_event)
+        if close_event:
+            self._closed.add(event_id)
         return output
 
     def _send(self, client: ApiClient, op: Operation, call: PreparedCall,

@@ -408,24 +408,32 @@ class LedgerMixin:
             return _insert_event(conn, recipe, trigger, key, payload, run_id)[0]
 
     def begin_event(self, recipe: str, trigger: str, key: str, payload: Any,
-                    run_id: str | None = None) -> tuple[int, bool]:
-        """Record a new event and mark its key seen, in one transaction.
+                    run_id: str | None = None, *, reserve: str | None = None
+                    ) -> tuple[int, bool]:
+        """Record a new event and mark its key seen, in one transaction; ``reserve`` also
+        reserves the first step's idempotency key (step 0, no item) in it.
 
         Returns ``(event_id, created)``; ``created`` is False when the event already existed
         (its step results must then be consulted before sending anything).
         """
-        with self._write() as conn:
-            found = _insert_event(conn, recipe, trigger, key, payload, run_id)
-            self._add_seen(conn, recipe, trigger, [key])
+        with self.batch():
+            with self._write() as conn:
+                found = _insert_event(conn, recipe, trigger, key, payload, run_id)
+                self._add_seen(conn, recipe, trigger, [key])
+            if reserve is not None:
+                self.reserve_idempotency_key(reserve, found[0], 0)
         return found
 
     def finish_step(self, event_id: int, step_index: int, *, item_index: int, key: str,
-                    **result: Any) -> None:
-        """Save a succeeded step's result and mark its idempotency key done, atomically."""
+                    close_event: bool = False, **result: Any) -> None:
+        """Save a succeeded step's result and mark its idempotency key done, atomically;
+        ``close_event`` also marks the event succeeded (its last step) in the same commit."""
         with self.batch():
             self.save_step_result(event_id, step_index, item_index=item_index,
                                   idempotency_key=key, status="succeeded", **result)
             self.complete_idempotency_key(key)
+            if close_event:
+                self.set_event_status(event_id, "succeeded", run_id=result.get("run_id"))
 
     def set_event_status(self, event_id: int, status: str, *, error: str | None = None,
                          run_id: str | None = None) -> None:
