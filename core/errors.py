@@ -12,8 +12,7 @@
     ├── RequestError                a request could not be built (bad path value, header ...)
     ├── HTTPError                   the API answered with an error status (exit 1)
     │   └── AuthError               401/403, refresh failure, missing scope
-    ├── ValidationFailed            a payload or response does not match its JSON Schema
-    └── RunFailed                   a recipe run finished with failed events (exit 1)
+    └── ValidationFailed            a payload or response does not match its JSON Schema
 
 Messages never include template contexts, tokens or secrets: user data stays out of errors.
 """
@@ -102,11 +101,5 @@ class AuthError(HTTPError):
 
 class ValidationFailed(SpliceError):
     """A payload or a response does not match its JSON Schema."""
-
-    exit_code = 1
-
-
-class RunFailed(SpliceError):
-    """A recipe run finished with failed events."""
 
     exit_code = 1
