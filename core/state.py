@@ -20,7 +20,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -240,7 +242,16 @@ def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:
     try:
         cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_S * 1000}")
         cursor.execute("PRAGMA foreign_keys = ON")
-        cursor.execute("PRAGMA journal_mode = WAL")
+        # Switching a new database to WAL needs it to itself, and SQLite answers "locked"
+        # at once (no busy wait) while another first connection holds it: retry briefly.
+        for attempt in range(100):
+            try:
+                cursor.execute("PRAGMA journal_mode = WAL")
+                break
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or attempt == 99:
+                    raise
+                time.sleep(0.02)
         cursor.execute("PRAGMA synchronous = NORMAL")
     finally:
         cursor.close()
