@@ -12,8 +12,8 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from .engine import connection_client, public_fields
-from .errors import InputError, TemplateError, ValidationFailed
+from .engine import connection_client, public_fields, render_defaults
+from .errors import InputError, ValidationFailed
 from .http import prepare_call
 from .schema import iter_errors, subschema
 from .templates import TemplateEngine
@@ -52,12 +52,7 @@ def call_operation(registry: Any, store: Any, ref: str, *, connection: str | Non
     context = {"connection": public_fields(connector, record, connection),
                "now": datetime.now(UTC)}
     engine = TemplateEngine(registry.filters)
-    merged: dict[str, Any] = {}
-    for key, value in op.defaults.items():
-        try:
-            merged.update(engine.compile_mapping({key: value}, where="defaults")(context))
-        except TemplateError:
-            continue  # the connection lacks that field: leave it to the caller
+    merged = render_defaults(engine, op.defaults, context)
     merged.update(payload)
     problems = [f"{'.'.join(map(str, p)) or 'input'}: {m}"
                 for p, m, _ in iter_errors(op.input_validator, merged)]

@@ -92,6 +92,8 @@ class Runner:
         self.progress = progress or (lambda message: None)
         self.sleep = sleep
         self._clients: dict[str, ApiClient] = {}
+        self._engine: Any = None
+        self._op_templates: dict[tuple[str, str], Any] = {}
         self._run_id: str | None = None
         self._reserved: set[str] = set()     # idempotency keys reserved with their event
         self._closing: str | None = None     # run id while the event's last step runs
@@ -160,10 +162,7 @@ class Runner:
         ``connection.locationId`` on an agency token) is left out rather than failing.
         Problems name the recipe's file:line:column.
         """
-        try:
-            merged = dict(defaults(context) or {})
-        except TemplateError:
-            merged = self._partial_defaults(op.defaults, context)
+        merged = render_defaults(self.registry_engine(), op.defaults, context, defaults)
         merged.update(mapping(context) or {})
         errors = list(iter_errors(op.input_validator, merged))
         if errors:
@@ -172,17 +171,6 @@ class Runner:
             raise ValidationFailed(f"{op.ref} input is not valid (nothing was sent):\n  " +
                                    "\n  ".join(parts))
         return merged
-
-    def _partial_defaults(self, defaults: dict[str, Any], context: dict[str, Any]
-                          ) -> dict[str, Any]:
-        engine = self.registry_engine()
-        out = {}
-        for key, value in defaults.items():
-            try:
-                out.update(engine.compile_mapping({key: value}, where="defaults")(context))
-            except TemplateError:
-                continue
-        return out
 
     def prepare(self, op: Operation, connector: Connector, connection: str | None,
                 payload: dict[str, Any], idem: str | None = None) -> PreparedCall:
@@ -196,23 +184,29 @@ class Runner:
                         connector: Connector) -> dict[str, Any]:
         if not op.headers and not isinstance(op.query, dict) and op.body is MISSING:
             return {}
-        engine = self.registry_engine()
         ctx = {"input": payload, "connection": self.public_connection(connection, connector)}
         out: dict[str, Any] = {}
         if op.headers:
-            out["rendered_headers"] = {k: str(v) for k, v in engine.compile_mapping(
-                op.headers, where=f"{op.ref}.headers")(ctx).items()}
+            out["rendered_headers"] = {k: str(v) for k, v in
+                                       self._op_template(op, "headers", op.headers)(ctx).items()}
         if isinstance(op.query, dict):
-            out["rendered_query"] = engine.compile_mapping(op.query,
-                                                           where=f"{op.ref}.query")(ctx)
+            out["rendered_query"] = self._op_template(op, "query", op.query)(ctx)
         if op.body is not MISSING:
-            out["rendered_body"] = engine.compile_mapping(op.body, where=f"{op.ref}.body")(ctx)
+            out["rendered_body"] = self._op_template(op, "body", op.body)(ctx)
         return out
+
+    def _op_template(self, op: Operation, part: str, value: Any) -> Any:
+        """An operation's header/query/body template, compiled once per runner."""
+        key = (op.ref, part)
+        if key not in self._op_templates:
+            self._op_templates[key] = self.registry_engine().compile_mapping(
+                value, where=f"{op.ref}.{part}")
+        return self._op_templates[key]
 
     def registry_engine(self) -> Any:
         from .templates import TemplateEngine
 
-        if not hasattr(self, "_engine"):
+        if self._engine is None:
             self._engine = TemplateEngine(self.registry.filters)
         return self._engine
 
@@ -232,10 +226,8 @@ class Runner:
         conn_name = plan.recipe.trigger_connection
         context = {**self.base_context(),
                    "connection": self.public_connection(conn_name, plan.connector)}
-        try:
-            payload = dict(plan.trigger_defaults(context) or {})
-        except TemplateError:
-            payload = self._partial_defaults({**op.defaults, **plan.trigger.defaults}, context)
+        payload = render_defaults(self.registry_engine(), {**op.defaults, **plan.trigger.defaults},
+                                  context, plan.trigger_defaults)
         payload.update(plan.trigger_input(context) or {})
         cursor_spec = plan.trigger.cursor
         if cursor_spec and cursor_spec["param"] not in plan.recipe.trigger_with:
@@ -558,32 +550,31 @@ class Runner:
 
     def _dry_run_event(self, key: str, record: Any, report: RunReport) -> None:
         """Render and validate every step; record the requests instead of sending them."""
-        ctx: dict[str, Any] = {**self.base_context(), "trigger": record, "steps": {}}
-        for step in self.plan.steps:
-            op = step.operation
-            sctx = {**ctx, "connection": self.public_connection(step.connection,
-                                                                step.connector)}
-            try:
-                if step.when is not None and not step.when(sctx):
-                    continue
-                items = step.for_each(sctx) if step.for_each is not None else [None]
-                outs = []
-                for i, item in enumerate(items or []):
-                    ictx = sctx if step.for_each is None else {
-                        **sctx, "item": item, "loop": loop_vars(i, len(items))}
-                    payload = self.render_input(op, step.defaults, step.mapping, ictx,
-                                                ("steps", step.index, "with"))
-                    call = self.prepare(op, step.connector, step.connection, payload,
-                                           "<idempotency-key>" if op.writes else None)
-                    desc = call.describe()
-                    desc["headers"] = redact_headers(call.headers)
-                    report.calls.append(StepCall(key, step.spec.label, desc))
-                    outs.append(_sample_output(op, f"steps.{step.spec.id or step.index}"))
-                ctx["steps"][step.spec.id or f"_{step.index}"] = \
-                    outs if step.for_each is not None else (outs[0] if outs else None)
-            except SpliceError as exc:
-                report.errors.append(f"event {key}: {step.spec.label}: {exc}")
+        from .trial import trial_steps
+
+        for step in trial_steps(self, record, send=False):
+            if step.status == "failed":
+                report.errors.append(f"event {key}: {step.label}: {step.error}")
                 return
+            if step.request is not None:
+                report.calls.append(StepCall(key, step.label, step.request))
+
+
+def render_defaults(engine: Any, defaults: dict[str, Any], context: dict[str, Any],
+                    compiled: Any = None) -> dict[str, Any]:
+    """Operation/trigger defaults rendered for ``context``. A default that reads something
+    the context lacks (``connection.locationId`` on an agency token) is left out."""
+    try:
+        whole = compiled or engine.compile_mapping(defaults, where="defaults")
+        return dict(whole(context) or {})
+    except TemplateError:
+        out: dict[str, Any] = {}
+        for key, value in defaults.items():
+            try:
+                out.update(engine.compile_mapping({key: value}, where="defaults")(context))
+            except TemplateError:
+                continue
+        return out
 
 
 def public_fields(connector: Connector, record: Any, name: str | None = None
@@ -617,37 +608,6 @@ def connection_client(connector: Connector, record: Any, store: Store, registry:
         auth = factory(connector, record, store)
     kwargs.setdefault("limiter", limiter_for(connector, record, store))
     return ApiClient(connector, base_url=base, auth=auth, **kwargs)
-
-
-def _sample_output(op: Operation, label: str) -> Any:
-    """What a step is assumed to return in a dry run (nothing was sent): placeholders
-    shaped by the output schema, such as ``"<steps.note.id>"``; list steps use the declared
-    sample records when there are some."""
-    if op.is_list:
-        from .http import extract_records
-
-        records = extract_records(op, op.sample) if op.sample is not MISSING else []
-        if not records:
-            records = [placeholder(op.record_schema, f"{label}.records[0]")]
-        return {"records": records, "count": len(records)}
-    return placeholder(op.output, label)
-
-
-def placeholder(schema: Any, label: str, depth: int = 0) -> Any:
-    """A stand-in value for ``schema``; strings name where the real value would come from."""
-    if not isinstance(schema, dict) or depth > 6:
-        return f"<{label}>"
-    types = schema.get("type")
-    kind = types[0] if isinstance(types, list) and types else types
-    if "enum" in schema and schema["enum"]:
-        return schema["enum"][0]
-    if kind == "object" or (kind is None and "properties" in schema):
-        return {k: placeholder(v, f"{label}.{k}", depth + 1)
-                for k, v in schema.get("properties", {}).items()}
-    if kind == "array":
-        return []
-    return {"integer": 0, "number": 0, "boolean": False, "null": None}.get(
-        kind or "", f"<{label}>")
 
 
 def _max_cursor(current: Any, record: Any, field_path: str | None) -> Any:

@@ -12,10 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .engine import Runner, _sample_output, loop_vars
+from .engine import Runner, loop_vars
 from .errors import ConfigError, SpliceError
 from .http import dig, extract_records
-from .manifest import MISSING
+from .manifest import MISSING, Operation
 from .secrets import redact_headers
 
 
@@ -70,7 +70,6 @@ def live_event(runner: Runner) -> Any:
 
 
 def run_trial(runner: Runner, *, source: str = "auto", send: bool = False) -> TrialReport:
-    plan = runner.plan
     if source == "auto":
         try:
             event, source = live_event(runner), "live"
@@ -80,35 +79,44 @@ def run_trial(runner: Runner, *, source: str = "auto", send: bool = False) -> Tr
         event = live_event(runner)
     else:
         event = sample_event(runner)
-    report = TrialReport(plan.recipe.name, source, event)
+    report = TrialReport(runner.plan.recipe.name, source, event)
+    report.steps = trial_steps(runner, event, send=send, max_items=None if send else 3)
+    return report
+
+
+def trial_steps(runner: Runner, event: Any, *, send: bool = False,
+                max_items: int | None = None) -> list[StepTrial]:
+    """Every step of the recipe for one event (``for_each`` steps: one entry per item, the
+    first ``max_items``); stops at the first failure, which is the last entry."""
+    out: list[StepTrial] = []
     ctx: dict[str, Any] = {**runner.base_context(), "trigger": event, "steps": {}}
-    for step in plan.steps:
+    for step in runner.plan.steps:
         op = step.operation
         sctx = {**ctx, "connection": runner.public_connection(step.connection, step.connector)}
         label = step.spec.label
         trial = StepTrial(label, op.ref, "rendered")
         try:
             if step.when is not None and not step.when(sctx):
-                report.steps.append(StepTrial(label, op.ref, "skipped"))
+                out.append(StepTrial(label, op.ref, "skipped"))
                 ctx["steps"][step.spec.id or f"_{step.index}"] = None
                 continue
             items = step.for_each(sctx) if step.for_each is not None else [None]
             outputs = []
-            for i, item in enumerate((items or [])[:3] if not send else items or []):
+            for i, item in enumerate((items or [])[:max_items]):
                 ictx = sctx if step.for_each is None else {
                     **sctx, "item": item, "loop": loop_vars(i, len(items))}
                 trial = StepTrial(label if step.for_each is None else f"{label}[{i}]",
                                   op.ref, "rendered")
-                report.steps.append(trial)
+                out.append(trial)
                 outputs.append(_try_step(runner, step, ictx, trial, send))
             ctx["steps"][step.spec.id or f"_{step.index}"] = \
                 outputs if step.for_each is not None else (outputs[0] if outputs else None)
         except SpliceError as exc:
-            if trial not in report.steps:
-                report.steps.append(trial)
+            if trial not in out:
+                out.append(trial)
             trial.status, trial.error = "failed", str(exc)
             break
-    return report
+    return out
 
 
 def _try_step(runner: Runner, step: Any, ctx: dict[str, Any], trial: StepTrial,
@@ -127,3 +135,32 @@ def _try_step(runner: Runner, step: Any, ctx: dict[str, Any], trial: StepTrial,
     output = runner._send(runner.client(step.connection, step.connector), op, call, [])
     trial.status, trial.output = "sent", output
     return output
+
+
+def _sample_output(op: Operation, label: str) -> Any:
+    """What a step is assumed to return in a dry run (nothing was sent): placeholders
+    shaped by the output schema, such as ``"<steps.note.id>"``; list steps use the declared
+    sample records when there are some."""
+    if op.is_list:
+        records = extract_records(op, op.sample) if op.sample is not MISSING else []
+        if not records:
+            records = [placeholder(op.record_schema, f"{label}.records[0]")]
+        return {"records": records, "count": len(records)}
+    return placeholder(op.output, label)
+
+
+def placeholder(schema: Any, label: str, depth: int = 0) -> Any:
+    """A stand-in value for ``schema``; strings name where the real value would come from."""
+    if not isinstance(schema, dict) or depth > 6:
+        return f"<{label}>"
+    types = schema.get("type")
+    kind = types[0] if isinstance(types, list) and types else types
+    if "enum" in schema and schema["enum"]:
+        return schema["enum"][0]
+    if kind == "object" or (kind is None and "properties" in schema):
+        return {k: placeholder(v, f"{label}.{k}", depth + 1)
+                for k, v in schema.get("properties", {}).items()}
+    if kind == "array":
+        return []
+    return {"integer": 0, "number": 0, "boolean": False, "null": None}.get(
+        kind or "", f"<{label}>")
