@@ -15,7 +15,7 @@ from typing import Any
 from .engine import connection_client, public_fields, render_defaults
 from .errors import InputError, ValidationFailed
 from .http import prepare_call
-from .schema import iter_errors, subschema
+from .schema import subschema
 from .templates import TemplateEngine
 
 NON_STRING = {"integer", "number", "boolean", "array", "object", "null"}
@@ -55,7 +55,7 @@ def call_operation(registry: Any, store: Any, ref: str, *, connection: str | Non
     merged = render_defaults(engine, op.defaults, context)
     merged.update(payload)
     problems = [f"{'.'.join(map(str, p)) or 'input'}: {m}"
-                for p, m, _ in iter_errors(op.input_validator, merged)]
+                for p, m, _ in op.input_checker.errors(merged)]
     if problems:
         raise ValidationFailed(f"{op.ref} input is not valid (nothing was sent):\n  " +
                                "\n  ".join(problems))

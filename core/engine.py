@@ -20,10 +20,11 @@ import httpx
 
 from .errors import ConfigError, SpliceError, TemplateError, ValidationFailed
 from .http import ApiClient, Attempt, PreparedCall, prepare_call
+from .journal import COMMIT_EVERY, Journal
+from .ledger import PendingEvent
 from .manifest import MISSING, Connector, Operation
 from .plan import Plan, StepPlan
 from .ratelimit import BudgetExhausted, limiter_for
-from .schema import iter_errors
 from .secrets import redact_headers
 from .state import Store
 
@@ -82,7 +83,8 @@ class Runner:
                  transport: httpx.BaseTransport | None = None,
                  now: Callable[[], datetime] = _now, verbose: bool = False,
                  progress: Callable[[str], None] | None = None,
-                 sleep: Callable[[float], None] | None = None) -> None:
+                 sleep: Callable[[float], None] | None = None,
+                 commit_every: int = COMMIT_EVERY) -> None:
         self.plan = plan
         self.store = store
         self.registry = registry
@@ -94,10 +96,9 @@ class Runner:
         self._clients: dict[str, ApiClient] = {}
         self._engine: Any = None
         self._op_templates: dict[tuple[str, str], Any] = {}
+        self.commit_every = commit_every
         self._run_id: str | None = None
-        self._reserved: set[str] = set()     # idempotency keys reserved with their event
-        self._closing: str | None = None     # run id while the event's last step runs
-        self._closed: set[Any] = set()       # events whose last step result closed them
+        self._journal: Journal | None = None
         self._connections: dict[str, Any] = {}
 
     # -- connections ------------------------------------------------------------------------
@@ -164,7 +165,7 @@ class Runner:
         """
         merged = render_defaults(self.registry_engine(), op.defaults, context, defaults)
         merged.update(mapping(context) or {})
-        errors = list(iter_errors(op.input_validator, merged))
+        errors = op.input_checker.errors(merged)
         if errors:
             doc = self.plan.recipe.doc
             parts = [str(doc.problem((*base, *p), m, key=at_key)) for p, m, at_key in errors[:10]]
@@ -234,7 +235,7 @@ class Runner:
             cursor = self.store.get_cursor(plan.recipe.name, plan.trigger.ref)
             if cursor is not None:
                 payload[cursor_spec["param"]] = cursor
-        errors = list(iter_errors(op.input_validator, payload))
+        errors = op.input_checker.errors(payload)
         if errors:
             from .documents import format_path
             raise ValidationFailed("trigger input is not valid: " + "; ".join(
@@ -287,11 +288,15 @@ class Runner:
         recipe, trig = plan.recipe.name, plan.trigger.ref
         dry = mode == "dry_run"
         report = RunReport(None, recipe, mode)
+        journal = None
         if not dry:
             report.run_id = self._run_id = store.start_run(
                 recipe, recipe_path=plan.recipe.path, mode=mode)
+            journal = self._journal = Journal(store, recipe, trig, report.run_id,
+                                              commit_every=self.commit_every)
         try:
-            if not dry:
+            if journal is not None:
+                journal.recover()  # what a crashed run finished but never committed
                 self._resume_pending(report)
             initialized = store.trigger_initialized(recipe, trig)
             seeding = not initialized and not backfill
@@ -329,22 +334,21 @@ class Runner:
                             cursor_value = _max_cursor(cursor_value, r, cursor_field)
                         continue
                     report.events_new += 1
-                    if dry:
+                    if journal is None:
                         self._dry_run_event(k, r, report)
                         continue
-                    event_id, created = store.begin_event(
-                        recipe, trig, k, r, report.run_id, reserve=self._first_key(k))
-                    if created and self._first_key(k):
-                        self._reserved.add(self._first_key(k) or "")
-                    if self.process_event(event_id, k, r, report, fresh=created):
+                    if self.process_event(journal.new_event(k, r), r, report, fresh=True):
                         report.events_succeeded += 1
                         if not cursor_blocked:
                             cursor_value = _max_cursor(cursor_value, r, cursor_field)
                     else:
                         report.events_failed += 1
                         cursor_blocked = True
-                if not dry and not cursor_blocked:  # every event of the page is done
-                    store.set_checkpoint(recipe, trig, resume)
+                    journal.commit_if_due()
+                if journal is not None:  # the page's events, with its checkpoint if all done
+                    if not cursor_blocked:
+                        journal.checkpoint(resume)
+                    journal.commit()
             if not dry:
                 if not initialized:
                     store.mark_initialized(recipe, trig)
@@ -361,7 +365,16 @@ class Runner:
         self._finish(report)
         return report
 
+    def _commit(self) -> None:
+        """Write what the run recorded and not yet committed (see ``splice.journal``)."""
+        if self._journal is not None:
+            self._journal.commit()
+
     def _finish(self, report: RunReport, status: str | None = None) -> None:
+        try:
+            self._commit()
+        finally:
+            self._journal = None
         report.requests_made = self.requests_made
         if report.run_id is None:
             return
@@ -373,71 +386,66 @@ class Runner:
 
     def _resume_pending(self, report: RunReport) -> None:
         """Events a crash left half-done are finished first (same keys, nothing re-sent)."""
+        assert self._journal is not None
         for event in self.store.pending_events(self.plan.recipe.name):
-            if self.process_event(event.id, event.key, event.payload, report):
+            if self.process_event(self._journal.stored_event(event.id, event.key, event.payload),
+                                  event.payload, report):
                 report.events_succeeded += 1
             else:
                 report.events_failed += 1
+            self._journal.commit_if_due()
 
     def retry(self, events: list[Any]) -> RunReport:
         """Re-run failed events: succeeded steps are reused, failed ones re-sent."""
         report = RunReport(None, self.plan.recipe.name, "retry")
         report.run_id = self._run_id = self.store.start_run(
             self.plan.recipe.name, recipe_path=self.plan.recipe.path, mode="retry")
+        journal = self._journal = Journal(self.store, self.plan.recipe.name,
+                                          self.plan.trigger.ref, report.run_id,
+                                          commit_every=self.commit_every)
         try:
+            journal.recover()
             for event in events:
                 report.events_seen += 1
-                if self.process_event(event.id, event.key, event.payload, report):
+                if self.process_event(journal.stored_event(event.id, event.key, event.payload),
+                                      event.payload, report):
                     report.events_succeeded += 1
                 else:
                     report.events_failed += 1
+                journal.commit_if_due()
         except BudgetExhausted as exc:
             report.errors.append(str(exc))
         self._finish(report)
         return report
 
     # -- steps ------------------------------------------------------------------------------
-    def process_event(self, event_id: Any, key: str, payload: Any, report: RunReport, *,
+    def process_event(self, event: PendingEvent, payload: Any, report: RunReport, *,
                       fresh: bool = False) -> bool:
         """Run every step for one event. ``fresh``: the event was just created, so no step
         result can exist yet and the ledger lookups are skipped."""
-        store = self.store
+        journal = self._journal
+        assert journal is not None
         ctx: dict[str, Any] = {**self.base_context(), "trigger": payload, "steps": {}}
-        last = self.plan.steps[-1] if self.plan.steps else None
         try:
             for step in self.plan.steps:
-                self._closing = report.run_id if step is last else None
                 ctx["steps"][step.spec.id or f"_{step.index}"] = self._run_step(
-                    step, event_id, key, ctx, fresh)
+                    step, event, ctx, fresh)
         except BudgetExhausted:
             raise  # nothing was sent: the event stays pending and the next run resumes it
         except SpliceError as exc:
-            store.set_event_status(event_id, "failed", error=str(exc), run_id=report.run_id)
-            report.errors.append(f"event {key}: {exc}")
+            journal.finish(event, "failed", error=str(exc))
+            report.errors.append(f"event {event.key}: {exc}")
             return False
-        finally:
-            self._closing = None
-        if event_id in self._closed:  # the last step's result already closed it
-            self._closed.discard(event_id)
-        else:
-            store.set_event_status(event_id, "succeeded", run_id=report.run_id)
+        journal.finish(event, "succeeded")
         return True
 
-    def _first_key(self, event_key: str) -> str | None:
-        """The idempotency key of the first step when it is sure to run once (no ``when``,
-        no ``for_each``): reserved together with the new event, one transaction less."""
-        first = self.plan.steps[0] if self.plan.steps else None
-        if first is None or first.when is not None or first.for_each is not None:
-            return None
-        return idempotency_key(self.plan.recipe.name, self.plan.trigger.ref, event_key, 0, -1)
-
-    def _run_step(self, step: StepPlan, event_id: Any, key: str, ctx: dict[str, Any],
+    def _run_step(self, step: StepPlan, event: PendingEvent, ctx: dict[str, Any],
                   fresh: bool = False) -> Any:
-        store = self.store
+        journal = self._journal
+        assert journal is not None
         ctx = {**ctx, "connection": self.public_connection(step.connection, step.connector)}
         if step.when is not None and not step.when(ctx):
-            store.save_step_result(event_id, step.index, step_id=step.spec.id,
-                                   status="skipped", attempts=0)
+            journal.step(event, step.index, step_id=step.spec.id, status="skipped", attempts=0)
             return None
         items: list[Any] = [None]
         if step.for_each is not None:
@@ -452,7 +460,8 @@ class Runner:
         todo: list[tuple[int, int, dict[str, Any]]] = []
         for i, item in enumerate(items):
             item_index = i if step.for_each is not None else -1
-            done = None if fresh else store.get_step_result(event_id, step.index, item_index)
+            done = None if fresh or event.id is None else \
+                self.store.get_step_result(event.id, step.index, item_index)
             if done is not None and done.status == "succeeded":
                 outputs[i] = done.output
                 continue
@@ -463,14 +472,12 @@ class Runner:
         workers = min(step.spec.concurrency, len(todo))
         if workers <= 1:
             for i, item_index, item_ctx in todo:
-                close = step.for_each is None and self._closing is not None
-                outputs[i] = self._call(step, event_id, key, item_index, item_ctx,
-                                        close_event=close)
+                outputs[i] = self._call(step, event, item_index, item_ctx)
         else:
-            self._run_items(step, event_id, key, todo, outputs, workers)
+            self._run_items(step, event, todo, outputs, workers)
         return outputs if step.for_each is not None else outputs[0]
 
-    def _run_items(self, step: StepPlan, event_id: Any, key: str,
+    def _run_items(self, step: StepPlan, event: PendingEvent,
                    todo: list[tuple[int, int, dict[str, Any]]], outputs: list[Any],
                    workers: int) -> None:
         """Items of a ``concurrency: N`` step on N threads (one sync client shared; threads
@@ -481,7 +488,7 @@ class Runner:
         self.client(step.connection, step.connector)  # create the shared client up front
         error: SpliceError | None = None
         with ThreadPoolExecutor(workers, thread_name_prefix="splice-step") as pool:
-            futures = [(i, pool.submit(self._call, step, event_id, key, item_index, item_ctx))
+            futures = [(i, pool.submit(self._call, step, event, item_index, item_ctx))
                        for i, item_index, item_ctx in todo]
             for i, future in futures:
                 try:
@@ -491,13 +498,13 @@ class Runner:
         if error is not None:
             raise error
 
-    def _call(self, step: StepPlan, event_id: Any, key: str, item_index: int,
-              ctx: dict[str, Any], close_event: bool = False) -> Any:
-        """Render, validate, reserve the idempotency key, send, record. ``close_event``: this
-        is the event's last call, so its result and the event's success commit together."""
-        store, op = self.store, step.operation
-        idem = idempotency_key(self.plan.recipe.name, self.plan.trigger.ref, key, step.index,
-                               item_index)
+    def _call(self, step: StepPlan, event: PendingEvent, item_index: int,
+              ctx: dict[str, Any]) -> Any:
+        """Render, validate, reserve the idempotency key, send, record."""
+        journal, op = self._journal, step.operation
+        assert journal is not None
+        idem = idempotency_key(self.plan.recipe.name, self.plan.trigger.ref, event.key,
+                               step.index, item_index)
         request: dict[str, Any] | None = None
         attempts: list[Attempt] = []
         try:
@@ -506,30 +513,23 @@ class Runner:
             call = self.prepare(op, step.connector, step.connection, payload, idem)
             request = call.describe()
             request["headers"] = redact_headers(call.headers)
-            if idem in self._reserved:  # reserved with the event itself
-                self._reserved.discard(idem)
-            else:
-                store.reserve_idempotency_key(idem, event_id, step.index, item_index)
             client = self.client(step.connection, step.connector)
+            journal.reserve(event, idem, step.index, item_index)
             output = self._send(client, op, call, attempts)
         except BudgetExhausted:
             raise
         except SpliceError as exc:
             if len(attempts) > 1 and request is not None:
                 request["attempts"] = [a.describe() for a in attempts]
-            store.save_step_result(event_id, step.index, item_index=item_index,
-                                   step_id=step.spec.id, status="failed", idempotency_key=idem,
-                                   request=request, error=str(exc), attempts=len(attempts),
-                                   run_id=self._run_id)
+            journal.step(event, step.index, item_index, step_id=step.spec.id, status="failed",
+                         idempotency_key=idem, request=request, error=str(exc),
+                         attempts=len(attempts))
             raise
         if len(attempts) > 1 and request is not None:  # what each try got and waited
             request["attempts"] = [a.describe() for a in attempts]
-        store.finish_step(event_id, step.index, item_index=item_index, key=idem,
-                          step_id=step.spec.id, request=request, output=output,
-                          attempts=len(attempts), run_id=self._run_id,
-                          close_event=close_event)
-        if close_event:
-            self._closed.add(event_id)
+        journal.step(event, step.index, item_index, done_key=idem, step_id=step.spec.id,
+                     status="succeeded", idempotency_key=idem, request=request, output=output,
+                     attempts=len(attempts))
         return output
 
     def _send(self, client: ApiClient, op: Operation, call: PreparedCall,
@@ -542,7 +542,7 @@ class Runner:
         result = client.send(op, call)
         attempts.extend(result.attempts)
         body = result.json()
-        problems = list(iter_errors(op.output_validator, body)) if body is not None else []
+        problems = op.output_checker.errors(body) if body is not None else []
         if problems:
             log.warning("%s: response does not match the declared output schema (%s)",
                         op.ref, problems[0][1])

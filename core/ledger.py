@@ -19,7 +19,7 @@ import hashlib
 import uuid
 from collections.abc import Mapping
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -34,9 +34,12 @@ __all__ = [
     "DeadLetter",
     "EventRecord",
     "LedgerMixin",
+    "MISSING_CHECKPOINT",
+    "PendingEvent",
     "RunRecord",
     "StepResult",
     "metadata",
+    "run_log",
 ]
 
 RUN_MODES = ("once", "watch", "dry_run", "retry", "test")
@@ -158,6 +161,18 @@ idempotency_keys = sa.Table(
     sa.Index(None, "event_id"),
 )
 
+# What a run finished but has not group-committed yet (``splice.journal``): one JSON entry per
+# event, appended in its own small transaction and deleted by the group commit that writes
+# it. No index: it holds at most a group per running process.
+run_log = sa.Table(
+    "run_log", metadata,
+    sa.Column("id", RowId, primary_key=True, autoincrement=True),
+    sa.Column("recipe", sa.String, nullable=False),
+    sa.Column("trigger", sa.String, nullable=False),
+    sa.Column("run_id", sa.String(36), nullable=False),
+    sa.Column("entry", sa.Text, nullable=False),
+)
+
 dead_letters = sa.Table(
     "dead_letters", metadata,
     sa.Column("event_id", sa.ForeignKey("events.id", ondelete="CASCADE"), primary_key=True),
@@ -262,6 +277,40 @@ class RunRecord:
         return (self.finished_at - self.started_at).total_seconds()
 
 
+class _Missing:
+    def __repr__(self) -> str:
+        return "MISSING_CHECKPOINT"
+
+
+MISSING_CHECKPOINT: Any = _Missing()  # write_group: leave the trigger's checkpoint alone
+
+
+@dataclass(eq=False)
+class PendingEvent:
+    """An event as a run holds it until its group is written (``splice.journal``): the
+    event row's status plus the step results and idempotency keys written with it."""
+
+    key: str
+    payload: Any
+    run_id: str | None
+    id: int | None = None  # None until the group that inserts it is written
+    status: str = "pending"
+    error: str | None = None
+    attempts: int = 0  # to add to the row's count (one per succeeded or failed outcome)
+    changed: bool = True
+    steps: dict[tuple[int, int], dict[str, Any]] = field(default_factory=dict)
+    keys: dict[str, tuple[int, int, str]] = field(default_factory=dict)
+    unlogged: set[Any] = field(default_factory=set)  # steps and keys not in the run log yet
+
+    def written(self) -> None:
+        """Its group was committed: nothing is pending any more."""
+        self.steps.clear()
+        self.keys.clear()
+        self.unlogged.clear()
+        self.changed = False
+        self.attempts = 0
+
+
 @dataclass(frozen=True)
 class DeadLetter:
     """An event the engine gave up on."""
@@ -300,6 +349,39 @@ def _upsert_step(conn: Connection) -> Any:
               if c.name not in unique and c.name != "id"})
 
 
+def _upsert_key(conn: Connection) -> Any:
+    """Insert or update an idempotency key; a key already ``done`` stays done."""
+    stmt = dialect_insert(conn, idempotency_keys)
+    done = idempotency_keys.c.status == "done"
+    return stmt.on_conflict_do_update(index_elements=["key"], set_={
+        "status": sa.case((done, idempotency_keys.c.status), else_=stmt.excluded.status),
+        "completed_at": sa.case((done, idempotency_keys.c.completed_at),
+                                else_=stmt.excluded.completed_at)})
+
+
+def _event_status_stmt(conn: Connection) -> Any:
+    return prebuilt(conn, "event_status", lambda c: events.update().where(
+        events.c.id == sa.bindparam("b_id")).values(
+            status=sa.bindparam("b_status"), last_error=sa.bindparam("b_error"),
+            updated_at=sa.bindparam("b_now"),
+            attempts=events.c.attempts + sa.bindparam("b_inc"),
+            run_id=sa.func.coalesce(sa.bindparam("b_run", type_=sa.String), events.c.run_id)))
+
+
+def _step_row(event_id: int | None, step_index: int, item_index: int,
+              values: Mapping[str, Any], stamp: datetime) -> dict[str, Any]:
+    """A step_results row; request headers, known secrets and error texts are redacted."""
+    return {
+        "event_id": event_id, "step_index": step_index, "item_index": item_index,
+        "step_id": values.get("step_id"), "run_id": values.get("run_id"),
+        "status": values["status"], "idempotency_key": values.get("idempotency_key"),
+        "request": _redact_request(values.get("request")),
+        "output": REDACTOR.redact_json(values.get("output")),
+        "error": _redact_text(values.get("error")), "attempts": values.get("attempts", 1),
+        "started_at": values.get("started_at"), "finished_at": values.get("finished_at") or stamp,
+    }
+
+
 def _choice(value: str, allowed: tuple[str, ...], what: str) -> str:
     if value not in allowed:
         raise ValueError(f"unknown {what} {value!r}; expected one of {', '.join(allowed)}")
@@ -335,6 +417,13 @@ class LedgerMixin:
         raise NotImplementedError
 
     def _add_seen(self, conn: Connection, recipe: str, trigger: str, keys: Any) -> int:
+        raise NotImplementedError
+
+    def _upsert_trigger(self, conn: Connection, recipe: str, trigger: str,
+                        **values: Any) -> None:
+        raise NotImplementedError
+
+    def _append(self, sql: str, params: tuple[Any, ...]) -> None:
         raise NotImplementedError
 
     # ----------------------------------------------------------------- runs
@@ -407,48 +496,112 @@ class LedgerMixin:
         with self._write() as conn:
             return _insert_event(conn, recipe, trigger, key, payload, run_id)[0]
 
-    def begin_event(self, recipe: str, trigger: str, key: str, payload: Any,
-                    run_id: str | None = None, *, reserve: str | None = None
-                    ) -> tuple[int, bool]:
-        """Record a new event and mark its key seen, in one transaction; ``reserve`` also
-        reserves the first step's idempotency key (step 0, no item) in it.
+    def write_group(self, recipe: str, trigger: str, group: list[PendingEvent],
+                    checkpoint: Any = MISSING_CHECKPOINT, *, clear_run: str | None = None,
+                    clear_upto: int | None = None) -> None:
+        """Write what a run recorded for ``group`` (and the trigger's page ``checkpoint``) in
+        ONE transaction: new events with their seen keys, step results, idempotency keys and
+        event statuses. Ids of new events are set on them once the commit succeeded.
 
-        Returns ``(event_id, created)``; ``created`` is False when the event already existed
-        (its step results must then be consulted before sending anything).
+        This is the run's group commit (see ``splice.journal``): a few executemany statements
+        for the whole group instead of several transactions an event. The run-log entries it
+        supersedes go in the same transaction: ``clear_run``'s, or the trigger's up to the
+        entry id ``clear_upto`` (a recovery).
         """
-        with self.batch():
-            with self._write() as conn:
-                found = _insert_event(conn, recipe, trigger, key, payload, run_id)
-                self._add_seen(conn, recipe, trigger, [key])
-            if reserve is not None:
-                self.reserve_idempotency_key(reserve, found[0], 0)
-        return found
+        assigned: dict[int, int] = {}
+        with self._write() as conn:
+            if clear_run is not None:
+                conn.execute(prebuilt(conn, "clear_run_log", lambda c: run_log.delete().where(
+                    run_log.c.run_id == sa.bindparam("b_run"))), {"b_run": clear_run})
+            if clear_upto is not None:
+                conn.execute(run_log.delete().where(
+                    run_log.c.recipe == recipe, run_log.c.trigger == trigger,
+                    run_log.c.id <= clear_upto))
+            new = [p for p in group if p.id is None]
+            if new:
+                assigned = self._insert_events(conn, recipe, trigger, new)
+            ids = {id(p): assigned.get(id(p), p.id) for p in group}
+            stamp = now()
+            updates = [{"b_id": ids[id(p)], "b_status": p.status,
+                        "b_error": _redact_text(p.error), "b_now": stamp,
+                        "b_inc": p.attempts, "b_run": p.run_id}
+                       for p in group if p.changed and id(p) not in assigned]
+            if updates:
+                conn.execute(_event_status_stmt(conn), updates)
+            keys = [{"key": key, "event_id": ids[id(p)], "step_index": step, "item_index": item,
+                     "status": status, "created_at": stamp,
+                     "completed_at": stamp if status == "done" else None}
+                    for p in group for key, (step, item, status) in p.keys.items()]
+            if keys:
+                conn.execute(prebuilt(conn, "upsert_keys", _upsert_key), keys)
+            steps = [_step_row(ids[id(p)], step, item, values, stamp)
+                     for p in group for (step, item), values in p.steps.items()]
+            if steps:
+                conn.execute(prebuilt(conn, "upsert_step", _upsert_step), steps)
+            if checkpoint is not MISSING_CHECKPOINT:
+                self._upsert_trigger(conn, recipe, trigger, checkpoint=checkpoint)
+        for p in group:
+            if id(p) in assigned:
+                p.id = assigned[id(p)]
+            p.written()
 
-    def finish_step(self, event_id: int, step_index: int, *, item_index: int, key: str,
-                    close_event: bool = False, **result: Any) -> None:
-        """Save a succeeded step's result and mark its idempotency key done, atomically;
-        ``close_event`` also marks the event succeeded (its last step) in the same commit."""
-        with self.batch():
-            self.save_step_result(event_id, step_index, item_index=item_index,
-                                  idempotency_key=key, status="succeeded", **result)
-            self.complete_idempotency_key(key)
-            if close_event:
-                self.set_event_status(event_id, "succeeded", run_id=result.get("run_id"))
+    def _insert_events(self, conn: Connection, recipe: str, trigger: str,
+                       new: list[PendingEvent]) -> dict[int, int]:
+        """Insert ``new`` events (with their final status) and their seen keys; returns
+        ``{id(pending): event id}``. An event some other process recorded meanwhile keeps its
+        row and gets this run's status as an update."""
+        by_key = {storage_key(p.key): p for p in new}
+        existing: dict[str, int] = {}
+        stmt = prebuilt(conn, "event_ids", lambda c: sa.select(events.c.key, events.c.id).where(
+            events.c.recipe == sa.bindparam("b_recipe"),
+            events.c.trigger == sa.bindparam("b_trigger"),
+            events.c.key.in_(sa.bindparam("b_keys", expanding=True))))
+        keys = list(by_key)
+        for start in range(0, len(keys), 500):
+            existing.update(conn.execute(stmt, {"b_recipe": recipe, "b_trigger": trigger,
+                                                "b_keys": keys[start:start + 500]}).all())
+        stamp = now()
+        rows = [{"recipe": recipe, "trigger": trigger, "key": key, "payload": p.payload,
+                 "status": p.status, "attempts": p.attempts,
+                 "last_error": _redact_text(p.error), "run_id": p.run_id,
+                 "created_at": stamp, "updated_at": stamp}
+                for key, p in by_key.items() if key not in existing]
+        assigned: dict[int, int] = {}
+        if rows:
+            inserted = conn.execute(prebuilt(conn, "insert_events", lambda c: events.insert()
+                                             .returning(events.c.id,
+                                                        sort_by_parameter_order=True)), rows)
+            fresh = [p for key, p in by_key.items() if key not in existing]
+            for p, event_id in zip(fresh, inserted.scalars(), strict=True):
+                assigned[id(p)] = int(event_id)
+        for key, event_id in existing.items():  # rare: treat as a status update
+            by_key[key].id = event_id
+        self._add_seen(conn, recipe, trigger, [p.key for p in new])
+        return assigned
+
+    def log_event(self, recipe: str, trigger: str, run_id: str, entry: str) -> None:
+        """Append one run-log entry (JSON text) in its own short transaction: what makes a
+        finished event durable until its group commit."""
+        self._append("INSERT INTO run_log (recipe, trigger, run_id, entry) VALUES (?, ?, ?, ?)",
+                     (recipe, trigger, run_id, entry))
+
+    def run_log_entries(self, recipe: str, trigger: str) -> list[tuple[int, str, str]]:
+        """``(id, run_id, entry)`` of the trigger's run-log entries, oldest first: what
+        crashed runs finished and never group-committed."""
+        with self._read() as conn:
+            rows = conn.execute(sa.select(run_log.c.id, run_log.c.run_id, run_log.c.entry)
+                                .where(run_log.c.recipe == recipe, run_log.c.trigger == trigger)
+                                .order_by(run_log.c.id)).all()
+        return [(int(r.id), r.run_id, r.entry) for r in rows]
 
     def set_event_status(self, event_id: int, status: str, *, error: str | None = None,
                          run_id: str | None = None) -> None:
         """Set an event's status; succeeded/failed count one attempt. Errors are redacted."""
         with self._write() as conn:
-            done = conn.execute(prebuilt(conn, "event_status", lambda c: events.update().where(
-                events.c.id == sa.bindparam("b_id")).values(
-                    status=sa.bindparam("b_status"), last_error=sa.bindparam("b_error"),
-                    updated_at=sa.bindparam("b_now"),
-                    attempts=events.c.attempts + sa.bindparam("b_inc"),
-                    run_id=sa.func.coalesce(sa.bindparam("b_run", type_=sa.String),
-                                            events.c.run_id))),
-                {"b_id": event_id, "b_status": _choice(status, EVENT_STATUSES, "event status"),
-                 "b_error": _redact_text(error), "b_now": now(),
-                 "b_inc": 1 if status in ("succeeded", "failed") else 0, "b_run": run_id})
+            done = conn.execute(_event_status_stmt(conn), {
+                "b_id": event_id, "b_status": _choice(status, EVENT_STATUSES, "event status"),
+                "b_error": _redact_text(error), "b_now": now(),
+                "b_inc": 1 if status in ("succeeded", "failed") else 0, "b_run": run_id})
             if done.rowcount != 1:
                 raise KeyError(f"no event with id {event_id}")
 
@@ -543,15 +696,12 @@ class LedgerMixin:
         started_at: datetime | None = None, finished_at: datetime | None = None,
     ) -> None:
         """Insert or replace a step result; request headers and known secrets are redacted."""
-        values = {
-            "event_id": event_id, "step_index": step_index, "item_index": item_index,
+        values = _step_row(event_id, step_index, item_index, {
             "step_id": step_id, "run_id": run_id,
             "status": _choice(status, STEP_STATUSES, "step status"),
-            "idempotency_key": idempotency_key, "request": _redact_request(request),
-            "output": REDACTOR.redact_json(output), "error": _redact_text(error),
-            "attempts": attempts, "started_at": started_at,
-            "finished_at": finished_at or now(),
-        }
+            "idempotency_key": idempotency_key, "request": request, "output": output,
+            "error": error, "attempts": attempts, "started_at": started_at,
+            "finished_at": finished_at}, now())
         with self._write() as conn:
             conn.execute(prebuilt(conn, "upsert_step", _upsert_step), values)
 

@@ -19,7 +19,14 @@ from jsonschema.exceptions import SchemaError
 
 from .documents import Document, load_document
 from .errors import ConfigError, DocumentError, Problem
-from .schema import bundled_validator, did_you_mean, iter_errors, subschema, validator_for
+from .schema import (
+    Checker,
+    bundled_validator,
+    did_you_mean,
+    iter_errors,
+    subschema,
+    validator_for,
+)
 
 _CODE_VERSION = "manifest-checks-1"  # bump when check_manifest's rules change
 PATH_PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -96,6 +103,14 @@ class Operation:
     @cached_property
     def output_validator(self) -> Draft202012Validator:
         return validator_for(self.output)
+
+    @cached_property
+    def input_checker(self) -> Checker:
+        return Checker(self.input)
+
+    @cached_property
+    def output_checker(self) -> Checker:
+        return Checker(self.output)
 
     @property
     def writes(self) -> bool:

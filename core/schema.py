@@ -42,6 +42,23 @@ def validator_for(schema: dict[str, Any] | bool) -> Draft202012Validator:
     return Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
 
 
+class Checker:
+    """A schema's validator with a compiled fast path (``splice.fastcheck``): ``errors``
+    answers a valid instance without jsonschema and explains an invalid one with it."""
+
+    def __init__(self, schema: dict[str, Any] | bool) -> None:
+        from .fastcheck import compile_check
+
+        self.validator = validator_for(schema)
+        self._fast = compile_check(schema)
+
+    def errors(self, instance: Any) -> list[tuple[tuple[str | int, ...], str, bool]]:
+        """Readable problems of ``instance`` (see ``iter_errors``); empty when valid."""
+        if self._fast is not None and self._fast(instance):
+            return []
+        return list(iter_errors(self.validator, instance))
+
+
 def did_you_mean(word: str, options: Any) -> str:
     match = difflib.get_close_matches(str(word), [str(o) for o in options], n=1, cutoff=0.6)
     return f" (did you mean '{match[0]}'?)" if match else ""

@@ -193,6 +193,10 @@ def resolve_secret_ref(value: Any) -> Any:
 # --------------------------------------------------------------------------- redaction
 
 
+# Characters json.dumps escapes: a secret containing one is not found verbatim in JSON text.
+_JSON_ESCAPED = re.compile(r'["\\\x00-\x1f]')
+
+
 class Redactor:
     """Masks registered secret strings (six characters or more) in text."""
 
@@ -202,6 +206,7 @@ class Redactor:
         self._lock = threading.Lock()
         self._secrets: set[str] = set()
         self._pattern: re.Pattern[str] | None = None
+        self._json_safe = True  # no secret has a character JSON text escapes
         for secret in secrets:
             self.add(secret)
 
@@ -233,6 +238,7 @@ class Redactor:
                 # Longest first, so a secret containing another is masked whole.
                 ordered = sorted(self._secrets, key=len, reverse=True)
                 self._pattern = re.compile("|".join(re.escape(s) for s in ordered))
+                self._json_safe = not any(_JSON_ESCAPED.search(s) for s in ordered)
             return self._pattern
 
     def redact(self, text: str) -> str:
@@ -243,13 +249,28 @@ class Redactor:
         return pattern.sub(MASK, text)
 
     def redact_json(self, value: Any) -> Any:
-        """A copy of a JSON-able value with secrets masked in every string (keys included)."""
+        """A JSON-able value with secrets masked in every string (keys included): a masked
+        copy, or ``value`` itself when it holds no secret (found with one search of its JSON
+        text instead of a walk over every string)."""
+        pattern = self._compiled()
+        if pattern is None:
+            return value
+        if isinstance(value, Mapping | list | tuple) and self._json_safe:
+            try:
+                text = json.dumps(value, ensure_ascii=False, default=str)
+            except (TypeError, ValueError):
+                text = None
+            if text is not None and pattern.search(text) is None:
+                return value
+        return self._redact_walk(value)
+
+    def _redact_walk(self, value: Any) -> Any:
         if isinstance(value, str):
             return self.redact(value)
         if isinstance(value, Mapping):
-            return {self.redact(str(k)): self.redact_json(v) for k, v in value.items()}
+            return {self.redact(str(k)): self._redact_walk(v) for k, v in value.items()}
         if isinstance(value, list | tuple):
-            return [self.redact_json(v) for v in value]
+            return [self._redact_walk(v) for v in value]
         return value
 
 

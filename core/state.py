@@ -49,6 +49,7 @@ from splice.ledger import (
     metadata,
     now,
     prebuilt,
+    run_log,
     storage_key,
 )
 from splice.secrets import REDACTOR, SecretBox, home
@@ -144,6 +145,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _initial_schema),
     Migration(2, "connection events", create_connection_events),
     Migration(3, "trigger page checkpoint", _add_trigger_checkpoint),
+    Migration(4, "run log (group commit)", lambda conn: run_log.create(conn, checkfirst=True)),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 
@@ -300,6 +302,8 @@ class Store(LedgerMixin):
         self._box_lock = threading.Lock()
         self._local = threading.local()
         self._pid = os.getpid()
+        self._append_lock = threading.Lock()
+        self._append_conn: Any = None
 
     @classmethod
     def open(cls, url: str | None = None, *, box: SecretBox | None = None) -> Store:
@@ -319,6 +323,10 @@ class Store(LedgerMixin):
 
     def close(self) -> None:
         """Release pooled database connections."""
+        with self._append_lock:
+            if self._append_conn is not None:
+                self._append_conn.close()
+                self._append_conn = None
         self.engine.dispose()
 
     def __enter__(self) -> Store:
@@ -385,6 +393,25 @@ class Store(LedgerMixin):
 
     def _read(self) -> Any:
         return self._tx(write=False)
+
+    def _append(self, sql: str, params: tuple[Any, ...]) -> None:
+        """Run one INSERT as its own transaction on a DBAPI connection kept for that: a
+        SQLAlchemy transaction costs ~150 µs before any work, this ~25 µs (SQLite)."""
+        with self._append_lock:
+            if self._append_conn is None or self._pid != os.getpid():
+                self._ambient()  # after a fork: drop the parent's pool first
+                self._append_conn = self.engine.raw_connection()
+            conn = self._append_conn
+            cursor = conn.cursor()
+            try:
+                cursor.execute(sql.replace("?", "%s") if self.engine.dialect.paramstyle != "qmark"
+                               else sql, params)
+                conn.commit()  # SQLite runs in autocommit mode: the INSERT committed itself
+            except BaseException:
+                conn.rollback()
+                raise
+            finally:
+                cursor.close()
 
     def _write(self) -> Any:
         return self._tx(write=True)

@@ -1,0 +1,176 @@
+"""What a run records, made durable per event and written to the ledger in groups.
+
+A run records every event, step result and idempotency key it handles. Writing them to the
+ledger tables in transactions of their own costs more than the API call they record (each
+commit rewrites a dozen b-tree pages of four tables), so the runner records into a ``Journal``:
+
+- **per event, durably**: when an event finishes (and before a later step of it is sent) one
+  JSON entry goes to the ``run_log`` table, a one-row append without indexes;
+- **per group, in the ledger**: ``Store.write_group`` writes the group's events, seen keys, step
+  results, idempotency keys and the trigger's page checkpoint in ONE transaction and deletes
+  the group's run-log entries in it. A group ends with every trigger page (so the checkpoint
+  never runs ahead of its events), after ``commit_every`` events or ``max_delay`` seconds,
+  and when the run ends or stops.
+
+After a crash the next run of the recipe first moves the crashed run's entries into the
+ledger (``recover``), so what the crash repeats is what it always was: at most the request in
+flight, re-sent with the same idempotency key.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from .ledger import MISSING_CHECKPOINT, NO_ITEM, PendingEvent
+from .secrets import REDACTOR
+from .state import Store
+
+__all__ = ["COMMIT_EVERY", "MAX_DELAY", "Journal"]
+
+COMMIT_EVERY = 100  # events per group commit (a page of 100 records is one group)
+MAX_DELAY = 1.0     # seconds an event may wait for its group commit
+
+
+class Journal:
+    """The uncommitted part of one run's ledger. Thread-safe: ``concurrency:`` steps record
+    from worker threads."""
+
+    def __init__(self, store: Store, recipe: str, trigger: str, run_id: str, *,
+                 commit_every: int = COMMIT_EVERY, max_delay: float = MAX_DELAY,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        if commit_every < 1:
+            raise ValueError("commit_every must be at least 1")
+        self.store = store
+        self.recipe = recipe
+        self.trigger = trigger
+        self.run_id = run_id
+        self.commit_every = commit_every
+        self.max_delay = max_delay
+        self.clock = clock
+        self.commits = 0
+        self._lock = threading.RLock()
+        self._dirty: dict[int, PendingEvent] = {}
+        self._finished = 0
+        self._oldest: float | None = None
+        self._checkpoint: Any = MISSING_CHECKPOINT
+
+    # -- recording --------------------------------------------------------------------------
+    def new_event(self, key: str, payload: Any) -> PendingEvent:
+        """A new event (pending); the group commit inserts its row."""
+        event = PendingEvent(key, payload, self.run_id)
+        with self._lock:
+            self._touch(event)
+        return event
+
+    def stored_event(self, event_id: int, key: str, payload: Any) -> PendingEvent:
+        """An event the ledger already holds (resumed or retried)."""
+        return PendingEvent(key, payload, self.run_id, id=event_id, changed=False)
+
+    def reserve(self, event: PendingEvent, key: str, step_index: int,
+                item_index: int = NO_ITEM) -> None:
+        """``key`` is about to be sent. The event's earlier results are logged first, so a
+        crash during this request never repeats a step that already succeeded."""
+        with self._lock:
+            event.keys.setdefault(key, (step_index, item_index, "reserved"))
+            self._touch(event)
+            if event.unlogged:
+                self._log(event)
+
+    def step(self, event: PendingEvent, step_index: int, item_index: int = NO_ITEM, *,
+             done_key: str | None = None, **values: Any) -> None:
+        """A step result; ``done_key``: the idempotency key whose side effect it completed."""
+        values["run_id"] = self.run_id
+        with self._lock:
+            event.steps[(step_index, item_index)] = values
+            event.unlogged.add((step_index, item_index))
+            if done_key is not None:
+                event.keys[done_key] = (step_index, item_index, "done")
+                event.unlogged.add(done_key)
+            self._touch(event)
+
+    def finish(self, event: PendingEvent, status: str, error: str | None = None) -> None:
+        """The event's outcome (``succeeded`` or ``failed``, one attempt), logged durably."""
+        with self._lock:
+            event.status, event.error = status, error
+            event.attempts += 1
+            event.changed = True
+            self._touch(event)
+            self._log(event)
+            self._finished += 1
+
+    def checkpoint(self, value: Any) -> None:
+        """The trigger checkpoint to write with the events recorded so far."""
+        with self._lock:
+            self._checkpoint = value
+
+    # -- writing ----------------------------------------------------------------------------
+    def due(self) -> bool:
+        """Whether the group is big or old enough to commit."""
+        return self._finished >= self.commit_every or (
+            self._oldest is not None and self.clock() - self._oldest >= self.max_delay)
+
+    def commit_if_due(self) -> None:
+        with self._lock:
+            if self.due():
+                self.commit()
+
+    def commit(self) -> None:
+        """Write the group to the ledger in one transaction (with its checkpoint)."""
+        with self._lock:
+            if self._dirty or self._checkpoint is not MISSING_CHECKPOINT:
+                self.store.write_group(self.recipe, self.trigger, list(self._dirty.values()),
+                                       self._checkpoint, clear_run=self.run_id)
+                self.commits += 1
+            self._dirty.clear()
+            self._checkpoint = MISSING_CHECKPOINT
+            self._finished = 0
+            self._oldest = None
+
+    def recover(self) -> int:
+        """Move what crashed runs of this trigger logged but never committed into the ledger;
+        returns how many events that was."""
+        rows = self.store.run_log_entries(self.recipe, self.trigger)
+        if not rows:
+            return 0
+        found: dict[str, PendingEvent] = {}
+        for _row_id, run_id, text in rows:
+            entry = json.loads(text)
+            event = found.get(entry["key"])
+            if event is None:
+                event = found[entry["key"]] = PendingEvent(entry["key"], entry.get("payload"),
+                                                           run_id, id=entry.get("id"))
+            event.status, event.error = entry["status"], entry.get("error")
+            event.attempts = entry.get("attempts", 0)
+            for step_index, item_index, values in entry.get("steps", []):
+                event.steps[(step_index, item_index)] = values
+            for key, step_index, item_index, status in entry.get("keys", []):
+                event.keys[key] = (step_index, item_index, status)
+        self.store.write_group(self.recipe, self.trigger, list(found.values()),
+                               clear_upto=rows[-1][0])
+        return len(found)
+
+    def _log(self, event: PendingEvent) -> None:
+        entry: dict[str, Any] = {"key": event.key, "id": event.id, "status": event.status,
+                                 "error": REDACTOR.redact(event.error) if event.error else None,
+                                 "attempts": event.attempts}
+        if event.id is None:
+            entry["payload"] = event.payload
+        steps = [[s, i, REDACTOR.redact_json(event.steps[(s, i)])]
+                 for s, i in (u for u in event.unlogged if isinstance(u, tuple))]
+        keys = [[k, *event.keys[k]] for k in event.unlogged if isinstance(k, str)]
+        if steps:
+            entry["steps"] = steps
+        if keys:
+            entry["keys"] = keys
+        self.store.log_event(self.recipe, self.trigger, self.run_id,
+                             json.dumps(entry, separators=(",", ":"), default=str))
+        event.unlogged.clear()
+
+    def _touch(self, event: PendingEvent) -> None:
+        self._dirty[id(event)] = event
+        if self._oldest is None:
+            self._oldest = self.clock()
