@@ -365,16 +365,13 @@ class Runner:
         self._finish(report)
         return report
 
-    def _commit(self) -> None:
-        """Write what the run recorded and not yet committed (see ``splice.journal``)."""
-        if self._journal is not None:
-            self._journal.commit()
+
 
     def _finish(self, report: RunReport, status: str | None = None) -> None:
-        try:
-            self._commit()
-        finally:
-            self._journal = None
+        journal, self._journal = self._journal, None
+        if journal is not None:
+            journal.commit()  # on failure the run log stays for the next run to recover
+            journal.close()
         report.requests_made = self.requests_made
         if report.run_id is None:
             return

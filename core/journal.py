@@ -5,27 +5,39 @@ ledger tables in transactions of their own costs more than the API call they rec
 commit rewrites a dozen b-tree pages of four tables), so the runner records into a ``Journal``:
 
 - **per event, durably**: when an event finishes (and before a later step of it is sent) one
-  JSON entry goes to the ``run_log`` table, a one-row append without indexes;
+  JSON line is appended to the run's log file (``Store.run_log_dir()``, one file per run,
+  locked while the run lives): a ``write`` call, safe against a crash of the process like
+  SQLite's own WAL with ``synchronous=NORMAL``;
 - **per group, in the ledger**: ``Store.write_group`` writes the group's events, seen keys, step
-  results, idempotency keys and the trigger's page checkpoint in ONE transaction and deletes
-  the group's run-log entries in it. A group ends with every trigger page (so the checkpoint
+  results, idempotency keys and the trigger's page checkpoint in ONE transaction; the log
+  file is emptied after it. A group ends with every trigger page (so the checkpoint
   never runs ahead of its events), after ``commit_every`` events or ``max_delay`` seconds,
   and when the run ends or stops.
 
-After a crash the next run of the recipe first moves the crashed run's entries into the
-ledger (``recover``), so what the crash repeats is what it always was: at most the request in
-flight, re-sent with the same idempotency key.
+After a crash the next run of the recipe first moves the dead run's logged events into the
+ledger (``recover``; a log whose file lock is free belongs to a dead run), so what the crash
+repeats is what it always was: at most the request in flight, re-sent with the same
+idempotency key. An entry logged twice (a crash between the group commit and emptying the
+log) is written as an update of the same rows.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from .ledger import MISSING_CHECKPOINT, NO_ITEM, PendingEvent
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not POSIX: no liveness check, logs of others wait
+    fcntl = None  # type: ignore[assignment]
+
+from .ledger import MISSING_CHECKPOINT, NO_ITEM, PendingEvent, json_dumps, redact_step
 from .secrets import REDACTOR
 from .state import Store
 
@@ -57,6 +69,8 @@ class Journal:
         self._finished = 0
         self._oldest: float | None = None
         self._checkpoint: Any = MISSING_CHECKPOINT
+        self._log_fd: int | None = None
+        self._log_path: Path | None = None
 
     # -- recording --------------------------------------------------------------------------
     def new_event(self, key: str, payload: Any) -> PendingEvent:
@@ -84,6 +98,7 @@ class Journal:
              done_key: str | None = None, **values: Any) -> None:
         """A step result; ``done_key``: the idempotency key whose side effect it completed."""
         values["run_id"] = self.run_id
+        values = redact_step(values)
         with self._lock:
             event.steps[(step_index, item_index)] = values
             event.unlogged.add((step_index, item_index))
@@ -123,35 +138,51 @@ class Journal:
         with self._lock:
             if self._dirty or self._checkpoint is not MISSING_CHECKPOINT:
                 self.store.write_group(self.recipe, self.trigger, list(self._dirty.values()),
-                                       self._checkpoint, clear_run=self.run_id)
+                                       self._checkpoint)
                 self.commits += 1
+                if self._log_fd is not None:
+                    os.ftruncate(self._log_fd, 0)  # all of it is in the ledger now
             self._dirty.clear()
             self._checkpoint = MISSING_CHECKPOINT
             self._finished = 0
             self._oldest = None
 
     def recover(self) -> int:
-        """Move what crashed runs of this trigger logged but never committed into the ledger;
+        """Move what dead runs of this trigger logged but never committed into the ledger;
         returns how many events that was."""
-        rows = self.store.run_log_entries(self.recipe, self.trigger)
-        if not rows:
-            return 0
         found: dict[str, PendingEvent] = {}
-        for _row_id, run_id, text in rows:
-            entry = json.loads(text)
-            event = found.get(entry["key"])
-            if event is None:
-                event = found[entry["key"]] = PendingEvent(entry["key"], entry.get("payload"),
-                                                           run_id, id=entry.get("id"))
-            event.status, event.error = entry["status"], entry.get("error")
-            event.attempts = entry.get("attempts", 0)
-            for step_index, item_index, values in entry.get("steps", []):
-                event.steps[(step_index, item_index)] = values
-            for key, step_index, item_index, status in entry.get("keys", []):
-                event.keys[key] = (step_index, item_index, status)
-        self.store.write_group(self.recipe, self.trigger, list(found.values()),
-                               clear_upto=rows[-1][0])
+        done: list[tuple[Path, int]] = []
+        for path in sorted(self._log_dir().glob(f"{self._prefix()}.*.log")):
+            fd = _lock_if_dead(path)
+            if fd is None:
+                continue  # its run is alive (or it is ours)
+            done.append((path, fd))
+            run_id = path.name.split(".")[1]
+            for entry in _entries(path):
+                _merge(found, entry, run_id)
+        try:
+            if found:
+                self.store.write_group(self.recipe, self.trigger, list(found.values()))
+            for path, _fd in done:
+                path.unlink(missing_ok=True)
+        finally:
+            for _path, fd in done:
+                os.close(fd)
         return len(found)
+
+    def close(self) -> None:
+        """Remove the (committed, hence empty) log file of this run."""
+        with self._lock:
+            if self._log_fd is not None and self._log_path is not None:
+                self._log_path.unlink(missing_ok=True)
+                os.close(self._log_fd)
+                self._log_fd = self._log_path = None
+
+    def _log_dir(self) -> Path:
+        return self.store.run_log_dir()
+
+    def _prefix(self) -> str:
+        return hashlib.sha256(f"{self.recipe}\x00{self.trigger}".encode()).hexdigest()[:16]
 
     def _log(self, event: PendingEvent) -> None:
         entry: dict[str, Any] = {"key": event.key, "id": event.id, "status": event.status,
@@ -159,18 +190,68 @@ class Journal:
                                  "attempts": event.attempts}
         if event.id is None:
             entry["payload"] = event.payload
-        steps = [[s, i, REDACTOR.redact_json(event.steps[(s, i)])]
+        steps = [[s, i, event.steps[(s, i)]]  # redacted when recorded
                  for s, i in (u for u in event.unlogged if isinstance(u, tuple))]
         keys = [[k, *event.keys[k]] for k in event.unlogged if isinstance(k, str)]
         if steps:
             entry["steps"] = steps
         if keys:
             entry["keys"] = keys
-        self.store.log_event(self.recipe, self.trigger, self.run_id,
-                             json.dumps(entry, separators=(",", ":"), default=str))
+        line = json_dumps(entry) + "\n"
+        if self._log_fd is None:
+            self._log_path = self._log_dir() / f"{self._prefix()}.{self.run_id}.log"
+            self._log_fd = os.open(self._log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND,
+                                   0o600)
+            if fcntl is not None:
+                fcntl.flock(self._log_fd, fcntl.LOCK_EX)  # held while this run lives
+        os.write(self._log_fd, line.encode())
         event.unlogged.clear()
 
     def _touch(self, event: PendingEvent) -> None:
         self._dirty[id(event)] = event
         if self._oldest is None:
             self._oldest = self.clock()
+
+
+def _lock_if_dead(path: Path) -> int | None:
+    """An open descriptor holding the lock of ``path`` when no live run holds it."""
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except FileNotFoundError:
+        return None
+    if fcntl is not None:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            return None
+    return fd
+
+
+def _entries(path: Path) -> list[dict[str, Any]]:
+    """The complete entries of a log (a line cut short by the crash is ignored)."""
+    out = []
+    for line in path.read_bytes().split(b"\n"):
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict) and "key" in entry:
+            out.append(entry)
+    return out
+
+
+def _merge(found: dict[str, PendingEvent], entry: dict[str, Any], run_id: str) -> None:
+    """Fold one log entry into the event it describes (later entries win)."""
+    event = found.get(entry["key"])
+    if event is None:
+        event = found[entry["key"]] = PendingEvent(entry["key"], entry.get("payload"), run_id,
+                                                   id=entry.get("id"))
+    if event.payload is None:
+        event.payload = entry.get("payload")
+    event.status, event.error = entry["status"], entry.get("error")
+    event.attempts = entry.get("attempts", 0)
+    for step_index, item_index, values in entry.get("steps", []):
+        event.steps[(step_index, item_index)] = values
+    for key, step_index, item_index, status in entry.get("keys", []):
+        event.keys[key] = (step_index, item_index, status)

@@ -16,11 +16,12 @@ Dead letters: an event the engine gives up on (e.g. failed N times) is moved to
 from __future__ import annotations
 
 import hashlib
+import json
 import uuid
 from collections.abc import Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -36,10 +37,10 @@ __all__ = [
     "LedgerMixin",
     "MISSING_CHECKPOINT",
     "PendingEvent",
+    "redact_step",
     "RunRecord",
     "StepResult",
     "metadata",
-    "run_log",
 ]
 
 RUN_MODES = ("once", "watch", "dry_run", "retry", "test")
@@ -55,6 +56,31 @@ _MAX_KEY_LENGTH = 512  # longer dedupe keys are stored as a digest (btree entrie
 def now() -> datetime:
     """The current time, timezone-aware UTC."""
     return datetime.now(UTC)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, set | frozenset | tuple):
+        return list(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def json_dumps(value: Any) -> str:
+    """How the state database stores JSON columns (compact; dates as ISO text)."""
+    return json.dumps(value, default=_json_default, separators=(",", ":"))
+
+
+def _sqlite_json(value: Any) -> str | None:
+    return None if value is None else json_dumps(value)
+
+
+def _sqlite_time(value: datetime | None) -> str | None:
+    """A UTCDateTime as SQLAlchemy stores it in SQLite (naive UTC text)."""
+    if value is None:
+        return None
+    value = (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC)
+    return value.strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
 def storage_key(key: str) -> str:
@@ -159,18 +185,6 @@ idempotency_keys = sa.Table(
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("completed_at", UTCDateTime),
     sa.Index(None, "event_id"),
-)
-
-# What a run finished but has not group-committed yet (``splice.journal``): one JSON entry per
-# event, appended in its own small transaction and deleted by the group commit that writes
-# it. No index: it holds at most a group per running process.
-run_log = sa.Table(
-    "run_log", metadata,
-    sa.Column("id", RowId, primary_key=True, autoincrement=True),
-    sa.Column("recipe", sa.String, nullable=False),
-    sa.Column("trigger", sa.String, nullable=False),
-    sa.Column("run_id", sa.String(36), nullable=False),
-    sa.Column("entry", sa.Text, nullable=False),
 )
 
 dead_letters = sa.Table(
@@ -368,18 +382,78 @@ def _event_status_stmt(conn: Connection) -> Any:
             run_id=sa.func.coalesce(sa.bindparam("b_run", type_=sa.String), events.c.run_id)))
 
 
+def redact_step(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Step-result values with request headers, known secrets and error texts redacted."""
+    clean = dict(values)
+    for name, redact in (("request", _redact_request), ("output", REDACTOR.redact_json),
+                         ("error", _redact_text)):
+        if clean.get(name) is not None:
+            clean[name] = redact(clean[name])
+    return clean
+
+
 def _step_row(event_id: int | None, step_index: int, item_index: int,
               values: Mapping[str, Any], stamp: datetime) -> dict[str, Any]:
-    """A step_results row; request headers, known secrets and error texts are redacted."""
+    """A step_results row from values already passed through ``redact_step``."""
     return {
         "event_id": event_id, "step_index": step_index, "item_index": item_index,
         "step_id": values.get("step_id"), "run_id": values.get("run_id"),
         "status": values["status"], "idempotency_key": values.get("idempotency_key"),
-        "request": _redact_request(values.get("request")),
-        "output": REDACTOR.redact_json(values.get("output")),
-        "error": _redact_text(values.get("error")), "attempts": values.get("attempts", 1),
+        "request": values.get("request"), "output": values.get("output"),
+        "error": values.get("error"), "attempts": values.get("attempts", 1),
         "started_at": values.get("started_at"), "finished_at": values.get("finished_at") or stamp,
     }
+
+
+def _quoted(name: str) -> str:
+    return f'"{name}"'
+
+
+def _sqlite_rows(table: sa.Table, names: list[str], rows: list[dict[str, Any]]
+                 ) -> list[tuple[Any, ...]]:
+    """Rows as the SQLite columns store them (what SQLAlchemy's bind processing does)."""
+    times: dict[datetime, str | None] = {}  # a group's rows share one timestamp
+
+    def when(value: datetime | None) -> str | None:
+        if value is None:
+            return None
+        if value not in times:
+            times[value] = _sqlite_time(value)
+        return times[value]
+
+    converters = [when if isinstance(table.c[n].type, UTCDateTime) else
+                  _sqlite_json if isinstance(table.c[n].type, sa.JSON) else None
+                  for n in names]
+    special = [(i, c) for i, c in enumerate(converters) if c is not None]
+    out = []
+    for row in rows:
+        values = [row[n] for n in names]
+        for i, convert in special:
+            values[i] = convert(values[i])
+        out.append(tuple(values))
+    return out
+
+
+def _sqlite_upserts(conn: Connection, keys: list[dict[str, Any]],
+                    steps: list[dict[str, Any]]) -> None:
+    """``_upsert_key`` and ``_upsert_step`` for SQLite at the driver level."""
+    for table, rows, unique, update in (
+            (idempotency_keys, keys, ("key",), {
+                "status": "CASE WHEN status = 'done' THEN status ELSE excluded.status END",
+                "completed_at": "CASE WHEN status = 'done' THEN completed_at "
+                                "ELSE excluded.completed_at END"}),
+            (step_results, steps, ("event_id", "step_index", "item_index"), None)):
+        if not rows:
+            continue
+        names = list(rows[0])
+        sets = update or {n: f"excluded.{_quoted(n)}" for n in names
+                          if n not in unique and n != "id"}
+        conn.exec_driver_sql(
+            f"INSERT INTO {table.name} ({', '.join(_quoted(n) for n in names)}) "
+            f"VALUES ({', '.join('?' for _ in names)}) "
+            f"ON CONFLICT ({', '.join(_quoted(n) for n in unique)}) DO UPDATE SET "
+            + ", ".join(f"{_quoted(n)} = {expr}" for n, expr in sets.items()),
+            _sqlite_rows(table, names, rows))
 
 
 def _choice(value: str, allowed: tuple[str, ...], what: str) -> str:
@@ -421,9 +495,6 @@ class LedgerMixin:
 
     def _upsert_trigger(self, conn: Connection, recipe: str, trigger: str,
                         **values: Any) -> None:
-        raise NotImplementedError
-
-    def _append(self, sql: str, params: tuple[Any, ...]) -> None:
         raise NotImplementedError
 
     # ----------------------------------------------------------------- runs
@@ -497,26 +568,16 @@ class LedgerMixin:
             return _insert_event(conn, recipe, trigger, key, payload, run_id)[0]
 
     def write_group(self, recipe: str, trigger: str, group: list[PendingEvent],
-                    checkpoint: Any = MISSING_CHECKPOINT, *, clear_run: str | None = None,
-                    clear_upto: int | None = None) -> None:
+                    checkpoint: Any = MISSING_CHECKPOINT) -> None:
         """Write what a run recorded for ``group`` (and the trigger's page ``checkpoint``) in
         ONE transaction: new events with their seen keys, step results, idempotency keys and
         event statuses. Ids of new events are set on them once the commit succeeded.
 
         This is the run's group commit (see ``splice.journal``): a few executemany statements
-        for the whole group instead of several transactions an event. The run-log entries it
-        supersedes go in the same transaction: ``clear_run``'s, or the trigger's up to the
-        entry id ``clear_upto`` (a recovery).
+        for the whole group instead of several transactions an event.
         """
         assigned: dict[int, int] = {}
         with self._write() as conn:
-            if clear_run is not None:
-                conn.execute(prebuilt(conn, "clear_run_log", lambda c: run_log.delete().where(
-                    run_log.c.run_id == sa.bindparam("b_run"))), {"b_run": clear_run})
-            if clear_upto is not None:
-                conn.execute(run_log.delete().where(
-                    run_log.c.recipe == recipe, run_log.c.trigger == trigger,
-                    run_log.c.id <= clear_upto))
             new = [p for p in group if p.id is None]
             if new:
                 assigned = self._insert_events(conn, recipe, trigger, new)
@@ -532,12 +593,15 @@ class LedgerMixin:
                      "status": status, "created_at": stamp,
                      "completed_at": stamp if status == "done" else None}
                     for p in group for key, (step, item, status) in p.keys.items()]
-            if keys:
-                conn.execute(prebuilt(conn, "upsert_keys", _upsert_key), keys)
             steps = [_step_row(ids[id(p)], step, item, values, stamp)
                      for p in group for (step, item), values in p.steps.items()]
-            if steps:
-                conn.execute(prebuilt(conn, "upsert_step", _upsert_step), steps)
+            if conn.dialect.name == "sqlite":  # the hot path: plain driver executemany
+                _sqlite_upserts(conn, keys, steps)
+            else:
+                if keys:
+                    conn.execute(prebuilt(conn, "upsert_keys", _upsert_key), keys)
+                if steps:
+                    conn.execute(prebuilt(conn, "upsert_step", _upsert_step), steps)
             if checkpoint is not MISSING_CHECKPOINT:
                 self._upsert_trigger(conn, recipe, trigger, checkpoint=checkpoint)
         for p in group:
@@ -567,32 +631,28 @@ class LedgerMixin:
                  "created_at": stamp, "updated_at": stamp}
                 for key, p in by_key.items() if key not in existing]
         assigned: dict[int, int] = {}
-        if rows:
+        fresh = [p for key, p in by_key.items() if key not in existing]
+        if rows and conn.dialect.name == "sqlite":
+            # Under this write transaction's lock nobody else inserts: number them ourselves
+            # and insert with one driver executemany (no RETURNING round per row).
+            top = conn.exec_driver_sql("SELECT coalesce(max(id), 0) FROM events").scalar_one()
+            for n, row in enumerate(rows, start=1):
+                row["id"] = top + n
+            names = list(rows[0])
+            conn.exec_driver_sql(
+                f"INSERT INTO events ({', '.join(_quoted(n) for n in names)}) "
+                f"VALUES ({', '.join('?' for _ in names)})", _sqlite_rows(events, names, rows))
+            assigned = {id(p): top + n for n, p in enumerate(fresh, start=1)}
+        elif rows:
             inserted = conn.execute(prebuilt(conn, "insert_events", lambda c: events.insert()
                                              .returning(events.c.id,
                                                         sort_by_parameter_order=True)), rows)
-            fresh = [p for key, p in by_key.items() if key not in existing]
             for p, event_id in zip(fresh, inserted.scalars(), strict=True):
                 assigned[id(p)] = int(event_id)
         for key, event_id in existing.items():  # rare: treat as a status update
             by_key[key].id = event_id
         self._add_seen(conn, recipe, trigger, [p.key for p in new])
         return assigned
-
-    def log_event(self, recipe: str, trigger: str, run_id: str, entry: str) -> None:
-        """Append one run-log entry (JSON text) in its own short transaction: what makes a
-        finished event durable until its group commit."""
-        self._append("INSERT INTO run_log (recipe, trigger, run_id, entry) VALUES (?, ?, ?, ?)",
-                     (recipe, trigger, run_id, entry))
-
-    def run_log_entries(self, recipe: str, trigger: str) -> list[tuple[int, str, str]]:
-        """``(id, run_id, entry)`` of the trigger's run-log entries, oldest first: what
-        crashed runs finished and never group-committed."""
-        with self._read() as conn:
-            rows = conn.execute(sa.select(run_log.c.id, run_log.c.run_id, run_log.c.entry)
-                                .where(run_log.c.recipe == recipe, run_log.c.trigger == trigger)
-                                .order_by(run_log.c.id)).all()
-        return [(int(r.id), r.run_id, r.entry) for r in rows]
 
     def set_event_status(self, event_id: int, status: str, *, error: str | None = None,
                          run_id: str | None = None) -> None:
@@ -696,12 +756,12 @@ class LedgerMixin:
         started_at: datetime | None = None, finished_at: datetime | None = None,
     ) -> None:
         """Insert or replace a step result; request headers and known secrets are redacted."""
-        values = _step_row(event_id, step_index, item_index, {
+        values = _step_row(event_id, step_index, item_index, redact_step({
             "step_id": step_id, "run_id": run_id,
             "status": _choice(status, STEP_STATUSES, "step status"),
             "idempotency_key": idempotency_key, "request": request, "output": output,
             "error": error, "attempts": attempts, "started_at": started_at,
-            "finished_at": finished_at}, now())
+            "finished_at": finished_at}), now())
         with self._write() as conn:
             conn.execute(prebuilt(conn, "upsert_step", _upsert_step), values)
 

@@ -17,7 +17,7 @@ database from the previous version to the new one.
 
 from __future__ import annotations
 
-import json
+import hashlib
 import os
 import re
 import sqlite3
@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -46,10 +46,10 @@ from splice.ledger import (
     StepResult,
     UTCDateTime,
     dialect_insert,
+    json_dumps,
     metadata,
     now,
     prebuilt,
-    run_log,
     storage_key,
 )
 from splice.secrets import REDACTOR, SecretBox, home
@@ -145,7 +145,6 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _initial_schema),
     Migration(2, "connection events", create_connection_events),
     Migration(3, "trigger page checkpoint", _add_trigger_checkpoint),
-    Migration(4, "run log (group commit)", lambda conn: run_log.create(conn, checkfirst=True)),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 
@@ -226,18 +225,6 @@ def _merge(base: Mapping[str, Any] | None, updates: Mapping[str, Any] | None) ->
 # --------------------------------------------------------------------------- engine
 
 
-def _json_default(value: Any) -> Any:
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    if isinstance(value, set | frozenset | tuple):
-        return list(value)
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
-
-
-def _json_dumps(value: Any) -> str:
-    return json.dumps(value, default=_json_default, separators=(",", ":"))
-
-
 def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:
     dbapi_conn.isolation_level = None  # SQLAlchemy's "begin" event issues BEGIN itself
     cursor = dbapi_conn.cursor()
@@ -267,7 +254,7 @@ def _sqlite_on_begin(conn: Connection) -> None:
 def _create_engine(url: str) -> Engine:
     parsed = sa.make_url(url)
     backend = parsed.get_backend_name()
-    common: dict[str, Any] = {"json_serializer": _json_dumps}
+    common: dict[str, Any] = {"json_serializer": json_dumps}
     if backend == "sqlite":
         database = parsed.database or ""
         if database in ("", ":memory:") or parsed.query.get("mode") == "memory":
@@ -302,8 +289,6 @@ class Store(LedgerMixin):
         self._box_lock = threading.Lock()
         self._local = threading.local()
         self._pid = os.getpid()
-        self._append_lock = threading.Lock()
-        self._append_conn: Any = None
 
     @classmethod
     def open(cls, url: str | None = None, *, box: SecretBox | None = None) -> Store:
@@ -323,10 +308,6 @@ class Store(LedgerMixin):
 
     def close(self) -> None:
         """Release pooled database connections."""
-        with self._append_lock:
-            if self._append_conn is not None:
-                self._append_conn.close()
-                self._append_conn = None
         self.engine.dispose()
 
     def __enter__(self) -> Store:
@@ -394,24 +375,19 @@ class Store(LedgerMixin):
     def _read(self) -> Any:
         return self._tx(write=False)
 
-    def _append(self, sql: str, params: tuple[Any, ...]) -> None:
-        """Run one INSERT as its own transaction on a DBAPI connection kept for that: a
-        SQLAlchemy transaction costs ~150 µs before any work, this ~25 µs (SQLite)."""
-        with self._append_lock:
-            if self._append_conn is None or self._pid != os.getpid():
-                self._ambient()  # after a fork: drop the parent's pool first
-                self._append_conn = self.engine.raw_connection()
-            conn = self._append_conn
-            cursor = conn.cursor()
-            try:
-                cursor.execute(sql.replace("?", "%s") if self.engine.dialect.paramstyle != "qmark"
-                               else sql, params)
-                conn.commit()  # SQLite runs in autocommit mode: the INSERT committed itself
-            except BaseException:
-                conn.rollback()
-                raise
-            finally:
-                cursor.close()
+    def run_log_dir(self) -> Path:
+        """Where runs keep their run logs (``splice.journal``): beside a SQLite database
+        file, else under the splice home, one directory per database."""
+        url = self.engine.url
+        database = url.database or ""
+        if url.get_backend_name() == "sqlite" and database not in ("", ":memory:") and \
+                url.query.get("mode") != "memory":
+            path = Path(database).expanduser().with_name(Path(database).name + ".runlog")
+        else:
+            digest = hashlib.sha256(url.render_as_string(hide_password=True).encode())
+            path = home() / "runlog" / digest.hexdigest()[:16]
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return path
 
     def _write(self) -> Any:
         return self._tx(write=True)
