@@ -1,9 +1,10 @@
 """The runner: poll a trigger, dedupe, run each new event's steps, record everything.
 
-Delivery: at-least-once for events (an event is stored before its steps run and stays
-retryable until they all succeed), effectively-once for writes (each step's result and
-idempotency key are recorded per event+step+item; a retried event reuses the results of steps
-that already succeeded and re-sends a failed write with the same ``Idempotency-Key``).
+Delivery: at-least-once for events (an event stays retryable until all its steps succeed),
+effectively-once for writes (each step's result and idempotency key are recorded per
+event+step+item; a retried event reuses the results of steps that already succeeded and
+re-sends a failed write with the same ``Idempotency-Key``). What a run records goes through
+``splice.journal``: durable per event in a run log, written to the ledger in group commits.
 The trigger's cursor only moves past records whose events succeeded.
 """
 
@@ -509,7 +510,7 @@ class Runner:
                                         ("steps", step.index, "with"))
             call = self.prepare(op, step.connector, step.connection, payload, idem)
             request = call.describe()
-            request["headers"] = redact_headers(call.headers)
+            request["headers"] = call.headers  # redacted when recorded
             client = self.client(step.connection, step.connector)
             journal.reserve(event, idem, step.index, item_index)
             output = self._send(client, op, call, attempts)

@@ -43,6 +43,7 @@ from .state import Store
 
 __all__ = ["COMMIT_EVERY", "MAX_DELAY", "Journal"]
 
+_TEXTS = frozenset({"request", "output", "request_json", "output_json"})
 COMMIT_EVERY = 100  # events per group commit (a page of 100 records is one group)
 MAX_DELAY = 1.0     # seconds an event may wait for its group commit
 
@@ -185,19 +186,27 @@ class Journal:
         return hashlib.sha256(f"{self.recipe}\x00{self.trigger}".encode()).hexdigest()[:16]
 
     def _log(self, event: PendingEvent) -> None:
-        entry: dict[str, Any] = {"key": event.key, "id": event.id, "status": event.status,
-                                 "error": REDACTOR.redact(event.error) if event.error else None,
-                                 "attempts": event.attempts}
+        # One JSON line, assembled around the texts already serialized for the ledger.
+        head = json_dumps({"key": event.key, "id": event.id, "status": event.status,
+                           "error": REDACTOR.redact(event.error) if event.error else None,
+                           "attempts": event.attempts})
+        parts = [head[:-1]]
         if event.id is None:
-            entry["payload"] = event.payload
-        steps = [[s, i, event.steps[(s, i)]]  # redacted when recorded
-                 for s, i in (u for u in event.unlogged if isinstance(u, tuple))]
-        keys = [[k, *event.keys[k]] for k in event.unlogged if isinstance(k, str)]
+            if event.payload_json is None:
+                event.payload_json = json_dumps(event.payload)
+            parts.append(',"payload":' + event.payload_json)
+        steps = []
+        for s, i in (u for u in event.unlogged if isinstance(u, tuple)):
+            values = event.steps[(s, i)]  # redacted when recorded
+            meta = {k: v for k, v in values.items() if k not in _TEXTS}
+            steps.append(f"[{s},{i},{json_dumps(meta)},{values.get('request_json') or 'null'},"
+                         f"{values.get('output_json') or 'null'}]")
         if steps:
-            entry["steps"] = steps
+            parts.append(',"steps":[' + ",".join(steps) + "]")
+        keys = [[k, *event.keys[k]] for k in event.unlogged if isinstance(k, str)]
         if keys:
-            entry["keys"] = keys
-        line = json_dumps(entry) + "\n"
+            parts.append(',"keys":' + json_dumps(keys))
+        line = "".join(parts) + "}\n"
         if self._log_fd is None:
             self._log_path = self._log_dir() / f"{self._prefix()}.{self.run_id}.log"
             self._log_fd = os.open(self._log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND,
@@ -251,7 +260,7 @@ def _merge(found: dict[str, PendingEvent], entry: dict[str, Any], run_id: str) -
         event.payload = entry.get("payload")
     event.status, event.error = entry["status"], entry.get("error")
     event.attempts = entry.get("attempts", 0)
-    for step_index, item_index, values in entry.get("steps", []):
-        event.steps[(step_index, item_index)] = values
+    for step_index, item_index, meta, request, output in entry.get("steps", []):
+        event.steps[(step_index, item_index)] = {**meta, "request": request, "output": output}
     for key, step_index, item_index, status in entry.get("keys", []):
         event.keys[key] = (step_index, item_index, status)

@@ -67,11 +67,17 @@ def _json_default(value: Any) -> Any:
 
 
 def json_dumps(value: Any) -> str:
-    """How the state database stores JSON columns (compact; dates as ISO text)."""
-    return json.dumps(value, default=_json_default, separators=(",", ":"))
+    """How the state database stores JSON columns (compact, UTF-8, dates as ISO text)."""
+    return json.dumps(value, default=_json_default, separators=(",", ":"), ensure_ascii=False)
+
+
+class Encoded(str):
+    """A JSON value already serialized by ``json_dumps`` (stored as is on SQLite)."""
 
 
 def _sqlite_json(value: Any) -> str | None:
+    if isinstance(value, Encoded):
+        return str(value)
     return None if value is None else json_dumps(value)
 
 
@@ -315,6 +321,7 @@ class PendingEvent:
     steps: dict[tuple[int, int], dict[str, Any]] = field(default_factory=dict)
     keys: dict[str, tuple[int, int, str]] = field(default_factory=dict)
     unlogged: set[Any] = field(default_factory=set)  # steps and keys not in the run log yet
+    payload_json: str | None = None  # the payload's JSON text, once serialized
 
     def written(self) -> None:
         """Its group was committed: nothing is pending any more."""
@@ -383,23 +390,41 @@ def _event_status_stmt(conn: Connection) -> Any:
 
 
 def redact_step(values: Mapping[str, Any]) -> dict[str, Any]:
-    """Step-result values with request headers, known secrets and error texts redacted."""
+    """Step-result values with request headers, known secrets and error texts redacted;
+    ``request_json`` and ``output_json`` hold their JSON text (serialized once: the text is
+    what is searched for secrets, logged and stored)."""
     clean = dict(values)
-    for name, redact in (("request", _redact_request), ("output", REDACTOR.redact_json),
-                         ("error", _redact_text)):
-        if clean.get(name) is not None:
-            clean[name] = redact(clean[name])
+    request = clean.get("request")
+    if isinstance(request, Mapping) and isinstance(request.get("headers"), Mapping):
+        clean["request"] = {**request, "headers": redact_headers(request["headers"])}
+    for name in ("request", "output"):
+        value = clean.get(name)
+        text = None if value is None else json_dumps(value)
+        if text is not None and not REDACTOR.absent_from_json(text):
+            clean[name] = value = REDACTOR.redact_json(value)
+            text = json_dumps(value)
+        clean[f"{name}_json"] = text
+    if clean.get("error") is not None:
+        clean["error"] = _redact_text(clean["error"])
     return clean
 
 
 def _step_row(event_id: int | None, step_index: int, item_index: int,
-              values: Mapping[str, Any], stamp: datetime) -> dict[str, Any]:
-    """A step_results row from values already passed through ``redact_step``."""
+              values: Mapping[str, Any], stamp: datetime, encoded: bool = False
+              ) -> dict[str, Any]:
+    """A step_results row from values already passed through ``redact_step``; ``encoded``:
+    JSON columns as their ``Encoded`` text (SQLite)."""
+    request, output = values.get("request"), values.get("output")
+    if encoded:
+        text = values.get("request_json")
+        request = Encoded(text) if text is not None else request
+        text = values.get("output_json")
+        output = Encoded(text) if text is not None else output
     return {
         "event_id": event_id, "step_index": step_index, "item_index": item_index,
         "step_id": values.get("step_id"), "run_id": values.get("run_id"),
         "status": values["status"], "idempotency_key": values.get("idempotency_key"),
-        "request": values.get("request"), "output": values.get("output"),
+        "request": request, "output": output,
         "error": values.get("error"), "attempts": values.get("attempts", 1),
         "started_at": values.get("started_at"), "finished_at": values.get("finished_at") or stamp,
     }
@@ -464,15 +489,6 @@ def _choice(value: str, allowed: tuple[str, ...], what: str) -> str:
 
 def _redact_text(text: str | None) -> str | None:
     return None if text is None else REDACTOR.redact(str(text))
-
-
-def _redact_request(request: Mapping[str, Any] | None) -> Any:
-    if request is None:
-        return None
-    clean = dict(request)
-    if isinstance(clean.get("headers"), Mapping):
-        clean["headers"] = redact_headers(clean["headers"])
-    return REDACTOR.redact_json(clean)
 
 
 # --------------------------------------------------------------------------- methods
@@ -593,9 +609,10 @@ class LedgerMixin:
                      "status": status, "created_at": stamp,
                      "completed_at": stamp if status == "done" else None}
                     for p in group for key, (step, item, status) in p.keys.items()]
-            steps = [_step_row(ids[id(p)], step, item, values, stamp)
+            sqlite = conn.dialect.name == "sqlite"
+            steps = [_step_row(ids[id(p)], step, item, values, stamp, sqlite)
                      for p in group for (step, item), values in p.steps.items()]
-            if conn.dialect.name == "sqlite":  # the hot path: plain driver executemany
+            if sqlite:  # the hot path: plain driver executemany
                 _sqlite_upserts(conn, keys, steps)
             else:
                 if keys:
@@ -625,7 +642,10 @@ class LedgerMixin:
             existing.update(conn.execute(stmt, {"b_recipe": recipe, "b_trigger": trigger,
                                                 "b_keys": keys[start:start + 500]}).all())
         stamp = now()
-        rows = [{"recipe": recipe, "trigger": trigger, "key": key, "payload": p.payload,
+        sqlite = conn.dialect.name == "sqlite"
+        rows = [{"recipe": recipe, "trigger": trigger, "key": key,
+                 "payload": Encoded(p.payload_json) if sqlite and p.payload_json is not None
+                 else p.payload,
                  "status": p.status, "attempts": p.attempts,
                  "last_error": _redact_text(p.error), "run_id": p.run_id,
                  "created_at": stamp, "updated_at": stamp}

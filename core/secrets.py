@@ -248,6 +248,12 @@ class Redactor:
             return text
         return pattern.sub(MASK, text)
 
+    def absent_from_json(self, text: str) -> bool:
+        """Whether JSON ``text`` (dumped with ``ensure_ascii=False``) certainly holds no
+        registered secret."""
+        pattern = self._compiled()
+        return pattern is None or (self._json_safe and pattern.search(text) is None)
+
     def redact_json(self, value: Any) -> Any:
         """A JSON-able value with secrets masked in every string (keys included): a masked
         copy, or ``value`` itself when it holds no secret (found with one search of its JSON
