@@ -206,9 +206,9 @@ class Runner:
         return self._op_templates[key]
 
     def registry_engine(self) -> Any:
-        from .templates import TemplateEngine
-
         if self._engine is None:
+            from .templates import TemplateEngine
+
             self._engine = TemplateEngine(self.registry.filters)
         return self._engine
 

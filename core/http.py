@@ -86,12 +86,18 @@ def join_url(base_url: str, path: str) -> str:
     return base_url.rstrip("/") + path
 
 
-def ensure_under_base(url: str, base_url: str) -> None:
-    """Refuse any URL that is not under ``base_url`` (scheme, host, port and path prefix)."""
+@functools.lru_cache(maxsize=1024)  # most operations have one URL per connection
+def _under_base(url: str, base_url: str) -> bool:
     u, b = urlsplit(url), urlsplit(base_url)
     base_path = b.path.rstrip("/") + "/"
-    if (u.scheme, u.hostname, u.port) != (b.scheme, b.hostname, b.port) or \
-            not (u.path + "/").startswith(base_path):
+    return (u.scheme, u.hostname, u.port) == (b.scheme, b.hostname, b.port) and \
+        (u.path + "/").startswith(base_path)
+
+
+def ensure_under_base(url: str, base_url: str) -> None:
+    """Refuse any URL that is not under ``base_url`` (scheme, host, port and path prefix)."""
+    if not _under_base(url, base_url):
+        b = urlsplit(base_url)
         raise RequestError(f"refusing to send a request outside the connection's base URL "
                            f"({b.scheme}://{b.netloc}{b.path or '/'})")
 

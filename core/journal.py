@@ -186,27 +186,24 @@ class Journal:
         return hashlib.sha256(f"{self.recipe}\x00{self.trigger}".encode()).hexdigest()[:16]
 
     def _log(self, event: PendingEvent) -> None:
-        # One JSON line, assembled around the texts already serialized for the ledger.
-        head = json_dumps({"key": event.key, "id": event.id, "status": event.status,
-                           "error": REDACTOR.redact(event.error) if event.error else None,
-                           "attempts": event.attempts})
-        parts = [head[:-1]]
+        # One JSON line: the small fields encoded together, the payload, requests and outputs
+        # spliced in as the texts already serialized for the ledger.
+        done = [u for u in event.unlogged if isinstance(u, tuple)]
+        small = {"key": event.key, "id": event.id, "status": event.status,
+                 "error": REDACTOR.redact(event.error) if event.error else None,
+                 "attempts": event.attempts,
+                 "keys": [[k, *event.keys[k]] for k in event.unlogged if isinstance(k, str)],
+                 "meta": [[s, i, {k: v for k, v in event.steps[(s, i)].items()
+                                  if k not in _TEXTS}] for s, i in done]}
+        parts = [json_dumps(small)[:-1]]
         if event.id is None:
             if event.payload_json is None:
                 event.payload_json = json_dumps(event.payload)
             parts.append(',"payload":' + event.payload_json)
-        steps = []
-        for s, i in (u for u in event.unlogged if isinstance(u, tuple)):
-            values = event.steps[(s, i)]  # redacted when recorded
-            meta = {k: v for k, v in values.items() if k not in _TEXTS}
-            steps.append(f"[{s},{i},{json_dumps(meta)},{values.get('request_json') or 'null'},"
-                         f"{values.get('output_json') or 'null'}]")
-        if steps:
-            parts.append(',"steps":[' + ",".join(steps) + "]")
-        keys = [[k, *event.keys[k]] for k in event.unlogged if isinstance(k, str)]
-        if keys:
-            parts.append(',"keys":' + json_dumps(keys))
-        line = "".join(parts) + "}\n"
+        texts = [f"[{values.get('request_json') or 'null'},{values.get('output_json') or 'null'}]"
+                 for values in (event.steps[u] for u in done)]  # redacted when recorded
+        parts.append(',"texts":[' + ",".join(texts) + "]}\n")
+        line = "".join(parts)
         if self._log_fd is None:
             self._log_path = self._log_dir() / f"{self._prefix()}.{self.run_id}.log"
             self._log_fd = os.open(self._log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND,
@@ -260,7 +257,8 @@ def _merge(found: dict[str, PendingEvent], entry: dict[str, Any], run_id: str) -
         event.payload = entry.get("payload")
     event.status, event.error = entry["status"], entry.get("error")
     event.attempts = entry.get("attempts", 0)
-    for step_index, item_index, meta, request, output in entry.get("steps", []):
+    for (step_index, item_index, meta), (request, output) in zip(
+            entry.get("meta", []), entry.get("texts", []), strict=True):
         event.steps[(step_index, item_index)] = {**meta, "request": request, "output": output}
     for key, step_index, item_index, status in entry.get("keys", []):
         event.keys[key] = (step_index, item_index, status)

@@ -66,9 +66,13 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
+_ENCODE = json.JSONEncoder(default=_json_default, separators=(",", ":"),
+                           ensure_ascii=False).encode  # built once: dumps(**kw) builds one a call
+
+
 def json_dumps(value: Any) -> str:
     """How the state database stores JSON columns (compact, UTF-8, dates as ISO text)."""
-    return json.dumps(value, default=_json_default, separators=(",", ":"), ensure_ascii=False)
+    return _ENCODE(value)
 
 
 class Encoded(str):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import logging
 import os
@@ -318,6 +319,7 @@ _HARMLESS_HEADERS = frozenset({"idempotency-key"})
 _AUTH_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9_-]*)\s+\S")
 
 
+@functools.lru_cache(maxsize=512)
 def _is_sensitive(name: str) -> bool:
     lower = name.lower()
     if lower in _HARMLESS_HEADERS:
