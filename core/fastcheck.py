@@ -115,7 +115,14 @@ def _compile(schema: Any) -> Check:
         return _always
     if len(checks) == 1:
         return checks[0]
-    return lambda v: all(c(v) for c in checks)
+
+    def every(value: Any) -> bool:
+        for check in checks:
+            if not check(value):
+                return False
+        return True
+
+    return every
 
 
 def _bounds(schema: dict[str, Any]) -> list[Check]:

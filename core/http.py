@@ -17,6 +17,7 @@ import functools
 import json
 import logging
 import random
+import re
 import ssl
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -75,8 +76,12 @@ def query_value(value: Any) -> str:
     return str(value)
 
 
+_BAD_VALUE = re.compile(r"[\r\n\x00]")
+_BAD_NAME = re.compile(r"[\r\n\x00:]")
+
+
 def check_header(name: str, value: str) -> str:
-    if any(c in value for c in "\r\n\x00") or any(c in name for c in "\r\n\x00:"):
+    if _BAD_VALUE.search(value) or _BAD_NAME.search(name):
         raise RequestError(f"header '{name.strip()}' contains a line break or NUL; refused",
                            hint="header values must be a single line")
     return value

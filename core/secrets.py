@@ -234,6 +234,9 @@ class Redactor:
             self._pattern = None
 
     def _compiled(self) -> re.Pattern[str] | None:
+        pattern = self._pattern  # the common case, without the lock
+        if pattern is not None or not self._secrets:
+            return pattern
         with self._lock:
             if self._pattern is None and self._secrets:
                 # Longest first, so a secret containing another is masked whole.
