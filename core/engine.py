@@ -562,6 +562,8 @@ def render_defaults(engine: Any, defaults: dict[str, Any], context: dict[str, An
                     compiled: Any = None) -> dict[str, Any]:
     """Operation/trigger defaults rendered for ``context``. A default that reads something
     the context lacks (``connection.locationId`` on an agency token) is left out."""
+    if not defaults:
+        return {}
     try:
         whole = compiled or engine.compile_mapping(defaults, where="defaults")
         return dict(whole(context) or {})

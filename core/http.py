@@ -107,6 +107,11 @@ def ensure_under_base(url: str, base_url: str) -> None:
                            f"({b.scheme}://{b.netloc}{b.path or '/'})")
 
 
+@functools.lru_cache(maxsize=1024)  # httpx.URL is immutable; parsing one costs ~10 µs
+def _parsed_url(url: str) -> httpx.URL:
+    return httpx.URL(url)
+
+
 @dataclass
 class PreparedCall:
     """What an operation call will send (shown by --dry-run)."""
@@ -124,7 +129,7 @@ class PreparedCall:
             kwargs["json"] = self.json_body
         elif self.form_body is not None:
             kwargs["data"] = self.form_body
-        return httpx.Request(self.method, self.url, **kwargs)
+        return httpx.Request(self.method, _parsed_url(self.url), **kwargs)
 
     def describe(self) -> dict[str, Any]:
         out: dict[str, Any] = {"method": self.method, "url": self.url}
