@@ -324,7 +324,8 @@ class Runner:
                     for _k, r in keyed:
                         cursor_value = _max_cursor(cursor_value, r, cursor_field)
                     continue
-                unseen = store.filter_unseen(recipe, trig, [k for k, _ in keyed])
+                busy = journal.in_flight() if journal is not None else frozenset()
+                unseen = store.filter_unseen(recipe, trig, [k for k, _ in keyed]) - busy
                 batch: dict[str, Any] = {}
                 for k, r in keyed:
                     if k in unseen and k not in batch:
@@ -371,8 +372,10 @@ class Runner:
     def _finish(self, report: RunReport, status: str | None = None) -> None:
         journal, self._journal = self._journal, None
         if journal is not None:
-            journal.commit()  # on failure the run log stays for the next run to recover
-            journal.close()
+            try:
+                journal.commit(wait=True)
+            finally:
+                journal.close()  # after a failed commit the run log stays for the next run
         report.requests_made = self.requests_made
         if report.run_id is None:
             return

@@ -5,20 +5,24 @@ ledger tables in transactions of their own costs more than the API call they rec
 commit rewrites a dozen b-tree pages of four tables), so the runner records into a ``Journal``:
 
 - **per event, durably**: when an event finishes (and before a later step of it is sent) one
-  JSON line is appended to the run's log file (``Store.run_log_dir()``, one file per run,
-  locked while the run lives): a ``write`` call, safe against a crash of the process like
-  SQLite's own WAL with ``synchronous=NORMAL``;
+  JSON line is appended to the run's log (``Store.run_log_dir()``): a ``write`` call, safe
+  against a crash of the process like SQLite's own WAL with ``synchronous=NORMAL``;
 - **per group, in the ledger**: ``Store.write_group`` writes the group's events, seen keys, step
-  results, idempotency keys and the trigger's page checkpoint in ONE transaction; the log
-  file is emptied after it. A group ends with every trigger page (so the checkpoint
-  never runs ahead of its events), after ``commit_every`` events or ``max_delay`` seconds,
-  and when the run ends or stops.
+  results, idempotency keys and the trigger's page checkpoint in ONE transaction. A group ends
+  with every trigger page (so the checkpoint never runs ahead of its events), after
+  ``commit_every`` events or ``max_delay`` seconds, and when the run ends or stops.
 
-After a crash the next run of the recipe first moves the dead run's logged events into the
-ledger (``recover``; a log whose file lock is free belongs to a dead run), so what the crash
-repeats is what it always was: at most the request in flight, re-sent with the same
-idempotency key. An entry logged twice (a crash between the group commit and emptying the
-log) is written as an update of the same rows.
+The group commit runs on a background thread while the runner goes on with the next requests
+(its log lines go to a new segment file; a group's segment is deleted once the group is in the
+ledger). Only one group is in flight; the runner asks ``in_flight`` before treating a key as
+unseen. The commit's SQLite work releases the GIL and its Python part mostly runs while the
+runner waits on API responses.
+
+A live run holds an ``flock`` on its lock file. After a crash the next run of the recipe first
+moves the dead run's logged events into the ledger (``recover``), so what the crash repeats is
+what it always was: at most the request in flight, re-sent with the same idempotency key. An
+entry logged again after its group was committed (a crash between the commit and deleting the
+segment) is written as an update of the same rows.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -70,8 +75,12 @@ class Journal:
         self._finished = 0
         self._oldest: float | None = None
         self._checkpoint: Any = MISSING_CHECKPOINT
-        self._log_fd: int | None = None
-        self._log_path: Path | None = None
+        self._lock_fd: int | None = None   # flock held while this run lives
+        self._log_fd: int | None = None    # the current segment
+        self._segment = 0
+        self._committer: ThreadPoolExecutor | None = None
+        self._pending: Future[None] | None = None
+        self._in_flight: frozenset[str] = frozenset()
 
     # -- recording --------------------------------------------------------------------------
     def new_event(self, key: str, payload: Any) -> PendingEvent:
@@ -134,50 +143,109 @@ class Journal:
             if self.due():
                 self.commit()
 
-    def commit(self) -> None:
-        """Write the group to the ledger in one transaction (with its checkpoint)."""
+    def commit(self, *, wait: bool = False) -> None:
+        """Hand the group (with its checkpoint) to the committer; ``wait``: until it and every
+        earlier group are in the ledger. An error of a background commit is raised here."""
         with self._lock:
+            self._wait()
             if self._dirty or self._checkpoint is not MISSING_CHECKPOINT:
-                self.store.write_group(self.recipe, self.trigger, list(self._dirty.values()),
-                                       self._checkpoint)
+                group = list(self._dirty.values())
+                segment = self._close_segment()
+                self._in_flight = frozenset(e.key for e in group if e.id is None)
+                if self._committer is None:
+                    self._committer = ThreadPoolExecutor(1, thread_name_prefix="splice-commit")
+                self._pending = self._committer.submit(self._write, group, self._checkpoint,
+                                                       segment)
                 self.commits += 1
-                if self._log_fd is not None:
-                    os.ftruncate(self._log_fd, 0)  # all of it is in the ledger now
             self._dirty.clear()
             self._checkpoint = MISSING_CHECKPOINT
             self._finished = 0
             self._oldest = None
+            if wait:
+                self._wait()
+
+    def in_flight(self) -> frozenset[str]:
+        """Keys of new events whose group is being committed (not visible in the ledger
+        yet, so not unseen either)."""
+        return self._in_flight
+
+    def _write(self, group: list[PendingEvent], checkpoint: Any, segment: Path | None) -> None:
+        self.store.write_group(self.recipe, self.trigger, group, checkpoint)
+        if segment is not None:
+            segment.unlink(missing_ok=True)  # all of it is in the ledger now
+
+    def _wait(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            try:
+                pending.result()
+            finally:
+                self._in_flight = frozenset()
 
     def recover(self) -> int:
         """Move what dead runs of this trigger logged but never committed into the ledger;
         returns how many events that was."""
         found: dict[str, PendingEvent] = {}
-        done: list[tuple[Path, int]] = []
-        for path in sorted(self._log_dir().glob(f"{self._prefix()}.*.log")):
-            fd = _lock_if_dead(path)
-            if fd is None:
-                continue  # its run is alive (or it is ours)
-            done.append((path, fd))
-            run_id = path.name.split(".")[1]
-            for entry in _entries(path):
-                _merge(found, entry, run_id)
+        dead: list[tuple[list[Path], Path, int | None]] = []
+        directory = self._log_dir()
+        runs = {p.name.split(".")[1] for p in directory.glob(f"{self._prefix()}.*")}
+        for run_id in sorted(runs - {self.run_id}):
+            lock = directory / f"{self._prefix()}.{run_id}.lock"
+            fd = _lock_if_dead(lock)
+            if fd is None and lock.exists():
+                continue  # its run is alive
+            segments = sorted(directory.glob(f"{self._prefix()}.{run_id}.*.log"),
+                              key=lambda p: int(p.name.split(".")[2]))
+            dead.append((segments, lock, fd))
+            for segment in segments:
+                for entry in _entries(segment):
+                    _merge(found, entry, run_id)
         try:
             if found:
                 self.store.write_group(self.recipe, self.trigger, list(found.values()))
-            for path, _fd in done:
-                path.unlink(missing_ok=True)
+            for segments, lock, _fd in dead:
+                for segment in segments:
+                    segment.unlink(missing_ok=True)
+                lock.unlink(missing_ok=True)
         finally:
-            for _path, fd in done:
-                os.close(fd)
+            for _segments, _lock, fd in dead:
+                if fd is not None:
+                    os.close(fd)
         return len(found)
 
     def close(self) -> None:
-        """Remove the (committed, hence empty) log file of this run."""
+        """Wait for the committer, stop it and release the run's lock. The log files go only
+        when everything is in the ledger; otherwise the next run recovers them."""
         with self._lock:
-            if self._log_fd is not None and self._log_path is not None:
-                self._log_path.unlink(missing_ok=True)
-                os.close(self._log_fd)
-                self._log_fd = self._log_path = None
+            try:
+                self._wait()
+                clean = not self._dirty
+            finally:
+                if self._committer is not None:
+                    self._committer.shutdown()
+                    self._committer = None
+                segment = self._close_segment()
+                if self._lock_fd is not None:
+                    if clean:
+                        if segment is not None:
+                            segment.unlink(missing_ok=True)
+                        self._lock_path().unlink(missing_ok=True)
+                    os.close(self._lock_fd)
+                    self._lock_fd = None
+
+    def _lock_path(self) -> Path:
+        return self._log_dir() / f"{self._prefix()}.{self.run_id}.lock"
+
+    def _segment_path(self, number: int) -> Path:
+        return self._log_dir() / f"{self._prefix()}.{self.run_id}.{number}.log"
+
+    def _close_segment(self) -> Path | None:
+        """End the current log segment (its group is about to be committed)."""
+        if self._log_fd is None:
+            return None
+        os.close(self._log_fd)
+        self._log_fd = None
+        return self._segment_path(self._segment)
 
     def _log_dir(self) -> Path:
         return self.store.run_log_dir()
@@ -205,11 +273,13 @@ class Journal:
         parts.append(',"texts":[' + ",".join(texts) + "]}\n")
         line = "".join(parts)
         if self._log_fd is None:
-            self._log_path = self._log_dir() / f"{self._prefix()}.{self.run_id}.log"
-            self._log_fd = os.open(self._log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND,
-                                   0o600)
-            if fcntl is not None:
-                fcntl.flock(self._log_fd, fcntl.LOCK_EX)  # held while this run lives
+            if self._lock_fd is None:  # first: the lock file that says this run is alive
+                self._lock_fd = os.open(self._lock_path(), os.O_RDWR | os.O_CREAT, 0o600)
+                if fcntl is not None:
+                    fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+            self._segment += 1
+            self._log_fd = os.open(self._segment_path(self._segment),
+                                   os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         os.write(self._log_fd, line.encode())
         event.unlogged.clear()
 

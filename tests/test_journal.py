@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import threading
 from pathlib import Path
 
 import pytest
@@ -39,8 +40,10 @@ def test_a_group_is_written_in_one_commit_with_its_checkpoint(store):
     assert store.filter_unseen("r", "t", ["a", "b"]) == {"a", "b"}  # nothing written yet
     _record(journal, "c")
     journal.checkpoint({"next": 3})
-    journal.commit_if_due()
-    assert journal.commits == 1
+    journal.commit_if_due()  # hands the group to the committer thread
+    assert journal.commits == 1 and journal.in_flight() <= {"a", "b", "c"}
+    journal.commit(wait=True)
+    assert journal.in_flight() == frozenset()
     assert store.filter_unseen("r", "t", ["a", "b", "c"]) == set()
     assert store.get_checkpoint("r", "t") == {"next": 3}
     events = store._events_with("succeeded", "r", None)
@@ -58,7 +61,7 @@ def _die_after_logging(url: str, home: str) -> None:
         _record(journal, key)
     event = journal.new_event("c", {"id": "c"})  # started, never finished: not logged
     journal.reserve(event, idempotency_key("r", "t", "c", 0, -1), 0)
-    with open(journal._log_path, "ab") as log:  # type: ignore[arg-type]
+    with open(journal._segment_path(journal._segment), "ab") as log:
         log.write(b'{"key": "torn", "sta')  # the crash cut the last line short
     os._exit(3)
 
@@ -71,13 +74,14 @@ def test_a_dead_runs_log_is_recovered_by_the_next_run(store, tmp_path):
     assert child.exitcode == 3
     assert store.filter_unseen("r", "t", ["a", "b"]) == {"a", "b"}  # never committed
     assert len(list(store.run_log_dir().glob("*.log"))) == 1
+    assert len(list(store.run_log_dir().glob("*.lock"))) == 1
     journal = Journal(store, "r", "t", store.start_run("r"))
     assert journal.recover() == 2  # a and b; c was in flight, the torn line is ignored
     assert store.filter_unseen("r", "t", ["a", "b", "c"]) == {"c"}
     events = store._events_with("succeeded", "r", None)
     assert [e.key for e in events] == ["a", "b"]
     assert store.get_step_result(events[1].id, 0).output == {"ok": "b"}
-    assert list(store.run_log_dir().glob("*.log")) == []
+    assert list(store.run_log_dir().glob("*.l*")) == []
     assert journal.recover() == 0
 
 
@@ -90,4 +94,27 @@ def test_a_live_runs_log_is_left_alone(store):
     live.commit()
     live.close()
     assert store.filter_unseen("r", "t", ["a"]) == set()
-    assert list(store.run_log_dir().glob("*.log")) == []
+    assert list(store.run_log_dir().iterdir()) == []
+
+
+def test_keys_of_a_group_being_committed_are_in_flight(store, monkeypatch):
+    """The runner subtracts ``in_flight()`` from what the ledger calls unseen: a key whose
+    group is still being written is not processed twice."""
+    gate = threading.Event()
+    real = store.write_group
+
+    def slow_write(*args, **kwargs):
+        assert gate.wait(10)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(store, "write_group", slow_write)
+    journal = Journal(store, "r", "t", store.start_run("r"))
+    _record(journal, "a")
+    journal.commit()  # returns at once; the committer thread waits for the gate
+    assert journal.in_flight() == {"a"}
+    assert store.filter_unseen("r", "t", ["a"]) == {"a"}  # not in the ledger yet
+    gate.set()
+    journal.commit(wait=True)
+    assert journal.in_flight() == frozenset()
+    assert store.filter_unseen("r", "t", ["a"]) == set()
+    journal.close()
