@@ -98,7 +98,6 @@ class Runner:
         self._engine: Any = None
         self._op_templates: dict[tuple[str, str], Any] = {}
         self.commit_every = commit_every
-        self._run_id: str | None = None
         self._journal: Journal | None = None
         self._connections: dict[str, Any] = {}
 
@@ -291,7 +290,7 @@ class Runner:
         report = RunReport(None, recipe, mode)
         journal = None
         if not dry:
-            report.run_id = self._run_id = store.start_run(
+            report.run_id = store.start_run(
                 recipe, recipe_path=plan.recipe.path, mode=mode)
             journal = self._journal = Journal(store, recipe, trig, report.run_id,
                                               commit_every=self.commit_every)
@@ -367,8 +366,6 @@ class Runner:
         self._finish(report)
         return report
 
-
-
     def _finish(self, report: RunReport, status: str | None = None) -> None:
         journal, self._journal = self._journal, None
         if journal is not None:
@@ -399,7 +396,7 @@ class Runner:
     def retry(self, events: list[Any]) -> RunReport:
         """Re-run failed events: succeeded steps are reused, failed ones re-sent."""
         report = RunReport(None, self.plan.recipe.name, "retry")
-        report.run_id = self._run_id = self.store.start_run(
+        report.run_id = self.store.start_run(
             self.plan.recipe.name, recipe_path=self.plan.recipe.path, mode="retry")
         journal = self._journal = Journal(self.store, self.plan.recipe.name,
                                           self.plan.trigger.ref, report.run_id,
