@@ -151,12 +151,16 @@ class Journal:
             if self._dirty or self._checkpoint is not MISSING_CHECKPOINT:
                 group = list(self._dirty.values())
                 segment = self._close_segment()
-                self._in_flight = frozenset(e.key for e in group if e.id is None)
-                if self._committer is None:
-                    self._committer = ThreadPoolExecutor(1, thread_name_prefix="splice-commit")
-                self._pending = self._committer.submit(self._write, group, self._checkpoint,
-                                                       segment)
                 self.commits += 1
+                if self.store.single_connection:  # in-memory SQLite: no second thread
+                    self._write(group, self._checkpoint, segment)
+                else:
+                    self._in_flight = frozenset(e.key for e in group if e.id is None)
+                    if self._committer is None:
+                        self._committer = ThreadPoolExecutor(
+                            1, thread_name_prefix="splice-commit")
+                    self._pending = self._committer.submit(self._write, group,
+                                                           self._checkpoint, segment)
             self._dirty.clear()
             self._checkpoint = MISSING_CHECKPOINT
             self._finished = 0

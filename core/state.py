@@ -375,6 +375,12 @@ class Store(LedgerMixin):
     def _read(self) -> Any:
         return self._tx(write=False)
 
+    @property
+    def single_connection(self) -> bool:
+        """Whether every transaction shares one DBAPI connection (in-memory SQLite): nothing
+        may then write from a second thread while another transaction is open."""
+        return isinstance(self.engine.pool, StaticPool)
+
     def run_log_dir(self) -> Path:
         """Where runs keep their run logs (``splice.journal``): beside a SQLite database
         file, else under the splice home, one directory per database."""

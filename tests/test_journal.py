@@ -118,3 +118,15 @@ def test_keys_of_a_group_being_committed_are_in_flight(store, monkeypatch):
     assert journal.in_flight() == frozenset()
     assert store.filter_unseen("r", "t", ["a"]) == set()
     journal.close()
+
+
+def test_an_in_memory_store_commits_on_the_calling_thread(tmp_path, monkeypatch):
+    monkeypatch.setenv("SPLICE_HOME", str(tmp_path))
+    with Store.open("sqlite://") as memory:
+        assert memory.single_connection
+        journal = Journal(memory, "r", "t", memory.start_run("r"))
+        _record(journal, "a")
+        journal.commit()  # written before it returns: no committer thread shares the connection
+        assert journal._committer is None
+        assert memory.filter_unseen("r", "t", ["a"]) == set()
+        journal.close()
