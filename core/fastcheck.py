@@ -125,26 +125,42 @@ def _compile(schema: Any) -> Check:
     return every
 
 
+def _is_str(value: Any) -> bool:
+    return isinstance(value, str)
+
+
+def _is_list(value: Any) -> bool:
+    return isinstance(value, list)
+
+
+def _is_dict(value: Any) -> bool:
+    return isinstance(value, dict)
+
+
+def _itself(value: Any) -> Any:
+    return value
+
+
+# keyword: (the values it applies to, what is measured, whether the limit is a lower bound)
+_BOUNDS: dict[str, tuple[Check, Callable[[Any], Any], bool]] = {
+    "minLength": (_is_str, len, True), "maxLength": (_is_str, len, False),
+    "minItems": (_is_list, len, True), "maxItems": (_is_list, len, False),
+    "minProperties": (_is_dict, len, True), "maxProperties": (_is_dict, len, False),
+    "minimum": (_is_number, _itself, True), "maximum": (_is_number, _itself, False),
+}
+
+
 def _bounds(schema: dict[str, Any]) -> list[Check]:
     out: list[Check] = []
-    for keyword, applies, measure in (
-            ("minLength", lambda v: isinstance(v, str), len),
-            ("minItems", lambda v: isinstance(v, list), len),
-            ("minProperties", lambda v: isinstance(v, dict), len),
-            ("minimum", _is_number, None)):
+    for keyword, (applies, measure, lower) in _BOUNDS.items():
         if keyword in schema:
             limit = schema[keyword]
-            out.append(lambda v, a=applies, m=measure, n=limit: not a(v) or  # type: ignore
-                       (m(v) if m else v) >= n)
-    for keyword, applies, measure in (
-            ("maxLength", lambda v: isinstance(v, str), len),
-            ("maxItems", lambda v: isinstance(v, list), len),
-            ("maxProperties", lambda v: isinstance(v, dict), len),
-            ("maximum", _is_number, None)):
-        if keyword in schema:
-            limit = schema[keyword]
-            out.append(lambda v, a=applies, m=measure, n=limit: not a(v) or  # type: ignore
-                       (m(v) if m else v) <= n)
+            if lower:
+                out.append(lambda v, a=applies, m=measure, n=limit:  # type: ignore[misc]
+                           not a(v) or m(v) >= n)
+            else:
+                out.append(lambda v, a=applies, m=measure, n=limit:  # type: ignore[misc]
+                           not a(v) or m(v) <= n)
     if "exclusiveMinimum" in schema:
         low = schema["exclusiveMinimum"]
         out.append(lambda v: not _is_number(v) or v > low)

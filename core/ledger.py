@@ -656,7 +656,7 @@ class LedgerMixin:
                 for key, p in by_key.items() if key not in existing]
         assigned: dict[int, int] = {}
         fresh = [p for key, p in by_key.items() if key not in existing]
-        if rows and conn.dialect.name == "sqlite":
+        if rows and sqlite:
             # Under this write transaction's lock nobody else inserts: number them ourselves
             # and insert with one driver executemany (no RETURNING round per row).
             top = conn.exec_driver_sql("SELECT coalesce(max(id), 0) FROM events").scalar_one()

@@ -241,8 +241,9 @@ class Redactor:
             if self._pattern is None and self._secrets:
                 # Longest first, so a secret containing another is masked whole.
                 ordered = sorted(self._secrets, key=len, reverse=True)
-                self._pattern = re.compile("|".join(re.escape(s) for s in ordered))
+                # _json_safe first: a lock-free reader that sees the new pattern sees it too
                 self._json_safe = not any(_JSON_ESCAPED.search(s) for s in ordered)
+                self._pattern = re.compile("|".join(re.escape(s) for s in ordered))
             return self._pattern
 
     def redact(self, text: str) -> str:

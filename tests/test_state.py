@@ -173,6 +173,18 @@ def test_redactor_masks_registered_secrets() -> None:
     assert redactor.redact_json({"k": ["x s3cr3t-value"], "n": 1}) == {"k": ["x ***"], "n": 1}
 
 
+def test_redact_json_finds_secrets_through_one_search_of_the_json_text() -> None:
+    redactor = Redactor(["tok-ÄÖ-123456"])
+    clean = {"a": ["nothing here"], "n": 1}
+    assert redactor.redact_json(clean) is clean  # no copy when there is nothing to mask
+    assert redactor.absent_from_json('{"a":"nothing here"}')
+    assert not redactor.absent_from_json('{"a":"x tok-ÄÖ-123456"}')
+    assert redactor.redact_json({"tok-ÄÖ-123456": ["x tok-ÄÖ-123456"]}) == {"***": ["x ***"]}
+    quoted = Redactor(['pa"ss\\word-99'])  # JSON text escapes it: the walk is used instead
+    assert not quoted.absent_from_json('{"a":"pa\\"ss"}')
+    assert quoted.redact_json({"a": ['x pa"ss\\word-99']}) == {"a": ["x ***"]}
+
+
 def test_redact_headers() -> None:
     REDACTOR.add("leaky-value-987")
     headers = {
