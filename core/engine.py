@@ -338,7 +338,7 @@ class Runner:
                     if journal is None:
                         self._dry_run_event(k, r, report)
                         continue
-                    if self.process_event(journal.new_event(k, r), r, report, fresh=True):
+                    if self.process_event(journal.new_event(k, r), report):
                         report.events_succeeded += 1
                         if not cursor_blocked:
                             cursor_value = _max_cursor(cursor_value, r, cursor_field)
@@ -387,7 +387,7 @@ class Runner:
         assert self._journal is not None
         for event in self.store.pending_events(self.plan.recipe.name):
             if self.process_event(self._journal.stored_event(event.id, event.key, event.payload),
-                                  event.payload, report):
+                                  report):
                 report.events_succeeded += 1
             else:
                 report.events_failed += 1
@@ -406,7 +406,7 @@ class Runner:
             for event in events:
                 report.events_seen += 1
                 if self.process_event(journal.stored_event(event.id, event.key, event.payload),
-                                      event.payload, report):
+                                      report):
                     report.events_succeeded += 1
                 else:
                     report.events_failed += 1
@@ -417,17 +417,16 @@ class Runner:
         return report
 
     # -- steps ------------------------------------------------------------------------------
-    def process_event(self, event: PendingEvent, payload: Any, report: RunReport, *,
-                      fresh: bool = False) -> bool:
-        """Run every step for one event. ``fresh``: the event was just created, so no step
-        result can exist yet and the ledger lookups are skipped."""
+    def process_event(self, event: PendingEvent, report: RunReport) -> bool:
+        """Run every step for one event. A new event (no id yet) has no step results, so the
+        ledger is only consulted for stored ones (resumed or retried)."""
         journal = self._journal
         assert journal is not None
-        ctx: dict[str, Any] = {**self.base_context(), "trigger": payload, "steps": {}}
+        ctx: dict[str, Any] = {**self.base_context(), "trigger": event.payload, "steps": {}}
         try:
             for step in self.plan.steps:
                 ctx["steps"][step.spec.id or f"_{step.index}"] = self._run_step(
-                    step, event, ctx, fresh)
+                    step, event, ctx)
         except BudgetExhausted:
             raise  # nothing was sent: the event stays pending and the next run resumes it
         except SpliceError as exc:
@@ -437,8 +436,7 @@ class Runner:
         journal.finish(event, "succeeded")
         return True
 
-    def _run_step(self, step: StepPlan, event: PendingEvent, ctx: dict[str, Any],
-                  fresh: bool = False) -> Any:
+    def _run_step(self, step: StepPlan, event: PendingEvent, ctx: dict[str, Any]) -> Any:
         journal = self._journal
         assert journal is not None
         ctx = {**ctx, "connection": self.public_connection(step.connection, step.connector)}
@@ -458,7 +456,7 @@ class Runner:
         todo: list[tuple[int, int, dict[str, Any]]] = []
         for i, item in enumerate(items):
             item_index = i if step.for_each is not None else -1
-            done = None if fresh or event.id is None else \
+            done = None if event.id is None else \
                 self.store.get_step_result(event.id, step.index, item_index)
             if done is not None and done.status == "succeeded":
                 outputs[i] = done.output

@@ -49,10 +49,22 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
+def _is_str(value: Any) -> bool:
+    return isinstance(value, str)
+
+
+def _is_list(value: Any) -> bool:
+    return isinstance(value, list)
+
+
+def _is_dict(value: Any) -> bool:
+    return isinstance(value, dict)
+
+
 _TYPES: dict[str, Check] = {
-    "object": lambda v: isinstance(v, dict),
-    "array": lambda v: isinstance(v, list),
-    "string": lambda v: isinstance(v, str),
+    "object": _is_dict,
+    "array": _is_list,
+    "string": _is_str,
     # jsonschema also takes 1.0 as an integer: such values go the slow way
     "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
     "number": _is_number,
@@ -123,18 +135,6 @@ def _compile(schema: Any) -> Check:
         return True
 
     return every
-
-
-def _is_str(value: Any) -> bool:
-    return isinstance(value, str)
-
-
-def _is_list(value: Any) -> bool:
-    return isinstance(value, list)
-
-
-def _is_dict(value: Any) -> bool:
-    return isinstance(value, dict)
 
 
 def _itself(value: Any) -> Any:

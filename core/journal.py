@@ -34,6 +34,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -191,14 +192,14 @@ class Journal:
         returns how many events that was."""
         found: dict[str, PendingEvent] = {}
         dead: list[tuple[list[Path], Path, int | None]] = []
-        directory = self._log_dir()
-        runs = {p.name.split(".")[1] for p in directory.glob(f"{self._prefix()}.*")}
+        directory = self._log_dir
+        runs = {p.name.split(".")[1] for p in directory.glob(f"{self._prefix}.*")}
         for run_id in sorted(runs - {self.run_id}):
-            lock = directory / f"{self._prefix()}.{run_id}.lock"
+            lock = directory / f"{self._prefix}.{run_id}.lock"
             fd = _lock_if_dead(lock)
             if fd is None and lock.exists():
                 continue  # its run is alive
-            segments = sorted(directory.glob(f"{self._prefix()}.{run_id}.*.log"),
+            segments = sorted(directory.glob(f"{self._prefix}.{run_id}.*.log"),
                               key=lambda p: int(p.name.split(".")[2]))
             dead.append((segments, lock, fd))
             for segment in segments:
@@ -238,10 +239,10 @@ class Journal:
                     self._lock_fd = None
 
     def _lock_path(self) -> Path:
-        return self._log_dir() / f"{self._prefix()}.{self.run_id}.lock"
+        return self._log_dir / f"{self._prefix}.{self.run_id}.lock"
 
     def _segment_path(self, number: int) -> Path:
-        return self._log_dir() / f"{self._prefix()}.{self.run_id}.{number}.log"
+        return self._log_dir / f"{self._prefix}.{self.run_id}.{number}.log"
 
     def _close_segment(self) -> Path | None:
         """End the current log segment (its group is about to be committed)."""
@@ -251,10 +252,13 @@ class Journal:
         self._log_fd = None
         return self._segment_path(self._segment)
 
+    @cached_property
     def _log_dir(self) -> Path:
         return self.store.run_log_dir()
 
+    @cached_property
     def _prefix(self) -> str:
+        """File-name prefix of this trigger's run logs."""
         return hashlib.sha256(f"{self.recipe}\x00{self.trigger}".encode()).hexdigest()[:16]
 
     def _log(self, event: PendingEvent) -> None:

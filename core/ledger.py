@@ -529,15 +529,6 @@ class LedgerMixin:
                 **dict.fromkeys(RUN_COUNTERS, 0)))
         return run_id
 
-    def add_run_counts(self, run_id: str, **deltas: int) -> None:
-        """Add to a running run's counters (``events_seen=3``...), e.g. after each poll."""
-        if not deltas:
-            return
-        values = {name: runs.c[_choice(name, RUN_COUNTERS, "counter")] + int(delta)
-                  for name, delta in deltas.items()}
-        with self._write() as conn:
-            conn.execute(runs.update().where(runs.c.id == run_id).values(**values))
-
     def finish_run(self, run_id: str, *, status: str | None = None, error: str | None = None,
                    **counts: int) -> None:
         """Close a run with its final counters. Default status: failed if any event failed."""
@@ -599,10 +590,10 @@ class LedgerMixin:
         assigned: dict[int, int] = {}
         with self._write() as conn:
             new = [p for p in group if p.id is None]
-            if new:
-                assigned = self._insert_events(conn, recipe, trigger, new)
-            ids = {id(p): assigned.get(id(p), p.id) for p in group}
             stamp = now()
+            if new:
+                assigned = self._insert_events(conn, recipe, trigger, new, stamp)
+            ids = {id(p): assigned.get(id(p), p.id) for p in group}
             updates = [{"b_id": ids[id(p)], "b_status": p.status,
                         "b_error": _redact_text(p.error), "b_now": stamp,
                         "b_inc": p.attempts, "b_run": p.run_id}
@@ -631,7 +622,7 @@ class LedgerMixin:
             p.written()
 
     def _insert_events(self, conn: Connection, recipe: str, trigger: str,
-                       new: list[PendingEvent]) -> dict[int, int]:
+                       new: list[PendingEvent], stamp: datetime) -> dict[int, int]:
         """Insert ``new`` events (with their final status) and their seen keys; returns
         ``{id(pending): event id}``. An event some other process recorded meanwhile keeps its
         row and gets this run's status as an update."""
@@ -645,7 +636,6 @@ class LedgerMixin:
         for start in range(0, len(keys), 500):
             existing.update(conn.execute(stmt, {"b_recipe": recipe, "b_trigger": trigger,
                                                 "b_keys": keys[start:start + 500]}).all())
-        stamp = now()
         sqlite = conn.dialect.name == "sqlite"
         rows = [{"recipe": recipe, "trigger": trigger, "key": key,
                  "payload": Encoded(p.payload_json) if sqlite and p.payload_json is not None

@@ -98,11 +98,11 @@ class Operation:
 
     @cached_property
     def input_validator(self) -> Draft202012Validator:
-        return validator_for(self.input)
+        return self.input_checker.validator
 
     @cached_property
     def output_validator(self) -> Draft202012Validator:
-        return validator_for(self.output)
+        return self.output_checker.validator
 
     @cached_property
     def input_checker(self) -> Checker:

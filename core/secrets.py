@@ -263,15 +263,14 @@ class Redactor:
         """A JSON-able value with secrets masked in every string (keys included): a masked
         copy, or ``value`` itself when it holds no secret (found with one search of its JSON
         text instead of a walk over every string)."""
-        pattern = self._compiled()
-        if pattern is None:
+        if self._compiled() is None:
             return value
-        if isinstance(value, Mapping | list | tuple) and self._json_safe:
+        if isinstance(value, Mapping | list | tuple):
             try:
                 text = json.dumps(value, ensure_ascii=False, default=str)
             except (TypeError, ValueError):
                 text = None
-            if text is not None and pattern.search(text) is None:
+            if text is not None and self.absent_from_json(text):
                 return value
         return self._redact_walk(value)
 
