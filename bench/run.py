@@ -129,7 +129,7 @@ def startup(reps: int) -> dict[str, Any]:
 # Connections the validated recipe names, with every scope its connectors know.
 _CONNECTIONS = """
 from splice.plugins import get_registry
-from splice.state import Store
+from splice.store.database import Store
 reg = get_registry(); store = Store.open()
 for name, cid in (("my-highlevel", "ghl_users"), ("my-invoice2go", "invoice2go")):
     c = reg.connectors[cid]
@@ -212,7 +212,7 @@ def report(results: dict[str, Any], path: Path, chart_file: str | None) -> None:
         "Versions: " + ", ".join(f"{k} {v}" for k, v in m["versions"].items()) + ".", "",
         "The API is `bench/api.py` (uvicorn on 127.0.0.1 in its own process, pages rendered "
         "once and cached); 15-field records, 100 per page. splice runs "
-        "`bench/recipe.yaml` through `splice.engine.Runner` with a fresh SQLite state "
+        "`bench/recipe.yaml` through `splice.run.runner.Runner` with a fresh SQLite state "
         "directory per run.", "",
         "## Throughput", "",
         "| benchmark | records | hand-written | splice | ratio | target | |",

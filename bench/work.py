@@ -133,11 +133,11 @@ def splice_runner(n: int, url: str) -> Any:
     os.environ.setdefault("SPLICE_SECRET_KEY", "rHYfq5Qxv6l1L0XWm2m4oXq3r7tDk1cW8m1Jb0hT9yA=")
     os.environ["SPLICE_LOAD_PLUGINS"] = ""  # only the bench connector below
     from splice import hookimpl, plugins
-    from splice.engine import Runner
-    from splice.plan import build_plan
-    from splice.recipe import load_recipe
-    from splice.state import Store
-    from splice.templates import TemplateEngine
+    from splice.mapping.templates import TemplateEngine
+    from splice.model.recipe import load_recipe
+    from splice.run.plan import build_plan
+    from splice.run.runner import Runner
+    from splice.store.database import Store
 
     class BenchPlugin:
         @hookimpl

@@ -20,14 +20,14 @@ import pluggy
 
 from . import hookspecs
 from .errors import ConfigError, DocumentError, PluginError
-from .manifest import Connector, load_manifest
-from .schema import did_you_mean
+from .model.manifest import Connector, load_manifest
+from .model.schema import did_you_mean
 
 ENTRY_POINT_GROUP = "splice"
 DEFAULT_PLUGINS = (
     "splice.default_plugins.filters",
     "splice.default_plugins.auth",
-    "splice.default_plugins.events",
+    "splice.default_plugins.connection_events",
 )
 
 pm = pluggy.PluginManager("splice")

@@ -32,7 +32,7 @@ from cryptography.fernet import Fernet, InvalidToken
 from cryptography.hazmat.primitives.hashes import SHA256
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from splice.errors import ConfigError
+from .errors import ConfigError
 
 __all__ = [
     "MASK",

@@ -12,8 +12,8 @@ import pytest
 from click.testing import CliRunner, Result
 
 from splice import hookimpl, plugins
-from splice.ratelimit import reset_shared_buckets
-from splice.sandboxes import serve
+from splice.http.ratelimit import reset_shared_buckets
+from splice.sandbox.server import serve
 
 from .fakeapi import TOKEN, create_app
 
@@ -79,7 +79,7 @@ class FakeCrm:
 @pytest.fixture
 def fakecrm() -> Iterator[FakeCrm]:
     """The fake CRM API on a loopback port, its connector, and a connection named 'crm'."""
-    from splice.state import Store
+    from splice.store.database import Store
 
     register_test_plugin(_FakeCrmPlugin(), "fakecrm-test-plugin")
     app = create_app()
@@ -93,6 +93,6 @@ def fakecrm() -> Iterator[FakeCrm]:
 
 def invoke(*args: str, input: str | None = None) -> Result:
     """Run the splice CLI in-process."""
-    from splice.cli import cli
+    from splice.cli.main import cli
 
     return CliRunner().invoke(cli, list(args), input=input, catch_exceptions=False)

@@ -1,6 +1,6 @@
 """A loopback API that misbehaves on request: resilience and pagination tests drive it.
 
-``create_app(n_records)`` returns a Starlette app (serve it with ``splice.sandboxes.serve``):
+``create_app(n_records)`` returns a Starlette app (serve it with ``splice.sandbox.server.serve``):
 
 * ``/flaky/{name}`` (any method) plays the script ``app.state.scripts[name]`` one action per
   request, then answers 200 ``{"ok": true, "arrival": n}``. Actions: ``{"status": 503,

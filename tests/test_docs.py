@@ -9,8 +9,8 @@ import pytest
 import yaml
 
 from splice import hookspecs
-from splice.documents import parse_document
-from splice.schema import bundled_schema
+from splice.model.documents import parse_document
+from splice.model.schema import bundled_schema
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
@@ -43,10 +43,10 @@ def test_every_schema_key_is_documented(schema, doc):
 
 
 def test_recipe_example_is_a_valid_recipe():
-    from splice.plan import build_plan
+    from splice.mapping.templates import TemplateEngine
+    from splice.model.recipe import recipe_from_document
     from splice.plugins import get_registry
-    from splice.recipe import recipe_from_document
-    from splice.templates import TemplateEngine
+    from splice.run.plan import build_plan
 
     blocks = _yaml_blocks((DOCS / "recipes.md").read_text())
     assert blocks
@@ -87,7 +87,7 @@ def test_every_filter_is_documented():
 def test_every_command_is_documented():
     import click
 
-    from splice.cli import cli
+    from splice.cli.main import cli
 
     text = (DOCS / "cli.md").read_text()
     ctx = click.Context(cli)

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 import yaml
 
-from splice.fastcheck import compile_check
-from splice.schema import Checker, validator_for
+from splice.model.fastcheck import compile_check
+from splice.model.schema import Checker, validator_for
 
 ROOT = Path(__file__).resolve().parent.parent
 MANIFESTS = [ROOT / "connectors/ghl_users/manifest.yaml",

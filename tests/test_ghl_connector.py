@@ -1,6 +1,6 @@
 """The HighLevel connector (ghl_users) driven through the engine against its sandbox.
 
-Every test connects with the real OAuth flow (``splice.connect.connect``: consent page,
+Every test connects with the real OAuth flow (``splice.connections.authorize.connect``: consent
 loopback redirect listener, HighLevel's form-encoded token request with ``user_type``,
 encrypted storage) to one sandbox shared by the module and reset before each test. Operations
 are called the way a recipe step calls them: defaults rendered from the connection, input
@@ -29,16 +29,16 @@ from jsonschema import Draft202012Validator, FormatChecker
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from splice.connect import connect
-from splice.engine import connection_client
+from splice.connections.authorize import connect
 from splice.errors import AuthError, HTTPError
-from splice.http import ApiClient, CallResult, prepare_call
-from splice.manifest import Connector, Operation, load_manifest
+from splice.http.client import ApiClient, CallResult, prepare_call
+from splice.http.ratelimit import limiter_for
+from splice.mapping.templates import TemplateEngine
+from splice.model.manifest import Connector, Operation, load_manifest
 from splice.plugins import get_registry
-from splice.ratelimit import limiter_for
-from splice.sandboxes import SandboxConfig, serve
-from splice.state import ConnectionRecord, Store
-from splice.templates import TemplateEngine
+from splice.run.runner import connection_client
+from splice.sandbox.server import SandboxConfig, serve
+from splice.store.database import ConnectionRecord, Store
 from splice_connectors.ghl_users import MANIFEST
 from splice_connectors.ghl_users.sandbox import create_app
 from splice_connectors.ghl_users.sandbox_data import COMPANY_ID, LOCATION_ID

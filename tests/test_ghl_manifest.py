@@ -13,7 +13,7 @@ import yaml
 from jinja2.sandbox import SandboxedEnvironment
 from jsonschema import Draft202012Validator
 
-from splice.openapi import connector_schema, load_spec
+from splice.openapi.importer import connector_schema, load_spec
 
 SP = "/social-media-posting"
 CORE_IDS = {

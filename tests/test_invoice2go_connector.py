@@ -1,6 +1,6 @@
 """The Invoice2go connector driven through the engine against its sandbox, over loopback HTTP.
 
-Every test connects with the real OAuth flow (``splice.connect.connect``: PKCE, loopback
+Every test connects with the real OAuth flow (``splice.connections.authorize.connect``: PKCE,
 redirect listener, encrypted token storage) in its own SPLICE_HOME, then calls operations the
 way the runner does: operation defaults rendered from the connection, input validated against
 the manifest, body templates rendered, the request built by ``prepare_call`` and sent by the
@@ -23,17 +23,17 @@ import httpx
 import pytest
 import yaml
 
-from splice import connect as splice_connect
 from splice import plugins
-from splice.connect import connect
-from splice.engine import connection_client
+from splice.connections import authorize as splice_connect
+from splice.connections.authorize import connect
 from splice.errors import AuthError, HTTPError
-from splice.http import ApiClient, prepare_call
-from splice.manifest import MISSING, Connector, Operation
+from splice.http.client import ApiClient, prepare_call
+from splice.mapping.templates import TemplateEngine
+from splice.model.manifest import MISSING, Connector, Operation
 from splice.plugins import get_registry
-from splice.sandboxes import SandboxConfig, serve
-from splice.state import Store
-from splice.templates import TemplateEngine
+from splice.run.runner import connection_client
+from splice.sandbox.server import SandboxConfig, serve
+from splice.store.database import Store
 from splice_connectors.invoice2go import MANIFEST
 from splice_connectors.invoice2go.sandbox import create_app
 

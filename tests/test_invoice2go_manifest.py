@@ -14,8 +14,8 @@ import pytest
 import yaml
 from jsonschema import Draft202012Validator, FormatChecker
 
-from splice.manifest import load_manifest
-from splice.templates import TemplateEngine
+from splice.mapping.templates import TemplateEngine
+from splice.model.manifest import load_manifest
 
 MANIFEST_FILE = files("splice_connectors.invoice2go") / "manifest.yaml"
 MANIFEST: dict[str, Any] = yaml.safe_load(MANIFEST_FILE.read_text(encoding="utf-8"))

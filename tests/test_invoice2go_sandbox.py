@@ -13,7 +13,7 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
-from splice.sandbox_oauth import (
+from splice.sandbox.oauth_server import (
     AuthFailure,
     OAuthClient,
     OAuthFailure,
@@ -21,11 +21,11 @@ from splice.sandbox_oauth import (
     pkce_challenge,
     redirect_uri_matches,
 )
-from splice.sandboxes import SandboxConfig, serve
+from splice.sandbox.server import SandboxConfig, serve
 from splice_connectors.invoice2go.sandbox import create_app
 
 # --------------------------------------------------------------------------------------------
-# splice.sandbox_oauth, driven directly
+# splice.sandbox.oauth_server, driven directly
 # --------------------------------------------------------------------------------------------
 
 REDIRECT = "http://127.0.0.1/callback"

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from splice.engine import idempotency_key
-from splice.journal import Journal
-from splice.state import Store
+from splice.run.runner import idempotency_key
+from splice.store.database import Store
+from splice.store.journal import Journal
 
 
 @pytest.fixture

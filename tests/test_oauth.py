@@ -27,14 +27,14 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from splice.connect import connect
+from splice.connections.authorize import connect
+from splice.connections.oauth import OAuth2Auth, refresh_skew
 from splice.errors import AuthError, HTTPError
-from splice.events import list_connection_events
-from splice.http import ApiClient, prepare_call
-from splice.oauth import OAuth2Auth, refresh_skew
+from splice.http.client import ApiClient, prepare_call
 from splice.plugins import get_registry
-from splice.sandboxes import SandboxConfig, load_factory, serve
-from splice.state import Store
+from splice.sandbox.server import SandboxConfig, load_factory, serve
+from splice.store.connection_events import list_connection_events
+from splice.store.database import Store
 
 from .conftest import ROOT, invoke
 
@@ -480,7 +480,7 @@ def test_threads_refresh_once(i2g: Sandbox, store: Store) -> None:
 CHILD = """
 import os, sys, time
 cid, url, name, go, die = sys.argv[1:6]
-from splice import state
+from splice.store import database as state
 if die == "1":
     original = state.Store.update_tokens
     def crash(self, conn, secret=None, *args, **kw):
@@ -488,8 +488,8 @@ if die == "1":
             os._exit(1)
         return original(self, conn, secret, *args, **kw)
     state.Store.update_tokens = crash
-from splice.http import ApiClient, prepare_call
-from splice.oauth import OAuth2Auth
+from splice.http.client import ApiClient, prepare_call
+from splice.connections.oauth import OAuth2Auth
 from splice.plugins import get_registry
 store = state.Store.open()
 connector = get_registry().connector(cid)

@@ -12,7 +12,7 @@ import yaml
 from jsonschema import Draft202012Validator
 
 from splice.errors import InputError
-from splice.openapi import (
+from splice.openapi.importer import (
     ImportResult,
     derive_operation_id,
     dump_manifest,
@@ -47,7 +47,7 @@ needs_specs = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def meta_validator() -> Draft202012Validator:
-    from splice.openapi import connector_schema
+    from splice.openapi.importer import connector_schema
 
     return Draft202012Validator(connector_schema())
 

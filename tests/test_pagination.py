@@ -14,10 +14,10 @@ import httpx
 import pytest
 
 from splice.errors import RequestError
-from splice.http import ApiClient, prepare_call
-from splice.manifest import Connector, load_manifest
-from splice.pagination import Page
-from splice.sandboxes import serve
+from splice.http.client import ApiClient, prepare_call
+from splice.http.pagination import Page
+from splice.model.manifest import Connector, load_manifest
+from splice.sandbox.server import serve
 
 from .faultserver import create_app, make_records
 
@@ -149,7 +149,7 @@ def test_link_and_next_url_follow_relative_urls(api):
 
 
 def test_same_cursor_twice_stops_the_loop(api, caplog):
-    with caplog.at_level(logging.WARNING, logger="splice.pagination"):
+    with caplog.at_level(logging.WARNING, logger="splice.http.pagination"):
         pages = api.pages("stuck")
     assert len(api.requests()) == 2  # the first page, then the one cursor it kept sending
     assert len(pages) == 2 and pages[-1].next is None
@@ -157,7 +157,7 @@ def test_same_cursor_twice_stops_the_loop(api, caplog):
 
 
 def test_api_that_ignores_the_offset_stops_after_one_repeat(api, caplog):
-    with caplog.at_level(logging.WARNING, logger="splice.pagination"):
+    with caplog.at_level(logging.WARNING, logger="splice.http.pagination"):
         pages = api.pages("ignores_skip")
     assert ids(pages) == ALL[:10]  # the repeated page adds nothing
     assert len(api.requests()) == 2
@@ -189,7 +189,7 @@ def test_every_kind_resumes_from_its_checkpoint(api, kind):
 
 
 def test_a_checkpoint_of_another_kind_starts_over(api, caplog):
-    with caplog.at_level(logging.WARNING, logger="splice.pagination"):
+    with caplog.at_level(logging.WARNING, logger="splice.http.pagination"):
         assert ids(api.pages("offset", resume={"cursor": "abc"})) == ALL
     assert "does not fit offset pagination" in caplog.text
 
@@ -221,12 +221,13 @@ def test_pages_stream_one_request_at_a_time(api):
 def _crash_after_notes(home: str, posts_before_crash: int) -> None:
     """Child process: run the notes recipe and die hard (no cleanup) right after the API
     answered POST number ``posts_before_crash`` to /notes, before splice recorded it."""
-    from splice import http, plugins
-    from splice.engine import Runner
-    from splice.plan import build_plan
-    from splice.recipe import load_recipe
-    from splice.state import Store
-    from splice.templates import TemplateEngine
+    from splice import plugins
+    from splice.http import client as http
+    from splice.mapping.templates import TemplateEngine
+    from splice.model.recipe import load_recipe
+    from splice.run.plan import build_plan
+    from splice.run.runner import Runner
+    from splice.store.database import Store
 
     from .conftest import FIXTURES, _FakeCrmPlugin, register_test_plugin
 
@@ -257,10 +258,10 @@ def _crash_after_notes(home: str, posts_before_crash: int) -> None:
 
 def _crash_and_resume(fakecrm: Any, splice_home: Path, posts_before_crash: int) -> list[Any]:
     from splice import plugins
-    from splice.engine import Runner
-    from splice.plan import build_plan
-    from splice.recipe import load_recipe
-    from splice.templates import TemplateEngine
+    from splice.mapping.templates import TemplateEngine
+    from splice.model.recipe import load_recipe
+    from splice.run.plan import build_plan
+    from splice.run.runner import Runner
 
     from .conftest import FIXTURES
 
@@ -330,10 +331,10 @@ class SlowTransport(httpx.HTTPTransport):
 def test_step_concurrency_runs_items_in_parallel_and_keeps_their_order(crm_only, tmp_path):
     fakecrm = crm_only
     from splice import plugins
-    from splice.engine import Runner
-    from splice.plan import build_plan
-    from splice.recipe import load_recipe
-    from splice.templates import TemplateEngine
+    from splice.mapping.templates import TemplateEngine
+    from splice.model.recipe import load_recipe
+    from splice.run.plan import build_plan
+    from splice.run.runner import Runner
 
     recipe = tmp_path / "fanout.yaml"
     recipe.write_text(

@@ -165,7 +165,7 @@ def test_hook_register_template_filters():
             register("shout", lambda value: str(value).upper() + "!")
 
     register_test_plugin(Shout(), "shout")
-    from splice.templates import TemplateEngine
+    from splice.mapping.templates import TemplateEngine
 
     engine = TemplateEngine(plugins.get_registry().filters)
     assert engine.compile_mapping({"a": "{{ 'hi' | shout }}"})({}) == {"a": "HI!"}
@@ -192,7 +192,7 @@ def test_hook_register_commands():
                 click.echo("hello from a plugin")
 
     register_test_plugin(Cmd(), "cmd-plugin")
-    from splice.cli import SpliceGroup
+    from splice.cli.main import SpliceGroup
 
     SpliceGroup._plugins_loaded = False
     from .conftest import invoke

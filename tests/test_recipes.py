@@ -16,21 +16,21 @@ from typing import Any
 
 import pytest
 
-from splice.demo import (
+from splice.errors import AuthError
+from splice.http.client import prepare_call
+from splice.mapping.templates import TemplateEngine
+from splice.model.recipe import load_recipe
+from splice.plugins import get_registry
+from splice.run.demo import (
     CONNECTIONS,
     Sandboxes,
     connect_to_sandbox,
     ensure_connection,
     needed_scopes,
 )
-from splice.engine import Runner, RunReport, connection_client
-from splice.errors import AuthError
-from splice.http import prepare_call
-from splice.plan import build_plan
-from splice.plugins import get_registry
-from splice.recipe import load_recipe
-from splice.state import Store
-from splice.templates import TemplateEngine
+from splice.run.plan import build_plan
+from splice.run.runner import Runner, RunReport, connection_client
+from splice.store.database import Store
 
 from .conftest import ROOT, invoke
 

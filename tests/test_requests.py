@@ -7,8 +7,8 @@ import httpx
 import pytest
 
 from splice.errors import RequestError
-from splice.http import ensure_under_base, prepare_call
-from splice.manifest import load_manifest
+from splice.http.client import ensure_under_base, prepare_call
+from splice.model.manifest import load_manifest
 
 from .conftest import FIXTURES
 

@@ -15,9 +15,8 @@ import pytest
 import sqlalchemy as sa
 
 from splice.errors import HTTPError, SpliceError
-from splice.http import ApiClient, Attempt, backoff, prepare_call
-from splice.manifest import Connector, load_manifest
-from splice.ratelimit import (
+from splice.http.client import ApiClient, Attempt, backoff, prepare_call
+from splice.http.ratelimit import (
     BudgetExhausted,
     Window,
     budget_file,
@@ -27,7 +26,8 @@ from splice.ratelimit import (
     parse_period,
     reset_shared_buckets,
 )
-from splice.sandboxes import free_port, serve
+from splice.model.manifest import Connector, load_manifest
+from splice.sandbox.server import free_port, serve
 
 from .faultserver import arrivals, create_app
 
@@ -273,7 +273,7 @@ def test_post_is_retried_when_the_connection_was_refused():
 
 
 def test_every_attempt_is_logged_by_verbose_and_counted_on_the_step(fakecrm, monkeypatch):
-    from splice.state import Store
+    from splice.store.database import Store
 
     from .conftest import FIXTURES, _FakeCrmPlugin, invoke, register_test_plugin
 
@@ -395,7 +395,7 @@ def test_429_holds_the_budget_for_other_requests(fault):
 
 
 def test_budget_file_sits_next_to_the_state_database(splice_home):
-    from splice.state import Store
+    from splice.store.database import Store
 
     store = Store.open()
     assert budget_file(store) == (splice_home / "ratelimits.db").resolve()
@@ -438,10 +438,10 @@ def test_budget_of_5_per_second_holds_across_two_processes(fault, tmp_path):
 def _budget_runner(fakecrm: Any, tmp_path: Any, limit: int) -> Any:
     """A Runner for the notes recipe whose fake CRM declares a daily budget of ``limit``."""
     from splice import hookimpl, plugins
-    from splice.engine import Runner
-    from splice.plan import build_plan
-    from splice.recipe import load_recipe
-    from splice.templates import TemplateEngine
+    from splice.mapping.templates import TemplateEngine
+    from splice.model.recipe import load_recipe
+    from splice.run.plan import build_plan
+    from splice.run.runner import Runner
 
     from .conftest import FIXTURES, register_test_plugin
 

@@ -33,12 +33,12 @@ from urllib.parse import parse_qs, quote, quote_plus, urlsplit
 import httpx
 import pytest
 
-from splice.connect import connect
+from splice.connections.authorize import connect
 from splice.errors import SpliceError
 from splice.plugins import get_registry
-from splice.sandboxes import SandboxConfig, load_factory, serve
+from splice.sandbox.server import SandboxConfig, load_factory, serve
 from splice.secrets import REDACTOR
-from splice.state import Store
+from splice.store.database import Store
 
 from .conftest import ROOT, invoke
 
@@ -321,8 +321,8 @@ def test_errors_and_exceptions_carry_no_secret(world: tuple[dict[str, str], Evid
         connect(connector, store, name=NAMES[cid], **kwargs)
         evidence.harvest(store)
 
-        from splice.engine import connection_client
-        from splice.http import prepare_call
+        from splice.http.client import prepare_call
+        from splice.run.runner import connection_client
 
         def call(cid: str = cid, transport: Any = None) -> None:
             c = registry.connector(cid)

@@ -19,7 +19,6 @@ import pytest
 import sqlalchemy as sa
 
 from splice.errors import ConfigError
-from splice.ledger import metadata
 from splice.secrets import (
     REDACTOR,
     RedactingFilter,
@@ -29,7 +28,8 @@ from splice.secrets import (
     redact_headers,
     resolve_secret_ref,
 )
-from splice.state import SCHEMA_VERSION, Store, schema_version
+from splice.store.database import SCHEMA_VERSION, Store, schema_version
+from splice.store.ledger import metadata
 
 PG_URL = os.environ.get("SPLICE_TEST_POSTGRES_URL")
 

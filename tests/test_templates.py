@@ -10,7 +10,7 @@ import pytest
 
 from splice.default_plugins.filters import FILTERS
 from splice.errors import TemplateError, TemplateSecurityError
-from splice.templates import Reference, TemplateEngine, is_template
+from splice.mapping.templates import Reference, TemplateEngine, is_template
 
 SECRET = "sk_live_9f8e7d6c5b4a"
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from splice.errors import DocumentError
-from splice.manifest import load_manifest
+from splice.model.manifest import load_manifest
 
 from .conftest import FIXTURES, invoke
 
@@ -140,7 +140,7 @@ def test_valid_recipe_passes_in_yaml_and_json(fakecrm, tmp_path):
 
 
 def test_missing_scopes_are_named_with_the_fix(tmp_path):
-    from splice.state import Store
+    from splice.store.database import Store
 
     store = Store.open()
     store.put_connection("hl", connector="ghl_users", auth_type="oauth2", base_url=None,

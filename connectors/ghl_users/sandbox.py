@@ -40,8 +40,8 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Route
 
 from splice.errors import ConfigError
-from splice.sandbox_oauth import AuthFailure, OAuthClient, OAuthFailure, OAuthServer
-from splice.sandboxes import SandboxConfig
+from splice.sandbox.oauth_server import AuthFailure, OAuthClient, OAuthFailure, OAuthServer
+from splice.sandbox.server import SandboxConfig
 
 from . import sandbox_data as data
 from .sandbox_data import ApiProblem, RateLimiter, World, unprocessable

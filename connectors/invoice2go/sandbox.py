@@ -34,8 +34,14 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Route
 
 from splice.errors import ConfigError
-from splice.sandbox_oauth import AuthFailure, OAuthClient, OAuthFailure, OAuthServer, TokenInfo
-from splice.sandboxes import SandboxConfig
+from splice.sandbox.oauth_server import (
+    AuthFailure,
+    OAuthClient,
+    OAuthFailure,
+    OAuthServer,
+    TokenInfo,
+)
+from splice.sandbox.server import SandboxConfig
 
 from .sandbox_data import (
     ACCOUNT_ID,
@@ -695,7 +701,7 @@ class Sandbox:
 
 
 def create_app(config: SandboxConfig | None = None) -> Starlette:
-    """The Invoice2go sandbox as a Starlette app (serve it with ``splice.sandboxes.serve``)."""
+    """The Invoice2go sandbox as a Starlette app (serve it with ``splice.sandbox.server.serve``)."""
     sandbox = Sandbox(config or SandboxConfig())
     app = Starlette(routes=sandbox.routes(),
                     exception_handlers={HTTPException: sandbox.http_error,

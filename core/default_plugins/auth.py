@@ -7,10 +7,10 @@ from typing import Any
 
 import httpx
 
+from ..connections.oauth import OAuth2Auth
 from ..errors import ConfigError
 from ..hookspecs import hookimpl
-from ..manifest import Connector
-from ..oauth import OAuth2Auth
+from ..model.manifest import Connector
 
 
 class HeaderAuth(httpx.Auth):

@@ -26,11 +26,11 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin
 
-from .http import PreparedCall, dig, ensure_under_base, extract_records
-from .manifest import Operation
+from ..model.manifest import Operation
+from .client import PreparedCall, dig, ensure_under_base, extract_records
 
 if TYPE_CHECKING:
-    from .http import ApiClient
+    from .client import ApiClient
 
 log = logging.getLogger("splice.pagination")
 

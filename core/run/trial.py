@@ -12,11 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .engine import Runner, loop_vars
-from .errors import ConfigError, SpliceError
-from .http import dig, extract_records
-from .manifest import MISSING, Operation
-from .secrets import redact_headers
+from ..errors import ConfigError, SpliceError
+from ..http.client import dig, extract_records
+from ..model.manifest import MISSING, Operation
+from ..secrets import redact_headers
+from .runner import Runner, loop_vars
 
 
 @dataclass

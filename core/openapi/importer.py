@@ -23,9 +23,9 @@ from typing import Any
 import jsonschema
 import yaml
 
-from splice.errors import InputError
-from splice.openapi_names import derive_operation_id, title_from_id, valid_id
-from splice.openapi_schema import RefResolver, SchemaConverter, parse_document
+from ..errors import InputError
+from .names import derive_operation_id, title_from_id, valid_id
+from .schema import RefResolver, SchemaConverter, parse_document
 
 __all__ = [
     "ImportResult",

@@ -12,11 +12,11 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from .engine import connection_client, public_fields, render_defaults
-from .errors import InputError, ValidationFailed
-from .http import prepare_call
-from .schema import subschema
-from .templates import TemplateEngine
+from ..errors import InputError, ValidationFailed
+from ..http.client import prepare_call
+from ..mapping.templates import TemplateEngine
+from ..model.schema import subschema
+from .runner import connection_client, public_fields, render_defaults
 
 NON_STRING = {"integer", "number", "boolean", "array", "object", "null"}
 

@@ -43,9 +43,9 @@ try:
 except ImportError:  # pragma: no cover - not POSIX: no liveness check, logs of others wait
     fcntl = None  # type: ignore[assignment]
 
+from ..secrets import REDACTOR
+from .database import Store
 from .ledger import MISSING_CHECKPOINT, NO_ITEM, PendingEvent, json_dumps, redact_step
-from .secrets import REDACTOR
-from .state import Store
 
 __all__ = ["COMMIT_EVERY", "MAX_DELAY", "Journal"]
 

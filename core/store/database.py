@@ -35,9 +35,10 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import StaticPool
 
-from splice.errors import ConfigError
-from splice.events import create_table as create_connection_events
-from splice.ledger import (
+from ..errors import ConfigError
+from ..secrets import REDACTOR, SecretBox, home
+from .connection_events import create_table as create_connection_events
+from .ledger import (
     DeadLetter,
     EventRecord,
     JSONType,
@@ -52,7 +53,6 @@ from splice.ledger import (
     prebuilt,
     storage_key,
 )
-from splice.secrets import REDACTOR, SecretBox, home
 
 __all__ = [
     "ConnectionRecord",

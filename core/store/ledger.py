@@ -28,8 +28,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Dialect
 
-from splice.errors import ConfigError
-from splice.secrets import REDACTOR, redact_headers
+from ..errors import ConfigError
+from ..secrets import REDACTOR, redact_headers
 
 __all__ = [
     "DeadLetter",

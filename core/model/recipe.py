@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..errors import DocumentError
 from .documents import Document, load_document, parse_document
 from .durations import parse_period
-from .errors import DocumentError
 from .schema import bundled_validator, iter_errors
 
 DEFAULT_EVERY = 300

@@ -25,7 +25,7 @@ from typing import Any
 
 import httpx
 
-from .errors import AuthError, ConfigError
+from ..errors import AuthError, ConfigError
 
 __all__ = ["CONNECTIONS", "Changes", "DemoSummary", "RecipeResult", "Sandboxes",
            "approve_in_sandbox", "connect_to_sandbox", "diff_invoice2go", "ensure_connection",
@@ -40,7 +40,7 @@ SANDBOX_KEY = "demo_sandbox"  # connection config: the sandbox data file that is
 
 def recipes_dir() -> Path:
     """The project's ``recipes/`` folder (next to ``core/`` in a source checkout)."""
-    path = Path(__file__).resolve().parent.parent / "recipes"
+    path = Path(__file__).resolve().parents[2] / "recipes"
     if not path.is_dir():
         raise ConfigError(f"no recipes folder at {path}",
                           hint="run the demo from a source checkout (`pip install -e .`)")
@@ -55,7 +55,7 @@ class Sandboxes:
 
     def __init__(self, registry: Any, state_dir: Path | None,
                  connector_ids: tuple[str, ...] = tuple(CONNECTIONS)) -> None:
-        from .sandboxes import SandboxConfig
+        from ..sandbox.server import SandboxConfig
 
         self.connectors = {cid: registry.connector(cid) for cid in connector_ids}
         self.configs = {cid: SandboxConfig(state_path=state_dir / f"{cid}.json"
@@ -69,7 +69,7 @@ class Sandboxes:
         self._http = self._stack.enter_context(httpx.Client(timeout=10.0))
 
     def __enter__(self) -> Sandboxes:
-        from .sandboxes import load_factory, serve
+        from ..sandbox.server import load_factory, serve
 
         try:
             for cid, connector in self.connectors.items():
@@ -114,7 +114,7 @@ def approve_in_sandbox(url: str) -> None:
 def connect_to_sandbox(connector: Any, store: Any, *, name: str, base_url: str,
                        config: Any, scopes: list[str]) -> Any:
     """Create connection ``name`` with the real OAuth flow against a running sandbox."""
-    from .connect import connect
+    from ..connections.authorize import connect
 
     return connect(connector, store, name=name, client_id=config.client_id,
                    client_secret=config.client_secret, scopes=scopes, base_url=base_url,
@@ -164,8 +164,8 @@ def ensure_connection(store: Any, connector: Any, name: str, sandboxes: Sandboxe
 
 def needed_scopes(connector: Any, paths: list[Path]) -> list[str]:
     """Scopes the recipes at ``paths`` need from ``connector`` (all of its scopes if none)."""
-    from .errors import SpliceError
-    from .recipe import load_recipe
+    from ..errors import SpliceError
+    from ..model.recipe import load_recipe
 
     needed: list[str] = []
     for path in paths:
@@ -296,11 +296,11 @@ ACTIVITY: dict[str, Callable[[Sandboxes], str]] = {"ghl_users.tag_updated": _edi
 
 
 def _run_recipe(path: Path, store: Any, registry: Any, sandboxes: Sandboxes) -> RecipeResult:
-    from .engine import Runner
-    from .errors import DocumentError, SpliceError
+    from ..errors import DocumentError, SpliceError
+    from ..mapping.templates import TemplateEngine
+    from ..model.recipe import load_recipe
     from .plan import build_plan
-    from .recipe import load_recipe
-    from .templates import TemplateEngine
+    from .runner import Runner
 
     result = RecipeResult(file=path.name, name=path.stem)
     try:
@@ -345,8 +345,8 @@ def _run_recipe(path: Path, store: Any, registry: Any, sandboxes: Sandboxes) -> 
 
 @contextlib.contextmanager
 def _home(home: Path | None) -> Iterator[Path]:
-    from .secrets import HOME_ENV
-    from .secrets import home as splice_home
+    from ..secrets import HOME_ENV
+    from ..secrets import home as splice_home
 
     if home is None:
         yield splice_home()
@@ -370,8 +370,8 @@ def _order(paths: list[Path]) -> list[Path]:
 def run_demo(*, keep: bool = False, out: Callable[[str], None] = print,
              home: Path | None = None) -> DemoSummary:
     """Run every recipe against fresh or saved sandboxes and report what changed."""
-    from .plugins import get_registry
-    from .state import Store
+    from ..plugins import get_registry
+    from ..store.database import Store
 
     registry = get_registry()
     folder = recipes_dir()

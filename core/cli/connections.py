@@ -13,8 +13,8 @@ from typing import Any
 
 import click
 
-from .cli import _console, _esc, _registry, _store, handle_errors
-from .errors import ConfigError, InputError
+from ..errors import ConfigError, InputError
+from .common import console, esc, handle_errors, load_registry, open_store
 
 # Token-request fields --token-param may not set: they carry the flow's own values or secrets.
 _RESERVED_TOKEN_PARAMS = frozenset({"client_id", "client_secret", "code", "code_verifier",
@@ -34,7 +34,7 @@ def _duration(seconds: float) -> str:
 
 def token_state(record: Any, now: float | None = None) -> tuple[str, str]:
     """(state, words): valid / expiring / expired / refresh_interrupted / reauth_required."""
-    from .oauth import interrupted_refreshes, refresh_skew
+    from ..connections.oauth import interrupted_refreshes, refresh_skew
 
     if record.status == "reauth_required":
         return "reauth_required", "needs re-auth"
@@ -115,7 +115,7 @@ def connections_add(name: str, connector_id: str, from_env: str | None,
     command-line argument (which would land in shell history). OAuth connectors use
     `splice connect` instead.
     """
-    connector = _registry().connector(connector_id)
+    connector = load_registry().connector(connector_id)
     kind = connector.auth_type
     if kind == "oauth2":
         raise InputError(f"connector '{connector_id}' uses OAuth",
@@ -125,7 +125,7 @@ def connections_add(name: str, connector_id: str, from_env: str | None,
         secret["api_key"] = _secret_value("API key", from_env)
     elif kind == "bearer":
         secret["token"] = _secret_value("Token", from_env)
-    _store().put_connection(name, connector=connector_id, auth_type=kind, base_url=base_url,
+    open_store().put_connection(name, connector=connector_id, auth_type=kind, base_url=base_url,
                             config={}, secret=secret or None)
     click.echo(f"connection '{name}' saved ({connector_id}, {kind})")
 
@@ -135,7 +135,7 @@ def connections_add(name: str, connector_id: str, from_env: str | None,
 @handle_errors
 def connections_list(as_json: bool) -> None:
     """List connections: status (valid / expiring / needs re-auth), scopes, last refresh."""
-    rows = [_public(r) for r in _store().list_connections()]
+    rows = [_public(r) for r in open_store().list_connections()]
     if as_json:
         click.echo(json.dumps(rows, indent=2, default=str))
         return
@@ -152,11 +152,11 @@ def connections_list(as_json: bool) -> None:
     for r in rows:
         scopes = r["scopes"]
         shown = " ".join(scopes) if len(scopes) <= 3 else f"{len(scopes)} scopes"
-        table.add_row(_esc(r["name"]), r["connector"],
-                      f"[{colour[r['state']]}]{_esc(r['status'])}[/]", _esc(shown or "-"),
+        table.add_row(esc(r["name"]), r["connector"],
+                      f"[{colour[r['state']]}]{esc(r['status'])}[/]", esc(shown or "-"),
                       (r["last_refresh_at"] or "-")[:16].replace("T", " "),
-                      *([_esc(r["base_url"] or "(default)")] if overrides else []))
-    _console().print(table)
+                      *([esc(r["base_url"] or "(default)")] if overrides else []))
+    console().print(table)
 
 
 @connections.command("show")
@@ -164,7 +164,7 @@ def connections_list(as_json: bool) -> None:
 @handle_errors
 def connections_show(name: str) -> None:
     """Show one connection as JSON: status, scopes, token fields, expiry (never secrets)."""
-    click.echo(json.dumps(_public(_store().require_connection(name)), indent=2, default=str))
+    click.echo(json.dumps(_public(open_store().require_connection(name)), indent=2, default=str))
 
 
 @connections.command("remove")
@@ -175,7 +175,7 @@ def connections_remove(name: str) -> None:
 
     The provider still holds the grant: run `splice connections revoke NAME` first to end it.
     """
-    if not _store().delete_connection(name):
+    if not open_store().delete_connection(name):
         raise ConfigError(f"no connection named '{name}'")
     click.echo(f"connection '{name}' removed")
 
@@ -185,12 +185,12 @@ def connections_remove(name: str) -> None:
 @handle_errors
 def connections_test(name: str) -> None:
     """Call the connector's cheap test operation with connection NAME."""
-    from .engine import connection_client
-    from .http import prepare_call
+    from ..http.client import prepare_call
+    from ..run.runner import connection_client
 
-    store = _store()
+    store = open_store()
     record = store.require_connection(name)
-    registry = _registry()
+    registry = load_registry()
     connector = registry.connector(record.connector)
     op_id = connector.test_operation
     if not op_id:
@@ -208,11 +208,11 @@ def connections_test(name: str) -> None:
 
 
 def _oauth_record(name: str) -> tuple[Any, Any, Any]:
-    store = _store()
+    store = open_store()
     record = store.require_connection(name)
     if record.auth_type != "oauth2":
         raise InputError(f"connection '{name}' does not use OAuth")
-    return store, record, _registry().connector(record.connector)
+    return store, record, load_registry().connector(record.connector)
 
 
 @connections.command("refresh")
@@ -222,7 +222,7 @@ def connections_refresh(name: str) -> None:
     """Refresh an OAuth connection's access token now (rotating its refresh token)."""
     import httpx
 
-    from .oauth import OAuth2Auth
+    from ..connections.oauth import OAuth2Auth
 
     store, record, connector = _oauth_record(name)
     auth = OAuth2Auth(connector, record, store)
@@ -241,7 +241,7 @@ def connections_revoke(name: str) -> None:
     The connection stays (status: needs re-auth) until `splice connect` renews it or
     `splice connections remove` deletes it.
     """
-    from .oauth import revoke
+    from ..connections.oauth import revoke
 
     store, record, connector = _oauth_record(name)
     told = revoke(connector, record, store)
@@ -322,10 +322,10 @@ def connect(connector_id: str, name: str, scopes: str | None, port: int, no_brow
     connection being renewed, or a prompt; never from a command-line argument, which would
     land in shell history and process lists. docs/auth.md walks through each provider.
     """
-    from .connect import connect as run_connect
+    from ..connections.authorize import connect as run_connect
 
-    connector = _registry().connector(connector_id)
-    store = _store()
+    connector = load_registry().connector(connector_id)
+    store = open_store()
     existing = store.get_connection(name)
     if existing is not None and existing.connector != connector_id:
         raise InputError(f"connection '{name}' belongs to connector '{existing.connector}'",
@@ -342,9 +342,9 @@ def connect(connector_id: str, name: str, scopes: str | None, port: int, no_brow
         wanted = scopes.split()
         unknown = [s for s in wanted if s not in connector.scopes]
         if unknown:
-            _console(stderr=True).print(
+            console(stderr=True).print(
                 f"[yellow]warning[/]: {connector_id} declares no scope "
-                f"{_esc(' '.join(unknown))}; asking for it anyway")
+                f"{esc(' '.join(unknown))}; asking for it anyway")
     else:
         wanted = default_scopes(connector)
         wanted += [s for s in (existing.scopes if existing else []) if s not in wanted]
@@ -352,7 +352,7 @@ def connect(connector_id: str, name: str, scopes: str | None, port: int, no_brow
     if base_url is None and existing is not None:
         base_url = existing.base_url
     skew = refresh_skew if refresh_skew is not None else old_config.get("refresh_skew")
-    err = _console(stderr=True)
+    err = console(stderr=True)
 
     def open_url(url: str) -> None:
         if no_browser or not webbrowser.open(url):
@@ -374,12 +374,12 @@ def connect(connector_id: str, name: str, scopes: str | None, port: int, no_brow
         click.echo("  " + ", ".join(f"{k}: {v}" for k, v in result.fields.items()))
     missing = [s for s in wanted if s not in result.scopes]
     if missing:
-        err.print(f"[yellow]warning[/]: not granted: {_esc(' '.join(missing))}")
+        err.print(f"[yellow]warning[/]: not granted: {esc(' '.join(missing))}")
 
 
 def default_scopes(connector: Any, recipes_dir: Path = Path("recipes")) -> list[str]:
     """Scopes the project's recipes need from this connector, else all of its scopes."""
-    from .recipe import load_recipe
+    from ..model.recipe import load_recipe
 
     needed: list[str] = []
     for path in sorted(recipes_dir.glob("*.y*ml")) + sorted(recipes_dir.glob("*.json")):
@@ -420,9 +420,9 @@ def sandbox(connector_id: str, port: int, state_path: Path | None,
     Its OAuth client is fixed and public (id splice-demo, secret splice-demo-secret) and
     accepts any http://127.0.0.1:PORT/callback redirect URI.
     """
-    from .sandboxes import SandboxConfig, load_factory, serve
+    from ..sandbox.server import SandboxConfig, load_factory, serve
 
-    connector = _registry().connector(connector_id)
+    connector = load_registry().connector(connector_id)
     factory = load_factory(connector)
     config = SandboxConfig(state_path=state_path, auto_approve=not manual_approve)
     prefix = f"SPLICE_{connector_id.upper()}"
@@ -438,8 +438,3 @@ def sandbox(connector_id: str, port: int, state_path: Path | None,
         except KeyboardInterrupt:
             click.echo("sandbox stopped")
 
-
-def attach(cli: click.Group) -> None:
-    cli.add_command(connections)
-    cli.add_command(connect)
-    cli.add_command(sandbox)

@@ -28,9 +28,9 @@ from urllib.parse import quote, urlsplit
 import httpx
 import tenacity
 
-from .durations import human
-from .errors import AuthError, HTTPError, RequestError, SpliceError
-from .manifest import MISSING, PATH_PARAM, Connector, Operation
+from ..errors import AuthError, HTTPError, RequestError, SpliceError
+from ..model.durations import human
+from ..model.manifest import MISSING, PATH_PARAM, Connector, Operation
 from .ratelimit import BudgetExhausted, RateLimiter
 
 if TYPE_CHECKING:

@@ -14,13 +14,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .documents import Document
-from .errors import DocumentError, Problem, TemplateError
-from .manifest import Connector, Operation, Trigger
-from .plugins import Registry
-from .recipe import Recipe, StepSpec
-from .schema import did_you_mean, iter_errors, property_names, subschema, validator_for
-from .templates import CompiledExpression, CompiledMapping, TemplateEngine, is_template
+from ..errors import DocumentError, Problem, TemplateError
+from ..mapping.templates import CompiledExpression, CompiledMapping, TemplateEngine, is_template
+from ..model.documents import Document
+from ..model.manifest import Connector, Operation, Trigger
+from ..model.recipe import Recipe, StepSpec
+from ..model.schema import did_you_mean, iter_errors, property_names, subschema, validator_for
+from ..plugins import Registry
 
 ROOTS = {"trigger", "steps", "item", "loop", "recipe", "now", "connection"}
 PURE_REF = re.compile(
@@ -257,7 +257,7 @@ def _what(root: str) -> str:
 
 
 def _dotted(path: tuple[str | int, ...]) -> str:
-    from .documents import format_path
+    from ..model.documents import format_path
     return format_path(path)
 
 

@@ -43,8 +43,8 @@ from urllib.parse import quote, urlencode, urljoin, urlsplit
 import httpx
 import sqlalchemy as sa
 
-from .errors import AuthError, ConfigError
-from .manifest import Connector
+from ..errors import AuthError, ConfigError
+from ..model.manifest import Connector
 
 log = logging.getLogger("splice.oauth")
 
@@ -274,7 +274,7 @@ class OAuth2Auth(httpx.Auth):
         self._access: str | None = connection.secret.get("access_token")
 
     def _emit_to_store(self, event: str, name: str, data: dict[str, Any]) -> None:
-        from .events import emit_connection_event
+        from ..store.connection_events import emit_connection_event
 
         emit_connection_event(self.store, event, name, data)
 

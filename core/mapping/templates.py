@@ -34,8 +34,8 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError, modifie
 from jinja2.utils import Cycler, Joiner, Namespace, missing, pass_context
 from markupsafe import Markup
 
-from splice.default_plugins.filters import FILTERS, FilterError, to_json
-from splice.errors import TemplateError, TemplateSecurityError
+from ..default_plugins.filters import FILTERS, FilterError, to_json
+from ..errors import TemplateError, TemplateSecurityError
 
 __all__ = [
     "CompiledExpression",

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from .errors import DocumentError, Problem
+from ..errors import DocumentError, Problem
 
 JsonPath = tuple[str | int, ...]
 

@@ -19,15 +19,15 @@ from typing import Any
 
 import httpx
 
-from .errors import ConfigError, SpliceError, TemplateError, ValidationFailed
-from .http import ApiClient, Attempt, PreparedCall, prepare_call
-from .journal import COMMIT_EVERY, Journal
-from .ledger import PendingEvent
-from .manifest import MISSING, Connector, Operation
+from ..errors import ConfigError, SpliceError, TemplateError, ValidationFailed
+from ..http.client import ApiClient, Attempt, PreparedCall, prepare_call
+from ..http.ratelimit import BudgetExhausted, limiter_for
+from ..model.manifest import MISSING, Connector, Operation
+from ..secrets import redact_headers
+from ..store.database import Store
+from ..store.journal import COMMIT_EVERY, Journal
+from ..store.ledger import PendingEvent
 from .plan import Plan, StepPlan
-from .ratelimit import BudgetExhausted, limiter_for
-from .secrets import redact_headers
-from .state import Store
 
 log = logging.getLogger("splice.engine")
 KEY_SEP = "\x1f"
@@ -206,7 +206,7 @@ class Runner:
 
     def registry_engine(self) -> Any:
         if self._engine is None:
-            from .templates import TemplateEngine
+            from ..mapping.templates import TemplateEngine
 
             self._engine = TemplateEngine(self.registry.filters)
         return self._engine
@@ -237,7 +237,7 @@ class Runner:
                 payload[cursor_spec["param"]] = cursor
         errors = op.input_checker.errors(payload)
         if errors:
-            from .documents import format_path
+            from ..model.documents import format_path
             raise ValidationFailed("trigger input is not valid: " + "; ".join(
                 f"{format_path(p)}: {m}" for p, m, _ in errors[:5]))
         client = self.client(conn_name, plan.connector)
@@ -257,7 +257,7 @@ class Runner:
 
     def _engine_events(self) -> Iterator[list[Any]]:
         """Records of an ``event`` trigger: the engine's own connection events."""
-        from .events import list_connection_events
+        from ..store.connection_events import list_connection_events
 
         recipe, trig = self.plan.recipe.name, self.plan.trigger.ref
         after = int(self.store.get_cursor(recipe, trig) or 0)
@@ -611,7 +611,7 @@ def connection_client(connector: Connector, record: Any, store: Store, registry:
 def _max_cursor(current: Any, record: Any, field_path: str | None) -> Any:
     if not field_path:
         return None
-    from .http import dig
+    from ..http.client import dig
     value = dig(record, field_path)
     if value is None:
         return current

@@ -80,7 +80,7 @@ def load_factory(connector: Any) -> Callable[[SandboxConfig], Any]:
     """The ``create_app`` a connector registered as its sandbox (``module:function``)."""
     import importlib
 
-    from .errors import ConfigError
+    from ..errors import ConfigError
 
     if not connector.sandbox:
         raise ConfigError(f"connector '{connector.id}' ships no sandbox")

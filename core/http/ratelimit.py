@@ -31,8 +31,8 @@ from typing import Any
 from pyrate_limiter import AbstractBucket, InMemoryBucket, Rate, RateItem, SQLiteBucket
 from pyrate_limiter.utils import validate_rate_list
 
-from .durations import DAY, human, parse_period
-from .errors import HTTPError
+from ..errors import HTTPError
+from ..model.durations import DAY, human, parse_period
 
 log = logging.getLogger("splice.ratelimit")
 

@@ -19,8 +19,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
-from .errors import AuthError, ConfigError
-from .manifest import Connector
+from ..errors import AuthError, ConfigError
+from ..model.manifest import Connector
+from ..sandbox.server import HOST
 from .oauth import (
     authorize_url,
     describe_oauth_error,
@@ -30,7 +31,6 @@ from .oauth import (
     response_json,
     token_request,
 )
-from .sandboxes import HOST
 
 CALLBACK_PATH = "/callback"
 _PAGE = ("<!doctype html><html><head><meta charset='utf-8'><title>splice</title></head>"

@@ -17,7 +17,7 @@ from urllib.parse import unquote
 
 import yaml
 
-from splice.errors import InputError
+from ..errors import InputError
 
 __all__ = ["MAX_REF_DEPTH", "RefResolver", "SchemaConverter", "parse_document"]
 

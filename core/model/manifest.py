@@ -17,8 +17,8 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
+from ..errors import ConfigError, DocumentError, Problem
 from .documents import Document, load_document
-from .errors import ConfigError, DocumentError, Problem
 from .schema import (
     Checker,
     bundled_validator,

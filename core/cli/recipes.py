@@ -1,0 +1,201 @@
+"""``splice validate``, ``run``, ``test`` and ``demo``: recipes checked, rehearsed and run."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Any
+
+import click
+
+from ..errors import DocumentError
+from .common import (
+    EXIT_BAD_INPUT,
+    EXIT_FAILED,
+    console,
+    esc,
+    handle_errors,
+    load_plan,
+    load_registry,
+    open_store,
+    print_report,
+)
+
+
+@click.command()
+@click.argument("recipes", nargs=-1, required=True,
+                type=click.Path(dir_okay=False, path_type=str))
+@click.option("--skip-connections", is_flag=True,
+              help="Do not check connections and scopes (e.g. in CI without credentials).")
+@handle_errors
+def validate(recipes: tuple[str, ...], skip_connections: bool) -> None:
+    """Check recipes without running them.
+
+    Reports every problem as FILE:LINE:COLUMN: PATH: MESSAGE — unknown connectors, actions,
+    connections or scopes, templates that do not compile, trigger fields that do not exist,
+    values that do not fit the action's input.
+    """
+    registry = load_registry()
+    store = None if skip_connections else open_store()
+    problems = []
+    for path in recipes:
+        try:
+            load_plan(path, registry, store)
+            click.echo(f"{path}: ok")
+        except DocumentError as exc:
+            problems.extend(exc.problems)
+    if problems:
+        raise DocumentError(problems)
+
+
+@click.command()
+@click.argument("recipe", type=click.Path(dir_okay=False, path_type=str))
+@click.option("--once", "mode", flag_value="once", default=True,
+              help="Poll once and run new events (default).")
+@click.option("--watch", "mode", flag_value="watch",
+              help="Poll on the recipe's interval until Ctrl-C.")
+@click.option("--dry-run", is_flag=True,
+              help="Render and validate; print the requests that would be sent; send nothing "
+                   "and change no state.")
+@click.option("--backfill", is_flag=True,
+              help="On the first run, fire on existing records instead of only remembering them.")
+@click.option("--max-pages", type=click.IntRange(min=1), help="Stop polling after N pages.")
+@click.option("--json", "as_json", is_flag=True, help="Print the run report as JSON.")
+@click.pass_context
+@handle_errors
+def run(ctx: click.Context, recipe: str, mode: str, dry_run: bool, backfill: bool,
+        max_pages: int | None, as_json: bool) -> None:
+    """Run RECIPE: poll its trigger, dedupe, and run the steps of every new event.
+
+    The first run of a recipe remembers the records that already exist and fires on nothing
+    (unless --backfill); later runs fire on new or changed records only. A failed event is
+    kept and can be retried with `splice runs retry`.
+    """
+    from ..run.runner import Runner
+
+    registry = load_registry()
+    store = open_store()
+    plan = load_plan(recipe, registry, store)
+    verbose = ctx.obj.get("verbose", False)
+    interactive = sys.stderr.isatty() and not as_json
+    while True:
+        runner = Runner(plan, store, registry, verbose=verbose)
+        report = _with_progress(runner, interactive, plan, mode="dry_run" if dry_run else
+                                ("watch" if mode == "watch" else "once"),
+                                backfill=backfill, max_pages=max_pages)
+        runner.close()
+        print_report(report, as_json)
+        if mode != "watch" or dry_run:
+            break
+        try:
+            console(stderr=True).print(f"next poll in {plan.recipe.every:.0f}s (Ctrl-C stops)")
+            time.sleep(plan.recipe.every)
+        except KeyboardInterrupt:
+            console(stderr=True).print("stopped")
+            break
+        backfill = False
+    if not report.ok:
+        sys.exit(EXIT_FAILED)
+
+
+def _with_progress(runner: Any, interactive: bool, plan: Any, **kwargs: Any) -> Any:
+    if not interactive:
+        return runner.run(**kwargs)
+    from rich.status import Status
+
+    with Status(f"polling {plan.trigger.ref}...", console=console(stderr=True)) as status:
+        runner.progress = lambda message: status.update(f"polling {plan.trigger.ref}: "
+                                                        f"{message}")
+        return runner.run(**kwargs)
+
+
+
+
+
+@click.command()
+@click.option("--keep", is_flag=True, help="Leave the sandboxes running for exploring "
+                                           "(Ctrl-C stops them).")
+@handle_errors
+def demo(keep: bool) -> None:
+    """Run the main job end to end on the built-in sandboxes, with no account anywhere.
+
+    Starts the HighLevel and Invoice2go sandboxes on free loopback ports, connects to both
+    through the real OAuth flow (approved automatically), runs every recipe in recipes/ and
+    prints what happened. Run it again: it finds nothing new and sends nothing.
+    """
+    from ..run.demo import run_demo
+
+    summary = run_demo(keep=keep, out=click.echo)
+    if not getattr(summary, "ok", True):
+        sys.exit(EXIT_FAILED)
+
+
+@click.command("test")
+@click.argument("recipe", type=click.Path(dir_okay=False, path_type=str))
+@click.option("--live", "source", flag_value="live",
+              help="Use one real record fetched from the trigger.")
+@click.option("--sample", "source", flag_value="sample",
+              help="Use the connector's declared sample record.")
+@click.option("--send", is_flag=True, help="Really send the requests (test transaction).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@handle_errors
+def test_recipe(recipe: str, source: str | None, send: bool, as_json: bool) -> None:
+    """Try RECIPE on one event and show every request next to the fields it was mapped from.
+
+    The event is one real record from the trigger (default when the connection works) or the
+    connector's sample. Every step is rendered and checked against its action's input schema.
+    Nothing is sent unless --send.
+    """
+    from ..run.runner import Runner
+    from ..run.trial import run_trial
+
+    registry = load_registry()
+    store = open_store()
+    plan = load_plan(recipe, registry, store)
+    runner = Runner(plan, store, registry)
+    try:
+        report = run_trial(runner, source=source or "auto", send=send)
+    finally:
+        runner.close()
+    if as_json:
+        click.echo(json.dumps({"recipe": report.recipe, "source": report.source,
+                               "event": report.event, "ok": report.ok,
+                               "steps": [{"step": s.label, "action": s.action,
+                                          "status": s.status, "request": s.request,
+                                          "error": s.error, "fields": [
+                                              {"field": f.field, "from": f.source,
+                                               "value": f.value} for f in s.fields]}
+                                         for s in report.steps]}, indent=2, default=str))
+    else:
+        _print_trial(report, send)
+    if not report.ok:
+        sys.exit(EXIT_BAD_INPUT)
+
+
+def _print_trial(report: Any, send: bool) -> None:
+    from rich.table import Table
+
+    con = console()
+    con.print(f"[bold]{esc(report.recipe)}[/]: testing with one {report.source} event")
+    con.print(esc(json.dumps(report.event, indent=2, default=str)[:2000]))
+    for s in report.steps:
+        con.print(f"\n[bold]{esc(s.label)}[/] {s.action}: {s.status}")
+        if s.error:
+            con.print(f"[red]{esc(s.error)}[/]")
+            continue
+        if s.fields:
+            table = Table("input field", "mapped from", "value")
+            for f in s.fields:
+                table.add_row(esc(f.field), esc(f.source),
+                              esc(json.dumps(f.value, default=str)))
+            con.print(table)
+        if s.request:
+            con.print(esc(f"{s.request['method']} {s.request['url']}"))
+            body = s.request.get("json", s.request.get("form"))
+            if body is not None:
+                con.print(esc(json.dumps(body, indent=2, default=str)))
+    con.print("\n" + ("requests were sent" if send else
+                      "nothing was sent (use --send for a real test transaction)"))
+
+
