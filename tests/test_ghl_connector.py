@@ -30,13 +30,14 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
 from splice.connections.authorize import connect
+from splice.connections.client import connection_client
 from splice.errors import AuthError, HTTPError
-from splice.http.client import ApiClient, CallResult, prepare_call
+from splice.http.client import ApiClient, CallResult
 from splice.http.ratelimit import limiter_for
+from splice.http.request import prepare_call
 from splice.mapping.templates import TemplateEngine
 from splice.model.manifest import Connector, Operation, load_manifest
 from splice.plugins import get_registry
-from splice.run.runner import connection_client
 from splice.sandbox.server import SandboxConfig, serve
 from splice.store.database import ConnectionRecord, Store
 from splice_connectors.ghl_users import MANIFEST

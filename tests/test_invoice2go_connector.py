@@ -26,12 +26,13 @@ import yaml
 from splice import plugins
 from splice.connections import authorize as splice_connect
 from splice.connections.authorize import connect
+from splice.connections.client import connection_client
 from splice.errors import AuthError, HTTPError
-from splice.http.client import ApiClient, prepare_call
+from splice.http.client import ApiClient
+from splice.http.request import prepare_call
 from splice.mapping.templates import TemplateEngine
 from splice.model.manifest import MISSING, Connector, Operation
 from splice.plugins import get_registry
-from splice.run.runner import connection_client
 from splice.sandbox.server import SandboxConfig, serve
 from splice.store.database import Store
 from splice_connectors.invoice2go import MANIFEST

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from splice.run.runner import idempotency_key
+from splice.run.steps import idempotency_key
 from splice.store.database import Store
 from splice.store.journal import Journal
 

@@ -30,7 +30,8 @@ import pytest
 from splice.connections.authorize import connect
 from splice.connections.oauth import OAuth2Auth, refresh_skew
 from splice.errors import AuthError, HTTPError
-from splice.http.client import ApiClient, prepare_call
+from splice.http.client import ApiClient
+from splice.http.request import prepare_call
 from splice.plugins import get_registry
 from splice.sandbox.server import SandboxConfig, load_factory, serve
 from splice.store.connection_events import list_connection_events
@@ -488,7 +489,8 @@ if die == "1":
             os._exit(1)
         return original(self, conn, secret, *args, **kw)
     state.Store.update_tokens = crash
-from splice.http.client import ApiClient, prepare_call
+from splice.http.client import ApiClient
+from splice.http.request import prepare_call
 from splice.connections.oauth import OAuth2Auth
 from splice.plugins import get_registry
 store = state.Store.open()

@@ -14,8 +14,9 @@ import httpx
 import pytest
 
 from splice.errors import RequestError
-from splice.http.client import ApiClient, prepare_call
+from splice.http.client import ApiClient
 from splice.http.pagination import Page
+from splice.http.request import prepare_call
 from splice.model.manifest import Connector, load_manifest
 from splice.sandbox.server import serve
 

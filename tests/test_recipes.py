@@ -16,8 +16,9 @@ from typing import Any
 
 import pytest
 
+from splice.connections.client import connection_client
 from splice.errors import AuthError
-from splice.http.client import prepare_call
+from splice.http.request import prepare_call
 from splice.mapping.templates import TemplateEngine
 from splice.model.recipe import load_recipe
 from splice.plugins import get_registry
@@ -29,7 +30,8 @@ from splice.run.demo import (
     needed_scopes,
 )
 from splice.run.plan import build_plan
-from splice.run.runner import Runner, RunReport, connection_client
+from splice.run.report import RunReport
+from splice.run.runner import Runner
 from splice.store.database import Store
 
 from .conftest import ROOT, invoke

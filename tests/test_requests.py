@@ -7,7 +7,7 @@ import httpx
 import pytest
 
 from splice.errors import RequestError
-from splice.http.client import ensure_under_base, prepare_call
+from splice.http.request import ensure_under_base, prepare_call
 from splice.model.manifest import load_manifest
 
 from .conftest import FIXTURES

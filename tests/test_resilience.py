@@ -15,7 +15,7 @@ import pytest
 import sqlalchemy as sa
 
 from splice.errors import HTTPError, SpliceError
-from splice.http.client import ApiClient, Attempt, backoff, prepare_call
+from splice.http.client import ApiClient, Attempt, backoff
 from splice.http.ratelimit import (
     BudgetExhausted,
     Window,
@@ -26,6 +26,7 @@ from splice.http.ratelimit import (
     parse_period,
     reset_shared_buckets,
 )
+from splice.http.request import prepare_call
 from splice.model.manifest import Connector, load_manifest
 from splice.sandbox.server import free_port, serve
 

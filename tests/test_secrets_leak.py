@@ -321,8 +321,8 @@ def test_errors_and_exceptions_carry_no_secret(world: tuple[dict[str, str], Evid
         connect(connector, store, name=NAMES[cid], **kwargs)
         evidence.harvest(store)
 
-        from splice.http.client import prepare_call
-        from splice.run.runner import connection_client
+        from splice.connections.client import connection_client
+        from splice.http.request import prepare_call
 
         def call(cid: str = cid, transport: Any = None) -> None:
             c = registry.connector(cid)

@@ -185,8 +185,8 @@ def connections_remove(name: str) -> None:
 @handle_errors
 def connections_test(name: str) -> None:
     """Call the connector's cheap test operation with connection NAME."""
-    from ..http.client import prepare_call
-    from ..run.runner import connection_client
+    from ..connections.client import connection_client
+    from ..http.request import prepare_call
 
     store = open_store()
     record = store.require_connection(name)

@@ -1,8 +1,6 @@
-"""HTTP for operations: safe request building, one client per connection, retries, errors.
+"""One client per connection: sends a :class:`~splice.http.request.PreparedCall`, retries, errors.
 
-``prepare_call`` turns an operation and its (validated) input into a :class:`PreparedCall`:
-path values are percent-encoded as one segment, header values with line breaks are refused,
-and the URL must stay under the connection's base URL. ``ApiClient.send`` sends it with the
+``ApiClient.send`` sends a prepared call with the
 connection's auth, timeouts (always on), rate budget (:mod:`splice.ratelimit`) and retry policy
 (429/5xx/network errors only; a write is retried only when it carries an idempotency key or the
 failure happened before sending), then maps error statuses to
@@ -13,28 +11,22 @@ pagination (:mod:`splice.pagination`).
 from __future__ import annotations
 
 import email.utils
-import functools
-import json
 import logging
 import random
-import re
-import ssl
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, urlsplit
+from typing import Any
 
 import httpx
 import tenacity
 
-from ..errors import AuthError, HTTPError, RequestError, SpliceError
+from ..errors import AuthError, HTTPError, SpliceError
 from ..model.durations import human
-from ..model.manifest import MISSING, PATH_PARAM, Connector, Operation
+from ..model.manifest import Connector, Operation
+from .pagination import Page, paginate
 from .ratelimit import BudgetExhausted, RateLimiter
-
-if TYPE_CHECKING:
-    from .pagination import Page
+from .request import PreparedCall, dig, tls_context
 
 log = logging.getLogger("splice.http")
 
@@ -45,147 +37,6 @@ MAX_ATTEMPTS = 4
 MAX_RETRY_WAIT = 60.0  # longest back-off or Retry-After a request waits for
 # Failures that prove the request never reached the API (safe to retry any method).
 NOT_SENT_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
-
-
-def _segment(value: Any, name: str) -> str:
-    text = value if isinstance(value, str) else json.dumps(value) if isinstance(
-        value, (dict, list)) else str(value).lower() if isinstance(value, bool) else str(value)
-    if text == "":
-        raise RequestError(f"path parameter '{name}' is empty")
-    encoded = quote(text, safe="")
-    if encoded in (".", ".."):
-        encoded = encoded.replace(".", "%2E")
-    return encoded
-
-
-@functools.cache
-def tls_context() -> ssl.SSLContext:
-    """One TLS context for every client: loading the CA bundle costs ~30-60 ms each time."""
-    import certifi
-
-    return ssl.create_default_context(cafile=certifi.where())
-
-
-def query_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, list):
-        return ",".join(query_value(v) for v in value)
-    if isinstance(value, dict):
-        return json.dumps(value, separators=(",", ":"))
-    return str(value)
-
-
-_BAD_VALUE = re.compile(r"[\r\n\x00]")
-_BAD_NAME = re.compile(r"[\r\n\x00:]")
-
-
-def check_header(name: str, value: str) -> str:
-    if _BAD_VALUE.search(value) or _BAD_NAME.search(name):
-        raise RequestError(f"header '{name.strip()}' contains a line break or NUL; refused",
-                           hint="header values must be a single line")
-    return value
-
-
-def join_url(base_url: str, path: str) -> str:
-    return base_url.rstrip("/") + path
-
-
-@functools.lru_cache(maxsize=1024)  # most operations have one URL per connection
-def _under_base(url: str, base_url: str) -> bool:
-    u, b = urlsplit(url), urlsplit(base_url)
-    base_path = b.path.rstrip("/") + "/"
-    return (u.scheme, u.hostname, u.port) == (b.scheme, b.hostname, b.port) and \
-        (u.path + "/").startswith(base_path)
-
-
-def ensure_under_base(url: str, base_url: str) -> None:
-    """Refuse any URL that is not under ``base_url`` (scheme, host, port and path prefix)."""
-    if not _under_base(url, base_url):
-        b = urlsplit(base_url)
-        raise RequestError(f"refusing to send a request outside the connection's base URL "
-                           f"({b.scheme}://{b.netloc}{b.path or '/'})")
-
-
-@functools.lru_cache(maxsize=1024)  # httpx.URL is immutable; parsing one costs ~10 µs
-def _parsed_url(url: str) -> httpx.URL:
-    return httpx.URL(url)
-
-
-@dataclass
-class PreparedCall:
-    """What an operation call will send (shown by --dry-run)."""
-
-    method: str
-    url: str
-    params: dict[str, str]
-    headers: dict[str, str]
-    json_body: Any = MISSING
-    form_body: dict[str, str] | None = None
-
-    def to_request(self) -> httpx.Request:
-        kwargs: dict[str, Any] = {"params": self.params or None, "headers": self.headers}
-        if self.json_body is not MISSING:
-            kwargs["json"] = self.json_body
-        elif self.form_body is not None:
-            kwargs["data"] = self.form_body
-        return httpx.Request(self.method, _parsed_url(self.url), **kwargs)
-
-    def describe(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"method": self.method, "url": self.url}
-        if self.params:
-            out["query"] = self.params
-        if self.json_body is not MISSING:
-            out["json"] = self.json_body
-        if self.form_body is not None:
-            out["form"] = self.form_body
-        return out
-
-
-def prepare_call(op: Operation, connector: Connector, payload: Mapping[str, Any], *,
-                 base_url: str, rendered_headers: Mapping[str, str] | None = None,
-                 rendered_query: Mapping[str, Any] | None = None,
-                 rendered_body: Any = MISSING,
-                 idempotency_key: str | None = None) -> PreparedCall:
-    """Build the request for ``op`` from a validated payload."""
-    used = set(op.path_params)
-
-    def fill(match: Any) -> str:
-        name = match.group(1)
-        if name not in payload or payload[name] is None:
-            raise RequestError(f"{op.ref}: path parameter '{name}' has no value")
-        return _segment(payload[name], name)
-
-    url = join_url(base_url, PATH_PARAM.sub(fill, op.path))
-    ensure_under_base(url, base_url)
-    params: dict[str, str] = {}
-    if rendered_query is not None:
-        params = {k: query_value(v) for k, v in rendered_query.items() if v is not None}
-    else:
-        for name in op.query_params:
-            if name in payload and payload[name] is not None:
-                params[name] = query_value(payload[name])
-    used.update(op.query_params)
-    headers = {"Accept": "application/json", **connector.headers, **(rendered_headers or {})}
-    if idempotency_key and connector.idempotency and op.method in (
-            connector.idempotency.get("methods") or ["POST"]):
-        headers[connector.idempotency["header"]] = idempotency_key
-    for name, value in headers.items():
-        check_header(name, value)
-    call = PreparedCall(op.method, url, params, headers)
-    if op.method in ("POST", "PUT", "PATCH"):
-        if rendered_body is not MISSING:
-            body = rendered_body
-        else:
-            body = {k: v for k, v in payload.items() if k not in used}
-            body = body if body else MISSING
-        if body is not MISSING:
-            if op.body_encoding == "form":
-                call.form_body = {k: query_value(v) for k, v in dict(body).items()
-                                  if v is not None}
-            else:
-                call.json_body = body
-    return call
 
 
 def retry_after_seconds(response: httpx.Response,
@@ -204,21 +55,6 @@ def retry_after_seconds(response: httpx.Response,
     except (TypeError, ValueError):
         return None
     return max(0.0, when.timestamp() - now())
-
-
-def dig(data: Any, path: str) -> Any:
-    """Value at a dotted path (``.`` = the data itself); None when absent."""
-    if path in (".", ""):
-        return data
-    node = data
-    for part in path.split("."):
-        if isinstance(node, dict):
-            node = node.get(part)
-        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
-            node = node[int(part)]
-        else:
-            return None
-    return node
 
 
 def error_message(connector: Connector, response: httpx.Response) -> str:
@@ -480,16 +316,6 @@ class ApiClient:
                    resume: Mapping[str, Any] | None = None) -> Iterator[Page]:
         """Yield :class:`~splice.pagination.Page` objects; ``page.next`` is a checkpoint that
         ``resume=`` accepts to continue from the following page."""
-        from .pagination import paginate
-
         yield from paginate(self, op, call, max_pages=max_pages, resume=resume)
 
 
-def extract_records(op: Operation, body: Any) -> list[Any]:
-    """The records of one response page."""
-    if op.records is None:
-        return [body]
-    node = dig(body, op.records)
-    if node is None:
-        return []
-    return node if isinstance(node, list) else [node]

@@ -23,16 +23,21 @@ import json
 import logging
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 from urllib.parse import urljoin
 
 from ..model.manifest import Operation
-from .client import PreparedCall, dig, ensure_under_base, extract_records
-
-if TYPE_CHECKING:
-    from .client import ApiClient
+from .request import PreparedCall, dig, ensure_under_base, extract_records
 
 log = logging.getLogger("splice.pagination")
+
+
+class PageSender(Protocol):
+    """What pagination needs of a client (``ApiClient`` is one)."""
+
+    base_url: str
+
+    def send(self, op: Operation, call: PreparedCall) -> Any: ...
 
 
 @dataclass
@@ -54,7 +59,7 @@ def _same_page(a: list[Any], b: list[Any] | None) -> bool:
 class _State:
     """Where the next request goes; serialises to and from a checkpoint."""
 
-    def __init__(self, op: Operation, call: PreparedCall, client: ApiClient) -> None:
+    def __init__(self, op: Operation, call: PreparedCall, client: PageSender) -> None:
         spec = op.pagination or {}
         self.spec = spec
         self.kind: str | None = spec.get("type")
@@ -149,7 +154,7 @@ class _State:
         return hashlib.blake2b(raw.encode(), digest_size=12).hexdigest()
 
 
-def paginate(client: ApiClient, op: Operation, call: PreparedCall, *,
+def paginate(client: PageSender, op: Operation, call: PreparedCall, *,
              max_pages: int | None = None, resume: Mapping[str, Any] | None = None
              ) -> Iterator[Page]:
     """Yield every page of ``op`` (one page when it declares no pagination)."""

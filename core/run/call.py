@@ -12,11 +12,12 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+from ..connections.client import connection_client, public_fields
 from ..errors import InputError, ValidationFailed
-from ..http.client import prepare_call
+from ..http.request import prepare_call
 from ..mapping.templates import TemplateEngine
 from ..model.schema import subschema
-from .runner import connection_client, public_fields, render_defaults
+from .steps import render_defaults
 
 NON_STRING = {"integer", "number", "boolean", "array", "object", "null"}
 
