@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from splice.default_plugins.filters import slug
+from splice.mapping.filters import slug
 
 DEMO_TAGS = ("Daily Planet", "Wayne Enterprises", "Kord Industries")
 FIGURES = {"posts.published", "impressions", "likes", "comments", "followers"}

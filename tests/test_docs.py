@@ -78,7 +78,7 @@ def test_every_hook_has_a_test(hook):
 
 
 def test_every_filter_is_documented():
-    from splice.default_plugins.filters import FILTERS
+    from splice.mapping.filters import FILTERS
 
     text = (DOCS / "templates.md").read_text()
     assert not [n for n in FILTERS if f"| `{n}` |" not in text]

@@ -8,8 +8,8 @@ from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
 
-from splice.default_plugins.filters import FILTERS
 from splice.errors import TemplateError, TemplateSecurityError
+from splice.mapping.filters import FILTERS
 from splice.mapping.templates import Reference, TemplateEngine, is_template
 
 SECRET = "sk_live_9f8e7d6c5b4a"
