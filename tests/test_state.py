@@ -14,6 +14,7 @@ import stat
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -28,8 +29,10 @@ from splice.secrets import (
     redact_headers,
     resolve_secret_ref,
 )
-from splice.store.database import SCHEMA_VERSION, Store, schema_version
-from splice.store.ledger import metadata
+from splice.store.database import Store, schema_version
+from splice.store.ledger import PendingEvent, redact_step
+from splice.store.migrations import SCHEMA_VERSION
+from splice.store.tables import metadata
 
 PG_URL = os.environ.get("SPLICE_TEST_POSTGRES_URL")
 
@@ -319,21 +322,35 @@ def test_cursor_and_initialisation(store: Store) -> None:
 # --------------------------------------------------------------------------- ledger
 
 
+def _write_event(store: Store, recipe: str, trigger: str, key: str, payload: Any,
+                 run_id: str | None, *, status: str = "pending", error: str | None = None,
+                 steps: dict[tuple[int, int], dict[str, Any]] | None = None,
+                 keys: dict[str, tuple[int, int, str]] | None = None,
+                 event_id: int | None = None) -> int:
+    """Record an event the way a run does: through the ledger's group write."""
+    event = PendingEvent(key, payload, run_id, id=event_id, status=status, error=error,
+                         attempts=0 if status == "pending" else 1)
+    for where, values in (steps or {}).items():
+        event.steps[where] = redact_step({"run_id": run_id, **values})
+    event.keys.update(keys or {})
+    store.write_group(recipe, trigger, [event])
+    assert event.id is not None
+    return event.id
+
+
 def test_events_steps_and_runs_round_trip(store: Store) -> None:
     REDACTOR.add("at-ledger-secret-42")
     run_id = store.start_run("tag-invoices", mode="once", recipe_path="recipes/tag.yaml")
-    event_id = store.record_event("tag-invoices", "tag_updated", "t1@v1",
-                                  {"tag": "VIP", "n": 3}, run_id)
-    assert store.record_event("tag-invoices", "tag_updated", "t1@v1", {"other": 1}) == event_id
-    store.save_step_result(
-        event_id, 0, status="succeeded", step_id="invoices", run_id=run_id,
-        idempotency_key="k-1",
-        request={"method": "GET", "url": "http://x/?token=at-ledger-secret-42",
-                 "headers": {"Authorization": "Bearer at-ledger-secret-42", "Version": "1"}},
-        output={"records": [{"id": "inv-1"}]})
-    store.save_step_result(event_id, 1, item_index=0, status="failed", step_id="tag",
-                           run_id=run_id, error="401 for at-ledger-secret-42", attempts=3)
-    store.set_event_status(event_id, "failed", error="step tag failed", run_id=run_id)
+    event_id = _write_event(
+        store, "tag-invoices", "tag_updated", "t1@v1", {"tag": "VIP", "n": 3}, run_id,
+        status="failed", error="step tag failed", steps={
+            (0, -1): {"status": "succeeded", "step_id": "invoices", "idempotency_key": "k-1",
+                      "request": {"method": "GET", "url": "http://x/?token=at-ledger-secret-42",
+                                  "headers": {"Authorization": "Bearer at-ledger-secret-42",
+                                              "Version": "1"}},
+                      "output": {"records": [{"id": "inv-1"}]}},
+            (1, 0): {"status": "failed", "step_id": "tag", "error": "401 for at-ledger-secret-42",
+                     "attempts": 3}})
     store.finish_run(run_id, events_seen=5, events_new=1, events_failed=1, requests_made=7)
 
     step = store.get_step_result(event_id, 0)
@@ -359,8 +376,8 @@ def test_events_steps_and_runs_round_trip(store: Store) -> None:
     assert run.duration is not None and run.duration >= 0
 
     retry_id = store.start_run("tag-invoices", mode="retry")
-    store.save_step_result(event_id, 1, item_index=0, status="succeeded", run_id=retry_id)
-    store.set_event_status(event_id, "succeeded", run_id=retry_id)
+    _write_event(store, "tag-invoices", "tag_updated", "t1@v1", None, retry_id,
+                 event_id=event_id, status="succeeded", steps={(1, 0): {"status": "succeeded"}})
     store.finish_run(retry_id, events_seen=1)
     assert [r.id for r in store.list_runs()] == [retry_id, run_id]
     assert store.list_runs(recipe="nope") == []
@@ -368,11 +385,12 @@ def test_events_steps_and_runs_round_trip(store: Store) -> None:
     retry = store.get_run(retry_id)
     assert retry is not None and retry.status == "succeeded"
     assert [(s.step_index, s.status) for s in retry.step_results] == [(1, "succeeded")]
+    again = store.get_event(event_id)
+    assert again is not None and (again.status, again.attempts) == ("succeeded", 2)
 
 
 def test_dead_letters(store: Store) -> None:
-    event_id = store.record_event("r", "t", "k", {}, None)
-    store.set_event_status(event_id, "failed", error="boom")
+    event_id = _write_event(store, "r", "t", "k", {}, None, status="failed", error="boom")
     store.dead_letter(event_id)
     assert [(d.event_id, d.reason) for d in store.dead_letters()] == [(event_id, "boom")]
     assert store.failed_events() == []
@@ -382,12 +400,12 @@ def test_dead_letters(store: Store) -> None:
 
 
 def test_idempotency_keys(store: Store) -> None:
-    event_id = store.record_event("r", "t", "k", {}, None)
-    assert store.reserve_idempotency_key("evt-1-step-2", event_id, 2) is True
-    # Reserved but never completed (the process died mid-request): send again, same key.
-    assert store.reserve_idempotency_key("evt-1-step-2", event_id, 2) is True
-    store.complete_idempotency_key("evt-1-step-2")
-    assert store.reserve_idempotency_key("evt-1-step-2", event_id, 2) is False
+    event_id = _write_event(store, "r", "t", "k", {}, None,
+                            keys={"evt-1-step-2": (2, -1, "reserved")})
+    # Reserved but never completed (the process died mid-request): the key stays reserved.
+    assert store.idempotency_key_status("evt-1-step-2") == "reserved"
+    _write_event(store, "r", "t", "k", {}, None, event_id=event_id,
+                 keys={"evt-1-step-2": (2, -1, "done")})
     assert store.idempotency_key_status("evt-1-step-2") == "done"
     assert store.idempotency_key_status("unknown") is None
 

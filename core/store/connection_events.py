@@ -13,7 +13,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from .ledger import UTCDateTime, metadata, now
+from .tables import UTCDateTime, metadata, now
 
 log = logging.getLogger("splice.events")
 

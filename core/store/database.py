@@ -37,29 +37,24 @@ from sqlalchemy.pool import StaticPool
 
 from ..errors import ConfigError
 from ..secrets import REDACTOR, SecretBox, home
-from .connection_events import create_table as create_connection_events
-from .ledger import (
-    DeadLetter,
-    EventRecord,
-    JSONType,
-    LedgerMixin,
-    RunRecord,
-    StepResult,
-    UTCDateTime,
+from .ledger import DeadLetter, EventRecord, LedgerMixin, RunRecord, StepResult
+from .migrations import migrate
+from .tables import (
+    connections,
     dialect_insert,
     json_dumps,
-    metadata,
     now,
     prebuilt,
+    schema_version,
+    seen_keys,
     storage_key,
+    trigger_state,
 )
 
 __all__ = [
     "ConnectionRecord",
     "DeadLetter",
     "EventRecord",
-    "MIGRATIONS",
-    "Migration",
     "RunRecord",
     "StepResult",
     "Store",
@@ -73,80 +68,9 @@ _SECRET_CONFIG_KEYS = frozenset({
     "access_token", "refresh_token", "id_token", "token", "client_secret", "api_key",
     "apikey", "password", "secret", "private_key",
 })
-_PG_MIGRATION_LOCK = 0x5311CE  # advisory lock id serialising concurrent migrations
 
 # --------------------------------------------------------------------------- tables
 
-connections = sa.Table(
-    "connections", metadata,
-    sa.Column("name", sa.String, primary_key=True),
-    sa.Column("connector", sa.String, nullable=False),
-    sa.Column("auth_type", sa.String, nullable=False),
-    sa.Column("base_url", sa.String),
-    sa.Column("config", JSONType, nullable=False),
-    sa.Column("secret", sa.LargeBinary),  # Fernet ciphertext of a JSON object
-    sa.Column("version", sa.Integer, nullable=False),
-    sa.Column("created_at", UTCDateTime, nullable=False),
-    sa.Column("updated_at", UTCDateTime, nullable=False),
-)
-
-trigger_state = sa.Table(
-    "trigger_state", metadata,
-    sa.Column("recipe", sa.String, primary_key=True),
-    sa.Column("trigger", sa.String, primary_key=True),
-    sa.Column("initialized", sa.Boolean, nullable=False, default=False),
-    sa.Column("cursor", sa.Text),
-    sa.Column("checkpoint", JSONType),  # where an unfinished listing resumes (engine)
-    sa.Column("updated_at", UTCDateTime, nullable=False),
-)
-
-seen_keys = sa.Table(
-    "seen_keys", metadata,
-    sa.Column("recipe", sa.String, nullable=False),
-    sa.Column("trigger", sa.String, nullable=False),
-    sa.Column("key", sa.String, nullable=False),
-    # Filled by the database: a per-row bound datetime doubled the cost of add_seen.
-    sa.Column("first_seen_at", UTCDateTime, nullable=False,
-              server_default=sa.func.current_timestamp()),
-    # The key leads the primary key: PostgreSQL, before its first ANALYZE, would otherwise
-    # match (recipe, trigger) in the index and filter every key of the trigger (O(n) a page).
-    sa.PrimaryKeyConstraint("key", "recipe", "trigger"),
-    sqlite_with_rowid=False,  # the primary key is the table: smaller and faster lookups
-)
-
-schema_version = sa.Table(
-    "schema_version", metadata,
-    sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),
-    sa.Column("description", sa.String, nullable=False),
-    sa.Column("applied_at", UTCDateTime, nullable=False),
-)
-
-
-@dataclass(frozen=True)
-class Migration:
-    """One schema step: ``apply`` brings a database from ``version - 1`` to ``version``."""
-
-    version: int
-    description: str
-    apply: Callable[[Connection], None]
-
-
-def _initial_schema(conn: Connection) -> None:
-    metadata.create_all(conn, checkfirst=True)
-
-
-def _add_trigger_checkpoint(conn: Connection) -> None:
-    column = trigger_state.c.checkpoint
-    kind = column.type.compile(dialect=conn.dialect)
-    conn.execute(sa.text(f"ALTER TABLE trigger_state ADD COLUMN checkpoint {kind}"))
-
-
-MIGRATIONS: tuple[Migration, ...] = (
-    Migration(1, "initial schema", _initial_schema),
-    Migration(2, "connection events", create_connection_events),
-    Migration(3, "trigger page checkpoint", _add_trigger_checkpoint),
-)
-SCHEMA_VERSION = MIGRATIONS[-1].version
 
 
 def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
@@ -296,7 +220,7 @@ class Store(LedgerMixin):
         url = url or os.environ.get(URL_ENV) or f"sqlite:///{home() / 'splice.db'}"
         engine = _create_engine(url)
         try:
-            _migrate(engine)
+            migrate(engine)
         except sa.exc.OperationalError as exc:
             engine.dispose()
             where = engine.url.render_as_string(hide_password=True)
@@ -643,39 +567,3 @@ class Store(LedgerMixin):
 
 
 # --------------------------------------------------------------------------- migrations
-
-
-def _current_version(conn: Connection) -> int:
-    if not sa.inspect(conn).has_table(schema_version.name):
-        return 0
-    return int(conn.execute(sa.select(sa.func.max(schema_version.c.version))).scalar() or 0)
-
-
-def _migrate(engine: Engine) -> None:
-    """Create or upgrade the schema; a no-op (one read) when it is current."""
-    with engine.connect() as conn, conn.begin():
-        if _current_version(conn) == SCHEMA_VERSION:
-            return
-    with engine.connect() as conn:
-        conn.execution_options(splice_write=True)
-        with conn.begin():
-            if conn.dialect.name == "postgresql":
-                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:id)"),
-                             {"id": _PG_MIGRATION_LOCK})
-            current = _current_version(conn)  # re-read under the lock
-            if current > SCHEMA_VERSION:
-                raise ConfigError(
-                    f"the state database has schema version {current}, newer than this "
-                    f"splice understands ({SCHEMA_VERSION})", hint="upgrade splice")
-            if current == 0:
-                metadata.create_all(conn, checkfirst=True)
-                pending: Iterable[Migration] = MIGRATIONS  # current schema = all of them
-            else:
-                pending = [m for m in MIGRATIONS if m.version > current]
-                for migration in pending:
-                    migration.apply(conn)
-            stamp = now()
-            for migration in pending:
-                conn.execute(schema_version.insert().values(
-                    version=migration.version, description=migration.description,
-                    applied_at=stamp))

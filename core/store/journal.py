@@ -45,7 +45,8 @@ except ImportError:  # pragma: no cover - not POSIX: no liveness check, logs of 
 
 from ..secrets import REDACTOR
 from .database import Store
-from .ledger import MISSING_CHECKPOINT, NO_ITEM, PendingEvent, json_dumps, redact_step
+from .ledger import MISSING_CHECKPOINT, PendingEvent, redact_step
+from .tables import NO_ITEM, json_dumps
 
 __all__ = ["COMMIT_EVERY", "MAX_DELAY", "Journal"]
 

@@ -15,21 +15,37 @@ Dead letters: an event the engine gives up on (e.g. failed N times) is moved to
 
 from __future__ import annotations
 
-import hashlib
-import json
 import uuid
 from collections.abc import Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection, Dialect
+from sqlalchemy.engine import Connection
 
-from ..errors import ConfigError
 from ..secrets import REDACTOR, redact_headers
+from .tables import (
+    NO_ITEM,
+    RUN_COUNTERS,
+    RUN_MODES,
+    RUN_STATUSES,
+    Encoded,
+    UTCDateTime,
+    dead_letters,
+    dialect_insert,
+    events,
+    idempotency_keys,
+    json_dumps,
+    now,
+    prebuilt,
+    runs,
+    sqlite_json,
+    sqlite_time,
+    step_results,
+    storage_key,
+)
 
 __all__ = [
     "DeadLetter",
@@ -40,202 +56,7 @@ __all__ = [
     "redact_step",
     "RunRecord",
     "StepResult",
-    "metadata",
 ]
-
-RUN_MODES = ("once", "watch", "dry_run", "retry", "test")
-RUN_STATUSES = ("running", "succeeded", "failed", "interrupted")
-RUN_COUNTERS = ("events_seen", "events_new", "events_failed", "requests_made")
-EVENT_STATUSES = ("pending", "succeeded", "failed", "dead")
-STEP_STATUSES = ("succeeded", "failed", "skipped")
-NO_ITEM = -1  # item_index of a step that is not inside for_each
-
-_MAX_KEY_LENGTH = 512  # longer dedupe keys are stored as a digest (btree entries stay small)
-
-
-def now() -> datetime:
-    """The current time, timezone-aware UTC."""
-    return datetime.now(UTC)
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    if isinstance(value, set | frozenset | tuple):
-        return list(value)
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
-
-
-_ENCODE = json.JSONEncoder(default=_json_default, separators=(",", ":"),
-                           ensure_ascii=False).encode  # built once: dumps(**kw) builds one a call
-
-
-def json_dumps(value: Any) -> str:
-    """How the state database stores JSON columns (compact, UTF-8, dates as ISO text)."""
-    return _ENCODE(value)
-
-
-class Encoded(str):
-    """A JSON value already serialized by ``json_dumps`` (stored as is on SQLite)."""
-
-
-def _sqlite_json(value: Any) -> str | None:
-    if isinstance(value, Encoded):
-        return str(value)
-    return None if value is None else json_dumps(value)
-
-
-def _sqlite_time(value: datetime | None) -> str | None:
-    """A UTCDateTime as SQLAlchemy stores it in SQLite (naive UTC text)."""
-    if value is None:
-        return None
-    value = (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC)
-    return value.strftime("%Y-%m-%d %H:%M:%S.%f")
-
-
-def storage_key(key: str) -> str:
-    """The form of a dedupe key as stored: itself, or a sha256 digest when very long."""
-    if len(key) <= _MAX_KEY_LENGTH:
-        return key
-    return "sha256:" + hashlib.sha256(key.encode()).hexdigest()
-
-
-# --------------------------------------------------------------------------- schema types
-
-
-class UTCDateTime(sa.TypeDecorator[datetime]):
-    """Timezone-aware UTC datetimes on every backend (SQLite stores them as naive UTC)."""
-
-    impl = sa.DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        value = (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
-
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-JSONType = sa.JSON(none_as_null=True).with_variant(postgresql.JSONB(none_as_null=True),
-                                                     "postgresql")
-RowId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")  # SQLite rowid alias
-
-metadata = sa.MetaData(naming_convention={
-    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
-    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
-    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-    "pk": "pk_%(table_name)s",
-})
-
-runs = sa.Table(
-    "runs", metadata,
-    sa.Column("id", sa.String(36), primary_key=True),
-    sa.Column("recipe", sa.String, nullable=False),
-    sa.Column("recipe_path", sa.String),
-    sa.Column("mode", sa.String(16), nullable=False),
-    sa.Column("status", sa.String(16), nullable=False),
-    sa.Column("started_at", UTCDateTime, nullable=False),
-    sa.Column("finished_at", UTCDateTime),
-    *(sa.Column(name, sa.Integer, nullable=False, default=0) for name in RUN_COUNTERS),
-    sa.Column("error", sa.Text),
-    sa.Index(None, "recipe", "started_at"),
-    sa.Index(None, "started_at"),
-)
-
-events = sa.Table(
-    "events", metadata,
-    sa.Column("id", RowId, primary_key=True, autoincrement=True),
-    sa.Column("recipe", sa.String, nullable=False),
-    sa.Column("trigger", sa.String, nullable=False),
-    sa.Column("key", sa.String, nullable=False),
-    sa.Column("payload", JSONType),
-    sa.Column("status", sa.String(16), nullable=False),
-    sa.Column("attempts", sa.Integer, nullable=False, default=0),
-    sa.Column("last_error", sa.Text),
-    sa.Column("run_id", sa.ForeignKey("runs.id", ondelete="SET NULL")),
-    sa.Column("created_at", UTCDateTime, nullable=False),
-    sa.Column("updated_at", UTCDateTime, nullable=False),
-    sa.UniqueConstraint("recipe", "trigger", "key"),
-    sa.Index(None, "recipe", "status"),
-    sa.Index(None, "run_id"),
-)
-
-step_results = sa.Table(
-    "step_results", metadata,
-    sa.Column("id", RowId, primary_key=True, autoincrement=True),
-    sa.Column("event_id", sa.ForeignKey("events.id", ondelete="CASCADE"), nullable=False),
-    sa.Column("run_id", sa.ForeignKey("runs.id", ondelete="SET NULL")),
-    sa.Column("step_index", sa.Integer, nullable=False),
-    sa.Column("item_index", sa.Integer, nullable=False, default=NO_ITEM),
-    sa.Column("step_id", sa.String),
-    sa.Column("status", sa.String(16), nullable=False),
-    sa.Column("idempotency_key", sa.String),
-    sa.Column("request", JSONType),
-    sa.Column("output", JSONType),
-    sa.Column("error", sa.Text),
-    sa.Column("attempts", sa.Integer, nullable=False, default=1),
-    sa.Column("started_at", UTCDateTime),
-    sa.Column("finished_at", UTCDateTime),
-    sa.UniqueConstraint("event_id", "step_index", "item_index"),
-    sa.Index(None, "run_id"),
-)
-
-idempotency_keys = sa.Table(
-    "idempotency_keys", metadata,
-    sa.Column("key", sa.String, primary_key=True),
-    sa.Column("event_id", sa.ForeignKey("events.id", ondelete="CASCADE"), nullable=False),
-    sa.Column("step_index", sa.Integer, nullable=False),
-    sa.Column("item_index", sa.Integer, nullable=False, default=NO_ITEM),
-    sa.Column("status", sa.String(16), nullable=False),  # reserved | done
-    sa.Column("created_at", UTCDateTime, nullable=False),
-    sa.Column("completed_at", UTCDateTime),
-    sa.Index(None, "event_id"),
-)
-
-dead_letters = sa.Table(
-    "dead_letters", metadata,
-    sa.Column("event_id", sa.ForeignKey("events.id", ondelete="CASCADE"), primary_key=True),
-    sa.Column("recipe", sa.String, nullable=False),
-    sa.Column("reason", sa.Text),
-    sa.Column("attempts", sa.Integer, nullable=False),
-    sa.Column("created_at", UTCDateTime, nullable=False),
-    sa.Index(None, "recipe"),
-)
-
-
-def dialect_insert(conn: Connection, table: sa.Table) -> Any:
-    """An INSERT supporting ``on_conflict_do_nothing/update`` for the connection's dialect."""
-    name = conn.dialect.name
-    if name == "sqlite":
-        return sqlite.insert(table)
-    if name == "postgresql":
-        return postgresql.insert(table)
-    raise ConfigError(f"unsupported database {name!r}: splice supports SQLite and PostgreSQL")
-
-
-_PREBUILT: dict[tuple[str, str], Any] = {}
-
-
-def prebuilt(conn: Connection, name: str, build: Any) -> Any:
-    """A statement built once per dialect and reused with bound parameters.
-
-    Building ``insert().values(...)`` on every call costs SQLAlchemy ~100 µs (construction and
-    cache-key generation); executing a prebuilt statement with a parameter dict does not.
-    """
-    key = (name, conn.dialect.name)
-    stmt = _PREBUILT.get(key)
-    if stmt is None:
-        stmt = _PREBUILT[key] = build(conn)
-    return stmt
-
-
-# --------------------------------------------------------------------------- records
-
 
 @dataclass(frozen=True)
 class EventRecord:
@@ -447,11 +268,11 @@ def _sqlite_rows(table: sa.Table, names: list[str], rows: list[dict[str, Any]]
         if value is None:
             return None
         if value not in times:
-            times[value] = _sqlite_time(value)
+            times[value] = sqlite_time(value)
         return times[value]
 
     converters = [when if isinstance(table.c[n].type, UTCDateTime) else
-                  _sqlite_json if isinstance(table.c[n].type, sa.JSON) else None
+                  sqlite_json if isinstance(table.c[n].type, sa.JSON) else None
                   for n in names]
     special = [(i, c) for i, c in enumerate(converters) if c is not None]
     out = []
@@ -572,12 +393,6 @@ class LedgerMixin:
 
     # ----------------------------------------------------------------- events
 
-    def record_event(self, recipe: str, trigger: str, key: str, payload: Any,
-                     run_id: str | None = None) -> int:
-        """Insert a pending event and return its id; an existing key returns the existing id."""
-        with self._write() as conn:
-            return _insert_event(conn, recipe, trigger, key, payload, run_id)[0]
-
     def write_group(self, recipe: str, trigger: str, group: list[PendingEvent],
                     checkpoint: Any = MISSING_CHECKPOINT) -> None:
         """Write what a run recorded for ``group`` (and the trigger's page ``checkpoint``) in
@@ -668,17 +483,6 @@ class LedgerMixin:
         self._add_seen(conn, recipe, trigger, [p.key for p in new])
         return assigned
 
-    def set_event_status(self, event_id: int, status: str, *, error: str | None = None,
-                         run_id: str | None = None) -> None:
-        """Set an event's status; succeeded/failed count one attempt. Errors are redacted."""
-        with self._write() as conn:
-            done = conn.execute(_event_status_stmt(conn), {
-                "b_id": event_id, "b_status": _choice(status, EVENT_STATUSES, "event status"),
-                "b_error": _redact_text(error), "b_now": now(),
-                "b_inc": 1 if status in ("succeeded", "failed") else 0, "b_run": run_id})
-            if done.rowcount != 1:
-                raise KeyError(f"no event with id {event_id}")
-
     def get_event(self, event_id: int) -> EventRecord | None:
         """One event by id."""
         with self._read() as conn:
@@ -753,58 +557,6 @@ class LedgerMixin:
                 step_results.c.item_index == sa.bindparam("b_item"))),
                 {"b_event": event_id, "b_step": step_index, "b_item": item_index}).first()
         return None if row is None else StepResult(**row._mapping)
-
-    def step_results_for(self, event_id: int) -> list[StepResult]:
-        """Every saved step result of an event, in step then item order."""
-        with self._read() as conn:
-            rows = conn.execute(sa.select(step_results)
-                                .where(step_results.c.event_id == event_id)
-                                .order_by(step_results.c.step_index, step_results.c.item_index))
-            return [StepResult(**row._mapping) for row in rows]
-
-    def save_step_result(
-        self, event_id: int, step_index: int, *, status: str, item_index: int = NO_ITEM,
-        step_id: str | None = None, run_id: str | None = None,
-        idempotency_key: str | None = None, request: Mapping[str, Any] | None = None,
-        output: Any = None, error: str | None = None, attempts: int = 1,
-        started_at: datetime | None = None, finished_at: datetime | None = None,
-    ) -> None:
-        """Insert or replace a step result; request headers and known secrets are redacted."""
-        values = _step_row(event_id, step_index, item_index, redact_step({
-            "step_id": step_id, "run_id": run_id,
-            "status": _choice(status, STEP_STATUSES, "step status"),
-            "idempotency_key": idempotency_key, "request": request, "output": output,
-            "error": error, "attempts": attempts, "started_at": started_at,
-            "finished_at": finished_at}), now())
-        with self._write() as conn:
-            conn.execute(prebuilt(conn, "upsert_step", _upsert_step), values)
-
-    # ----------------------------------------------------------------- idempotency keys
-
-    def reserve_idempotency_key(self, key: str, event_id: int, step_index: int,
-                                item_index: int = NO_ITEM) -> bool:
-        """Record ``key`` before the side effect. False if that side effect is already done.
-
-        A key left ``reserved`` by a crashed attempt returns True: send again with the same key
-        and let the API deduplicate.
-        """
-        with self._write() as conn:
-            conn.execute(prebuilt(conn, "reserve_key", lambda c: dialect_insert(
-                c, idempotency_keys).on_conflict_do_nothing(index_elements=["key"])),
-                {"key": key, "event_id": event_id, "step_index": step_index,
-                 "item_index": item_index, "status": "reserved", "created_at": now()})
-            status = conn.execute(prebuilt(conn, "key_status", lambda c: sa.select(
-                idempotency_keys.c.status).where(idempotency_keys.c.key == sa.bindparam("b_key"))),
-                {"b_key": key}).scalar_one()
-        return bool(status != "done")
-
-    def complete_idempotency_key(self, key: str) -> None:
-        """Mark the side effect behind ``key`` as done."""
-        with self._write() as conn:
-            conn.execute(prebuilt(conn, "complete_key", lambda c: idempotency_keys.update().where(
-                idempotency_keys.c.key == sa.bindparam("b_key")).values(
-                    status="done", completed_at=sa.bindparam("b_now"))),
-                {"b_key": key, "b_now": now()})
 
     def idempotency_key_status(self, key: str) -> str | None:
         """``reserved``, ``done`` or None for an unknown key."""

@@ -1,0 +1,84 @@
+"""Schema versions: each migration brings the state database one version forward.
+
+A new database gets the current schema at once; an older one gets each pending entry of
+``MIGRATIONS`` applied in order, in one transaction, under an advisory lock on PostgreSQL
+(SQLite's write lock serialises it there), and the versions applied recorded in
+``schema_version``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from ..errors import ConfigError
+from .connection_events import create_table as create_connection_events
+from .tables import metadata, now, schema_version, trigger_state
+
+_PG_MIGRATION_LOCK = 0x5311CE  # advisory lock id serialising concurrent migrations
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One schema step: ``apply`` brings a database from ``version - 1`` to ``version``."""
+
+    version: int
+    description: str
+    apply: Callable[[Connection], None]
+
+
+def _initial_schema(conn: Connection) -> None:
+    metadata.create_all(conn, checkfirst=True)
+
+
+def _add_trigger_checkpoint(conn: Connection) -> None:
+    column = trigger_state.c.checkpoint
+    kind = column.type.compile(dialect=conn.dialect)
+    conn.execute(sa.text(f"ALTER TABLE trigger_state ADD COLUMN checkpoint {kind}"))
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "initial schema", _initial_schema),
+    Migration(2, "connection events", create_connection_events),
+    Migration(3, "trigger page checkpoint", _add_trigger_checkpoint),
+)
+SCHEMA_VERSION = MIGRATIONS[-1].version
+
+
+def _current_version(conn: Connection) -> int:
+    if not sa.inspect(conn).has_table(schema_version.name):
+        return 0
+    return int(conn.execute(sa.select(sa.func.max(schema_version.c.version))).scalar() or 0)
+
+
+def migrate(engine: Engine) -> None:
+    """Create or upgrade the schema; a no-op (one read) when it is current."""
+    with engine.connect() as conn, conn.begin():
+        if _current_version(conn) == SCHEMA_VERSION:
+            return
+    with engine.connect() as conn:
+        conn.execution_options(splice_write=True)
+        with conn.begin():
+            if conn.dialect.name == "postgresql":
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:id)"),
+                             {"id": _PG_MIGRATION_LOCK})
+            current = _current_version(conn)  # re-read under the lock
+            if current > SCHEMA_VERSION:
+                raise ConfigError(
+                    f"the state database has schema version {current}, newer than this "
+                    f"splice understands ({SCHEMA_VERSION})", hint="upgrade splice")
+            if current == 0:
+                metadata.create_all(conn, checkfirst=True)
+                pending: Iterable[Migration] = MIGRATIONS  # current schema = all of them
+            else:
+                pending = [m for m in MIGRATIONS if m.version > current]
+                for migration in pending:
+                    migration.apply(conn)
+            stamp = now()
+            for migration in pending:
+                conn.execute(schema_version.insert().values(
+                    version=migration.version, description=migration.description,
+                    applied_at=stamp))

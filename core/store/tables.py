@@ -1,0 +1,258 @@
+"""The state database's schema: every table, the column types they share, and JSON encoding.
+
+One ``metadata`` for SQLite and PostgreSQL: connections, trigger state and seen keys (read and
+written by :mod:`splice.store.database`), the run ledger's runs, events, step results,
+idempotency keys and dead letters (:mod:`splice.store.ledger`), and connection events
+(:mod:`splice.store.connection_events`). Migrations live in :mod:`splice.store.database`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, date, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Dialect
+
+from ..errors import ConfigError
+
+RUN_MODES = ("once", "watch", "dry_run", "retry", "test")
+RUN_STATUSES = ("running", "succeeded", "failed", "interrupted")
+RUN_COUNTERS = ("events_seen", "events_new", "events_failed", "requests_made")
+EVENT_STATUSES = ("pending", "succeeded", "failed", "dead")
+STEP_STATUSES = ("succeeded", "failed", "skipped")
+NO_ITEM = -1  # item_index of a step that is not inside for_each
+
+_MAX_KEY_LENGTH = 512  # longer dedupe keys are stored as a digest (btree entries stay small)
+
+
+def now() -> datetime:
+    """The current time, timezone-aware UTC."""
+    return datetime.now(UTC)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, set | frozenset | tuple):
+        return list(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+_ENCODE = json.JSONEncoder(default=_json_default, separators=(",", ":"),
+                           ensure_ascii=False).encode  # built once: dumps(**kw) builds one a call
+
+
+def json_dumps(value: Any) -> str:
+    """How the state database stores JSON columns (compact, UTF-8, dates as ISO text)."""
+    return _ENCODE(value)
+
+
+class Encoded(str):
+    """A JSON value already serialized by ``json_dumps`` (stored as is on SQLite)."""
+
+
+def sqlite_json(value: Any) -> str | None:
+    if isinstance(value, Encoded):
+        return str(value)
+    return None if value is None else json_dumps(value)
+
+
+def sqlite_time(value: datetime | None) -> str | None:
+    """A UTCDateTime as SQLAlchemy stores it in SQLite (naive UTC text)."""
+    if value is None:
+        return None
+    value = (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC)
+    return value.strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def storage_key(key: str) -> str:
+    """The form of a dedupe key as stored: itself, or a sha256 digest when very long."""
+    if len(key) <= _MAX_KEY_LENGTH:
+        return key
+    return "sha256:" + hashlib.sha256(key.encode()).hexdigest()
+
+
+# --------------------------------------------------------------------------- schema types
+
+
+class UTCDateTime(sa.TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite stores them as naive UTC)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        value = (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+JSONType = sa.JSON(none_as_null=True).with_variant(postgresql.JSONB(none_as_null=True),
+                                                     "postgresql")
+RowId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")  # SQLite rowid alias
+
+metadata = sa.MetaData(naming_convention={
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+})
+
+runs = sa.Table(
+    "runs", metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("recipe", sa.String, nullable=False),
+    sa.Column("recipe_path", sa.String),
+    sa.Column("mode", sa.String(16), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("started_at", UTCDateTime, nullable=False),
+    sa.Column("finished_at", UTCDateTime),
+    *(sa.Column(name, sa.Integer, nullable=False, default=0) for name in RUN_COUNTERS),
+    sa.Column("error", sa.Text),
+    sa.Index(None, "recipe", "started_at"),
+    sa.Index(None, "started_at"),
+)
+
+events = sa.Table(
+    "events", metadata,
+    sa.Column("id", RowId, primary_key=True, autoincrement=True),
+    sa.Column("recipe", sa.String, nullable=False),
+    sa.Column("trigger", sa.String, nullable=False),
+    sa.Column("key", sa.String, nullable=False),
+    sa.Column("payload", JSONType),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("last_error", sa.Text),
+    sa.Column("run_id", sa.ForeignKey("runs.id", ondelete="SET NULL")),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("recipe", "trigger", "key"),
+    sa.Index(None, "recipe", "status"),
+    sa.Index(None, "run_id"),
+)
+
+step_results = sa.Table(
+    "step_results", metadata,
+    sa.Column("id", RowId, primary_key=True, autoincrement=True),
+    sa.Column("event_id", sa.ForeignKey("events.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("run_id", sa.ForeignKey("runs.id", ondelete="SET NULL")),
+    sa.Column("step_index", sa.Integer, nullable=False),
+    sa.Column("item_index", sa.Integer, nullable=False, default=NO_ITEM),
+    sa.Column("step_id", sa.String),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("idempotency_key", sa.String),
+    sa.Column("request", JSONType),
+    sa.Column("output", JSONType),
+    sa.Column("error", sa.Text),
+    sa.Column("attempts", sa.Integer, nullable=False, default=1),
+    sa.Column("started_at", UTCDateTime),
+    sa.Column("finished_at", UTCDateTime),
+    sa.UniqueConstraint("event_id", "step_index", "item_index"),
+    sa.Index(None, "run_id"),
+)
+
+idempotency_keys = sa.Table(
+    "idempotency_keys", metadata,
+    sa.Column("key", sa.String, primary_key=True),
+    sa.Column("event_id", sa.ForeignKey("events.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("step_index", sa.Integer, nullable=False),
+    sa.Column("item_index", sa.Integer, nullable=False, default=NO_ITEM),
+    sa.Column("status", sa.String(16), nullable=False),  # reserved | done
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("completed_at", UTCDateTime),
+    sa.Index(None, "event_id"),
+)
+
+dead_letters = sa.Table(
+    "dead_letters", metadata,
+    sa.Column("event_id", sa.ForeignKey("events.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("recipe", sa.String, nullable=False),
+    sa.Column("reason", sa.Text),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Index(None, "recipe"),
+)
+
+
+def dialect_insert(conn: Connection, table: sa.Table) -> Any:
+    """An INSERT supporting ``on_conflict_do_nothing/update`` for the connection's dialect."""
+    name = conn.dialect.name
+    if name == "sqlite":
+        return sqlite.insert(table)
+    if name == "postgresql":
+        return postgresql.insert(table)
+    raise ConfigError(f"unsupported database {name!r}: splice supports SQLite and PostgreSQL")
+
+
+_PREBUILT: dict[tuple[str, str], Any] = {}
+
+
+def prebuilt(conn: Connection, name: str, build: Any) -> Any:
+    """A statement built once per dialect and reused with bound parameters.
+
+    Building ``insert().values(...)`` on every call costs SQLAlchemy ~100 µs (construction and
+    cache-key generation); executing a prebuilt statement with a parameter dict does not.
+    """
+    key = (name, conn.dialect.name)
+    stmt = _PREBUILT.get(key)
+    if stmt is None:
+        stmt = _PREBUILT[key] = build(conn)
+    return stmt
+
+
+# --------------------------------------------------------------------------- records
+
+
+connections = sa.Table(
+    "connections", metadata,
+    sa.Column("name", sa.String, primary_key=True),
+    sa.Column("connector", sa.String, nullable=False),
+    sa.Column("auth_type", sa.String, nullable=False),
+    sa.Column("base_url", sa.String),
+    sa.Column("config", JSONType, nullable=False),
+    sa.Column("secret", sa.LargeBinary),  # Fernet ciphertext of a JSON object
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+
+trigger_state = sa.Table(
+    "trigger_state", metadata,
+    sa.Column("recipe", sa.String, primary_key=True),
+    sa.Column("trigger", sa.String, primary_key=True),
+    sa.Column("initialized", sa.Boolean, nullable=False, default=False),
+    sa.Column("cursor", sa.Text),
+    sa.Column("checkpoint", JSONType),  # where an unfinished listing resumes (engine)
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+
+seen_keys = sa.Table(
+    "seen_keys", metadata,
+    sa.Column("recipe", sa.String, nullable=False),
+    sa.Column("trigger", sa.String, nullable=False),
+    sa.Column("key", sa.String, nullable=False),
+    # Filled by the database: a per-row bound datetime doubled the cost of add_seen.
+    sa.Column("first_seen_at", UTCDateTime, nullable=False,
+              server_default=sa.func.current_timestamp()),
+    # The key leads the primary key: PostgreSQL, before its first ANALYZE, would otherwise
+    # match (recipe, trigger) in the index and filter every key of the trigger (O(n) a page).
+    sa.PrimaryKeyConstraint("key", "recipe", "trigger"),
+    sqlite_with_rowid=False,  # the primary key is the table: smaller and faster lookups
+)
+
+schema_version = sa.Table(
+    "schema_version", metadata,
+    sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("description", sa.String, nullable=False),
+    sa.Column("applied_at", UTCDateTime, nullable=False),
+)
