@@ -13,7 +13,7 @@ from click.testing import CliRunner, Result
 
 from splice import hookimpl, plugins
 from splice.http.ratelimit import reset_shared_buckets
-from splice.sandbox.server import serve
+from splice.sandbox import serve
 
 from .fakeapi import TOKEN, create_app
 

@@ -38,7 +38,7 @@ from splice.http.request import prepare_call
 from splice.mapping.templates import TemplateEngine
 from splice.model.manifest import Connector, Operation, load_manifest
 from splice.plugins import get_registry
-from splice.sandbox.server import SandboxConfig, serve
+from splice.sandbox import SandboxConfig, serve
 from splice.store.database import ConnectionRecord, Store
 from splice_connectors.ghl_users import MANIFEST
 from splice_connectors.ghl_users.sandbox import create_app

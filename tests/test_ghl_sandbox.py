@@ -23,7 +23,7 @@ from jsonschema import Draft202012Validator, FormatChecker
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from splice.sandbox.server import SandboxConfig, serve
+from splice.sandbox import SandboxConfig, serve
 from splice_connectors.ghl_users.sandbox import create_app
 from splice_connectors.ghl_users.sandbox_data import COMPANY_ID, LOCATION_ID, SECOND_LOCATION_ID
 

@@ -33,7 +33,7 @@ from splice.http.request import prepare_call
 from splice.mapping.templates import TemplateEngine
 from splice.model.manifest import MISSING, Connector, Operation
 from splice.plugins import get_registry
-from splice.sandbox.server import SandboxConfig, serve
+from splice.sandbox import SandboxConfig, serve
 from splice.store.database import Store
 from splice_connectors.invoice2go import MANIFEST
 from splice_connectors.invoice2go.sandbox import create_app

@@ -13,15 +13,16 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
-from splice.sandbox.oauth_server import (
+from splice.sandbox import (
     AuthFailure,
     OAuthClient,
     OAuthFailure,
     OAuthServer,
+    SandboxConfig,
     pkce_challenge,
     redirect_uri_matches,
+    serve,
 )
-from splice.sandbox.server import SandboxConfig, serve
 from splice_connectors.invoice2go.sandbox import create_app
 
 # --------------------------------------------------------------------------------------------

@@ -33,7 +33,7 @@ from splice.errors import AuthError, HTTPError
 from splice.http.client import ApiClient
 from splice.http.request import prepare_call
 from splice.plugins import get_registry
-from splice.sandbox.server import SandboxConfig, load_factory, serve
+from splice.sandbox import SandboxConfig, load_factory, serve
 from splice.store.connection_events import list_connection_events
 from splice.store.database import Store
 

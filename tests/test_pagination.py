@@ -18,7 +18,7 @@ from splice.http.client import ApiClient
 from splice.http.pagination import Page
 from splice.http.request import prepare_call
 from splice.model.manifest import Connector, load_manifest
-from splice.sandbox.server import serve
+from splice.sandbox import serve
 
 from .faultserver import create_app, make_records
 

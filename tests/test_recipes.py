@@ -17,18 +17,13 @@ from typing import Any
 import pytest
 
 from splice.connections.client import connection_client
+from splice.connections.status import needed_scopes
 from splice.errors import AuthError
 from splice.http.request import prepare_call
 from splice.mapping.templates import TemplateEngine
 from splice.model.recipe import load_recipe
 from splice.plugins import get_registry
-from splice.run.demo import (
-    CONNECTIONS,
-    Sandboxes,
-    connect_to_sandbox,
-    ensure_connection,
-    needed_scopes,
-)
+from splice.run.demo import CONNECTIONS, Sandboxes, connect_to_sandbox, ensure_connection
 from splice.run.plan import build_plan
 from splice.run.report import RunReport
 from splice.run.runner import Runner

@@ -28,7 +28,7 @@ from splice.http.ratelimit import (
 )
 from splice.http.request import prepare_call
 from splice.model.manifest import Connector, load_manifest
-from splice.sandbox.server import free_port, serve
+from splice.sandbox import free_port, serve
 
 from .faultserver import arrivals, create_app
 

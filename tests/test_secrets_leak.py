@@ -36,7 +36,7 @@ import pytest
 from splice.connections.authorize import connect
 from splice.errors import SpliceError
 from splice.plugins import get_registry
-from splice.sandbox.server import SandboxConfig, load_factory, serve
+from splice.sandbox import SandboxConfig, load_factory, serve
 from splice.secrets import REDACTOR
 from splice.store.database import Store
 

@@ -40,8 +40,7 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Route
 
 from splice.errors import ConfigError
-from splice.sandbox.oauth_server import AuthFailure, OAuthClient, OAuthFailure, OAuthServer
-from splice.sandbox.server import SandboxConfig
+from splice.sandbox import AuthFailure, OAuthClient, OAuthFailure, OAuthServer, SandboxConfig
 
 from . import sandbox_data as data
 from .sandbox_data import ApiProblem, RateLimiter, World, unprocessable

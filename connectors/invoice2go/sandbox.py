@@ -34,14 +34,14 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Route
 
 from splice.errors import ConfigError
-from splice.sandbox.oauth_server import (
+from splice.sandbox import (
     AuthFailure,
     OAuthClient,
     OAuthFailure,
     OAuthServer,
+    SandboxConfig,
     TokenInfo,
 )
-from splice.sandbox.server import SandboxConfig
 
 from .sandbox_data import (
     ACCOUNT_ID,

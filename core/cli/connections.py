@@ -13,49 +13,13 @@ from typing import Any
 
 import click
 
+from ..connections.status import default_scopes, token_state
 from ..errors import ConfigError, InputError
 from .common import console, esc, handle_errors, load_registry, open_store
 
 # Token-request fields --token-param may not set: they carry the flow's own values or secrets.
 _RESERVED_TOKEN_PARAMS = frozenset({"client_id", "client_secret", "code", "code_verifier",
                                     "grant_type", "redirect_uri", "refresh_token"})
-
-
-def _duration(seconds: float) -> str:
-    seconds = max(0.0, seconds)
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    if seconds < 5400:
-        return f"{seconds / 60:.0f} min"
-    if seconds < 2 * 86400:
-        return f"{seconds / 3600:.0f} h"
-    return f"{seconds / 86400:.0f} d"
-
-
-def token_state(record: Any, now: float | None = None) -> tuple[str, str]:
-    """(state, words): valid / expiring / expired / refresh_interrupted / reauth_required."""
-    from ..connections.oauth import interrupted_refreshes, refresh_skew
-
-    if record.status == "reauth_required":
-        return "reauth_required", "needs re-auth"
-    if record.auth_type == "oauth2" and interrupted_refreshes(record):
-        return "refresh_interrupted", ("refresh interrupted (next use retries it; "
-                                       "may need re-auth)")
-    expires_at = record.config.get("expires_at")
-    if expires_at is None:
-        return "valid", "valid"
-    left = float(expires_at) - (time.time() if now is None else now)
-    oauth = record.auth_type == "oauth2"
-    if left <= 0:
-        return "expired", "expired (refreshes on next use)" if oauth else "expired"
-    try:
-        skew = refresh_skew(record) if oauth else 0.0
-    except ConfigError:
-        skew = 0.0
-    if left <= max(skew, 60.0):
-        return "expiring", f"expiring in {_duration(left)}" + \
-            (" (refreshes on next use)" if oauth else "")
-    return "valid", f"valid ({_duration(left)} left)"
 
 
 def _iso(stamp: Any) -> str | None:
@@ -375,31 +339,6 @@ def connect(connector_id: str, name: str, scopes: str | None, port: int, no_brow
     missing = [s for s in wanted if s not in result.scopes]
     if missing:
         err.print(f"[yellow]warning[/]: not granted: {esc(' '.join(missing))}")
-
-
-def default_scopes(connector: Any, recipes_dir: Path = Path("recipes")) -> list[str]:
-    """Scopes the project's recipes need from this connector, else all of its scopes."""
-    from ..model.recipe import load_recipe
-
-    needed: list[str] = []
-    for path in sorted(recipes_dir.glob("*.y*ml")) + sorted(recipes_dir.glob("*.json")):
-        try:
-            recipe = load_recipe(path)
-        except Exception:  # noqa: BLE001 - a broken recipe is validate's business
-            continue
-        refs = [(recipe.trigger_connector_id, None)] + [(s.connector_id, s.action_id)
-                                                         for s in recipe.steps]
-        for cid, action in refs:
-            if cid != connector.id:
-                continue
-            if action is None:
-                trig = connector.triggers.get(recipe.trigger_id)
-                action = trig.operation if trig else None
-            op = connector.operations.get(action or "")
-            for s in op.scopes if op else []:
-                if s not in needed:
-                    needed.append(s)
-    return needed or list(connector.scopes)
 
 
 # ---------------------------------------------------------------------------- sandbox

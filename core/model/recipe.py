@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DocumentError
-from .documents import Document, load_document, parse_document
+from .documents import Document, load_document
 from .durations import parse_period
 from .schema import bundled_validator, iter_errors
 
@@ -68,10 +68,6 @@ class Recipe:
 
 def load_recipe(path: str | Path) -> Recipe:
     return recipe_from_document(load_document(path))
-
-
-def parse_recipe(text: str, path: str) -> Recipe:
-    return recipe_from_document(parse_document(text, path))
 
 
 def recipe_from_document(doc: Document) -> Recipe:

@@ -25,11 +25,13 @@ from typing import Any
 
 import httpx
 
+from ..connections.status import needed_scopes
 from ..errors import AuthError, ConfigError
+from .report import RunReport
 
 __all__ = ["CONNECTIONS", "Changes", "DemoSummary", "RecipeResult", "Sandboxes",
            "approve_in_sandbox", "connect_to_sandbox", "diff_invoice2go", "ensure_connection",
-           "needed_scopes", "recipes_dir", "run_demo", "summary_lines"]
+           "recipes_dir", "run_demo", "summary_lines"]
 
 #: connector id -> the connection name the recipes use
 CONNECTIONS = {"ghl_users": "my-highlevel", "invoice2go": "my-invoice2go"}
@@ -162,47 +164,40 @@ def ensure_connection(store: Any, connector: Any, name: str, sandboxes: Sandboxe
     return f"{name} ({cid}) already connected; using its stored tokens"
 
 
-def needed_scopes(connector: Any, paths: list[Path]) -> list[str]:
-    """Scopes the recipes at ``paths`` need from ``connector`` (all of its scopes if none)."""
-    from ..errors import SpliceError
-    from ..model.recipe import load_recipe
-
-    needed: list[str] = []
-    for path in paths:
-        try:
-            recipe = load_recipe(path)
-        except SpliceError:
-            continue  # reported when the recipe runs
-        ops = [connector.operations.get(s.action_id) for s in recipe.steps
-               if s.connector_id == connector.id]
-        if recipe.trigger_connector_id == connector.id:
-            trigger = connector.triggers.get(recipe.trigger_id)
-            ops.append(connector.operations.get(trigger.operation or "") if trigger else None)
-        needed += [s for op in ops if op is not None for s in op.scopes if s not in needed]
-    return needed or list(connector.scopes)
-
-
 # ---------------------------------------------------------------------------- results
 
 
 @dataclass
 class RecipeResult:
-    """What one recipe did during the demo."""
+    """What one recipe did during the demo: the reports of its runs (a recipe whose trigger
+    needs activity in the sandbox runs twice: once to remember what exists, once after)."""
 
     file: str
     name: str
-    run_ids: list[str] = field(default_factory=list)
-    events_seen: int = 0
-    events_new: int = 0
-    events_failed: int = 0
-    requests_made: int = 0
+    reports: list[RunReport] = field(default_factory=list)
     steps_sent: int = 0
     note: str | None = None
-    errors: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # the recipe or sandbox, not a run
+
+    @property
+    def events_seen(self) -> int:
+        return max((r.events_seen for r in self.reports), default=0)
+
+    @property
+    def events_new(self) -> int:
+        return sum(r.events_new for r in self.reports)
+
+    @property
+    def requests_made(self) -> int:
+        return sum(r.requests_made for r in self.reports)
+
+    @property
+    def errors(self) -> list[str]:
+        return self.problems + [e for r in self.reports for e in r.errors]
 
     @property
     def ok(self) -> bool:
-        return not self.errors and self.events_failed == 0
+        return not self.errors and all(r.events_failed == 0 for r in self.reports)
 
 
 @dataclass
@@ -309,7 +304,7 @@ def _run_recipe(path: Path, store: Any, registry: Any, sandboxes: Sandboxes) -> 
         plan = build_plan(recipe, registry, TemplateEngine(registry.filters),
                           connections={c.name: c for c in store.list_connections()})
     except DocumentError as exc:
-        result.errors.extend(str(p) for p in exc.problems)
+        result.problems.extend(str(p) for p in exc.problems)
         return result
     activity = ACTIVITY.get(plan.trigger.ref)
     passes: list[tuple[bool, Callable[[Sandboxes], str] | None]] = [(True, None)]
@@ -320,26 +315,21 @@ def _run_recipe(path: Path, store: Any, registry: Any, sandboxes: Sandboxes) -> 
             if before_run is not None:
                 result.note = before_run(sandboxes)
         except (httpx.HTTPError, KeyError) as exc:
-            result.errors.append(f"could not act in the sandbox: {type(exc).__name__}")
+            result.problems.append(f"could not act in the sandbox: {type(exc).__name__}")
             return result
         runner = Runner(plan, store, registry)
         try:
             report = runner.run(mode="once", backfill=backfill)
         except SpliceError as exc:
-            result.errors.append(str(exc))
+            result.problems.append(str(exc))
             return result
         finally:
             runner.close()
+        result.reports.append(report)
         if report.run_id:
-            result.run_ids.append(report.run_id)
             run = store.get_run(report.run_id)
             result.steps_sent += sum(1 for s in (run.step_results if run else ())
                                      if s.status == "succeeded")
-        result.events_seen = max(result.events_seen, report.events_seen)
-        result.events_new += report.events_new
-        result.events_failed += report.events_failed
-        result.requests_made += report.requests_made
-        result.errors.extend(report.errors)
     return result
 
 

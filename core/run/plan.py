@@ -73,6 +73,7 @@ class _Checker:
     engine: TemplateEngine
     connections: Mapping[str, Any] | None
     problems: list[Problem] = field(default_factory=list)
+    needs: dict[str, set[str]] = field(default_factory=dict)  # connection -> scopes used
 
     @property
     def doc(self) -> Document:
@@ -110,13 +111,14 @@ class _Checker:
         return conns[cid]
 
     def connection(self, name: str | None, connector: Connector, path: tuple[str | int, ...],
-                   scopes: list[str], needs: dict[str, set[str]]) -> None:
+                   scopes: list[str]) -> None:
+        """The step's connection exists, is for this connector and has the scopes."""
         if name is None:
             if connector.auth_type != "none":
                 self.add(path[:-1], f"missing required key 'connection' (connector "
                                     f"'{connector.id}' needs credentials)")
             return
-        needs.setdefault(name, set()).update(scopes)
+        self.needs.setdefault(name, set()).update(scopes)
         if self.connections is None:
             return
         record = self.connections.get(name)
@@ -297,106 +299,135 @@ def connection_schema(connector: Connector) -> dict[str, Any]:
     return {"type": "object", "properties": fields}
 
 
-def build_plan(recipe: Recipe, registry: Registry, engine: TemplateEngine, *,
+def build_plan(recipe: Recipe, registry: Registry, template_engine: TemplateEngine, *,
                connections: Mapping[str, Any] | None = None) -> Plan:
     """Check ``recipe`` and compile it; raise :class:`DocumentError` listing every problem.
 
-    ``connections`` (name -> stored connection) enables the connection and scope checks.
+    In order: resolve the trigger and each step's action; check connections and scopes
+    (``connections``, name -> stored connection, enables these checks); compile every
+    template; check the paths templates read and the types of literal values.
     """
-    ck = _Checker(recipe, registry, engine, connections)
-    needs: dict[str, set[str]] = {}
+    ck = _Checker(recipe, registry, template_engine, connections)
+    connector, trigger = _resolve_trigger(ck, recipe)
+    base_scope = _base_scope(recipe)
+    parts = _compile_trigger(ck, recipe, connector, trigger, base_scope) \
+        if connector is not None and trigger is not None else None
+    trigger_schema = connector.trigger_output(trigger) if connector and trigger else True
+    step_schemas: dict[str, Any] = {}
+    step_plans = [plan for step in recipe.steps if (plan := _plan_step(
+        ck, step, {**base_scope, "trigger": trigger_schema}, step_schemas)) is not None]
+    if ck.problems:
+        raise DocumentError(sorted(ck.problems, key=lambda p: (p.line, p.column)))
+    assert connector is not None and trigger is not None and parts is not None
+    return Plan(recipe=recipe, connector=connector, trigger=trigger, steps=step_plans,
+                required_scopes=ck.needs, **parts)
+
+
+def _resolve_trigger(ck: _Checker, recipe: Recipe) -> tuple[Connector | None, Trigger | None]:
+    """The trigger's connector and declaration, or a problem saying what exists instead."""
     trig_path = ("trigger", "use")
     connector = ck.connector(recipe.trigger_use, trig_path)
-    trigger = None
-    if connector is not None:
-        tid = recipe.trigger_id
-        if tid not in connector.triggers:
-            hint = did_you_mean(tid, connector.triggers)
-            if tid in connector.operations:
-                hint = f" ('{tid}' is an action; triggers: {', '.join(connector.triggers)})"
-            ck.add(trig_path, f"connector '{connector.id}' has no trigger '{tid}'{hint}")
-        else:
-            trigger = connector.triggers[tid]
-            if trigger.type == "webhook":
-                ck.add(trig_path, f"'{recipe.trigger_use}' is a webhook trigger; webhook "
-                                  "triggers are declared but not served by this version")
-    base_scope: dict[str, Any] = {
+    if connector is None:
+        return None, None
+    tid = recipe.trigger_id
+    if tid not in connector.triggers:
+        hint = did_you_mean(tid, connector.triggers)
+        if tid in connector.operations:
+            hint = f" ('{tid}' is an action; triggers: {', '.join(connector.triggers)})"
+        ck.add(trig_path, f"connector '{connector.id}' has no trigger '{tid}'{hint}")
+        return connector, None
+    trigger = connector.triggers[tid]
+    if trigger.type == "webhook":
+        ck.add(trig_path, f"'{recipe.trigger_use}' is a webhook trigger; webhook "
+                          "triggers are declared but not served by this version")
+    return connector, trigger
+
+
+def _base_scope(recipe: Recipe) -> dict[str, Any]:
+    """What every template of the recipe may read: ``recipe`` and ``now``."""
+    return {
         "recipe": {"type": "object", "properties": {
             "name": {"type": "string"}, "description": {"type": "string"},
             "vars": {"type": "object", "properties": {k: _schema_of(v) for k, v in
                                                       recipe.vars.items()},
                      "additionalProperties": False}}},
         "now": {"type": "string", "format": "date-time"}}
-    trigger_input = trigger_defaults = None
-    key = version = flt = None
-    if connector is not None and trigger is not None:
-        op = connector.operations.get(trigger.operation) if trigger.operation else None
-        cscope = {**base_scope, "connection": connection_schema(connector)}
-        trigger_input = ck.mapping(recipe.trigger_with, ("trigger", "with"))
-        ck.references(trigger_input, ("trigger", "with"), cscope)
-        defaults = {**(op.defaults if op else {}), **trigger.defaults}
-        trigger_defaults = engine.compile_mapping(defaults, where=f"{trigger.ref}.defaults")
-        if op is not None:
-            ck.literals(recipe.trigger_with, op.input, ("trigger", "with"), cscope, defaults)
-        ck.connection(recipe.trigger_connection, connector, ("trigger", "connection"),
-                      op.scopes if op else [], needs)
-        key = _record_expression(engine, trigger.key, f"{trigger.ref}.key")
-        version = _record_expression(engine, trigger.version, f"{trigger.ref}.version")
-        flt = engine.compile_expression(trigger.filter, where=f"{trigger.ref}.filter") \
-            if trigger.filter else None
-    trigger_schema = connector.trigger_output(trigger) if connector and trigger else True
-    step_schemas: dict[str, Any] = {}
-    step_plans: list[StepPlan] = []
-    for step in recipe.steps:
-        base: tuple[str | int, ...] = ("steps", step.index)
-        sconn = ck.connector(step.use, (*base, "use"))
-        op = None
-        if sconn is not None:
-            if step.action_id not in sconn.operations:
-                hint = did_you_mean(step.action_id, sconn.operations)
-                if step.action_id in sconn.triggers:
-                    hint = f" ('{step.action_id}' is a trigger, not an action)"
-                ck.add((*base, "use"), f"connector '{sconn.id}' has no action "
-                                       f"'{step.action_id}'{hint}")
-            else:
-                op = sconn.operations[step.action_id]
-        scope: dict[str, Any] = {**base_scope, "trigger": trigger_schema,
-                                 "steps": {"type": "object", "properties": dict(step_schemas),
-                                           "additionalProperties": False}}
-        if sconn is not None:
-            scope["connection"] = connection_schema(sconn)
-        when = ck.expression(step.when, (*base, "when"))
-        ck.references(when, (*base, "when"), scope)
-        for_each = ck.expression(step.for_each, (*base, "for_each"))
-        ck.references(for_each, (*base, "for_each"), scope)
-        if for_each is not None:
-            scope["item"] = _item_schema(for_each, scope)
-            scope["loop"] = {"type": "object", "properties": {
-                "index": {"type": "integer"}, "index0": {"type": "integer"},
-                "first": {"type": "boolean"}, "last": {"type": "boolean"},
-                "length": {"type": "integer"}}}
-        mapping = ck.mapping(step.with_, (*base, "with"))
-        ck.references(mapping, (*base, "with"), scope)
-        if op is not None and sconn is not None:
-            ck.literals(step.with_, op.input, (*base, "with"), scope, op.defaults)
-            ck.connection(step.connection, sconn, (*base, "connection"), op.scopes, needs)
-            if mapping is not None:
-                step_plans.append(StepPlan(
-                    spec=step, connector=sconn, operation=op, mapping=mapping,
-                    defaults=engine.compile_mapping(op.defaults, where=f"{op.ref}.defaults"),
-                    when=when, for_each=for_each))
-            if step.id:
-                out = step_output_schema(op)
-                step_schemas[step.id] = {"type": "array", "items": out} if for_each else out
-        elif step.id:
+
+
+def _compile_trigger(ck: _Checker, recipe: Recipe, connector: Connector, trigger: Trigger,
+                     base_scope: dict[str, Any]) -> dict[str, Any]:
+    """The trigger's input, defaults, dedupe key, version and filter, compiled and checked."""
+    engine = ck.engine
+    op = connector.operations.get(trigger.operation) if trigger.operation else None
+    cscope = {**base_scope, "connection": connection_schema(connector)}
+    trigger_input = ck.mapping(recipe.trigger_with, ("trigger", "with"))
+    ck.references(trigger_input, ("trigger", "with"), cscope)
+    defaults = {**(op.defaults if op else {}), **trigger.defaults}
+    if op is not None:
+        ck.literals(recipe.trigger_with, op.input, ("trigger", "with"), cscope, defaults)
+    ck.connection(recipe.trigger_connection, connector, ("trigger", "connection"),
+                  op.scopes if op else [])
+    return {
+        "trigger_input": trigger_input,
+        "trigger_defaults": engine.compile_mapping(defaults, where=f"{trigger.ref}.defaults"),
+        "key": _record_expression(engine, trigger.key, f"{trigger.ref}.key"),
+        "version": _record_expression(engine, trigger.version, f"{trigger.ref}.version"),
+        "filter": engine.compile_expression(trigger.filter, where=f"{trigger.ref}.filter")
+        if trigger.filter else None,
+    }
+
+
+def _resolve_action(ck: _Checker, step: StepSpec, base: tuple[str | int, ...]
+                    ) -> tuple[Connector | None, Operation | None]:
+    sconn = ck.connector(step.use, (*base, "use"))
+    if sconn is None:
+        return None, None
+    if step.action_id not in sconn.operations:
+        hint = did_you_mean(step.action_id, sconn.operations)
+        if step.action_id in sconn.triggers:
+            hint = f" ('{step.action_id}' is a trigger, not an action)"
+        ck.add((*base, "use"), f"connector '{sconn.id}' has no action '{step.action_id}'{hint}")
+        return sconn, None
+    return sconn, sconn.operations[step.action_id]
+
+
+def _plan_step(ck: _Checker, step: StepSpec, scope: dict[str, Any],
+               step_schemas: dict[str, Any]) -> StepPlan | None:
+    """One step: resolve its action, compile ``when``/``for_each``/``with`` against what the
+    step may read (earlier steps' outputs), check types and scopes. Adds the step's output
+    schema to ``step_schemas`` for the steps after it."""
+    base: tuple[str | int, ...] = ("steps", step.index)
+    sconn, op = _resolve_action(ck, step, base)
+    scope = {**scope, "steps": {"type": "object", "properties": dict(step_schemas),
+                                "additionalProperties": False}}
+    if sconn is not None:
+        scope["connection"] = connection_schema(sconn)
+    when = ck.expression(step.when, (*base, "when"))
+    ck.references(when, (*base, "when"), scope)
+    for_each = ck.expression(step.for_each, (*base, "for_each"))
+    ck.references(for_each, (*base, "for_each"), scope)
+    if for_each is not None:
+        scope["item"] = _item_schema(for_each, scope)
+        scope["loop"] = {"type": "object", "properties": {
+            "index": {"type": "integer"}, "index0": {"type": "integer"},
+            "first": {"type": "boolean"}, "last": {"type": "boolean"},
+            "length": {"type": "integer"}}}
+    mapping = ck.mapping(step.with_, (*base, "with"))
+    ck.references(mapping, (*base, "with"), scope)
+    if op is None or sconn is None:
+        if step.id:
             step_schemas[step.id] = True
-    if ck.problems:
-        raise DocumentError(sorted(ck.problems, key=lambda p: (p.line, p.column)))
-    assert connector is not None and trigger is not None
-    assert trigger_input is not None and trigger_defaults is not None
-    return Plan(recipe=recipe, connector=connector, trigger=trigger,
-                trigger_input=trigger_input, trigger_defaults=trigger_defaults, key=key,
-                version=version, filter=flt, steps=step_plans, required_scopes=needs)
+        return None
+    ck.literals(step.with_, op.input, (*base, "with"), scope, op.defaults)
+    ck.connection(step.connection, sconn, (*base, "connection"), op.scopes)
+    if step.id:
+        out = step_output_schema(op)
+        step_schemas[step.id] = {"type": "array", "items": out} if for_each else out
+    if mapping is None:
+        return None
+    return StepPlan(spec=step, connector=sconn, operation=op, mapping=mapping,
+                    defaults=ck.engine.compile_mapping(op.defaults, where=f"{op.ref}.defaults"),
+                    when=when, for_each=for_each)
 
 
 class FieldGetter:
@@ -460,14 +491,3 @@ def _item_schema(for_each: CompiledExpression, scope: dict[str, Any]) -> Any:
     if isinstance(node, dict) and "items" in node:
         return node["items"]
     return True
-
-
-def check_recipe(recipe: Recipe, registry: Registry, engine: TemplateEngine, *,
-                 connections: Mapping[str, Any] | None = None) -> list[Problem]:
-    try:
-        build_plan(recipe, registry, engine, connections=connections)
-    except DocumentError as exc:
-        return exc.problems
-    return []
-
-

@@ -96,80 +96,38 @@ class Runner(StepExecutor):
 
     def run(self, *, mode: str = "once", backfill: bool = False,
             max_pages: int | None = None) -> RunReport:
-        """One poll of the trigger and the steps of every new event."""
+        """One poll of the trigger and the steps of every new event.
+
+        Per page: seed it (the first run remembers what exists without firing), or fire it
+        (each unseen record becomes an event through the step executor); then advance the
+        cursor past what succeeded.
+        """
         plan, store = self.plan, self.store
-        recipe, trig = plan.recipe.name, plan.trigger.ref
         dry = mode == "dry_run"
-        report = RunReport(None, recipe, mode)
-        journal = None
+        report = RunReport(None, plan.recipe.name, mode)
         if not dry:
-            report.run_id = store.start_run(
-                recipe, recipe_path=plan.recipe.path, mode=mode)
-            journal = self._journal = Journal(store, recipe, trig, report.run_id,
-                                              commit_every=self.commit_every)
+            report.run_id = store.start_run(plan.recipe.name, recipe_path=plan.recipe.path,
+                                            mode=mode)
+            self._journal = Journal(store, plan.recipe.name, plan.trigger.ref, report.run_id,
+                                    commit_every=self.commit_every)
         try:
-            if journal is not None:
-                journal.recover()  # what a crashed run finished but never committed
+            if self._journal is not None:
+                self._journal.recover()  # what a crashed run finished but never committed
                 self._resume_pending(report)
-            initialized = store.trigger_initialized(recipe, trig)
-            seeding = not initialized and not backfill
-            cursor_field = "id" if plan.trigger.type == "event" else \
-                (plan.trigger.cursor or {}).get("field")
-            cursor_value = None
-            cursor_blocked = False
-            page_no = 0
-            checkpoint = None if dry else store.get_checkpoint(recipe, trig)
-            for records, resume in self.poll_pages(max_pages=max_pages, checkpoint=checkpoint):
-                page_no += 1
+            poll = _Poll(self, dry=dry, backfill=backfill)
+            for records, resume in self.poll_pages(max_pages=max_pages,
+                                                   checkpoint=poll.checkpoint):
+                poll.pages += 1
                 report.events_seen += len(records)
-                self.progress(f"page {page_no}: {report.events_seen} records")
+                self.progress(f"page {poll.pages}: {report.events_seen} records")
                 keyed = [(k, r) for k, r in ((self.event_key(r), r) for r in records)
                          if k is not None]
-                if seeding:  # remember what exists without firing: one insert, counted
-                    keys = [k for k, _ in keyed]
-                    if dry:
-                        report.seeded += len(store.filter_unseen(recipe, trig, keys))
-                    else:
-                        with store.batch():
-                            report.seeded += store.add_seen(recipe, trig, keys)
-                            store.set_checkpoint(recipe, trig, resume)
-                    for _k, r in keyed:
-                        cursor_value = _max_cursor(cursor_value, r, cursor_field)
-                    continue
-                busy = journal.in_flight() if journal is not None else frozenset()
-                unseen = store.filter_unseen(recipe, trig, [k for k, _ in keyed]) - busy
-                batch: dict[str, Any] = {}
-                for k, r in keyed:
-                    if k in unseen and k not in batch:
-                        batch[k] = r
-                for k, r in keyed:
-                    if k not in batch:
-                        if not cursor_blocked:
-                            cursor_value = _max_cursor(cursor_value, r, cursor_field)
-                        continue
-                    report.events_new += 1
-                    if journal is None:
-                        self._dry_run_event(k, r, report)
-                        continue
-                    if self.process_event(journal.new_event(k, r), report):
-                        report.events_succeeded += 1
-                        if not cursor_blocked:
-                            cursor_value = _max_cursor(cursor_value, r, cursor_field)
-                    else:
-                        report.events_failed += 1
-                        cursor_blocked = True
-                    journal.commit_if_due()
-                if journal is not None:  # the page's events, with its checkpoint if all done
-                    if not cursor_blocked:
-                        journal.checkpoint(resume)
-                    journal.commit()
+                if poll.seeding:
+                    self._seed_page(poll, keyed, resume, report)
+                else:
+                    self._fire_page(poll, keyed, resume, report)
             if not dry:
-                if not initialized:
-                    store.mark_initialized(recipe, trig)
-                if cursor_value is not None:
-                    old = store.get_cursor(recipe, trig)
-                    if old is None or _later(cursor_value, old):
-                        store.set_cursor(recipe, trig, str(cursor_value))
+                self._advance_cursor(poll)
         except SpliceError as exc:
             report.errors.append(str(exc))
         except KeyboardInterrupt:
@@ -178,6 +136,62 @@ class Runner(StepExecutor):
             raise
         self._finish(report)
         return report
+
+    def _seed_page(self, poll: _Poll, keyed: list[tuple[str, Any]], resume: Any,
+                   report: RunReport) -> None:
+        """Remember what exists without firing: one insert, counted."""
+        store, recipe, trig = self.store, self.plan.recipe.name, self.plan.trigger.ref
+        keys = [k for k, _ in keyed]
+        if poll.dry:
+            report.seeded += len(store.filter_unseen(recipe, trig, keys))
+        else:
+            with store.batch():
+                report.seeded += store.add_seen(recipe, trig, keys)
+                store.set_checkpoint(recipe, trig, resume)
+        for _k, record in keyed:
+            poll.see(record)
+
+    def _fire_page(self, poll: _Poll, keyed: list[tuple[str, Any]], resume: Any,
+                   report: RunReport) -> None:
+        """Every unseen record of the page becomes an event run through its steps; the page's
+        events are committed with its checkpoint (the checkpoint only if all succeeded)."""
+        journal = self._journal
+        busy = journal.in_flight() if journal is not None else frozenset()
+        unseen = self.store.filter_unseen(self.plan.recipe.name, self.plan.trigger.ref,
+                                          [k for k, _ in keyed]) - busy
+        batch: dict[str, Any] = {}
+        for k, r in keyed:
+            if k in unseen and k not in batch:
+                batch[k] = r
+        for k, r in keyed:
+            if k not in batch:
+                poll.see(r)
+                continue
+            report.events_new += 1
+            if journal is None:
+                self._dry_run_event(k, r, report)
+                continue
+            if self.process_event(journal.new_event(k, r), report):
+                report.events_succeeded += 1
+                poll.see(r)
+            else:
+                report.events_failed += 1
+                poll.blocked = True
+            journal.commit_if_due()
+        if journal is not None:
+            if not poll.blocked:
+                journal.checkpoint(resume)
+            journal.commit()
+
+    def _advance_cursor(self, poll: _Poll) -> None:
+        """Mark the trigger initialized and move its cursor past what succeeded."""
+        store, recipe, trig = self.store, self.plan.recipe.name, self.plan.trigger.ref
+        if not poll.initialized:
+            store.mark_initialized(recipe, trig)
+        if poll.cursor is not None:
+            old = store.get_cursor(recipe, trig)
+            if old is None or _later(poll.cursor, old):
+                store.set_cursor(recipe, trig, str(poll.cursor))
 
     def _finish(self, report: RunReport, status: str | None = None) -> None:
         journal, self._journal = self._journal, None
@@ -238,6 +252,28 @@ class Runner(StepExecutor):
                 return
             if step.request is not None:
                 report.calls.append(StepCall(key, step.label, step.request))
+
+
+class _Poll:
+    """What one poll of the trigger tracks across its pages."""
+
+    def __init__(self, runner: Runner, *, dry: bool, backfill: bool) -> None:
+        plan, store = runner.plan, runner.store
+        recipe, trig = plan.recipe.name, plan.trigger.ref
+        self.dry = dry
+        self.initialized = store.trigger_initialized(recipe, trig)
+        self.seeding = not self.initialized and not backfill
+        self.cursor_field = "id" if plan.trigger.type == "event" else \
+            (plan.trigger.cursor or {}).get("field")
+        self.cursor: Any = None
+        self.blocked = False  # an event failed: the cursor stays before it
+        self.pages = 0
+        self.checkpoint = None if dry else store.get_checkpoint(recipe, trig)
+
+    def see(self, record: Any) -> None:
+        """A record that is done with (seen before, seeded or succeeded) moves the cursor."""
+        if not self.blocked or self.seeding:
+            self.cursor = _max_cursor(self.cursor, record, self.cursor_field)
 
 
 def _max_cursor(current: Any, record: Any, field_path: str | None) -> Any:

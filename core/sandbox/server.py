@@ -18,6 +18,8 @@ from typing import Any
 
 import uvicorn
 
+__all__ = ["HOST", "SandboxConfig", "free_port", "load_factory", "serve"]
+
 HOST = "127.0.0.1"
 
 

@@ -1,0 +1,66 @@
+"""The public surface is pinned: what plugin authors and embedders import stays importable."""
+
+from __future__ import annotations
+
+import importlib
+import subprocess
+import sys
+
+import pytest
+
+import splice
+import splice.sandbox
+
+SPLICE_ALL = {
+    "AuthError", "ConfigError", "DocumentError", "HTTPError", "InputError", "PluginError",
+    "Problem", "RequestError", "SpliceError", "TemplateError", "TemplateSecurityError",
+    "ValidationFailed", "__version__", "hookimpl",
+}
+SANDBOX_ALL = {
+    "HOST", "AuthFailure", "OAuthClient", "OAuthFailure", "OAuthServer", "SandboxConfig",
+    "TokenInfo", "free_port", "load_factory", "pkce_challenge", "redirect_uri_matches", "serve",
+}
+
+
+@pytest.mark.parametrize(("module", "expected"), [(splice, SPLICE_ALL),
+                                                  (splice.sandbox, SANDBOX_ALL)])
+def test_exported_members(module: object, expected: set[str]) -> None:
+    exported = set(module.__all__)  # type: ignore[attr-defined]
+    assert exported == expected
+    for name in exported:
+        assert hasattr(module, name), name
+    public = {n for n in dir(module) if not n.startswith("_")}
+    # everything public that is not a submodule is exported
+    submodules = {n for n in public if type(getattr(module, n)).__name__ == "module"}
+    assert public - submodules - exported == set()
+
+
+@pytest.mark.parametrize("old", ["splice.sandboxes", "splice.sandbox_oauth"])
+def test_old_sandbox_paths_still_work_with_a_deprecation_warning(old: str) -> None:
+    sys.modules.pop(old, None)
+    with pytest.warns(DeprecationWarning, match="splice.sandbox"):
+        module = importlib.import_module(old)
+    for name in module.__all__:
+        assert getattr(module, name) is getattr(splice.sandbox, name)
+
+
+def test_entry_points_still_work() -> None:
+    for args in (["-m", "splice", "--version"], ["-c", "from splice.cli import main, cli"]):
+        done = subprocess.run([sys.executable, *args], capture_output=True, text=True,
+                              timeout=60, check=False)
+        assert done.returncode == 0, done.stderr
+
+
+def test_pyproject_lists_every_package() -> None:
+    import tomllib
+
+    from .conftest import ROOT
+
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text("utf-8"))
+    listed = set(config["tool"]["setuptools"]["packages"])
+    found = set()
+    for top, folder in (("splice", "core"), ("splice_connectors", "connectors")):
+        for init in (ROOT / folder).rglob("__init__.py"):
+            parts = init.parent.relative_to(ROOT / folder).parts
+            found.add(".".join((top, *parts)))
+    assert listed == found
