@@ -33,6 +33,7 @@ from pyrate_limiter.utils import validate_rate_list
 
 from ..errors import HTTPError
 from ..model.durations import DAY, human, parse_period
+from ..sqlite import enable_wal
 
 log = logging.getLogger("splice.ratelimit")
 
@@ -151,7 +152,7 @@ def _sqlite_connection(path: Path) -> tuple[sqlite3.Connection, _ImmediateLock]:
     if key not in _connections:
         path.parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(key, timeout=30, isolation_level=None, check_same_thread=False)
-        conn.execute("PRAGMA journal_mode=WAL")
+        enable_wal(conn)
         conn.execute("PRAGMA synchronous=NORMAL")
         _connections[key] = (conn, _ImmediateLock(conn))
     return _connections[key]

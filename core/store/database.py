@@ -20,9 +20,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import sqlite3
 import threading
-import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -37,6 +35,7 @@ from sqlalchemy.pool import StaticPool
 
 from ..errors import ConfigError
 from ..secrets import REDACTOR, SecretBox, home
+from ..sqlite import enable_wal
 from .ledger import DeadLetter, EventRecord, LedgerMixin, RunRecord, StepResult
 from .migrations import migrate
 from .tables import (
@@ -155,16 +154,7 @@ def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:
     try:
         cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_S * 1000}")
         cursor.execute("PRAGMA foreign_keys = ON")
-        # Switching a new database to WAL needs it to itself, and SQLite answers "locked"
-        # at once (no busy wait) while another first connection holds it: retry briefly.
-        for attempt in range(100):
-            try:
-                cursor.execute("PRAGMA journal_mode = WAL")
-                break
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) or attempt == 99:
-                    raise
-                time.sleep(0.02)
+        enable_wal(cursor)
         cursor.execute("PRAGMA synchronous = NORMAL")
     finally:
         cursor.close()
