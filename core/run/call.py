@@ -52,8 +52,8 @@ def call_operation(registry: Any, store: Any, ref: str, *, connection: str | Non
     record = store.require_connection(connection) if connection else None
     context = {"connection": public_fields(connector, record, connection),
                "now": datetime.now(UTC)}
-    engine = TemplateEngine(registry.filters)
-    merged = render_defaults(engine, op.defaults, context)
+    template_engine = TemplateEngine(registry.filters)
+    merged = render_defaults(template_engine, op.defaults, context)
     merged.update(payload)
     problems = [f"{'.'.join(map(str, p)) or 'input'}: {m}"
                 for p, m, _ in op.input_checker.errors(merged)]

@@ -30,7 +30,7 @@ from ..store.ledger import PendingEvent
 from .plan import Plan, StepPlan
 from .report import RunReport
 
-log = logging.getLogger("splice.engine")
+log = logging.getLogger("splice.run")
 KEY_SEP = "\x1f"
 
 
@@ -310,20 +310,20 @@ class StepExecutor:
         return body
 
 
-def render_defaults(engine: Any, defaults: dict[str, Any], context: dict[str, Any],
+def render_defaults(template_engine: Any, defaults: dict[str, Any], context: dict[str, Any],
                     compiled: Any = None) -> dict[str, Any]:
     """Operation/trigger defaults rendered for ``context``. A default that reads something
     the context lacks (``connection.locationId`` on an agency token) is left out."""
     if not defaults:
         return {}
     try:
-        whole = compiled or engine.compile_mapping(defaults, where="defaults")
+        whole = compiled or template_engine.compile_mapping(defaults, where="defaults")
         return dict(whole(context) or {})
     except TemplateError:
         out: dict[str, Any] = {}
         for key, value in defaults.items():
             try:
-                out.update(engine.compile_mapping({key: value}, where="defaults")(context))
+                out.update(template_engine.compile_mapping({key: value}, where="defaults")(context))
             except TemplateError:
                 continue
         return out
