@@ -1,12 +1,13 @@
 """The HighLevel sandbox's model: the world (users, tags, categories, accounts), seed data.
 
 Contract: everything here is plain data and plain functions (no HTTP). Records are dicts
-shaped like the official Users and Social Planner schemas, plus a few private keys that start with ``_``
-(``_companyId``, ``_dateAdded``, ``_scopes``) that never leave the sandbox. Ids come from a
-counter hashed with the seed, so the same seed always yields the same world, and the world
-survives a restart through :meth:`World.to_json` / :meth:`World.from_json`. Posts, CSV imports
-and social network logins live in the same :class:`World`; their rules are in
-``sandbox_posts``, ``sandbox_csv`` and ``sandbox_social_oauth``.
+shaped like the official Users and Social Planner schemas, plus a few private keys that
+start with ``_`` (``_companyId``, ``_dateAdded``, ``_scopes``, ``_locationId``...) that never
+leave the sandbox. Ids come from a counter hashed with the seed, so the same seed always
+yields the same world, and the world survives a restart through :meth:`World.to_json` /
+:meth:`World.from_json`. Posts, CSV imports and social network logins live in the same
+:class:`World`; their rules are in ``sandbox_posts``, ``sandbox_csv`` and
+``sandbox_social_oauth``.
 """
 
 from __future__ import annotations
@@ -271,7 +272,7 @@ class World:
                                                            list[dict[str, Any]]]:
         def public(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             return [{k: copy.deepcopy(v) for k, v in r.items() if not k.startswith("_")}
-                    for r in rows if r["_locationId"] == location_id]
+                    for r in rows if r["_locationId"] == location_id and not r.get("_deleted")]
         return public(self.accounts), public(self.groups)
 
     # -- users -----------------------------------------------------------------------------
@@ -326,19 +327,6 @@ class World:
             user["_scopes"] = list(body["scopes"])
         if "twilioPhone" in body:
             user["lcPhone"] = dict(body["twilioPhone"])
-
-    def filter_by_email(self, body: dict[str, Any]) -> dict[str, Any]:
-        """``POST /users/search/filter-by-email`` on a checked body: ``{users, count}``."""
-        emails = {e.strip().casefold() for e in body["emails"].split(",") if e.strip()}
-        want_deleted = body.get("deleted", False)
-        users = [u for u in self.users if u["_companyId"] == body["companyId"]
-                 and u["email"].casefold() in emails and u["deleted"] == want_deleted]
-        projection = body.get("projection") or "id,email"
-        fields = (list(USER_FIELDS) if projection == "all"
-                  else [f.strip() for f in projection.split(",") if f.strip() in USER_FIELDS])
-        skip, limit = int(body.get("skip", "0")), int(body.get("limit", "25"))
-        views = [user_view(u, with_deleted=True) for u in users[skip: skip + limit]]
-        return {"users": [{f: v[f] for f in fields} for v in views], "count": len(users)}
 
     def search_users(self, *, company_id: str, query: str | None, location_id: str | None,
                      utype: str | None, role: str | None, ids: list[str] | None,

@@ -25,7 +25,7 @@ import json
 import math
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qsl
 
 from starlette.datastructures import ImmutableMultiDict
@@ -104,6 +104,50 @@ class Caller:
             raise ApiProblem(401, "The token does not have access to this company")
 
 
+@dataclass(frozen=True)
+class Part:
+    """One part of a ``multipart/form-data`` body."""
+
+    name: str
+    filename: str | None
+    content_type: str
+    data: bytes
+
+
+class Host(Protocol):
+    """What handlers see of the sandbox: its world, clock, persistence and trace ids."""
+
+    world: Any
+
+    def now_dt(self) -> datetime: ...
+
+    def save(self) -> None: ...
+
+    def next_trace_id(self) -> str: ...
+
+
+@dataclass
+class Call:
+    """One checked API request, as a handler receives it.
+
+    ``body`` is the parsed JSON body (schema-valid for ``version``) or None when the request
+    has none; ``parts`` the ``multipart/form-data`` parts for upload operations.
+    """
+
+    host: Host
+    request: Request
+    caller: Caller
+    version: str
+    path: dict[str, str]
+    query: dict[str, str]
+    body: Any = None
+    parts: list[Part] | None = None
+
+    @property
+    def v3(self) -> bool:
+        return self.version == "v3"
+
+
 # -- request bodies ----------------------------------------------------------------------------
 
 def media_type(request: Request) -> str:
@@ -127,16 +171,6 @@ async def read_form(request: Request) -> ImmutableMultiDict[str, str]:
         return ImmutableMultiDict()
     raw = (await request.body()).decode("utf-8", errors="replace")
     return ImmutableMultiDict(parse_qsl(raw, keep_blank_values=True))
-
-
-@dataclass(frozen=True)
-class Part:
-    """One part of a ``multipart/form-data`` body."""
-
-    name: str
-    filename: str | None
-    content_type: str
-    data: bytes
 
 
 async def read_multipart(request: Request) -> list[Part] | None:
@@ -236,3 +270,17 @@ class RateLimiter:
     def reset(self) -> None:
         self._hits.clear()
         self._days.clear()
+
+
+def parse_moment(value: Any) -> datetime | None:
+    """An ISO 8601 date-time (``Z`` or an offset; no zone means UTC) or None."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    try:
+        moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00")
+                                        .replace("z", "+00:00"))
+    except ValueError:
+        return None
+    if not 1900 <= moment.year <= 9000:
+        return None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)

@@ -65,7 +65,7 @@ def _message(error: ValidationError) -> list[str]:
                 if field not in have]
     if kind == "type":
         types = expected if isinstance(expected, list) else [expected]
-        words = " or ".join(_TYPE_WORDS.get(t, t) for t in types if t != "null")
+        words = " or ".join(_TYPE_WORDS.get(str(t), str(t)) for t in types if t != "null")
         return [f"{subject} must be {words}"]
     if kind == "enum":
         return [f"{subject} must be one of the following values: "
