@@ -61,7 +61,8 @@ def offers(world: World, grant: Json) -> list[Json]:
     platform, seed, gid = grant["platform"], world.seed, grant["id"]
     avatar = f"https://avatars.example-cdn.test/{platform}/{gid}.png"
     if platform == "google":
-        return [{"id": f"locations/{_number(seed, gid, 'loc')}", "name": f"{base} - Austin"}]
+        return [{"id": f"locations/{_number(seed, gid, 'loc')}", "name": f"{base} - Austin",
+                 "avatar": avatar}]
     names = {"facebook": [base, f"{base} Careers", f"{base} Deals"],
              "instagram": [f"@{_handle(base)}", f"@{_handle(base)}.deals"],
              "linkedin": [f"{base} LLC", f"{base} Team"],
