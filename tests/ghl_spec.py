@@ -90,6 +90,19 @@ REPLACED: dict[tuple[str, str], Json] = {
 # that platform (the date-versioned operation's body) is what the endpoint reads.
 V3_ATTACH_DTO = {"facebook": "AttachFBAccountDTO", "instagram": "AttachIGAccountDTO",
                  "linkedin": "AttachLinkedinAccountDTO", "tiktok": "AttachTiktokAccountDTO"}
+# Their responses have the same ``oneOf`` defect (the DTOs share every field but ``results``,
+# none required there): per platform and method, that platform's response DTO.
+V3_RESPONSE_DTO = {
+    ("get", "facebook"): "GetFacebookAccountsResponseDTO",
+    ("get", "instagram"): "GetInstagramAccountsResponseDTO",
+    ("get", "linkedin"): "GetLinkedInAccountsResponseDTO",
+    ("get", "tiktok"): "GetTiktokAccountResponseDTO",
+    ("get", "tiktok-business"): "GetTiktokBusinessAccountResponseDTO",
+    ("post", "facebook"): "SocialMediaFBAccountResponseDTO",
+    ("post", "instagram"): "SocialMediaInstagramAccountResponseDTO",
+    ("post", "linkedin"): "SocialMediaLinkedInAccountResponseDTO",
+    ("post", "tiktok"): "SocialMediaTiktokAccountResponseDTO",
+}
 
 
 def enum_objects(doc: Json) -> set[str]:
@@ -226,12 +239,17 @@ class OfficialSpecs:
         return {"media": media, "required": bool(request.get("required")),
                 "schema": self.plain(self.inline(name, schema))}
 
-    def response(self, name: str, op: Json, status: int) -> Json | None:
+    def response(self, name: str, op: Json, status: int,
+                 fixed: dict[str, str] | None = None) -> Json | None:
         """The inlined JSON schema of response ``status`` (None: no JSON content declared)."""
         declared = op.get("responses", {}).get(str(status))
         if not declared or "application/json" not in declared.get("content", {}):
             return None
         schema = declared["content"]["application/json"].get("schema", {})
+        method = "post" if "requestBody" in op else "get"
+        dto = V3_RESPONSE_DTO.get((method, (fixed or {}).get("platform", "")))
+        if "oneOf" in schema and dto:
+            schema = {"$ref": f"#/components/schemas/{dto}"}
         return self.inline(name, schema)  # type: ignore[no-any-return]
 
     def scopes(self, op: Json) -> list[str]:
