@@ -148,27 +148,18 @@ def connections_remove(name: str) -> None:
 @click.argument("name")
 @handle_errors
 def connections_test(name: str) -> None:
-    """Call the connector's cheap test operation with connection NAME."""
-    from ..connections.client import connection_client
-    from ..http.request import prepare_call
+    """Call a cheap read with connection NAME: the connector's test operation, or another
+    read its granted scopes allow (a missing scope is named with the command that adds it)."""
+    from ..run.call import probe_connection
 
     store = open_store()
-    record = store.require_connection(name)
-    registry = load_registry()
-    connector = registry.connector(record.connector)
-    op_id = connector.test_operation
-    if not op_id:
-        raise ConfigError(f"connector '{connector.id}' declares no test_operation")
-    op = connector.operations[op_id]
-    fields = record.config.get("fields", {})
-    payload = {k: fields[k] for k in (op.input or {}).get("required", []) if k in fields}
-    client = connection_client(connector, record, store, registry)
-    with client:
-        call = prepare_call(op, connector, payload, base_url=client.base_url)
-        result = client.send(op, call)
+    op, answer, note = probe_connection(load_registry(), store, name)
     _, words = token_state(store.require_connection(name))
-    click.echo(f"connection '{name}' works: {op.ref} answered HTTP "
-               f"{result.response.status_code}; token {words}")
+    got = f" HTTP {answer.status}" if answer.status else \
+        f" with {answer.data['count']} record(s) on the first page"
+    click.echo(f"connection '{name}' works: {op.ref} answered{got}; token {words}")
+    if note:
+        console(stderr=True).print(f"note: {esc(note)}; tested with {op.ref} instead")
 
 
 def _oauth_record(name: str) -> tuple[Any, Any, Any]:

@@ -43,4 +43,5 @@ def connection_client(connector: Connector, record: Any, store: Store, registry:
     kwargs.setdefault("limiter", limiter_for(connector, record, store))
     if record is not None:
         kwargs.setdefault("connection", record.name)
+        kwargs.setdefault("scopes", record.scopes)
     return ApiClient(connector, base_url=base, auth=auth, **kwargs)

@@ -80,7 +80,8 @@ def error_message(connector: Connector, response: httpx.Response) -> str:
 
 
 def raise_for_status(op: Operation, connector: Connector, response: httpx.Response,
-                     connection: str | None = None) -> None:
+                     connection: str | None = None,
+                     granted: list[str] | None = None) -> None:
     if response.is_success:
         return
     status = response.status_code
@@ -92,9 +93,9 @@ def raise_for_status(op: Operation, connector: Connector, response: httpx.Respon
         if status == 403 and "scope=" in challenge:
             scope = challenge.split("scope=", 1)[1].strip().strip('"')
             message += f" (missing scope '{scope}')"
-            hint = (f"reconnect with the scope: splice connect {connector.id} --name {name} "
-                    f"--scopes \"{scope}\" (add the scopes it has: `splice connections show "
-                    f"{name}`)")
+            wanted = " ".join([*(s for s in granted or [] if s != scope), scope])
+            hint = f"reconnect with the scope: splice connect {connector.id} --name {name} " \
+                   f"--scopes \"{wanted}\""
         elif status == 401:
             hint = (f"the credentials were refused; `splice connections test {name}` checks "
                     "them")
@@ -192,10 +193,11 @@ class ApiClient:
                  on_request: OnRequest | None = None, limiter: RateLimiter | None = None,
                  clock: Callable[[], float] = time.time,
                  max_attempts: int = MAX_ATTEMPTS, breaker: CircuitBreaker | None = None,
-                 connection: str | None = None) -> None:
+                 connection: str | None = None, scopes: list[str] | None = None) -> None:
         self.connector = connector
         self.breaker = breaker
-        self.connection = connection
+        self.connection = connection  # its name and granted scopes, for the fixing command
+        self.scopes = scopes
         self.base_url = base_url
         timeouts = {**DEFAULT_TIMEOUTS, **connector.timeouts}
         self.timeout = httpx.Timeout(**timeouts)
@@ -290,7 +292,7 @@ class ApiClient:
                             "not retried: the request may have reached the API and it is not "
                             "idempotent (declare the connector's `idempotency` header)") from None
         assert outcome.response is not None
-        raise_for_status(op, self.connector, outcome.response, self.connection)
+        raise_for_status(op, self.connector, outcome.response, self.connection, self.scopes)
         return CallResult(outcome.response, attempts)
 
     def _count(self, attempt: Attempt) -> None:
