@@ -16,6 +16,7 @@
     ├── StorageError                the state (database, run log) cannot be written (exit 1)
     │   └── StorageUnusable         ... and will not be until someone fixes it (exit 2)
     ├── LeaseLost                   another process took over this run's lease (exit 1)
+    ├── OutcomeUnknown              a crash hid whether a non-idempotent write was applied (1)
     └── ValidationFailed            a payload or response does not match its JSON Schema
 
 Messages never include template contexts, tokens or secrets: user data stays out of errors.
@@ -124,6 +125,13 @@ class StorageUnusable(StorageError):
 class LeaseLost(SpliceError):
     """The process missed its lease's heartbeats long enough for another to take over: it
     stops before its next side effect."""
+
+    exit_code = 1
+
+
+class OutcomeUnknown(SpliceError):
+    """A run died while a write without idempotency support was in flight: whether the API
+    applied it is unknown, so it is not sent again by itself."""
 
     exit_code = 1
 

@@ -14,6 +14,8 @@ auth        HTTP 401/403, refused refresh                dead letter at once; th
 scope       HTTP 403 naming a missing scope              dead letter at once; the run stops
 config      missing connection, unknown connector        dead letter at once; the run stops
 budget      rate budget used up, long Retry-After        stays pending; the run stops
+unknown     a crash while a write without idempotency    dead letter at once (re-sending could
+            support was in flight                        write twice: check the API first)
 ==========  ===========================================  ====================================
 
 (``budget`` and an open circuit breaker are not failures: nothing was sent, the event stays
@@ -35,6 +37,7 @@ from ..errors import (
     ConfigError,
     HTTPError,
     InputError,
+    OutcomeUnknown,
     PluginError,
     RequestError,
     SpliceError,
@@ -63,6 +66,9 @@ def classify(exc: SpliceError, *, recipe_path: str | None = None,
     requeue = f"splice runs retry --dead {event_id}" if event_id is not None else \
         "splice runs retry --dead ID"
     test = f"splice test {recipe_path}" if recipe_path else "splice test RECIPE"
+    if isinstance(exc, OutcomeUnknown):
+        return Verdict("unknown", False, fix="look in the API whether the write was applied; "
+                                             f"if it was not: {requeue}")
     if isinstance(exc, AuthError):
         scope = "missing scope" in exc.message
         then = f"{exc.hint}; then {requeue}" if exc.hint else \

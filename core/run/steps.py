@@ -27,6 +27,7 @@ from ..errors import (
     CircuitOpen,
     ConfigError,
     LeaseLost,
+    OutcomeUnknown,
     SpliceError,
     StorageError,
     TemplateError,
@@ -50,6 +51,7 @@ from .retry import classify, next_attempt_at
 
 #: errors that stop the run without failing the event: nothing more is sent
 STOPS = (BudgetExhausted, CircuitOpen, StorageError, LeaseLost)
+_IN_FLIGHT = "\x00in_flight"  # context flag: this step's request was sent by a dead run
 
 log = logging.getLogger("splice.engine")
 KEY_SEP = "\x1f"
@@ -304,6 +306,9 @@ class StepExecutor:
             item_ctx = ctx
             if step.for_each is not None:
                 item_ctx = {**ctx, "item": item, "loop": loop_vars(i, len(items))}
+            if done is None and not event.fresh and \
+                    self._sent_key(event, step.index, item_index) is not None:
+                item_ctx = {**item_ctx, _IN_FLIGHT: True}  # sent before, never answered
             todo.append((i, item_index, item_ctx))
         workers = min(step.spec.concurrency, len(todo))
         if workers <= 1:
@@ -350,7 +355,13 @@ class StepExecutor:
             request = call.describe()
             request["headers"] = call.headers  # redacted when recorded
             client = self.client(step.connection, step.connector)
-            journal.reserve(event, idem, step.index, item_index)
+            unsafe = op.writes and not client.retries_writes(op, call)
+            if ctx.get(_IN_FLIGHT) and unsafe:
+                raise OutcomeUnknown(
+                    f"{op.ref}: an earlier run died while this request was in flight, and the "
+                    "API takes no idempotency key for it, so it may have been applied; it is "
+                    "not sent again by itself")
+            journal.reserve(event, idem, step.index, item_index, durable=unsafe)
             output = self.send(client, op, call, attempts)
         except BudgetExhausted:
             raise

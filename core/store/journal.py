@@ -114,11 +114,15 @@ class Journal:
         return PendingEvent(key, payload, self.run_id, id=event_id, changed=False, fresh=True)
 
     def reserve(self, event: PendingEvent, key: str, step_index: int,
-                item_index: int = NO_ITEM) -> None:
+                item_index: int = NO_ITEM, *, durable: bool = False) -> None:
         """``key`` is about to be sent. The event's earlier results are logged first, so a
-        crash during this request never repeats a step that already succeeded."""
+        crash during this request never repeats a step that already succeeded. ``durable``
+        logs the reservation itself too (a write the API cannot deduplicate: after a crash
+        the next run must know it may have been applied)."""
         with self._lock:
             event.keys.setdefault(key, (step_index, item_index, "reserved"))
+            if durable:
+                event.unlogged.add(key)
             self._touch(event)
             if event.unlogged:
                 self._log(event)

@@ -26,7 +26,7 @@ RUN_STATUSES = ("running", "succeeded", "failed", "interrupted")
 RUN_COUNTERS = ("events_seen", "events_new", "events_failed", "requests_made")
 EVENT_STATUSES = ("pending", "succeeded", "failed", "dead")
 ERROR_CLASSES = ("auth", "scope", "budget", "validation", "client", "server", "network",
-                 "config", "storage")
+                 "config", "unknown")
 STEP_STATUSES = ("succeeded", "failed", "skipped")
 NO_ITEM = -1  # item_index of a step that is not inside for_each
 
