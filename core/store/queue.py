@@ -5,8 +5,9 @@ one atomic statement, so two processes never both claim one event, on SQLite or 
 
 - a new record is claimed by inserting its event row (``pending``) with ``INSERT ... ON
   CONFLICT DO NOTHING RETURNING``: only the rows this statement inserted are this run's;
-- a pending event a dead run left, and a failed event that is due, are claimed with one
-  ``UPDATE ... WHERE <still in that state> RETURNING`` (a compare-and-swap on the row).
+- a pending event a dead run left (its run holds no live lease), and a failed event that is
+  due, are claimed with one ``UPDATE ... WHERE <still in that state> RETURNING`` (a
+  compare-and-swap on the row: the first claim makes the row the claimer's).
 
 A failed event carries ``next_attempt_at`` (set by the run from the recipe's ``retry:``
 policy) and its ``error_class``; the next run claims it once it is due. An event given up on
@@ -24,6 +25,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from ..secrets import REDACTOR
+from .leases import leases
 from .ledger import DeadLetter, EventRecord
 from .tables import dead_letters, dialect_insert, events, now, storage_key
 
@@ -70,14 +72,19 @@ class QueueMixin:
         return claimed
 
     def claim_pending(self, recipe: str, trigger: str, run_id: str) -> list[EventRecord]:
-        """Take over the pending events of the trigger that other runs claimed and left
-        (they crashed or stopped): one compare-and-swap ``UPDATE``; oldest first."""
+        """Take over the pending events of the trigger that runs which no longer live claimed
+        and left (they crashed or stopped): one ``UPDATE``; oldest first. A run lives while
+        it holds an unexpired lease (``splice.store.leases``) with its id as the holder; the
+        events it claimed are not taken from it."""
+        stamp = now()
+        live = sa.select(leases.c.holder).where(leases.c.expires_at > stamp)
         with self._write() as conn:
             rows = conn.execute(events.update().where(
                 events.c.recipe == recipe, events.c.trigger == trigger,
                 events.c.status == "pending",
-                sa.or_(events.c.run_id.is_(None), events.c.run_id != run_id),
-            ).values(run_id=run_id, updated_at=now()).returning(*events.c)).all()
+                sa.or_(events.c.run_id.is_(None),
+                       sa.and_(events.c.run_id != run_id, events.c.run_id.not_in(live))),
+            ).values(run_id=run_id, updated_at=stamp).returning(*events.c)).all()
         return sorted((EventRecord(**_event_fields(r)) for r in rows), key=lambda e: e.id)
 
     def claim_failed(self, recipe: str, trigger: str, run_id: str, *, due: bool = True,
