@@ -5,7 +5,8 @@ the write actions. Every request is recorded in ``app.state.log``; ``app.state.f
 the next POSTs to a path fail with a status (``count: None``: until removed). Bearer token
 ``test-token`` is required. ``app.state.honour_idempotency = False`` makes ``/notes`` ignore
 ``Idempotency-Key`` (like an API that documents none); ``app.state.delay`` (seconds) holds
-every write's answer after the write was applied.
+every write's answer after the write was applied; ``app.state.on_write`` (a function) is
+called after each write is applied.
 """
 
 from __future__ import annotations
@@ -66,6 +67,8 @@ def create_app(n_contacts: int = 25) -> Starlette:
         request.app.state.notes.append(note)
         if key:
             request.app.state.idem[key] = note
+        if request.app.state.on_write:
+            request.app.state.on_write()
         if request.app.state.delay:
             await asyncio.sleep(request.app.state.delay)  # applied; the answer is late
         return JSONResponse(note, status_code=201)
@@ -76,6 +79,8 @@ def create_app(n_contacts: int = 25) -> Starlette:
         body = await request.json()
         cid = request.path_params["contact_id"]
         request.app.state.tags.setdefault(cid, []).extend(body["tags"])
+        if request.app.state.on_write:
+            request.app.state.on_write()
         if request.app.state.delay:
             await asyncio.sleep(request.app.state.delay)
         return JSONResponse({"contact_id": cid, "tags": request.app.state.tags[cid]})
@@ -93,4 +98,5 @@ def create_app(n_contacts: int = 25) -> Starlette:
     app.state.fail = {}
     app.state.honour_idempotency = True
     app.state.delay = 0.0
+    app.state.on_write = None
     return app

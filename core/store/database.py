@@ -153,6 +153,14 @@ def _merge(base: Mapping[str, Any] | None, updates: Mapping[str, Any] | None) ->
     return merged
 
 
+def _folder(url: sa.URL) -> Path | None:
+    """The directory of a SQLite database file."""
+    database = url.database or ""
+    if url.get_backend_name() != "sqlite" or database in ("", ":memory:"):
+        return None
+    return Path(database).expanduser().parent
+
+
 class Store(QueueMixin, LedgerMixin):
     """splice's state: connections, trigger state and the run ledger, in short transactions."""
 
@@ -172,7 +180,7 @@ class Store(QueueMixin, LedgerMixin):
             migrate(engine)
         except (sa.exc.DBAPIError, OSError) as exc:
             engine.dispose()
-            fault = storage_error(exc, describe_location(engine.url))
+            fault = storage_error(exc, describe_location(engine.url), _folder(engine.url))
             if fault is None:
                 raise
             raise fault from None
@@ -189,7 +197,7 @@ class Store(QueueMixin, LedgerMixin):
 
     def fault(self, exc: BaseException, where: str | None = None) -> StorageError | None:
         """The :class:`StorageError` for a storage failure of this store, or None."""
-        return storage_error(exc, where or self.location)
+        return storage_error(exc, where or self.location, _folder(self.engine.url))
 
     def close(self) -> None:
         """Release pooled database connections."""

@@ -99,8 +99,28 @@ def _message(exc: BaseException) -> str:
     return text[0] if text else type(orig).__name__
 
 
-def storage_error(exc: BaseException, where: str | None = None) -> StorageError | None:
-    """The :class:`StorageError` for ``exc`` at ``where`` (see the table above), or None."""
+def _read_only(folder: Path | None) -> bool:
+    """Whether ``folder`` (or the splice home) is on a read-only file system."""
+    try:
+        return bool(os.statvfs(folder or home()).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
+def _full(folder: Path | None) -> bool:
+    """Whether the file system of ``folder`` (or the splice home) has (almost) no space left:
+    SQLite reports a full disk met while growing its shared-memory file as an I/O error."""
+    try:
+        stat = os.statvfs(folder or home())
+    except OSError:
+        return False
+    return stat.f_bavail * stat.f_frsize < 64 * 1024
+
+
+def storage_error(exc: BaseException, where: str | None = None,
+                  folder: Path | None = None) -> StorageError | None:
+    """The :class:`StorageError` for ``exc`` at ``where`` (see the table above), or None.
+    ``folder``: the directory of the database file (to tell a read-only file system)."""
     if isinstance(exc, StorageError):
         return exc
     where = where or describe_location()
@@ -122,7 +142,8 @@ def storage_error(exc: BaseException, where: str | None = None) -> StorageError 
                 f"than {busy_timeout():.0f} s",
                 hint="another splice (or a tool holding the file open) is writing; run again "
                      f"later, or wait longer with {TIMEOUT_ENV}=SECONDS")
-        if "readonly" in lower or "read-only" in lower:
+        if "readonly" in lower or "read-only" in lower or (
+                "unable to open" in lower and _read_only(folder)):
             return _os_fault(OSError(errno.EROFS, message), where)
         if "unable to open" in lower:
             return StorageUnusable(f"cannot open the state database in {where} ({message})",
@@ -133,7 +154,8 @@ def storage_error(exc: BaseException, where: str | None = None) -> StorageError 
                 hint="move the file away (e.g. `mv splice.db splice.db.corrupt`) and restore "
                      "a backup; without one splice starts a new, empty database")
         if "disk i/o error" in lower:
-            return _os_fault(OSError(errno.EIO, message), where)
+            return _os_fault(OSError(errno.ENOSPC if _full(folder) else errno.EIO, message),
+                             where)
         return StorageError(f"the state database in {where} failed: {message}")
     if isinstance(exc, sa.exc.OperationalError):  # PostgreSQL: server down, refused, ...
         return StorageError(f"cannot use {where}: {message}",
