@@ -16,6 +16,7 @@ import click
 from ..connections.status import default_scopes, token_state
 from ..errors import ConfigError, InputError
 from .common import console, esc, handle_errors, load_registry, open_store
+from .tables import Column, print_table
 
 # Token-request fields --token-param may not set: they carry the flow's own values or secrets.
 _RESERVED_TOKEN_PARAMS = frozenset({"client_id", "client_secret", "code", "code_verifier",
@@ -96,8 +97,9 @@ def connections_add(name: str, connector_id: str, from_env: str | None,
 
 @connections.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (never secrets).")
+@click.option("--tsv", is_flag=True, help="Tab-separated columns (for scripts).")
 @handle_errors
-def connections_list(as_json: bool) -> None:
+def connections_list(as_json: bool, tsv: bool) -> None:
     """List connections: status (valid / expiring / needs re-auth), scopes, last refresh."""
     rows = [_public(r) for r in open_store().list_connections()]
     if as_json:
@@ -106,21 +108,18 @@ def connections_list(as_json: bool) -> None:
     if not rows:
         click.echo("no connections; create one with `splice connect CONNECTOR --name NAME`")
         return
-    from rich.table import Table
-
     overrides = any(r["base_url"] for r in rows)
-    table = Table("name", "connector", "status", "scopes", "last refresh",
-                  *(["base URL"] if overrides else []))
-    colour = {"valid": "green", "expiring": "yellow", "expired": "yellow",
-              "refresh_interrupted": "red", "reauth_required": "red"}
+    table = []
     for r in rows:
         scopes = r["scopes"]
-        shown = " ".join(scopes) if len(scopes) <= 3 else f"{len(scopes)} scopes"
-        table.add_row(esc(r["name"]), r["connector"],
-                      f"[{colour[r['state']]}]{esc(r['status'])}[/]", esc(shown or "-"),
+        shown = " ".join(scopes) if len(scopes) <= 3 or tsv or not sys.stdout.isatty() \
+            else f"{len(scopes)} scopes (`splice connections show NAME`)"
+        table.append([r["name"], r["connector"], r["status"], shown or "-",
                       (r["last_refresh_at"] or "-")[:16].replace("T", " "),
-                      *([esc(r["base_url"] or "(default)")] if overrides else []))
-    console().print(table)
+                      *([r["base_url"] or "(default)"] if overrides else [])])
+    print_table([Column("name"), Column("connector"), Column("status"), Column("scopes"),
+                 Column("last refresh", fixed=True), *([Column("base URL")] if overrides
+                                                       else [])], table, tsv=tsv)
 
 
 @connections.command("show")

@@ -120,10 +120,11 @@ def _check_state(store: Any, plan: Any, path: str, *, backfill: bool, reset: boo
     """--reset and --backfill against the state the trigger already has; warn when another
     recipe file shares this recipe's id."""
     from ..errors import InputError
+    from ..store.ownership import claim_source
 
     recipe, trigger = plan.recipe.id, plan.trigger.ref
     if not dry_run:
-        other = store.claim_trigger_source(recipe, trigger, plan.recipe.source)
+        other = claim_source(store, recipe, trigger, plan.recipe.source)
         if other is not None:
             console(stderr=True).print(
                 f"[yellow]warning[/]: {esc(path)} shares the recipe id '{esc(recipe)}' (and "

@@ -28,6 +28,7 @@ from ..store.connection_events import list_connection_events
 from ..store.journal import Journal
 from ..store.leases import Lease, LeaseInfo, acquire, trigger_lease
 from ..store.ledger import EventRecord
+from ..store.ownership import adopt_state
 from .rehearsal import trial_steps
 from .report import RunReport, StepCall
 from .steps import StepExecutor, render_defaults
@@ -129,6 +130,7 @@ class Runner(StepExecutor):
     def _run_once(self, report: RunReport, *, backfill: bool, max_pages: int | None,
                   reset: bool) -> None:
         assert self._journal is not None
+        self._adopt_named_state()
         self._journal.recover()  # what a crashed run finished but never committed
         if reset:
             report.forgotten = self.store.reset_trigger(self.plan.recipe.id,
@@ -136,6 +138,17 @@ class Runner(StepExecutor):
         self._resume_pending(report)
         self._retry_due(report)
         self._poll(report, dry=False, backfill=backfill, max_pages=max_pages)
+
+    def _adopt_named_state(self) -> None:
+        """State an older splice kept under the recipe's name moves to its id (the first
+        run after the upgrade; what that splice's crashed run logged is recovered first)."""
+        recipe, trig = self.plan.recipe, self.plan.trigger.ref
+        if recipe.name == recipe.id or self.store.trigger_initialized(recipe.id, trig) or \
+                not self.store.trigger_initialized(recipe.name, trig):
+            return
+        assert self._journal is not None
+        Journal(self.store, recipe.name, trig, self._journal.run_id).recover()
+        adopt_state(self.store, recipe.name, recipe.id, trig)
 
     def retry(self, event_ids: list[int] | None = None, *, wait: bool = False,
               on_wait: Callable[[LeaseInfo], None] | None = None) -> RunReport:

@@ -577,16 +577,3 @@ class Store(QueueMixin, LedgerMixin):
                 conn.execute(events_table.delete().where(events_table.c.recipe == recipe,
                                                          events_table.c.trigger == trigger))
         return max(gone.rowcount, 0)
-
-    def claim_trigger_source(self, recipe: str, trigger: str, source: str) -> str | None:
-        """Record that ``source`` (a recipe file) runs this trigger state; returns the other
-        file that ran it last, if another one did."""
-        with self._write() as conn:
-            before = conn.execute(sa.select(trigger_state.c.source).where(
-                trigger_state.c.recipe == recipe, trigger_state.c.trigger == trigger)).first()
-            if before is not None and before.source != source:
-                conn.execute(trigger_state.update().where(
-                    trigger_state.c.recipe == recipe, trigger_state.c.trigger == trigger,
-                ).values(source=source))
-        return before.source if before is not None and before.source not in (None, source) \
-            else None
