@@ -10,6 +10,7 @@ import pytest
 
 import splice
 import splice.sandbox
+import splice.testing
 
 SPLICE_ALL = {
     "AuthError", "ConfigError", "DocumentError", "HTTPError", "InputError", "PluginError",
@@ -21,9 +22,15 @@ SANDBOX_ALL = {
     "TokenInfo", "free_port", "load_factory", "pkce_challenge", "redirect_uri_matches", "serve",
 }
 
+TESTING_ALL = {
+    "ConformanceSuite", "example_input", "load_connector", "sample_problems",
+    "sandbox_problems", "trigger_problems",
+}
+
 
 @pytest.mark.parametrize(("module", "expected"), [(splice, SPLICE_ALL),
-                                                  (splice.sandbox, SANDBOX_ALL)])
+                                                  (splice.sandbox, SANDBOX_ALL),
+                                                  (splice.testing, TESTING_ALL)])
 def test_exported_members(module: object, expected: set[str]) -> None:
     exported = set(module.__all__)  # type: ignore[attr-defined]
     assert exported == expected

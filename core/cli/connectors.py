@@ -39,18 +39,36 @@ def connectors_list(as_json: bool) -> None:
 
     table = Table("id", "name", "version", "plugin", "auth", "operations", "triggers")
     for r in rows:
-        table.add_row(*[str(r[k]) for k in ("id", "name", "version", "plugin", "auth",
-                                            "operations", "triggers")])
-    console().print(table)
+        table.add_row(*[esc(str(r[k])) for k in ("id", "name", "version", "plugin", "auth",
+                                                 "operations", "triggers")])
+    con = console()
+    con.print(table)
+    actions = sum(r["operations"] for r in rows)
+    triggers = sum(r["triggers"] for r in rows)
+    con.print(f"{len(rows)} connectors: {actions} actions and {triggers} triggers "
+              f"({actions + triggers} in all)")
 
 
 @connectors.command("show")
-@click.argument("connector_id")
+@click.argument("name", metavar="CONNECTOR[.OPERATION|.TRIGGER]")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @handle_errors
-def connectors_show(connector_id: str, as_json: bool) -> None:
-    """Show a connector's operations, triggers and required scopes."""
+def connectors_show(name: str, as_json: bool) -> None:
+    """Show a connector's operations, triggers and scopes, or one operation's or trigger's
+    fields.
+
+    \b
+    splice connectors show ghl_users                  every operation and trigger
+    splice connectors show ghl_users.create_post      input fields, output fields (a tree)
+    splice connectors show invoice2go.invoice_paid    trigger input and record fields
+    """
+    connector_id, _, member = name.partition(".")
     connector = load_registry().connector(connector_id)
+    if member:
+        from .fields import show_member
+
+        show_member(connector, member, as_json)
+        return
     ops = [{"id": o.id, "method": o.method, "path": o.path, "scopes": o.scopes,
             "title": o.title, "list": o.is_list} for o in connector.operations.values()]
     trigs = [{"id": t.id, "type": t.type, "operation": t.operation, "title": t.title,
@@ -67,7 +85,7 @@ def connectors_show(connector_id: str, as_json: bool) -> None:
 
     con = console()
     con.print(f"[bold]{esc(connector.name)}[/] ({connector.id} {connector.version}, "
-              f"plugin {connector.plugin}) base URL {connector.base_url}, auth "
+              f"plugin {esc(connector.plugin)}) base URL {connector.base_url}, auth "
               f"{connector.auth_type}")
     table = Table(title=f"{len(ops)} operations")
     for column in ("operation", "method", "path", "scopes"):
@@ -82,6 +100,7 @@ def connectors_show(connector_id: str, as_json: bool) -> None:
         table.add_row(t["id"], t["type"], t["operation"] or ", ".join(t["events"]),
                       " ".join(t["scopes"]) or "-")
     con.print(table)
+    con.print(f"fields of one: splice connectors show {connector.id}.OPERATION (or .TRIGGER)")
 
 
 @connectors.command("import-openapi")

@@ -3,7 +3,8 @@
 Both sandboxes (Invoice2go, HighLevel) use it for the authorization-code grant with optional
 PKCE (S256 only), refresh tokens that rotate on every use, RFC 7009 revocation and bearer
 checks on resource routes. The client-credentials grant (RFC 6749 §4.4) issues an access
-token alone (no refresh token) to an authenticated client, for machine-to-machine APIs. It knows nothing about HTTP frameworks: routes hand it the query or
+token alone (no refresh token) to an authenticated client, for machine-to-machine APIs.
+It knows nothing about HTTP frameworks: routes hand it the query or
 form fields and the ``Authorization`` header, and turn :class:`OAuthFailure` /
 :class:`AuthFailure` into responses.
 
