@@ -83,10 +83,28 @@ def test_check_warns_about_missing_samples_and_passes_clean_manifests(tmp_path):
     assert result.exit_code == 0
     assert f"warning: {nosample}:7:3: operations.list_things: no sample" in result.stderr
     assert invoke("connectors", "check", "--strict", str(nosample)).exit_code == 2
-    for manifest in ("connectors/ghl_users/manifest.yaml", "connectors/invoice2go/manifest.yaml",
-                     "tests/fixtures/fakecrm.yaml"):
+    for manifest in ("connectors/ghl_users/manifest.yaml", "connectors/invoice2go/manifest.yaml"):
         checked = invoke("connectors", "check", "--strict", str(ROOT / manifest))
         assert checked.exit_code == 0, checked.stderr
+
+
+def test_add_samples_writes_valid_samples_and_keeps_the_rest_of_the_file(tmp_path):
+    original = (ROOT / "tests/fixtures/fakecrm.yaml").read_text()
+    copy = tmp_path / "fakecrm.yaml"
+    copy.write_text("# my notes stay\n" + original)
+    assert invoke("connectors", "check", "--strict", str(copy)).exit_code == 2
+    added = invoke("connectors", "check", "--strict", "--add-samples", str(copy))
+    assert added.exit_code == 0, added.output
+    assert "samples added to 3 operation(s): list_contacts, create_note, add_tags" \
+        in added.stderr
+    text = copy.read_text()
+    assert text.startswith("# my notes stay\n") and text.count("    sample:") == 3
+    import yaml
+
+    data = yaml.safe_load(text)
+    assert data["operations"]["list_contacts"]["sample"]["data"]["contacts"][0]["id"]
+    assert {k: {kk: vv for kk, vv in v.items() if kk != "sample"}
+            for k, v in data["operations"].items()} == yaml.safe_load(original)["operations"]
 
 
 def test_connectors_path_loads_manifests_and_reports_missing_entries(tmp_path, monkeypatch):

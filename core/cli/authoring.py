@@ -66,18 +66,33 @@ def connectors_remove(path: Path) -> None:
                 type=click.Path(exists=True, path_type=Path), metavar="PATH...")
 @click.option("--strict", is_flag=True, help="Treat warnings (operations without a sample) "
                                              "as errors.")
+@click.option("--add-samples", is_flag=True,
+              help="First write a sample, generated from the output schema (and the examples "
+                   "in it), into every operation that has none.")
 @click.option("--json", "as_json", is_flag=True, help="Print the problems as JSON.")
 @handle_errors
-def connectors_check(paths: tuple[Path, ...], strict: bool, as_json: bool) -> None:
+def connectors_check(paths: tuple[Path, ...], strict: bool, add_samples: bool,
+                     as_json: bool) -> None:
     """Check connector manifests: every problem as FILE:LINE:COLUMN: PATH: MESSAGE.
 
     Beyond the meta-schema: path parameters, queries, samples against outputs (and that
     every operation has one), trigger keys, versions, filters and cursors against the
-    record schema. Exit 2 when there are errors.
+    record schema. Exit 2 when there are errors. --add-samples fills in missing samples
+    (check them: they come from the schema's examples, not from the API).
     """
     from ..authoring.checks import check_file
 
-    reports = [check_file(f) for p in paths for f in _manifest_files(p)]
+    files = [f for p in paths for f in _manifest_files(p)]
+    if add_samples:
+        from ..authoring.samples import add_samples as write_samples
+
+        for file in files:
+            if not check_file(file).errors:
+                added = write_samples(file)
+                if added:
+                    console(stderr=True).print(f"{file}: samples added to {len(added)} "
+                                               f"operation(s): {esc(', '.join(added))}")
+    reports = [check_file(f) for f in files]
     errors = [p for r in reports for p in r.errors]
     warnings = [p for r in reports for p in r.warnings]
     if strict:
