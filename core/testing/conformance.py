@@ -148,21 +148,25 @@ def _call(connector: Connector, registry: Any, store: Any, record: Any, op: Oper
     from ..connections.client import connection_client, public_fields
     from ..http.request import prepare_call
     from ..mapping.templates import TemplateEngine
-    from ..run.steps import render_defaults
+    from ..run.steps import render_defaults, rendered_parts
 
     context = {"connection": public_fields(connector, record, "conformance"),
                "now": datetime.now(UTC)}
-    merged = render_defaults(TemplateEngine(registry.filters), op.defaults, context)
+    engine = TemplateEngine(registry.filters)
+    merged = render_defaults(engine, op.defaults, context)
     merged.update(payload)
     bad = op.input_checker.errors(merged)
     if bad:
         path, msg = bad[0][0], bad[0][1]
         return [f"{op.ref}: the input is not valid ({'.'.join(map(str, path)) or 'input'}: "
                 f"{msg}); give one in `inputs`"]
+    parts = rendered_parts(
+        op, {"input": merged, "connection": context["connection"]},
+        lambda part, value: engine.compile_mapping(value, where=f"{op.ref}.{part}"))
     with connection_client(connector, record, store, registry) as client:
         call = prepare_call(op, connector, merged, base_url=client.base_url,
                             idempotency_key=f"splice-conformance-{op.id}" if op.writes
-                            else None)
+                            else None, **parts)
         bodies = ([body for body, _ in client.pages(op, call, max_pages=2)] if op.is_list
                   else [client.send(op, call).json()])
     out = []
