@@ -142,33 +142,38 @@ def test_client_credentials_fetch_is_single_flight(api):
     from splice.store.database import Store
 
     app, url = api
+    app.state.oauth.access_ttl = 60  # only the server's early expiry below, no proactive fetch
     _cc_connection(url)
     app.state.oauth.expire_access_tokens()
     registry = plugins.get_registry()
     connector = registry.connector("auth_machine")
     op = connector.operations["whoami"]
     errors: list[BaseException] = []
+    stores = [Store.open() for _ in range(6)]
+    # every client starts from the stored (expired) token, then all send at once
+    clients = [connection_client(connector, store.require_connection("machine"), store,
+                                 registry) for store in stores]
+    start = threading.Barrier(len(clients))
 
-    def worker() -> None:
-        store = Store.open()
+    def worker(client: Any) -> None:
         try:
-            with connection_client(connector, store.require_connection("machine"), store,
-                                   registry) as client:
+            start.wait(timeout=10)
+            with client:
                 client.send(op, prepare_call(op, connector, {}, base_url=url))
         except BaseException as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
-        finally:
-            store.close()
 
-    threads = [threading.Thread(target=worker) for _ in range(6)]
+    threads = [threading.Thread(target=worker, args=(c,)) for c in clients]
     for t in threads:
         t.start()
     for t in threads:
         t.join(timeout=30)
+    for store in stores:
+        store.close()
     assert not errors, errors
     # one 401 each, but the siblings find the token the first fetcher stored
-    assert app.state.oauth.issued_client_tokens == 2
     assert app.state.rejected == 6
+    assert app.state.oauth.issued_client_tokens == 2
 
 
 def test_wrong_client_secret_is_a_clear_error(api, monkeypatch):
