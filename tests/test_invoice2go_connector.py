@@ -687,3 +687,14 @@ def test_new_polling_trigger_fires_once_per_change(api: Api, trigger: str,
     assert fired["events_new"] == fired["events_succeeded"] == 1, fired
     again = json.loads(invoke("run", str(recipe), "--json").stdout)
     assert again["events_new"] == 0, again
+
+
+def test_splice_call_renders_the_operation_body_template(api: Api) -> None:
+    """`splice call` builds the body from the manifest's template, as a recipe step does."""
+    result = invoke("call", "invoice2go.push_metric", "-c", "i2g", "--input",
+                    json.dumps({"metric": metric(5, "pinterest")}))
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["count"] == 1
+    pushed = [m for m in api.sandbox.state()["metrics"]
+              if m["external_id"] == "loc_9:2026-06:posts.published:pinterest"]
+    assert [m["value"] for m in pushed] == [5]
