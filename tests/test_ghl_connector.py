@@ -36,6 +36,7 @@ from splice.http.request import prepare_call
 from splice.mapping.templates import TemplateEngine
 from splice.model.manifest import Connector, Operation, load_manifest
 from splice.plugins import get_registry
+from splice.run.steps import rendered_parts
 from splice.sandbox import SandboxConfig, serve
 from splice.store.database import ConnectionRecord, Store
 from splice_connectors.ghl_users import MANIFEST
@@ -43,7 +44,7 @@ from splice_connectors.ghl_users.sandbox import create_app
 from splice_connectors.ghl_users.sandbox_data import COMPANY_ID, LOCATION_ID
 
 from .conftest import SharedTransport, invoke
-from .ghl_spec import FORMATS, V2, OfficialSpecs
+from .ghl_spec import FORMATS, V2, V3, OfficialSpecs
 
 SPECS = Path(__file__).resolve().parents[2] / "shared/reference/ghl/openapi"
 needs_specs = pytest.mark.skipif(
@@ -196,7 +197,8 @@ class Ghl:
         return self.connector.operation(op_id)
 
     def prepare(self, op: Operation, given: dict[str, Any]) -> Any:
-        """Operation defaults rendered from the connection, then ``given``; input checked."""
+        """Operation defaults rendered from the connection, then ``given``; input checked;
+        the request built as a step builds it (the operation's header templates rendered)."""
         context = {"connection": {"name": self.name, "base_url": self.sandbox.base_url,
                                   **self.fields}}
         engine = TemplateEngine(get_registry().filters)
@@ -204,7 +206,10 @@ class Ghl:
                       or {}), **given}
         problems = [e.message for e in op.input_validator.iter_errors(payload)]
         assert not problems, f"{op.ref} input rejected: {problems}"
-        return prepare_call(op, self.connector, payload, base_url=self.client.base_url)
+        parts = rendered_parts(op, {"input": payload, "connection": context["connection"]},
+                               lambda part, value: engine.compile_mapping(value, where=part))
+        return prepare_call(op, self.connector, payload, base_url=self.client.base_url,
+                            **parts)  # the operation's own headers (Version v3), as a step
 
     def call(self, op: Operation | str, **given: Any) -> CallResult:
         op = self.op(op) if isinstance(op, str) else op
@@ -300,7 +305,7 @@ def api_headers(api: Ghl, version: str = V2) -> dict[str, str]:
 
 
 def upload_csv_file(api: Ghl, text: str = CSV_TEXT) -> httpx.Response:
-    """What ``upload_csv`` should send and splice cannot yet: a multipart file part."""
+    """A multipart file upload made by hand, as the spec describes ``upload_csv``."""
     return api.sandbox.http.post(f"/social-media-posting/{LOCATION_ID}/csv",
                                  headers=api_headers(api),
                                  files={"file": ("posts.csv", text.encode(), "text/csv")})
@@ -345,6 +350,12 @@ PAYLOADS: dict[str, Callable[[Ghl], dict[str, Any]]] = {
     "list_tags": lambda api: {},
     "get_tag_details": lambda api: {"tagIds": [t["_id"] for t in seeded_tags(api.sandbox)[:3]]},
     "get_statistics": lambda api: {"profileIds": profile_ids(api.sandbox)},
+    "get_statistics_for_range": lambda api: {
+        "profileIds": profile_ids(api.sandbox),
+        "currentRange": {"startDate": "2026-04-01T00:00:00.000Z",
+                         "endDate": "2026-04-30T23:59:59.999Z"},
+        "prevRange": {"startDate": "2026-03-02T00:00:00.000Z",
+                      "endDate": "2026-03-31T23:59:59.999Z"}},
     "list_social_accounts": lambda api: {},
     "delete_social_account": lambda api: {"id": account_ids(api)[-1],
                                           "userId": api.fields["userId"]},
@@ -399,20 +410,28 @@ for _platform, _op in ATTACHES.items():
 PAYLOADS["attach_instagram_account"] = lambda api: (lambda grant: {
     "accountId": grant, "pageId": api.send("list_instagram_accounts", accountId=grant)[
         "results"]["accounts"][1]["pageId"]})(login_id(api, "instagram"))
-# Sent by hand (multipart) in the test below: splice has no multipart encoding yet.
+# Checked in its own test below: uploaded by hand (multipart) and by splice.
 MULTIPART_ONLY = {"upload_csv"}
 
 
 def test_every_operation_has_a_payload() -> None:
-    assert sorted(set(PAYLOADS) | MULTIPART_ONLY) == OPERATION_IDS and len(OPERATION_IDS) == 47
+    assert sorted(set(PAYLOADS) | MULTIPART_ONLY) == OPERATION_IDS and len(OPERATION_IDS) == 48
+
+
+def version_of(op: Operation) -> str:
+    """The Version header an operation is sent with: its own, else the connector's."""
+    return op.headers.get("Version", V2)
 
 
 def test_every_operation_is_served(ghl: Ghl) -> None:
-    """No route of the manifest is unknown to the sandbox (47 of 47)."""
+    """No route of the manifest is unknown to the sandbox, with the operation's own Version
+    (48 of 48: the 47 routes of the date-versioned specs, statistics again with ``v3``)."""
+    assert {version_of(ghl.op(op_id)) for op_id in OPERATION_IDS} == {V2, V3}
     for op_id in OPERATION_IDS:
         op = ghl.op(op_id)
         path = re.sub(r"{[^}]+}", "x1", op.path)
-        response = ghl.sandbox.http.request(op.method, path, headers={"Version": "2021-07-28"})
+        response = ghl.sandbox.http.request(op.method, path,
+                                            headers={"Version": version_of(op)})
         assert response.status_code == 401, (op_id, response.status_code, response.text)
 
 
@@ -424,7 +443,9 @@ def _check(op: Operation, response: httpx.Response, official: OfficialSpec) -> N
         assert oauth_event(response.text)["page"] == "social_media_posting"
         return
     body = response.json()
-    spec_problems = official.problems(op.method, op.path, response.status_code, body)
+    version = version_of(op)
+    assert response.request.headers["Version"] == version, op.id
+    spec_problems = official.problems(op.method, op.path, response.status_code, body, version)
     assert not spec_problems, f"{op.id}: differs from the official spec: {spec_problems}"
     ours = [f"{list(e.absolute_path)}: {e.message}" for e in op.output_validator.iter_errors(body)]
     assert not ours, f"{op.id}: differs from the manifest's output schema: {ours}"
@@ -538,6 +559,34 @@ def test_statistics_cover_the_last_seven_days_of_the_chosen_profiles(ghl: Ghl) -
     assert set(snapshot["postPerformance"]["posts"]) == {a["platform"] for a in accounts}
     facebook = ghl.send("get_statistics", profileIds=profiles, platforms=["facebook"])
     assert list(facebook["results"]["breakdowns"]["posts"]["platforms"]) == ["facebook"]
+
+
+def test_statistics_for_a_date_range_are_asked_with_version_v3(ghl: Ghl) -> None:
+    profiles = profile_ids(ghl.sandbox)
+    week = {"startDate": "2026-04-25T00:00:00.000Z", "endDate": "2026-05-01T23:59:59.999Z"}
+    before = {"startDate": "2026-04-18T00:00:00.000Z", "endDate": "2026-04-24T23:59:59.999Z"}
+    result = ghl.call("get_statistics_for_range", profileIds=profiles, currentRange=week,
+                      prevRange=before)
+    assert result.response.request.headers["Version"] == "v3"
+    assert result.response.status_code == 200  # v3 declares 200 where 2021-07-28 says 201
+    body = json.loads(result.response.request.content)
+    assert body == {"profileIds": profiles, "currentRange": week, "prevRange": before}
+    assert "locationId" not in body and result.response.request.url.params["locationId"]
+    # Saturday 2 May: the default window of get_statistics is these same 7 days against the
+    # 7 before, so both versions give the same figures.
+    [seven] = ghl.records("get_statistics", profileIds=profiles)
+    assert ghl.responses[-1].request.headers["Version"] == V2
+    assert result.json()["results"] == seven
+    # any range: a day of it has the same figures as that day in the 7-day window
+    april = {"startDate": "2026-04-01T00:00:00.000Z", "endDate": "2026-04-30T23:59:59.999Z"}
+    [month] = ghl.records("get_statistics_for_range", profileIds=profiles, currentRange=april)
+    assert len(month["dayRange"]) == 30 and month["dayRange"][0] == "Wed"  # 1 April 2026
+    assert month["postPerformance"]["likes"][24:] == seven["postPerformance"]["likes"][:6]
+    assert month["totals"]["likes"] == sum(month["postPerformance"]["likes"])
+    with pytest.raises(HTTPError) as backwards:  # the v3 spec: end after start
+        ghl.call("get_statistics_for_range", profileIds=profiles,
+                 currentRange={"startDate": april["endDate"], "endDate": april["startDate"]})
+    assert backwards.value.status == 400
 
 
 # ------------------------------------------------------------------------------ users
@@ -751,7 +800,14 @@ def test_connectors_show_lists_operations_triggers_and_scopes(
     trigger_scopes = {"tag_created": ["socialplanner/tag.readonly"],
                       "tag_updated": ["socialplanner/tag.readonly"],
                       "user_created": ["users.readonly"],
-                      "statistics_refreshed": ["socialplanner/statistics.readonly"]}
+                      "statistics_refreshed": ["socialplanner/statistics.readonly"],
+                      **dict.fromkeys(["post_published", "post_failed", "post_scheduled",
+                                       "post_updated"], ["socialplanner/post.readonly"]),
+                      "csv_import_created": ["socialplanner/csv.readonly"],
+                      **dict.fromkeys(["category_created", "category_updated"],
+                                      ["socialplanner/category.readonly"]),
+                      **dict.fromkeys(["account_connected", "account_expired"],
+                                      ["socialplanner/account.readonly"])}
     shown = invoke("connectors", "show", "ghl_users", "--json")
     assert shown.exit_code == 0, shown.output
     data = json.loads(shown.stdout)
@@ -763,7 +819,7 @@ def test_connectors_show_lists_operations_triggers_and_scopes(
 
     text = invoke("connectors", "show", "ghl_users")  # piped: plain rows, nothing cut
     assert text.exit_code == 0, text.output
-    assert "47 operations" in text.stdout and "4 triggers" in text.stdout
+    assert "48 operations" in text.stdout and "13 triggers" in text.stdout
     rows = {line.split()[0]: line for line in text.stdout.splitlines()[1:] if line.strip()}
     for op in data["operations"]:
         assert op["path"] in rows[op["id"]] and " ".join(op["scopes"]) in rows[op["id"]]

@@ -5,6 +5,9 @@ Parametrized over the operations of ``apps/users.json`` and ``apps/social-media-
 the same scopes as the spec (or as documented in tests/test_ghl_manifest.py's EXCEPTIONS),
 a request built by splice that the spec accepts, and a sandbox answer the spec's response
 schema accepts; operations the v3 files also define are checked against v3 the same way.
+A manifest operation is matched by (method, path, Version): one that sends its own
+``Version`` header (``get_statistics_for_range``: ``v3`` on the statistics route) is the
+operation of that version's spec file, and is checked against it in every test above.
 Then: the rules file the sandbox enforces is a fresh build from the spec files, the sandbox
 refuses what the spec forbids (422), and a bounded property-based test sends requests drawn
 from the spec's schemas and expects no 5xx and a 2xx for every spec-valid one.
@@ -65,7 +68,16 @@ from .test_ghl_manifest import EXCEPTIONS
 
 ROOT = find_specs()
 MANIFEST_DATA = yaml.load(MANIFEST.read_text("utf-8"), Loader=yaml.CSafeLoader)
-ROUTES = {(op["method"], op["path"]): op_id for op_id, op in MANIFEST_DATA["operations"].items()}
+
+
+def version_of(op: dict[str, Any]) -> str:
+    """The Version an operation is sent with: its own header, else the connector's."""
+    return str(op.get("headers", {}).get("Version", MANIFEST_DATA["headers"]["Version"]))
+
+
+# (method, path, Version) -> manifest operation
+ROUTES = {(op["method"], op["path"], version_of(op)): op_id
+          for op_id, op in MANIFEST_DATA["operations"].items()}
 # Spec operations deliberately left out of the manifest, with the reason. None today: all 47
 # operations of the two files are in it.
 NOT_IN_MANIFEST: dict[tuple[str, str], str] = {}
@@ -84,6 +96,15 @@ def _spec_routes() -> list[Any]:
 
 
 SPEC_ROUTES = _spec_routes()
+# Manifest operations pinned to another Version than the connector's: "METHOD path @version".
+PINNED_ROUTES = [f"{m} {p} @{v}" for m, p, v in sorted(ROUTES) if v != V2]
+
+
+def _route(route: str) -> tuple[str, str, str]:
+    """``"METHOD path"`` (the connector's Version) or ``"METHOD path @version"``."""
+    route, _, version = route.partition(" @")
+    method, path = route.split(" ", 1)
+    return method, path, version or V2
 
 
 @pytest.fixture(scope="module")
@@ -183,8 +204,9 @@ def response_problems(specs: OfficialSpecs, version: str, method: str, path: str
             for e in validator.iter_errors(response.json())]
 
 
-def _expected_scopes(specs: OfficialSpecs, method: str, path: str) -> list[str]:
-    found = specs.operation(method, path, V2)
+def _expected_scopes(specs: OfficialSpecs, method: str, path: str,
+                     version: str = V2) -> list[str]:
+    found = specs.operation(method, path, version)
     assert found is not None
     listed = specs.scopes(found[2])
     return listed or sorted(EXCEPTIONS[(method, path)]["scopes"])
@@ -199,13 +221,22 @@ def _token_types(op: dict[str, Any]) -> tuple[str, ...]:
     return (LOCATION,)  # Location-Access, "bearer" (a Sub-Account token) or none given
 
 
-def _prepare(api: Ghl, op_id: str, version: str = V2) -> tuple[Ghl, PreparedCall]:
+def _prepare(api: Ghl, op_id: str, version: str | None = None) -> tuple[Ghl, PreparedCall]:
+    """The request splice builds for ``op_id``; with ``version``, sent with that Version
+    instead of the operation's own."""
     target = open_agency_connection(api.sandbox) if op_id in AGENCY_ONLY else api
     payload = {"file": {"content": CSV_TEXT, "filename": "posts.csv"}} \
         if op_id == "upload_csv" else PAYLOADS[op_id](target)
     call = target.prepare(target.op(op_id), payload)
-    call.headers["Version"] = version
+    if version is not None:
+        call.headers["Version"] = version
     return target, call
+
+
+def _endpoint(method: str, path: str) -> Any:
+    """The sandbox endpoint serving a route (one per route, whatever the Version)."""
+    (endpoint,) = [e for e in ENDPOINTS if (e.method, e.path) == (method, path)]
+    return endpoint
 
 
 def _send(api: Ghl, op_id: str, call: PreparedCall) -> httpx.Response:
@@ -224,31 +255,42 @@ def _multipart_upload(api: Ghl, version: str) -> httpx.Response:
 
 def test_every_spec_operation_is_in_the_manifest(specs: OfficialSpecs) -> None:
     missing = [r for r in SPEC_ROUTES
-               if tuple(r.split(" ", 1)) not in ROUTES and tuple(r.split(" ", 1))
+               if (*r.split(" ", 1), V2) not in ROUTES and tuple(r.split(" ", 1))
                not in NOT_IN_MANIFEST]
     assert not missing, f"spec operations without a manifest operation: {missing}"
-    assert len(SPEC_ROUTES) == 47 and set(ROUTES) == {tuple(r.split(" ", 1))
-                                                       for r in SPEC_ROUTES}
+    assert len(SPEC_ROUTES) == 47 and {r for r in ROUTES if r[2] == V2} == {
+        (*r.split(" ", 1), V2) for r in SPEC_ROUTES}
+    # the others: each the operation of its Version's spec file, on a route the sandbox serves
+    assert PINNED_ROUTES == ["POST /social-media-posting/statistics @v3"]
+    assert len(ROUTES) == len(MANIFEST_DATA["operations"]) == 48  # no two on one key
+    for method, path, version in map(_route, PINNED_ROUTES):
+        found = specs.operation(method, path, version)
+        assert found is not None and found[0] == "v3/social-planner-v3.json", (method, path)
+        assert f"{method} {path}" in SPEC_ROUTES  # the same route, another version
 
 
-@pytest.mark.parametrize("route", SPEC_ROUTES)
+@pytest.mark.parametrize("route", SPEC_ROUTES + PINNED_ROUTES)
 def test_operation_honours_its_spec(ghl: Ghl, specs: OfficialSpecs, route: str) -> None:
-    method, path = route.split(" ", 1)
-    op_id = ROUTES[(method, path)]
-    spec_op = specs.operation(method, path, V2)
+    """The operation's request, built by splice with the operation's own Version, is one its
+    spec accepts; the sandbox answers it with that version's status and response schema."""
+    method, path, version = _route(route)
+    op_id = ROUTES[(method, path, version)]
+    spec_op = specs.operation(method, path, version)
     assert spec_op is not None
     # scopes and token types: spec (or the documented exception), manifest and sandbox agree
-    scopes = _expected_scopes(specs, method, path)
+    scopes = _expected_scopes(specs, method, path, version)
     assert sorted(MANIFEST_DATA["operations"][op_id]["scopes"]) == scopes
-    endpoint = next(e for e in ENDPOINTS if e.op_id == op_id)
-    assert [endpoint.scope] == scopes and endpoint.path == path and endpoint.method == method
+    endpoint = _endpoint(method, path)
+    assert endpoint.op_id == ROUTES[(method, path, V2)]  # the sandbox's rules: per route
+    assert [endpoint.scope] == scopes
     assert set(endpoint.token_types) == set(_token_types(spec_op[2]))
     api, call = _prepare(ghl, op_id)
-    assert not request_problems(specs, V2, method, path, call), op_id
+    assert call.headers["Version"] == version, op_id  # the manifest's, not a test's
+    assert not request_problems(specs, version, method, path, call), op_id
     response = _send(api, op_id, call)
     assert response.is_success, (response.status_code, response.text)
-    assert response.status_code == endpoint.success(V2)
-    assert not response_problems(specs, V2, method, path, response)
+    assert response.status_code == endpoint.success(version)
+    assert not response_problems(specs, version, method, path, response)
 
 
 V3_ROUTES = [r for r in SPEC_ROUTES if r not in (
@@ -277,7 +319,7 @@ def test_v3_requests_are_held_to_the_v3_spec(ghl: Ghl, specs: OfficialSpecs,
                                              route: str) -> None:
     """The same call with ``Version: v3``: answered per the v3 spec if v3 allows it, else 422."""
     method, path = route.split(" ", 1)
-    op_id = ROUTES[(method, path)]
+    op_id = ROUTES[(method, path, V2)]
     if op_id == "upload_csv":
         response = _multipart_upload(ghl, V3)
         problems: list[str] = []
@@ -314,7 +356,7 @@ def test_the_listed_spec_defects_are_really_in_the_files(specs: OfficialSpecs) -
 def test_manifest_inputs_are_the_corrected_spec_schemas(specs: OfficialSpecs) -> None:
     """Body and query schemas of every manifest operation equal the (corrected) spec's."""
     for op_id, op in MANIFEST_DATA["operations"].items():
-        found = specs.operation(op["method"], op["path"], V2)
+        found = specs.operation(op["method"], op["path"], version_of(op))
         assert found is not None
         name, _, spec_op, fixed = found
         path_params = set(re.findall(r"{([^}]+)}", op["path"]))
@@ -336,16 +378,18 @@ def test_manifest_inputs_are_the_corrected_spec_schemas(specs: OfficialSpecs) ->
 
 _WRONG = {"string": 7, "number": "seven", "integer": "seven", "boolean": "yes",
           "array": "not-a-list", "object": ["not", "an", "object"]}
-BODY_ROUTES = [r for r in SPEC_ROUTES if r.split(" ")[0] in ("POST", "PUT", "PATCH")
+BODY_ROUTES = [r for r in SPEC_ROUTES + PINNED_ROUTES
+               if r.split(" ")[0] in ("POST", "PUT", "PATCH")
                and r != "POST /social-media-posting/{locationId}/csv"]
 
 
 @pytest.mark.parametrize("route", BODY_ROUTES)
 def test_bodies_the_spec_forbids_are_422(ghl: Ghl, specs: OfficialSpecs, route: str) -> None:
-    method, path = route.split(" ", 1)
-    op_id = ROUTES[(method, path)]
+    method, path, version = _route(route)
+    op_id = ROUTES[(method, path, version)]
     api, call = _prepare(ghl, op_id)
-    found = specs.operation(method, path, V2)
+    assert call.headers["Version"] == version
+    found = specs.operation(method, path, version)
     assert found is not None
     body = specs.body(found[0], found[2], found[3])
     assert body is not None

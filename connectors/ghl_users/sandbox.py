@@ -16,8 +16,9 @@ tests/test_ghl_contract.py:
 * errors are HighLevel's NestJS shapes (400/401/422, 404 where declared), rate limits are
   100 requests / 10 s and 200,000 / day per app and location with ``X-RateLimit-*`` headers,
   429 + ``Retry-After`` over them; no other status is produced;
-* test controls under ``/__test__/`` change tags, expire tokens, inject failures, move the
-  clock, show and reset the state.
+* test controls under ``/__test__/`` change tags and categories (which HighLevel's app, not
+  its API, creates and edits), expire a connected account or the tokens, inject failures,
+  move the clock, show and reset the state.
 
 ``SandboxConfig.extra`` keys: ``allowed_scopes`` (the app's scopes), ``install_target``
 (``"company"`` or a location id: what auto-approval installs to; default the main
@@ -414,6 +415,61 @@ class GhlSandbox(MarketplaceAuth):
         self.save()
         return json_response(tag)
 
+    async def test_create_category(self, request: Request) -> Response:
+        """``{"name", "primaryColor"?, "secondaryColor"?, "locationId"?}``: a new post category
+        (made in HighLevel's app; the API has no call for it), stamped with the sandbox clock."""
+        body = await _control_body(request)
+        location = body.get("locationId", data.LOCATION_ID)
+        colors = (body.get("primaryColor", "#0F766E"), body.get("secondaryColor", "#CCFBF1"))
+        if not isinstance(body.get("name"), str) or location not in data.LOCATIONS \
+                or not all(isinstance(c, str) for c in colors):
+            return error_response(422, ["name must be a string", "colors must be strings",
+                                        "locationId must be a sandbox location"])
+        try:
+            category = self.world.create_category(location, body["name"], colors, self.now_dt())
+        except ApiProblem as exc:
+            return error_response(exc.status, exc.message)
+        self.save()
+        return json_response(category, 201)
+
+    async def test_update_category(self, request: Request) -> Response:
+        """``{"name"?, "primaryColor"?, "secondaryColor"?, "deleted"?}``: edit a category and
+        bump its ``updatedAt``."""
+        body = await _control_body(request)
+        texts: Json = {k: body[k] for k in ("name", "primaryColor", "secondaryColor")
+                       if k in body}
+        if not all(isinstance(v, str) and v.strip() for v in texts.values()) \
+                or not isinstance(body.get("deleted", False), bool) \
+                or set(body) - {*texts, "deleted"}:
+            return error_response(422, ["name and colors must be non-empty strings",
+                                        "deleted must be a boolean"])
+        changes = dict(texts)
+        if "deleted" in body:
+            changes["deleted"] = body["deleted"]
+        try:
+            category = self.world.update_category(request.path_params["categoryId"], changes,
+                                                  self.now_dt())
+        except ApiProblem as exc:
+            return error_response(exc.status, exc.message)
+        self.save()
+        return json_response(category)
+
+    async def test_update_account(self, request: Request) -> Response:
+        """``{"isExpired": bool}``: a connected account's access expires now (``expire`` set
+        to the sandbox clock) or is valid again; attaching it anew also renews it."""
+        expired = (await _control_body(request)).get("isExpired")
+        account = next((a for a in self.world.accounts
+                        if a["id"] == request.path_params["accountId"]), None)
+        if not isinstance(expired, bool):
+            return error_response(422, ["isExpired must be a boolean"])
+        if account is None:
+            return error_response(404, f"Account {request.path_params['accountId']} not found")
+        account["isExpired"] = expired
+        if expired:
+            account["expire"] = data.iso(self.now_dt())
+        self.save()
+        return json_response({k: v for k, v in account.items() if not k.startswith("_")})
+
     async def test_expire_tokens(self, request: Request) -> Response:
         self.oauth.expire_access_tokens()
         self.save()
@@ -477,6 +533,10 @@ class GhlSandbox(MarketplaceAuth):
         routes += [
             Route("/__test__/tags", self.test_create_tag, methods=["POST"]),
             Route("/__test__/tags/{tagId}", self.test_update_tag, methods=["PATCH"]),
+            Route("/__test__/categories", self.test_create_category, methods=["POST"]),
+            Route("/__test__/categories/{categoryId}", self.test_update_category,
+                  methods=["PATCH"]),
+            Route("/__test__/accounts/{accountId}", self.test_update_account, methods=["PATCH"]),
             Route("/__test__/expire-tokens", self.test_expire_tokens, methods=["POST"]),
             Route("/__test__/fail-next", self.test_fail_next, methods=["POST"]),
             Route("/__test__/advance-clock", self.test_advance_clock, methods=["POST"]),

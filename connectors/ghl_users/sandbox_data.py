@@ -268,6 +268,28 @@ class World:
                  and not c["deleted"] and needle in c["name"].casefold()]
         return copy.deepcopy(found[skip: skip + limit]), len(found)
 
+    def create_category(self, location_id: str, name: str, colors: tuple[str, str],
+                        now: datetime) -> dict[str, Any]:
+        """A post category as HighLevel's app makes one (the API only reads categories)."""
+        if not name.strip():
+            raise unprocessable("name should not be empty")
+        category = {"name": name.strip(), "primaryColor": colors[0], "secondaryColor": colors[1],
+                    "locationId": location_id, "_id": self.new_id(),
+                    "createdBy": self.users[INSTALLER_INDEX]["id"], "deleted": False,
+                    "createdAt": iso(now), "updatedAt": iso(now)}
+        self.categories.append(category)
+        return copy.deepcopy(category)
+
+    def update_category(self, category_id: str, changes: dict[str, Any],
+                        now: datetime) -> dict[str, Any]:
+        """Edit a category (name, colours, ``deleted``) and bump its ``updatedAt``."""
+        category = next((c for c in self.categories if c["_id"] == category_id), None)
+        if category is None:
+            raise ApiProblem(404, f"Category {category_id} not found")
+        category.update(changes)
+        category["updatedAt"] = iso(now)
+        return copy.deepcopy(category)
+
     def location_accounts(self, location_id: str) -> tuple[list[dict[str, Any]],
                                                            list[dict[str, Any]]]:
         def public(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
