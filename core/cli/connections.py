@@ -15,6 +15,7 @@ import click
 
 from ..connections.status import default_scopes, token_state
 from ..errors import ConfigError, InputError
+from ..http.network import OPTION, check_url
 from .common import console, esc, handle_errors, load_registry, open_store
 
 # Token-request fields --token-param may not set: they carry the flow's own values or secrets.
@@ -38,7 +39,7 @@ def _public(record: Any) -> dict[str, Any]:
            "expires_at": _iso(config.get("expires_at")),
            "last_refresh_at": config.get("last_refresh_at"),
            "connected_at": config.get("connected_at"), "last_error": config.get("last_error")}
-    for key in ("client_id", "token_params", "refresh_skew"):
+    for key in ("client_id", "token_params", "refresh_skew", OPTION):
         if config.get(key) is not None:
             out[key] = config[key]
     return out
@@ -70,9 +71,12 @@ def connections() -> None:
 @click.option("--from-env", metavar="VAR",
               help="Read the key/token from this environment variable (else a hidden prompt).")
 @click.option("--base-url", help="Override the connector's base URL (e.g. a sandbox).")
+@click.option("--allow-private-network", is_flag=True,
+              help="Let this connection reach loopback, link-local and private addresses "
+                   "(a sandbox, a service on your own network); refused otherwise.")
 @handle_errors
 def connections_add(name: str, connector_id: str, from_env: str | None,
-                    base_url: str | None) -> None:
+                    base_url: str | None, allow_private_network: bool) -> None:
     """Add an api_key, bearer or no-auth connection NAME.
 
     The secret is read from a hidden prompt, standard input or --from-env, never from a
@@ -80,6 +84,8 @@ def connections_add(name: str, connector_id: str, from_env: str | None,
     `splice connect` instead.
     """
     connector = load_registry().connector(connector_id)
+    check_url(base_url or connector.base_url, allowed=allow_private_network,
+              what="the base URL")
     kind = connector.auth_type
     if kind == "oauth2":
         raise InputError(f"connector '{connector_id}' uses OAuth",
@@ -90,7 +96,8 @@ def connections_add(name: str, connector_id: str, from_env: str | None,
     elif kind == "bearer":
         secret["token"] = _secret_value("Token", from_env)
     open_store().put_connection(name, connector=connector_id, auth_type=kind, base_url=base_url,
-                            config={}, secret=secret or None)
+                                config={OPTION: True} if allow_private_network else {},
+                                secret=secret or None)
     click.echo(f"connection '{name}' saved ({connector_id}, {kind})")
 
 
@@ -275,10 +282,15 @@ def _token_params(pairs: tuple[str, ...]) -> dict[str, str]:
                    "$SPLICE_REFRESH_SKEW or 300].")
 @click.option("--timeout", type=click.FloatRange(min=1), default=300.0, show_default=True,
               help="Seconds to wait for the browser's answer.")
+@click.option("--allow-private-network", is_flag=True,
+              help="Let this connection reach loopback, link-local and private addresses "
+                   "(a sandbox, a service on your own network); refused otherwise. Kept when "
+                   "the connection is renewed.")
 @handle_errors
 def connect(connector_id: str, name: str, scopes: str | None, port: int, no_browser: bool,
             base_url: str | None, client_id_env: str | None, client_secret_env: str | None,
-            token_param: tuple[str, ...], refresh_skew: float | None, timeout: float) -> None:
+            token_param: tuple[str, ...], refresh_skew: float | None, timeout: float,
+            allow_private_network: bool) -> None:
     """Connect an OAuth connector: consent in the browser, tokens stored encrypted.
 
     The client id and secret come from environment variables (--client-id-env /
@@ -296,6 +308,13 @@ def connect(connector_id: str, name: str, scopes: str | None, port: int, no_brow
                          hint=f"choose another --name, or `splice connections remove {name}`")
     old_secret = existing.secret if existing is not None else {}
     old_config = existing.config if existing is not None else {}
+    allowed = allow_private_network or bool(old_config.get(OPTION))
+    check_url(base_url or (existing.base_url if existing else None) or connector.base_url,
+              allowed=allowed, what="the base URL")
+    for key in ("authorize_url", "token_url"):
+        url = connector.auth.get(key)
+        if isinstance(url, str) and not url.startswith("/"):
+            check_url(url, allowed=allowed, what=f"the connector's {key}")
     prefix = f"SPLICE_{connector_id.upper()}"
     client_id = _client_credential("client id", client_id_env or f"{prefix}_CLIENT_ID",
                                    bool(client_id_env), old_config.get("client_id"))
@@ -329,7 +348,7 @@ def connect(connector_id: str, name: str, scopes: str | None, port: int, no_brow
     result = run_connect(connector, store, name=name, client_id=client_id,
                          client_secret=client_secret, scopes=wanted, base_url=base_url,
                          port=port, open_url=open_url, timeout=timeout, token_params=params,
-                         config={"refresh_skew": skew})
+                         config={"refresh_skew": skew, OPTION: True if allowed else None})
     expiry = (time.strftime("%Y-%m-%d %H:%M", time.localtime(result.expires_at))
               if result.expires_at else "no expiry given")
     click.echo(f"connected '{name}' ({connector_id}); scopes: {' '.join(result.scopes)}; "

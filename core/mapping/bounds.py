@@ -100,6 +100,12 @@ class Bounds:
                                   f"(limit: {MAX_INT_BITS_ENV})")
 
 
+def max_request_bytes() -> int:
+    """``SPLICE_MAX_REQUEST_BYTES`` (read each time: requests are built far less often than
+    templates render)."""
+    return int(_env_number(MAX_REQUEST_ENV, Bounds.max_request))
+
+
 # ---------------------------------------------------------------------------- the budget
 
 class _Local(threading.local):

@@ -13,12 +13,14 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
 from ..errors import ConfigError, DocumentError, Problem
 from .documents import Document, load_document
+from .durations import DAY, parse_period
 from .schema import (
     Checker,
     bundled_validator,
@@ -28,7 +30,7 @@ from .schema import (
     validator_for,
 )
 
-_CODE_VERSION = "manifest-checks-1"  # bump when check_manifest's rules change
+_CODE_VERSION = "manifest-checks-2"  # bump when check_manifest's rules change
 PATH_PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 BODY_METHODS = {"POST", "PUT", "PATCH"}
 MISSING = object()
@@ -298,6 +300,10 @@ def check_manifest(doc: Document) -> list[Problem]:
             except SchemaError as exc:
                 problems.append(doc.problem((*base, name, *exc.absolute_path),
                                             f"not a valid JSON Schema: {exc.message}"))
+        if _has_dot_segment(op["path"]):
+            problems.append(doc.problem((*base, "path"), "the path has a '.' or '..' segment "
+                                        "(also when percent-encoded); operation paths stay under "
+                                        "base_url"))
         props = op["input"].get("properties", {}) if isinstance(op["input"], dict) else {}
         required = op["input"].get("required", []) if isinstance(op["input"], dict) else []
         for param in PATH_PARAM.findall(op["path"]):
@@ -330,11 +336,36 @@ def check_manifest(doc: Document) -> list[Problem]:
             except SchemaError as exc:
                 problems.append(doc.problem((*base, "output"),
                                             f"not a valid JSON Schema: {exc.message}"))
+    if _has_dot_segment(urlsplit(data["base_url"]).path):
+        problems.append(doc.problem(("base_url",), "the base URL's path has a '.' or '..' "
+                                    "segment"))
+    for i, window in enumerate(data.get("rate_limits") or []):
+        if parse_period(window["per"]) > 31 * DAY:
+            problems.append(doc.problem(("rate_limits", i, "per"), "a rate-limit window must "
+                                        "be at most 31 days"))
     test_op = data.get("test_operation")
     if test_op and test_op not in ops:
         problems.append(doc.problem(("test_operation",),
                                     f"unknown operation '{test_op}'{did_you_mean(test_op, ops)}"))
     return problems
+
+
+def _pagination(spec: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Integers as integers (``page_size: 1e2`` is valid JSON Schema and must be sent as 100)."""
+    if spec is None:
+        return None
+    return {k: int(v) if k in ("page_size", "max_pages", "start") and isinstance(v, float)
+            else v for k, v in spec.items()}
+
+
+_DOT_SEGMENT = re.compile(r"^(?:\.|%2[eE]){1,2}$")
+
+
+def _has_dot_segment(path: str) -> bool:
+    """Whether a path has a ``.`` or ``..`` segment, literally or percent-encoded (a ``{name}``
+    placeholder is filled with one encoded segment later, so it cannot add one)."""
+    return any(_DOT_SEGMENT.match(segment)
+               for segment in re.split(r"/|%2[fF]|\\|%5[cC]", path))
 
 
 def _build(doc: Document, *, plugin: str, sandbox: str | None) -> Connector:
@@ -348,7 +379,7 @@ def _build(doc: Document, *, plugin: str, sandbox: str | None) -> Connector:
             description=op.get("description", ""), scopes=list(op.get("scopes", [])),
             query=op.get("query"), headers=dict(op.get("headers", {})),
             body=op.get("body", MISSING), body_encoding=op.get("body_encoding", "json"),
-            records=op.get("records"), pagination=op.get("pagination"),
+            records=op.get("records"), pagination=_pagination(op.get("pagination")),
             sample=op.get("sample", MISSING), timeout=op.get("timeout"),
             idempotent=op.get("idempotent"), defaults=dict(op.get("defaults", {})),
             deprecated=bool(op.get("deprecated", False)))

@@ -210,13 +210,7 @@ class StepExecutor:
             return None
         items: list[Any] = [None]
         if step.for_each is not None:
-            value = step.for_each(ctx)
-            if value is None:
-                value = []
-            if not isinstance(value, list):
-                raise ValidationFailed(f"{step.spec.label}.for_each must give a list, got "
-                                       f"{type(value).__name__}")
-            items = value
+            items = for_each_items(step, step.for_each(ctx))
         outputs: list[Any] = [None] * len(items)
         todo: list[tuple[int, int, dict[str, Any]]] = []
         for i, item in enumerate(items):
@@ -308,6 +302,23 @@ class StepExecutor:
             log.warning("%s: response does not match the declared output schema (%s)",
                         op.ref, problems[0][1])
         return body
+
+
+def for_each_items(step: StepPlan, value: Any) -> list[Any]:
+    """The list a ``for_each`` gave, refused (failing the event before anything is sent) when
+    it is not a list or longer than the step's ``max_items`` (default 10,000)."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise ValidationFailed(f"{step.spec.label}.for_each must give a list, got "
+                               f"{type(value).__name__}")
+    if len(value) > step.spec.max_items:
+        raise ValidationFailed(f"{step.spec.label}.for_each gave {len(value):,} items, more "
+                               f"than the step's max_items ({step.spec.max_items:,}); nothing "
+                               "was sent for this event",
+                               hint="raise `max_items` on the step if the list is meant to be "
+                                    "that long")
+    return value
 
 
 def render_defaults(engine: Any, defaults: dict[str, Any], context: dict[str, Any],
