@@ -240,18 +240,18 @@ def require_data(value: Any, bounds: Bounds, what: str = "the value") -> None:
         item = stack.pop()
         kind = type(item)
         if kind is str:
-            budget -= len(item) + 4
+            budget -= len(item)
         elif kind in SCALARS:
-            budget -= 8 if kind is not int else item.bit_length() // 3 + 2
+            budget -= 4 if kind is not int else item.bit_length() // 3 + 1
         elif isinstance(item, _DATES):
-            budget -= 32
+            budget -= 24
         elif kind is dict:
             stack.extend(item.keys())
             stack.extend(item.values())
-            budget -= 2 + 2 * len(item)
+            budget -= 2 * len(item)
         elif isinstance(item, _CONTAINERS):
             stack.extend(item)
-            budget -= 2 + 2 * len(item)
+            budget -= len(item)
         else:
             raise NotData(f"{what} is {kind_of(item)}, not data")
         if budget < 0:

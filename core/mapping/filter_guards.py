@@ -73,8 +73,9 @@ def guard(name: str, func: Callable[..., Any], bounds: Bounds,
             if type(value) not in SCALARS:
                 value = _materialize(value, bounds)
                 require_data(value, bounds, f"the value given to |{name}")
-            if args or kwargs:
-                require_data([args, kwargs], bounds, f"an argument of |{name}")
+            for arg in (*args, *kwargs.values()):
+                if type(arg) not in SCALARS:
+                    require_data(arg, bounds, f"an argument of |{name}")
             if pre is not None:
                 pre(value, *args, **kwargs)
             result = func(value, *args, **kwargs)
@@ -91,7 +92,8 @@ def guard(name: str, func: Callable[..., Any], bounds: Bounds,
         if data_only and len(args) > skip:
             value = _materialize(args[skip], bounds)
             args = (*args[:skip], value, *args[skip + 1:])
-            require_data([args[skip:], kwargs], bounds, f"a value given to |{name}")
+            for arg in (*args[skip:], *kwargs.values()):
+                require_data(arg, bounds, f"a value given to |{name}")
         if pre is not None and len(args) > skip:
             pre(*args[skip:], **kwargs)
         result = func(*args, **kwargs)

@@ -276,11 +276,13 @@ def parse_document(text: str, path: str, limits: Limits | None = None) -> Docume
         raise _problem(path, mark, f"invalid {kind}: {what}") from None
     except yaml.reader.ReaderError as exc:
         line, col = _line_col(text, exc.position)
-        what = "a control character" if exc.character != "" else "an invalid character"
-        code = ord(exc.character) if isinstance(exc.character, str) and exc.character else None
+        char = exc.character  # an int from libyaml, a one-character str from the pure reader
+        code = char if isinstance(char, int) else ord(char) if isinstance(char, str) and \
+            len(char) == 1 else None
         shown = f" (U+{code:04X})" if code is not None else ""
-        raise DocumentError([Problem(path, line, col, "", f"invalid {kind}: {what}{shown} is not "
-                                     "allowed in a document")]) from None
+        raise DocumentError([Problem(path, line, col, "", f"invalid {kind}: a control "
+                                     f"character{shown} is not allowed in a document")]) \
+            from None
     except yaml.YAMLError as exc:
         raise DocumentError([Problem(path, 1, 1, "", f"invalid {kind}: {type(exc).__name__}")]) \
             from None

@@ -27,7 +27,7 @@ from ..secrets import redact_headers
 from ..store.database import Store
 from ..store.journal import COMMIT_EVERY, Journal
 from ..store.ledger import PendingEvent
-from .plan import Plan, StepPlan
+from .plan import Plan, StepPlan, split_label
 from .report import RunReport
 
 log = logging.getLogger("splice.engine")
@@ -136,7 +136,7 @@ class StepExecutor:
         Problems name the recipe's file:line:column.
         """
         merged = render_defaults(self.template_engine(), op.defaults, context, defaults)
-        merged.update(mapping(context) or {})
+        merged.update(self.located(mapping, context, base) or {})
         errors = op.input_checker.errors(merged)
         if errors:
             doc = self.plan.recipe.doc
@@ -144,6 +144,16 @@ class StepExecutor:
             raise ValidationFailed(f"{op.ref} input is not valid (nothing was sent):\n  " +
                                    "\n  ".join(parts))
         return merged
+
+    def located(self, template: Any, context: dict[str, Any], base: tuple[str | int, ...]
+                ) -> Any:
+        """``template(context)``; a failure is reported at the recipe's file:line:column."""
+        try:
+            return template(context)
+        except TemplateError as exc:
+            path, message = split_label(exc.message, base)
+            problem = self.plan.recipe.doc.problem(path, message)
+            raise type(exc)(str(problem), hint=exc.hint) from None
 
     def prepare(self, op: Operation, connector: Connector, connection: str | None,
                 payload: dict[str, Any], idem: str | None = None) -> PreparedCall:
@@ -205,12 +215,13 @@ class StepExecutor:
         journal = self._journal
         assert journal is not None
         ctx = {**ctx, "connection": self.public_connection(step.connection, step.connector)}
-        if step.when is not None and not step.when(ctx):
+        base = ("steps", step.index)
+        if step.when is not None and not self.located(step.when, ctx, (*base, "when")):
             journal.step(event, step.index, step_id=step.spec.id, status="skipped", attempts=0)
             return None
         items: list[Any] = [None]
         if step.for_each is not None:
-            items = for_each_items(step, step.for_each(ctx))
+            items = for_each_items(step, self.located(step.for_each, ctx, (*base, "for_each")))
         outputs: list[Any] = [None] * len(items)
         todo: list[tuple[int, int, dict[str, Any]]] = []
         for i, item in enumerate(items):
