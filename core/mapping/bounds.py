@@ -8,7 +8,8 @@ also has a step budget (loop iterations and calls) and a wall-clock cap. Default
 environment variables that override them:
 
 ``SPLICE_TEMPLATE_MAX_VALUE``    characters of a string / items of a list, 1,000,000
-``SPLICE_TEMPLATE_MAX_INT_BITS`` bits of an integer, 100,000 (about 30,000 digits)
+``SPLICE_TEMPLATE_MAX_INT_BITS`` bits of an integer, 14,000 (about 4,200 digits: Python refuses
+                                 to write integers of more than 4,300 digits as text or JSON)
 ``SPLICE_TEMPLATE_MAX_STEPS``    loop iterations + calls per render, 100,000
 ``SPLICE_TEMPLATE_TIMEOUT``      seconds per render, 1.0
 ``SPLICE_MAX_REQUEST_BYTES``     estimated JSON size of one request, 10,000,000
@@ -71,7 +72,7 @@ class Bounds:
     """The limits of one template engine (see the module docstring for the variables)."""
 
     max_value: int = 1_000_000
-    max_int_bits: int = 100_000
+    max_int_bits: int = 14_000
     max_steps: int = 100_000
     timeout: float = 1.0
     max_request: int = 10_000_000
@@ -228,10 +229,12 @@ def kind_of(value: Any) -> str:
     return f"{'an' if name[:1].lower() in 'aeiou' else 'a'} {name} object"
 
 
-def require_data(value: Any, bounds: Bounds, what: str = "the value") -> None:
+def require_data(value: Any, bounds: Bounds, what: str = "the value", *,
+                 undefined_ok: bool = True) -> None:
     """Refuse ``value`` unless it is data: text, numbers, booleans, null, dates, and lists or
-    mappings of them (undefined values pass: using them raises their own error), and unless
-    it would fit the bounds once written as text (shared items count each time they appear)."""
+    mappings of them, and unless it would fit the bounds once written as text (shared items
+    count each time they appear). An undefined value raises its own error, unless
+    ``undefined_ok`` (then using it later does)."""
     if type(value) in SCALARS:
         return
     budget = bounds.max_value
@@ -244,6 +247,8 @@ def require_data(value: Any, bounds: Bounds, what: str = "the value") -> None:
         elif kind in SCALARS:
             budget -= 4 if kind is not int else item.bit_length() // 3 + 1
         elif isinstance(item, _DATES):
+            if not undefined_ok and isinstance(item, Undefined):
+                item._fail_with_undefined_error()
             budget -= 24
         elif kind is dict:
             stack.extend(item.keys())

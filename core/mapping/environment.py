@@ -123,7 +123,7 @@ def finalize(env: SandboxEnvironment, value: Any) -> Any:
     if isinstance(value, Undefined):
         return value  # strict: printing it raises its own error
     if isinstance(value, dict | list | tuple):
-        require_data(value, env.bounds, "the value written as text")
+        require_data(value, env.bounds, "the value written as text", undefined_ok=False)
         if json_size(value, env.bounds.max_value) > env.bounds.max_value:
             raise env.bounds.too_long("the value written as text")
         return to_json(value)

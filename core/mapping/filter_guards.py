@@ -72,10 +72,10 @@ def guard(name: str, func: Callable[..., Any], bounds: Bounds,
         def plain(value: Any, *args: Any, **kwargs: Any) -> Any:
             if type(value) not in SCALARS:
                 value = _materialize(value, bounds)
-                require_data(value, bounds, f"the value given to |{name}")
+                require_data(value, bounds, f"the value given to |{name}", undefined_ok=False)
             for arg in (*args, *kwargs.values()):
                 if type(arg) not in SCALARS:
-                    require_data(arg, bounds, f"an argument of |{name}")
+                    require_data(arg, bounds, f"an argument of |{name}", undefined_ok=False)
             if pre is not None:
                 pre(value, *args, **kwargs)
             result = func(value, *args, **kwargs)
@@ -93,7 +93,7 @@ def guard(name: str, func: Callable[..., Any], bounds: Bounds,
             value = _materialize(args[skip], bounds)
             args = (*args[:skip], value, *args[skip + 1:])
             for arg in (*args[skip:], *kwargs.values()):
-                require_data(arg, bounds, f"a value given to |{name}")
+                require_data(arg, bounds, f"a value given to |{name}", undefined_ok=False)
         if pre is not None and len(args) > skip:
             pre(*args[skip:], **kwargs)
         result = func(*args, **kwargs)
@@ -222,7 +222,7 @@ def _bounded_json(func: Callable[..., Any], bounds: Bounds, name: str) -> Callab
         value = _materialize(args[skip], bounds) if len(args) > skip else None
         args = (*args[:skip], value, *args[skip + 1:])
         indent = kwargs.get("indent", args[skip + 1] if len(args) > skip + 1 else None)
-        require_data(value, bounds, f"the value given to |{name}")
+        require_data(value, bounds, f"the value given to |{name}", undefined_ok=False)
         width = indent if type(indent) is int else len(indent) if isinstance(indent, str) else 0
         if width > 64:
             raise TemplateLimitError(f"|{name}: an indent of more than 64 is not supported")
