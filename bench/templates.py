@@ -20,7 +20,7 @@ RECORD = {"id": 1, "name": "Ada Lovelace", "email": "ADA@example.com", "city": "
           "score": 7, "amount": 12.5, "items": [{"name": f"n{i}", "qty": i} for i in range(10)]}
 SHAPES: dict[str, Any] = {
     "6 plain fields (bench/recipe.yaml)": {
-        k: "{{ trigger.%s }}" % k for k in ("id", "name", "email", "city", "score", "amount")},
+        k: "{{ trigger." + k + " }}" for k in ("id", "name", "email", "city", "score", "amount")},
     "1 field, 1 filter": {"a": "{{ trigger.name | upper }}"},
     "1 field, arithmetic": {"a": "{{ trigger.score * 2 }}"},
     "1 field, ~": {"a": "{{ trigger.city ~ '-' ~ trigger.id }}"},

@@ -45,6 +45,7 @@ import sqlalchemy as sa
 
 from ..errors import AuthError, ConfigError
 from ..model.manifest import Connector
+from ..secrets import redact_text
 
 log = logging.getLogger("splice.oauth")
 
@@ -203,8 +204,8 @@ def describe_oauth_error(response: httpx.Response) -> str:
     if isinstance(detail, list):
         detail = "; ".join(str(d) for d in detail)
     if isinstance(detail, str) and detail and detail != code:
-        return f"{code} ({detail[:200]})"
-    return code
+        return f"{redact_text(code, 80)} ({redact_text(detail, 200)})"
+    return redact_text(code, 80)
 
 
 def refresh_skew(record: Any) -> float:
