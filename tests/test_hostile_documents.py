@@ -145,6 +145,26 @@ def test_manifest_paths_that_climb_out_are_refused_at_load(tmp_path):
     assert any("operations.add_tags.path" in p for p in problems), problems
 
 
+def test_a_plugin_manifest_that_climbs_out_is_skipped_with_its_position(tmp_path):
+    from splice import hookimpl
+
+    from .conftest import invoke, register_test_plugin
+
+    bad = _write(tmp_path, "m.yaml", (FIXTURES / "fakecrm.yaml").read_text().replace(
+        "path: /notes", "path: /../../admin"))
+
+    class Plugin:
+        @hookimpl
+        def register_connectors(self, register):
+            register(bad)
+
+    register_test_plugin(Plugin(), "climbing-plugin")
+    listed = invoke("connectors", "list")
+    assert listed.exit_code == 0
+    assert f"{bad}:43:11: operations.create_note.path: the path has a '.' or '..' segment" \
+        in " ".join(listed.stderr.split())
+
+
 @pytest.mark.parametrize("change,message", [
     (("page_size: 10", "page_size: 1.0e+21"), "pagination.page_size: must be <= 10000"),
     (("page_size: 10", "page_size: 10, max_pages: 0"), "max_pages: must be >= 1"),

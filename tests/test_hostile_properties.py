@@ -130,7 +130,8 @@ METHODS = st.sampled_from(["upper()", "lower()", "split()", "center(999999999)",
                            "get('a')", "ljust(3)", "title()", "format_map({'a': 1})"])
 ARGS = st.lists(st.one_of(st.integers(-2, 999999999).map(str),
                           st.sampled_from(["'x'", "true", "none", "[1]", "'%r'", "range",
-                                           "namespace", "attribute='a'"])), max_size=2)
+                                           "namespace", "attribute='a'", "'upper'",
+                                           "'__class__'", "'{:>9}'", "trigger"])), max_size=2)
 
 
 def _filter(expr: str, name: str, args: list[str]) -> str:
@@ -156,6 +157,11 @@ TEMPLATES = st.one_of(
                   "{% set ns.v = ns.v ~ " + t[1] + " %}{% endfor %}{{ ns.v|length }}"),
     st.tuples(EXPRS).map(lambda t: "{% macro m(a) %}{{ a }}{{ caller() if caller }}"
                                    "{% endmacro %}{{ m(" + t[0] + ") }}"),
+    st.tuples(EXPRS, EXPRS).map(lambda t: "{% macro m() %}[{{ caller() }}]{% endmacro %}"
+                                          "{% call m() %}{{ " + t[0] + " }}{% endcall %}"
+                                          "{% filter upper %}{{ " + t[1] + " }}{% endfilter %}"),
+    st.tuples(EXPRS).map(lambda t: "{% for x in " + t[0] + " recursive %}{{ loop(x) if x is "
+                                   "iterable and x is not string else x }}{% endfor %}"),
 )
 
 

@@ -463,7 +463,8 @@ class TemplateEngine:
         self.globals = MappingProxyType({k: env.globals[k] for k in GLOBALS})
         env.globals = dict(self.globals)
         self._cache: dict[tuple[str, str, str], CompiledMapping] = {}
-        self._compiled = 0  # characters of template source parsed (bounded)
+        self._compiled = 0  # characters of distinct template sources parsed (bounded)
+        self._sources: set[str] = set()
 
     @property
     def filters(self) -> Mapping[str, Callable[..., Any]]:
@@ -480,7 +481,9 @@ class TemplateEngine:
         if len(source) > bounds.max_source:
             raise TemplateError(f"{label}: the template is longer than {bounds.max_source:,} "
                                 f"characters (limit: {MAX_SOURCE_ENV})")
-        self._compiled += max(len(source), MIN_TEMPLATE_COST)
+        if source not in self._sources:  # the same text compiled again costs nothing new
+            self._sources.add(source)
+            self._compiled += max(len(source), MIN_TEMPLATE_COST)
         if self._compiled > bounds.max_total:
             raise TemplateError(f"{label}: the templates are longer than {bounds.max_total:,} "
                                 f"characters in all (limit: {MAX_TOTAL_ENV})")

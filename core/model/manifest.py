@@ -336,9 +336,16 @@ def check_manifest(doc: Document) -> list[Problem]:
             except SchemaError as exc:
                 problems.append(doc.problem((*base, "output"),
                                             f"not a valid JSON Schema: {exc.message}"))
-    if _has_dot_segment(urlsplit(data["base_url"]).path):
-        problems.append(doc.problem(("base_url",), "the base URL's path has a '.' or '..' "
-                                    "segment"))
+    try:
+        base = urlsplit(data["base_url"])
+        if not base.hostname:
+            raise ValueError("no host")
+    except ValueError:
+        problems.append(doc.problem(("base_url",), "not a valid URL"))
+    else:
+        if _has_dot_segment(base.path):
+            problems.append(doc.problem(("base_url",), "the base URL's path has a '.' or '..' "
+                                        "segment"))
     for i, window in enumerate(data.get("rate_limits") or []):
         if parse_period(window["per"]) > 31 * DAY:
             problems.append(doc.problem(("rate_limits", i, "per"), "a rate-limit window must "
