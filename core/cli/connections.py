@@ -389,7 +389,8 @@ def sandbox(connector_id: str, port: int, state_path: Path | None,
         click.echo("  connect to it (sandbox credentials, not secret):")
         click.echo(f"    export {prefix}_CLIENT_ID={config.client_id} "
                    f"{prefix}_CLIENT_SECRET={config.client_secret}")
-        click.echo(f"    splice connect {connector_id} --name my-{connector_id} --base-url {url}")
+        click.echo(f"    splice connect {connector_id} --name my-{connector_id} --base-url {url} "
+                   "--allow-private-network")
         try:
             while True:
                 time.sleep(3600)
