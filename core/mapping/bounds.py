@@ -123,10 +123,15 @@ class Budget:
 
     def __init__(self, bounds: Bounds) -> None:
         self.bounds = bounds
-        self.steps = bounds.max_steps
-        self.output = 0
         self.max_output = bounds.max_request
-        self.deadline = time.monotonic() + bounds.timeout
+        self.reset()
+
+    def reset(self) -> Budget:
+        """Full again, for a new render (a compiled mapping reuses one budget per thread)."""
+        self.steps = self.bounds.max_steps
+        self.output = 0
+        self.deadline = time.monotonic() + self.bounds.timeout
+        return self
 
     def step(self) -> None:
         self.steps -= 1

@@ -305,7 +305,11 @@ def emit(context: RenderContext, value: Any) -> str:
 
 @pass_context
 def emit_deep(context: RenderContext, value: Any) -> str:
-    context.slots.append(deep_normalize(value, _bounds(context)))
+    kind = type(value)
+    if kind is str or kind is int or kind is float or kind is bool or value is None:
+        context.slots.append(value)  # a scalar was bounded where it was built
+    else:
+        context.slots.append(deep_normalize(value, _bounds(context)))
     return ""
 
 

@@ -73,15 +73,18 @@ def guard(name: str, func: Callable[..., Any], bounds: Bounds,
             if type(value) not in SCALARS:
                 value = _materialize(value, bounds)
                 require_data(value, bounds, f"the value given to |{name}", undefined_ok=False)
-            for arg in (*args, *kwargs.values()):
-                if type(arg) not in SCALARS:
-                    require_data(arg, bounds, f"an argument of |{name}", undefined_ok=False)
+            if args or kwargs:
+                for arg in (*args, *kwargs.values()):
+                    if type(arg) not in SCALARS:
+                        require_data(arg, bounds, f"an argument of |{name}", undefined_ok=False)
             if pre is not None:
                 pre(value, *args, **kwargs)
             result = func(value, *args, **kwargs)
             if type(result) is str:
-                if len(result) > max_value:
-                    raise bounds.too_long(f"the result of |{name}")
+                if len(result) > 65_536:  # only big results cost time: read the clock then
+                    if len(result) > max_value:
+                        raise bounds.too_long(f"the result of |{name}")
+                    _clock()
                 return result
             _clock()
             return check_result(result, bounds, f"the result of |{name}")
