@@ -337,13 +337,13 @@ def check_manifest(doc: Document) -> list[Problem]:
                 problems.append(doc.problem((*base, "output"),
                                             f"not a valid JSON Schema: {exc.message}"))
     try:
-        base = urlsplit(data["base_url"])
-        if not base.hostname:
+        base_url = urlsplit(data["base_url"])
+        if not base_url.hostname:
             raise ValueError("no host")
     except ValueError:
         problems.append(doc.problem(("base_url",), "not a valid URL"))
     else:
-        if _has_dot_segment(base.path):
+        if _has_dot_segment(base_url.path):
             problems.append(doc.problem(("base_url",), "the base URL's path has a '.' or '..' "
                                         "segment"))
     for i, window in enumerate(data.get("rate_limits") or []):
