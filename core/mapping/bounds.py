@@ -12,6 +12,9 @@ environment variables that override them:
                                  to write integers of more than 4,300 digits as text or JSON)
 ``SPLICE_TEMPLATE_MAX_STEPS``    loop iterations + calls per render, 100,000
 ``SPLICE_TEMPLATE_TIMEOUT``      seconds per render, 1.0
+``SPLICE_TEMPLATE_MAX_BUILT``    characters (and list items) of the strings and lists one render
+                                 builds, counting every result of 256 or more, 20,000,000: many
+                                 values each within bounds cannot add up to gigabytes
 ``SPLICE_MAX_REQUEST_BYTES``     estimated JSON size of one request, 10,000,000
 ``SPLICE_TEMPLATE_MAX_SOURCE``   characters of one template, 20,000
 ``SPLICE_TEMPLATE_MAX_TOTAL``    characters of all the templates one engine (one recipe and
@@ -44,6 +47,8 @@ MAX_VALUE_ENV = "SPLICE_TEMPLATE_MAX_VALUE"
 MAX_INT_BITS_ENV = "SPLICE_TEMPLATE_MAX_INT_BITS"
 MAX_STEPS_ENV = "SPLICE_TEMPLATE_MAX_STEPS"
 TIMEOUT_ENV = "SPLICE_TEMPLATE_TIMEOUT"
+MAX_BUILT_ENV = "SPLICE_TEMPLATE_MAX_BUILT"
+COUNTED = 256  # results at least this long count against what a render builds
 MAX_REQUEST_ENV = "SPLICE_MAX_REQUEST_BYTES"
 MAX_SOURCE_ENV = "SPLICE_TEMPLATE_MAX_SOURCE"
 MAX_TOTAL_ENV = "SPLICE_TEMPLATE_MAX_TOTAL"
@@ -78,6 +83,7 @@ class Bounds:
     max_request: int = 10_000_000
     max_source: int = 20_000
     max_total: int = 100_000
+    max_built: int = 20_000_000
 
     @classmethod
     def from_env(cls) -> Bounds:
@@ -88,7 +94,8 @@ class Bounds:
                    _env_number(TIMEOUT_ENV, base.timeout),
                    int(_env_number(MAX_REQUEST_ENV, base.max_request)),
                    int(_env_number(MAX_SOURCE_ENV, base.max_source)),
-                   int(_env_number(MAX_TOTAL_ENV, base.max_total)))
+                   int(_env_number(MAX_TOTAL_ENV, base.max_total)),
+                   int(_env_number(MAX_BUILT_ENV, base.max_built)))
 
     # -- messages (what was crossed and how to raise it; never the value)
 
@@ -119,19 +126,15 @@ _local = _Local()
 class Budget:
     """Steps and time left to one render; installed per thread by :func:`running`."""
 
-    __slots__ = ("bounds", "deadline", "max_output", "output", "steps")
+    __slots__ = ("bounds", "built", "deadline", "max_output", "output", "steps")
 
     def __init__(self, bounds: Bounds) -> None:
         self.bounds = bounds
         self.max_output = bounds.max_request
-        self.reset()
-
-    def reset(self) -> Budget:
-        """Full again, for a new render (a compiled mapping reuses one budget per thread)."""
-        self.steps = self.bounds.max_steps
+        self.steps = bounds.max_steps
         self.output = 0
-        self.deadline = time.monotonic() + self.bounds.timeout
-        return self
+        self.built = 0
+        self.deadline = time.monotonic() + bounds.timeout
 
     def step(self) -> None:
         self.steps -= 1
@@ -151,6 +154,14 @@ class Budget:
             raise TemplateLimitError(f"the template ran longer than {self.bounds.timeout:g} s "
                                      f"(limit: {TIMEOUT_ENV})")
 
+    def build(self, size: int) -> None:
+        """A value of ``size`` characters or items was built (results of 256 or more count)."""
+        self.built += size
+        if self.built > self.bounds.max_built:
+            raise TemplateLimitError(
+                f"the template built more than {self.bounds.max_built:,} characters in all "
+                f"(limit: {MAX_BUILT_ENV})")
+
     def emit(self, size: int) -> None:
         self.output += size
         if self.output > self.max_output:
@@ -164,11 +175,26 @@ def current() -> Budget | None:
     return _local.budget
 
 
+def start(bounds: Bounds) -> Budget | None:
+    """A fresh budget for a render on this thread; returns the one it replaces."""
+    local = _local
+    previous = local.budget
+    local.budget = Budget(bounds)
+    return previous
+
+
 def install(budget: Budget | None) -> Budget | None:
     """Make ``budget`` current on this thread; returns the one it replaces."""
     previous = _local.budget
     _local.budget = budget
     return previous
+
+
+def built(size: int) -> None:
+    """Count a built value of ``size`` (>= :data:`COUNTED`) against the current render."""
+    budget = _local.budget
+    if budget is not None:
+        budget.build(size)
 
 
 def tick() -> None:
@@ -272,14 +298,19 @@ def check_result(value: Any, bounds: Bounds, what: str = "a value") -> Any:
     """``value``, unless it is a string, list or number past the bounds."""
     kind = type(value)
     if kind is str or kind is list or kind is tuple or kind is dict or kind is bytes:
-        if len(value) > bounds.max_value:
-            raise bounds.too_long(what)
+        size = len(value)
+        if size >= COUNTED:
+            if size > bounds.max_value:
+                raise bounds.too_long(what)
+            built(size)
     elif kind is int:
         if value.bit_length() > bounds.max_int_bits:
             raise bounds.too_big_int()
     elif isinstance(value, str | bytes | list | tuple | dict):
         if len(value) > bounds.max_value:
             raise bounds.too_long(what)
+        if len(value) >= COUNTED:
+            built(len(value))
     return value
 
 
@@ -343,16 +374,17 @@ def to_text(value: Any, bounds: Bounds) -> str:
 
 def concat(parts: tuple[Any, ...], bounds: Bounds) -> str:
     """The ``~`` operator: every part as text, the result within the bounds."""
+    texts = []
+    size = 0
     for part in parts:
         if type(part) is not str:
-            break
-    else:
-        if sum(map(len, parts)) > bounds.max_value:
+            part = to_text(part, bounds)
+        size += len(part)
+        texts.append(part)
+    if size >= COUNTED:
+        if size > bounds.max_value:
             raise bounds.too_long("a string joined with ~")
-        return "".join(parts)
-    texts = [p if type(p) is str else to_text(p, bounds) for p in parts]
-    if sum(map(len, texts)) > bounds.max_value:
-        raise bounds.too_long("a string joined with ~")
+        built(size)
     return "".join(texts)
 
 

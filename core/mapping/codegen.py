@@ -1,9 +1,10 @@
 """The code Jinja generates for splice templates, with the runtime's bounds built in.
 
-:class:`BoundedCodeGenerator` changes four things of Jinja's compiler and nothing else:
+:class:`BoundedCodeGenerator` changes a few things of Jinja's compiler and nothing else:
 
 * ``a ~ b`` calls ``environment.splice_concat`` (every part must be data; the result is bounded)
-  instead of joining ``str()`` of each part;
+  instead of joining ``str()`` of each part, and ``x[a:b]`` calls ``environment.splice_slice``
+  (a slice builds a value: it is counted);
 * what each output statement writes passes ``environment.splice_out``, which counts what a
   render wrote;
 * nothing but template text is evaluated at compile time (no constant folding of output
@@ -27,6 +28,22 @@ class BoundedCodeGenerator(CodeGenerator):
         for arg in node.nodes:
             self.visit(arg, frame)
             self.write(", ")
+        self.write("))")
+
+    def visit_Getitem(self, node: nodes.Getitem, frame: Frame) -> None:
+        if not isinstance(node.arg, nodes.Slice):
+            super().visit_Getitem(node, frame)
+            return
+        self.write("environment.splice_slice(")  # Jinja subscripts slices directly
+        self.visit(node.node, frame)
+        self.write(", slice(")
+        for i, part in enumerate((node.arg.start, node.arg.stop, node.arg.step)):
+            if i:
+                self.write(", ")
+            if part is None:
+                self.write("None")
+            else:
+                self.visit(part, frame)
         self.write("))")
 
     def visit_Output(self, node: nodes.Output, frame: Frame) -> None:
@@ -83,8 +100,8 @@ def count_loops(tree: nodes.Node) -> None:
 
 
 def needs_budget(tree: nodes.Node) -> bool:
-    """Whether a template can loop, call or filter; operators alone cannot run long: each
-    result is bounded and their number is bounded by the template's length."""
+    """Whether a template can loop, call, filter or build values (operators, ``~``, slices):
+    only templates that read plain references (``{{ trigger.id }}``) render without a budget."""
     kinds = (nodes.For, nodes.Call, nodes.Filter, nodes.Macro, nodes.CallBlock,
-             nodes.FilterBlock)
+             nodes.FilterBlock, nodes.BinExpr, nodes.Concat, nodes.Slice)
     return any(True for _ in tree.find_all(kinds))

@@ -207,6 +207,10 @@ class SandboxEnvironment(ImmutableSandboxedEnvironment):
 
         return bounded
 
+    def splice_slice(self, obj: Any, part: slice) -> Any:
+        """``x[a:b]``: a slice builds a new string or list, which counts as built."""
+        return check_result(obj[part], self.bounds)
+
     def splice_concat(self, parts: tuple[Any, ...]) -> str:
         """``a ~ b``: bounded, data only."""
         return concat(parts, self.bounds)

@@ -22,9 +22,11 @@ from jinja2.filters import make_attrgetter
 from jinja2.utils import pass_environment, pass_eval_context
 
 from .bounds import (
+    COUNTED,
     SCALARS,
     Bounds,
     TemplateLimitError,
+    built,
     check_result,
     current,
     json_size,
@@ -81,9 +83,10 @@ def guard(name: str, func: Callable[..., Any], bounds: Bounds,
                 pre(value, *args, **kwargs)
             result = func(value, *args, **kwargs)
             if type(result) is str:
-                if len(result) > 65_536:  # only big results cost time: read the clock then
+                if len(result) >= COUNTED:  # only long results cost memory and time
                     if len(result) > max_value:
                         raise bounds.too_long(f"the result of |{name}")
+                    built(len(result))
                     _clock()
                 return result
             _clock()

@@ -49,10 +49,10 @@ from .bounds import (
     MAX_TOTAL_ENV,
     MIN_TEMPLATE_COST,
     Bounds,
-    Budget,
     CountedLoop,
     TemplateLimitError,
     install,
+    start,
 )
 from .codegen import LOOP, count_loops, needs_budget
 from .environment import (
@@ -206,7 +206,7 @@ class CompiledMapping:
             parent = {**parent, "now": datetime.now(UTC)}
         ctx = RenderContext(self._engine.environment, parent, self._eval_ctx)
         slots = ctx.slots
-        previous = install(Budget(self._bounds)) if self._needs_budget else None
+        previous = start(self._bounds) if self._needs_budget else None
         try:
             deque(self._root(ctx), 0)
         except Exception as exc:  # noqa: BLE001 - every failure becomes a TemplateError
