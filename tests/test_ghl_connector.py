@@ -25,9 +25,7 @@ from urllib.parse import parse_qsl, urlsplit
 import httpx
 import pytest
 import yaml
-from jsonschema import Draft202012Validator, FormatChecker
-from referencing import Registry, Resource
-from referencing.jsonschema import DRAFT202012
+from jsonschema import Draft202012Validator
 
 from splice.connections.authorize import connect
 from splice.connections.client import connection_client
@@ -45,6 +43,7 @@ from splice_connectors.ghl_users.sandbox import create_app
 from splice_connectors.ghl_users.sandbox_data import COMPANY_ID, LOCATION_ID
 
 from .conftest import SharedTransport, invoke
+from .ghl_spec import FORMATS, V2, OfficialSpecs
 
 SPECS = Path(__file__).resolve().parents[2] / "shared/reference/ghl/openapi"
 needs_specs = pytest.mark.skipif(
@@ -64,51 +63,24 @@ NEW_USER = {"firstName": "Clark", "lastName": "Kent", "email": "clark.kent@daily
 
 # ------------------------------------------------------------------------------ official spec
 
-FORMATS = FormatChecker(formats=())
-DATE_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)")
-
-
-@FORMATS.checks("date-time")
-def _is_date_time(value: object) -> bool:
-    """``date-time`` checked without jsonschema's optional format packages."""
-    return not isinstance(value, str) or DATE_TIME.fullmatch(value) is not None
-
 
 class OfficialSpec:
-    """Response schemas of the official Users and Social Media Posting specs.
-
-    The files are registered under one made-up base URL with their real folder layout, so the
-    specs' ``../common/common-schemas.json`` references resolve to the shared common file.
-    """
-
-    BASE = "https://ghl-openapi.invalid/"
-    FILES = ("users.json", "social-media-posting.json")
+    """Response schemas of the official Users and Social Media Posting specs (both versions),
+    with the known defects tests/ghl_spec.py lists corrected and every ``$ref`` inlined."""
 
     def __init__(self, root: Path) -> None:
-        common = json.loads((root / "common/common-schemas.json").read_text("utf-8"))
-        resources = [(f"{self.BASE}common/common-schemas.json", common)]
-        self.operations: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {}
-        for name in self.FILES:
-            doc = json.loads((root / "apps" / name).read_text("utf-8"))
-            uri = f"{self.BASE}apps/{name}"
-            resources.append((uri, doc))
-            for path, item in doc["paths"].items():
-                for method, op in item.items():
-                    self.operations[(method.upper(), path)] = (uri, op)
-        self.registry: Registry[Any] = Registry().with_resources(
-            (uri, Resource(contents=doc, specification=DRAFT202012)) for uri, doc in resources)
+        self.specs = OfficialSpecs(root)
 
-    def problems(self, method: str, path: str, status: int, body: Any) -> list[str]:
+    def problems(self, method: str, path: str, status: int, body: Any,
+                 version: str = V2) -> list[str]:
         """Where ``body`` breaks the spec's schema for ``method path`` answering ``status``."""
-        uri, op = self.operations[(method, path)]
-        declared = op["responses"].get(str(status), {})
-        if "application/json" not in declared.get("content", {}):
+        found = self.specs.operation(method, path, version)
+        assert found is not None, f"{method} {path} is not in the {version} spec"
+        name, _, op, _ = found
+        schema = self.specs.response(name, op, status)
+        if schema is None:
             return [f"the spec declares no JSON response {status} for {method} {path}"]
-        pointer = "/".join(["/paths", path.replace("~", "~0").replace("/", "~1"),
-                            method.lower(), "responses", str(status),
-                            "content/application~1json/schema"])
-        validator = Draft202012Validator({"$ref": f"{uri}#{pointer}"}, registry=self.registry,
-                                         format_checker=FORMATS)
+        validator = Draft202012Validator(schema, format_checker=FORMATS)
         return [f"{list(e.absolute_path)}: {e.message}" for e in validator.iter_errors(body)]
 
 
@@ -315,36 +287,70 @@ def test_connect_stores_a_location_token_with_every_scope(ghl: Ghl) -> None:
 
 # ------------------------------------------------------------------------------ contract
 
-# Manifest operations the sandbox answers. Every one is called below and every response is
-# checked against the official spec and the manifest's output schema.
-EMULATED = {
-    "list_tags", "get_tag_details", "get_statistics", "list_social_accounts",
-    "list_categories", "list_users", "search_users", "filter_users_by_email", "get_user",
-    "create_user", "update_user", "delete_user",
-}  # fmt: skip
-# Operations the sandbox does not serve (posts, CSV imports, social OAuth, single
-# categories, disconnecting accounts): their shapes are checked only against the spec,
-# by tests/test_ghl_manifest.py.
-NOT_EMULATED = {
-    "delete_social_account", "list_posts", "create_post", "get_post", "update_post",
-    "delete_post", "bulk_delete_posts", "get_category", "upload_csv", "list_csv_imports",
-    "set_csv_accounts", "get_csv_import", "finalize_csv_import", "delete_csv_import",
-    "delete_csv_post", "start_google_oauth", "list_google_locations", "attach_google_location",
-    "start_facebook_oauth", "list_facebook_pages", "attach_facebook_page",
-    "start_instagram_oauth", "list_instagram_accounts", "attach_instagram_account",
-    "start_linkedin_oauth", "list_linkedin_pages", "attach_linkedin_page",
-    "start_twitter_oauth", "get_twitter_profile", "attach_twitter_profile",
-    "start_tiktok_oauth", "get_tiktok_profile", "attach_tiktok_profile",
-    "start_tiktok_business_oauth", "get_tiktok_business_profile",
-}  # fmt: skip
+# Every manifest operation, with the input a step would give it. Each is called below and
+# every response checked against the official spec and the manifest's output schema.
 AGENCY_ONLY = {"filter_users_by_email"}
+CSV_TEXT = ("content,scheduleDate,imageUrls\n"
+            "Summer sale starts Monday,2026-06-01 15:00:00,https://cdn.example.test/sale.png\n"
+            "Meet the new crew,2026-06-03T16:00:00Z,\n"
+            "Broken row,not a date,\n")
+
+
+def api_headers(api: Ghl, version: str = V2) -> dict[str, str]:
+    return {"Authorization": f"Bearer {api.record().secret['access_token']}", "Version": version}
+
+
+def upload_csv_file(api: Ghl, text: str = CSV_TEXT) -> httpx.Response:
+    """What ``upload_csv`` should send and splice cannot yet: a multipart file part."""
+    return api.sandbox.http.post(f"/social-media-posting/{LOCATION_ID}/csv",
+                                 headers=api_headers(api),
+                                 files={"file": ("posts.csv", text.encode(), "text/csv")})
+
+
+def account_ids(api: Ghl) -> list[str]:
+    return [a["id"] for a in api.sandbox.world()["accounts"]
+            if a["_locationId"] == LOCATION_ID and not a.get("_deleted")]
+
+
+def csv_payload(api: Ghl) -> dict[str, Any]:
+    uploaded = upload_csv_file(api).json()["results"]
+    return {"accountIds": account_ids(api)[:2], "userId": api.fields["userId"], **uploaded}
+
+
+def csv_import_id(api: Ghl) -> str:
+    api.send("set_csv_accounts", **csv_payload(api))
+    return str(api.sandbox.world()["csv_imports"][-1]["_id"])
+
+
+def login_id(api: Ghl, platform: str) -> str:
+    """The OAuth account id a network login gives: a seeded one, else a fresh start."""
+    for account in api.sandbox.world()["accounts"]:
+        if account["platform"] == platform and account["_locationId"] == LOCATION_ID:
+            return str(account["oauthId"])
+    page = api.call(f"start_{platform.replace('-', '_')}_oauth", userId=api.fields["userId"])
+    return str(oauth_event(page.response.text)["accountId"])
+
+
+def oauth_event(page: str) -> dict[str, Any]:
+    """The message HighLevel's OAuth popup posts to its opener (embedded in the page)."""
+    found = re.search(r"id='social-media-posting-event'>(.*?)</script>", page)
+    assert found, page
+    return json.loads(found.group(1))  # type: ignore[no-any-return]
+
+
+def seeded_post(api: Ghl, status: str = "published") -> str:
+    return str(next(p["_id"] for p in api.sandbox.world()["posts"] if p["status"] == status))
+
 
 PAYLOADS: dict[str, Callable[[Ghl], dict[str, Any]]] = {
     "list_tags": lambda api: {},
     "get_tag_details": lambda api: {"tagIds": [t["_id"] for t in seeded_tags(api.sandbox)[:3]]},
     "get_statistics": lambda api: {"profileIds": profile_ids(api.sandbox)},
     "list_social_accounts": lambda api: {},
+    "delete_social_account": lambda api: {"id": account_ids(api)[-1],
+                                          "userId": api.fields["userId"]},
     "list_categories": lambda api: {},
+    "get_category": lambda api: {"id": api.sandbox.world()["categories"][0]["_id"]},
     "list_users": lambda api: {},
     "search_users": lambda api: {"sort": "dateAdded", "sortDirection": "desc"},
     "filter_users_by_email": lambda api: {
@@ -355,27 +361,78 @@ PAYLOADS: dict[str, Callable[[Ghl], dict[str, Any]]] = {
     "update_user": lambda api: {"userId": new_user(api)["id"], "lastName": "Kent Jr",
                                 "role": "admin"},
     "delete_user": lambda api: {"userId": new_user(api)["id"]},
+    "list_posts": lambda api: {"skip": "0", "limit": "20", "fromDate": "2026-03-01T00:00:00Z",
+                               "toDate": "2026-06-01T00:00:00Z", "includeUsers": "true"},
+    "create_post": lambda api: {"type": "post", "accountIds": account_ids(api)[:2],
+                                "userId": api.fields["userId"], "summary": "Grand opening!",
+                                "scheduleDate": "2026-05-20T15:00:00.000Z",
+                                "tags": ["grand-opening"]},
+    "get_post": lambda api: {"id": seeded_post(api)},
+    "update_post": lambda api: {"id": seeded_post(api, "scheduled"), "type": "post",
+                                "summary": "Summer maintenance plans: now 10% off"},
+    "delete_post": lambda api: {"id": seeded_post(api, "draft")},
+    "bulk_delete_posts": lambda api: {"postIds": [seeded_post(api), seeded_post(api, "failed")]},
+    "list_csv_imports": lambda api: (csv_import_id(api) and {"userId": api.fields["userId"]}),
+    "set_csv_accounts": csv_payload,
+    "get_csv_import": lambda api: {"id": csv_import_id(api)},
+    "finalize_csv_import": lambda api: {"id": csv_import_id(api),
+                                        "userId": api.fields["userId"]},
+    "delete_csv_import": lambda api: {"id": csv_import_id(api)},
+    "delete_csv_post": lambda api: (lambda csv_id: {"csvId": csv_id, "postId": next(
+        i for i in api.sandbox.world()["csv_imports"] if i["_id"] == csv_id)["_rows"][0]["_id"]})(
+        csv_import_id(api)),
 }
+for _platform in ("google", "facebook", "instagram", "linkedin", "twitter", "tiktok",
+                  "tiktok-business"):
+    _name = _platform.replace("-", "_")
+    PAYLOADS[f"start_{_name}_oauth"] = lambda api: {"userId": api.fields["userId"]}
+LISTS = {"google": "list_google_locations", "facebook": "list_facebook_pages",
+         "instagram": "list_instagram_accounts", "linkedin": "list_linkedin_pages",
+         "twitter": "get_twitter_profile", "tiktok": "get_tiktok_profile",
+         "tiktok-business": "get_tiktok_business_profile"}
+ATTACHES = {"google": "attach_google_location", "facebook": "attach_facebook_page",
+            "instagram": "attach_instagram_account", "linkedin": "attach_linkedin_page",
+            "twitter": "attach_twitter_profile", "tiktok": "attach_tiktok_profile"}
+for _platform, _op in LISTS.items():
+    PAYLOADS[_op] = lambda api, p=_platform: {"accountId": login_id(api, p)}
+for _platform, _op in ATTACHES.items():
+    PAYLOADS[_op] = lambda api, p=_platform: {"accountId": login_id(api, p)}
+PAYLOADS["attach_instagram_account"] = lambda api: (lambda grant: {
+    "accountId": grant, "pageId": api.send("list_instagram_accounts", accountId=grant)[
+        "results"]["accounts"][1]["pageId"]})(login_id(api, "instagram"))
+# Sent by hand (multipart) in the test below: splice has no multipart encoding yet.
+MULTIPART_ONLY = {"upload_csv"}
 
 
-def test_every_operation_is_either_emulated_or_listed_as_not() -> None:
-    assert EMULATED.isdisjoint(NOT_EMULATED)
-    assert sorted(EMULATED | NOT_EMULATED) == OPERATION_IDS
-    assert set(PAYLOADS) == EMULATED and len(OPERATION_IDS) == 47
+def test_every_operation_has_a_payload() -> None:
+    assert sorted(set(PAYLOADS) | MULTIPART_ONLY) == OPERATION_IDS and len(OPERATION_IDS) == 47
 
 
-def test_operations_listed_as_not_emulated_are_not_served(ghl: Ghl) -> None:
-    """If the sandbox learns one of them, move it to EMULATED so the contract test runs it."""
-    for op_id in sorted(NOT_EMULATED):
+def test_every_operation_is_served(ghl: Ghl) -> None:
+    """No route of the manifest is unknown to the sandbox (47 of 47)."""
+    for op_id in OPERATION_IDS:
         op = ghl.op(op_id)
         path = re.sub(r"{[^}]+}", "x1", op.path)
         response = ghl.sandbox.http.request(op.method, path, headers={"Version": "2021-07-28"})
-        assert response.status_code in (404, 405), (op_id, response.status_code)
-        assert response.json()["message"].startswith("Cannot "), op_id
+        assert response.status_code == 401, (op_id, response.status_code, response.text)
+
+
+def _check(op: Operation, response: httpx.Response, official: OfficialSpec) -> None:
+    assert response.is_success, (op.id, response.status_code, response.text)
+    if op.id.startswith("start_"):  # the spec declares a 200 without content: a page
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/html")
+        assert oauth_event(response.text)["page"] == "social_media_posting"
+        return
+    body = response.json()
+    spec_problems = official.problems(op.method, op.path, response.status_code, body)
+    assert not spec_problems, f"{op.id}: differs from the official spec: {spec_problems}"
+    ours = [f"{list(e.absolute_path)}: {e.message}" for e in op.output_validator.iter_errors(body)]
+    assert not ours, f"{op.id}: differs from the manifest's output schema: {ours}"
 
 
 @needs_specs
-@pytest.mark.parametrize("op_id", sorted(EMULATED))
+@pytest.mark.parametrize("op_id", sorted(PAYLOADS))
 def test_responses_match_the_official_spec_and_the_manifest(
         ghl: Ghl, official: OfficialSpec, op_id: str) -> None:
     api = open_agency_connection(ghl.sandbox) if op_id in AGENCY_ONLY else ghl
@@ -390,13 +447,7 @@ def test_responses_match_the_official_spec_and_the_manifest(
             api.send(op, **given)
         assert api.responses
         for response in api.responses:
-            assert response.is_success, (op_id, response.status_code, response.text)
-            body = response.json()
-            spec_problems = official.problems(op.method, op.path, response.status_code, body)
-            assert not spec_problems, f"{op_id}: differs from the official spec: {spec_problems}"
-            ours = [f"{list(e.absolute_path)}: {e.message}"
-                    for e in op.output_validator.iter_errors(body)]
-            assert not ours, f"{op_id}: differs from the manifest's output schema: {ours}"
+            _check(op, response, official)
     finally:
         if api is not ghl:
             api.close()
@@ -404,12 +455,30 @@ def test_responses_match_the_official_spec_and_the_manifest(
 
 
 @needs_specs
+def test_upload_csv_answers_the_spec_but_splice_cannot_send_a_file(
+        ghl: Ghl, official: OfficialSpec) -> None:
+    op = ghl.op("upload_csv")
+    uploaded = upload_csv_file(ghl)
+    assert uploaded.status_code == 201
+    _check(op, uploaded, official)
+    assert uploaded.json()["results"]["rowsCount"] == 3
+    with pytest.raises(HTTPError) as refused:  # url-encoded: not the spec's multipart body
+        ghl.send(op, file=CSV_TEXT)
+    assert refused.value.status == 400 and "multipart/form-data" in str(refused.value)
+
+
+@needs_specs
 def test_error_responses_match_the_spec_and_carry_the_api_message(
         ghl: Ghl, official: OfficialSpec) -> None:
-    with pytest.raises(HTTPError) as weak:
-        new_user(ghl, password="short")
-    assert weak.value.status == 422
-    assert "ghl_users.create_user: HTTP 422: password must be at least 12" in str(weak.value)
+    op = ghl.op("create_user")
+    bad = prepare_call(op, ghl.connector, {**NEW_USER, "companyId": COMPANY_ID,
+                                           "locationIds": LOCATION_ID, "permissions": []},
+                       base_url=ghl.client.base_url)
+    with pytest.raises(HTTPError) as invalid:
+        ghl.client.send(op, bad)
+    assert invalid.value.status == 422
+    assert ("ghl_users.create_user: HTTP 422: locationIds must be an array; "
+            "permissions must be an object") in str(invalid.value)
     with pytest.raises(HTTPError) as unknown:
         ghl.send("get_user", userId="noSuchUser0000000000")
     assert unknown.value.status == 400 and "User not found" in str(unknown.value)
@@ -510,7 +579,7 @@ def test_missing_scope_is_refused_with_the_scope_named(ghl: Ghl) -> None:
         assert narrow.records("search_users")
         with pytest.raises(AuthError) as refused:
             narrow.records("list_tags")
-        assert refused.value.status == 403
+        assert refused.value.status == 401  # the specs document no 403
         assert "socialplanner/tag.readonly" in str(refused.value)
     finally:
         narrow.close()
@@ -691,12 +760,10 @@ def test_connectors_show_lists_operations_triggers_and_scopes(
     assert {t["id"]: t["scopes"] for t in data["triggers"]} == trigger_scopes
     assert all(t["type"] == "polling" for t in data["triggers"])
 
-    monkeypatch.setenv("COLUMNS", "250")  # rich fits tables to the terminal width
-    text = invoke("connectors", "show", "ghl_users")
+    text = invoke("connectors", "show", "ghl_users")  # piped: plain rows, nothing cut
     assert text.exit_code == 0, text.output
     assert "47 operations" in text.stdout and "4 triggers" in text.stdout
-    rows = {line.split("│")[1].strip(): line for line in text.stdout.splitlines()
-            if line.count("│") >= 4}
+    rows = {line.split()[0]: line for line in text.stdout.splitlines()[1:] if line.strip()}
     for op in data["operations"]:
         assert op["path"] in rows[op["id"]] and " ".join(op["scopes"]) in rows[op["id"]]
     for trigger_id, scopes in trigger_scopes.items():
@@ -729,4 +796,4 @@ def test_readme_documents_every_operation_trigger_and_scope() -> None:
     for op_id, op in MANIFEST_DATA["operations"].items():
         assert f"`{op['method']} {op['path']}`" in rows[op_id], op_id
         assert f"`{' '.join(op['scopes'])}`" in rows[op_id], op_id
-        assert ("| yes |" in rows[op_id]) == (op_id in EMULATED), op_id
+        assert "| yes |" in rows[op_id], op_id  # the sandbox serves every operation

@@ -17,6 +17,7 @@ from ..connections.status import default_scopes, token_state
 from ..errors import ConfigError, InputError
 from ..http.network import OPTION, check_url
 from .common import console, esc, handle_errors, load_registry, open_store
+from .tables import Column, print_table
 
 # Token-request fields --token-param may not set: they carry the flow's own values or secrets.
 _RESERVED_TOKEN_PARAMS = frozenset({"client_id", "client_secret", "code", "code_verifier",
@@ -103,8 +104,9 @@ def connections_add(name: str, connector_id: str, from_env: str | None,
 
 @connections.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (never secrets).")
+@click.option("--tsv", is_flag=True, help="Tab-separated columns (for scripts).")
 @handle_errors
-def connections_list(as_json: bool) -> None:
+def connections_list(as_json: bool, tsv: bool) -> None:
     """List connections: status (valid / expiring / needs re-auth), scopes, last refresh."""
     rows = [_public(r) for r in open_store().list_connections()]
     if as_json:
@@ -113,21 +115,21 @@ def connections_list(as_json: bool) -> None:
     if not rows:
         click.echo("no connections; create one with `splice connect CONNECTOR --name NAME`")
         return
-    from rich.table import Table
-
     overrides = any(r["base_url"] for r in rows)
-    table = Table("name", "connector", "status", "scopes", "last refresh",
-                  *(["base URL"] if overrides else []))
-    colour = {"valid": "green", "expiring": "yellow", "expired": "yellow",
-              "refresh_interrupted": "red", "reauth_required": "red"}
+    terminal = sys.stdout.isatty() and not tsv
+    table = []
     for r in rows:
         scopes = r["scopes"]
-        shown = " ".join(scopes) if len(scopes) <= 3 else f"{len(scopes)} scopes"
-        table.add_row(esc(r["name"]), r["connector"],
-                      f"[{colour[r['state']]}]{esc(r['status'])}[/]", esc(shown or "-"),
-                      (r["last_refresh_at"] or "-")[:16].replace("T", " "),
-                      *([esc(r["base_url"] or "(default)")] if overrides else []))
-    console().print(table)
+        shown = " ".join(scopes) if not terminal or len(scopes) <= 1 else f"{len(scopes)}"
+        refreshed = r["last_refresh_at"] or "-"
+        table.append([r["name"], r["connector"], r["status"], shown or "-",
+                      refreshed[5:16].replace("T", " ") if terminal else refreshed,
+                      *([r["base_url"] or "(default)"] if overrides else [])])
+    print_table([Column("name", fixed=True), Column("connector", fixed=True),
+                 Column("status"), Column("scopes"), Column("refreshed", fixed=True),
+                 *([Column("base URL")] if overrides else [])], table, tsv=tsv,
+                caption="`splice connections show NAME` lists the scopes" if terminal else
+                None)
 
 
 @connections.command("show")
@@ -155,27 +157,18 @@ def connections_remove(name: str) -> None:
 @click.argument("name")
 @handle_errors
 def connections_test(name: str) -> None:
-    """Call the connector's cheap test operation with connection NAME."""
-    from ..connections.client import connection_client
-    from ..http.request import prepare_call
+    """Call a cheap read with connection NAME: the connector's test operation, or another
+    read its granted scopes allow (a missing scope is named with the command that adds it)."""
+    from ..run.call import probe_connection
 
     store = open_store()
-    record = store.require_connection(name)
-    registry = load_registry()
-    connector = registry.connector(record.connector)
-    op_id = connector.test_operation
-    if not op_id:
-        raise ConfigError(f"connector '{connector.id}' declares no test_operation")
-    op = connector.operations[op_id]
-    fields = record.config.get("fields", {})
-    payload = {k: fields[k] for k in (op.input or {}).get("required", []) if k in fields}
-    client = connection_client(connector, record, store, registry)
-    with client:
-        call = prepare_call(op, connector, payload, base_url=client.base_url)
-        result = client.send(op, call)
+    op, answer, note = probe_connection(load_registry(), store, name)
     _, words = token_state(store.require_connection(name))
-    click.echo(f"connection '{name}' works: {op.ref} answered HTTP "
-               f"{result.response.status_code}; token {words}")
+    got = f" HTTP {answer.status}" if answer.status else \
+        f" with {answer.data['count']} record(s) on the first page"
+    click.echo(f"connection '{name}' works: {op.ref} answered{got}; token {words}")
+    if note:
+        console(stderr=True).print(f"note: {esc(note)}; tested with {op.ref} instead")
 
 
 def _oauth_record(name: str) -> tuple[Any, Any, Any]:

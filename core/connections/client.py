@@ -58,6 +58,9 @@ def connection_client(connector: Connector, record: Any, store: Store, registry:
                               f"not '{connector.id}'")
         auth = factory(connector, record, store)
     kwargs.setdefault("limiter", limiter_for(connector, record, store))
+    if record is not None:
+        kwargs.setdefault("connection", record.name)
+        kwargs.setdefault("scopes", record.scopes)
     client = ApiClient(connector, base_url=base, auth=auth, **kwargs)
     if not allowed:
         guard_client(client.client)

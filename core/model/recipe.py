@@ -1,10 +1,17 @@
 """Recipes: load a YAML/JSON file, check it against ``schemas/recipe.schema.json``.
 
-The deeper checks (connectors, scopes, templates, field paths) live in :mod:`splice.plan`.
+A recipe's state (seen records, cursor, events, retries, its lease) is keyed by its ``id``:
+the ``id:`` it declares, else one derived from the file's resolved path (its stem and a short
+digest), so a copy of the file starts with state of its own. ``retry:`` gives the
+:class:`RetryPolicy` (defaults: 8 attempts, back-off 1m..6h, breaker after 5 failures).
+
+The deeper checks (connectors, scopes, templates, field paths) live in :mod:`splice.run.plan`.
 """
 
 from __future__ import annotations
 
+import hashlib
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +24,26 @@ from .schema import bundled_validator, iter_errors
 DEFAULT_EVERY = 300
 MIN_EVERY, MAX_EVERY = 1.0, 31 * DAY  # a poll interval outside this is a mistake
 DEFAULT_MAX_ITEMS = 10_000  # for_each elements per event unless the step says otherwise
+DEFAULT_ATTEMPTS = 8
+DEFAULT_BACKOFF = (60.0, 6 * 3600.0)
+DEFAULT_BREAKER = 5
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """``retry:``: attempts before dead letters, the back-off range, the breaker threshold."""
+
+    attempts: int = DEFAULT_ATTEMPTS
+    backoff_min: float = DEFAULT_BACKOFF[0]
+    backoff_max: float = DEFAULT_BACKOFF[1]
+    breaker: int = DEFAULT_BREAKER
+
+
+def default_recipe_id(path: str) -> str:
+    """``<file stem>-<8 hex of the resolved path>``: stable for one file, new for a copy."""
+    resolved = str(Path(path).expanduser().resolve())
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(path).stem).strip("-.") or "recipe"
+    return f"{stem[:60]}-{hashlib.sha256(resolved.encode()).hexdigest()[:8]}"
 
 
 @dataclass
@@ -56,10 +83,22 @@ class Recipe:
     trigger_with: dict[str, Any] = field(default_factory=dict)
     every: float = DEFAULT_EVERY
     max_pages: int | None = None
+    id: str = ""
+    id_declared: bool = False  # ``id:`` was written (else derived from the path)
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+
+    def __post_init__(self) -> None:
+        if not self.id:
+            self.id = default_recipe_id(self.doc.path)
 
     @property
     def path(self) -> str:
         return self.doc.path
+
+    @property
+    def source(self) -> str:
+        """The recipe file's resolved path (which file a state was last run from)."""
+        return str(Path(self.doc.path).expanduser().resolve())
 
     @property
     def trigger_connector_id(self) -> str:
@@ -97,11 +136,13 @@ def recipe_from_document(doc: Document) -> Recipe:
         if not MIN_EVERY <= every <= MAX_EVERY:
             problems.append(doc.problem(("trigger", "every"), "the poll interval must be "
                                         "between 1 second and 31 days"))
+    retry = _retry_policy(doc, data.get("retry") or {}, problems)
     if problems:
         raise DocumentError(problems)
     trig = data["trigger"]
     every = parse_period(trig["every"]) if "every" in trig else DEFAULT_EVERY
     return Recipe(
+        id=data.get("id", ""), id_declared="id" in data, retry=retry,
         name=data["name"], description=data.get("description", ""), vars=data.get("vars", {}),
         trigger_use=trig["use"], trigger_connection=trig.get("connection"),
         trigger_with=trig.get("with", {}), every=every, doc=doc,
@@ -111,3 +152,27 @@ def recipe_from_document(doc: Document) -> Recipe:
                         concurrency=int(s.get("concurrency", 1)),
                         max_items=int(s.get("max_items", DEFAULT_MAX_ITEMS)))
                for i, s in enumerate(steps)])
+
+
+def _retry_policy(doc: Document, spec: dict[str, Any], problems: list[Any]) -> RetryPolicy:
+    """The ``retry:`` block (already schema-checked) as a policy; MIN above MAX is a problem."""
+    if not isinstance(spec, dict):
+        return RetryPolicy()
+    low, high = DEFAULT_BACKOFF
+    raw = spec.get("backoff")
+    if isinstance(raw, str):
+        first, _, second = raw.partition("..")
+        try:
+            low = parse_period(first)
+            high = parse_period(second) if second else max(high, low)
+        except ValueError:
+            return RetryPolicy()  # the schema pattern reported it
+        if low > high:
+            problems.append(doc.problem(("retry", "backoff"),
+                                        f"the back-off minimum {first} is above its maximum "
+                                        f"{second}"))
+        elif high > MAX_EVERY:
+            problems.append(doc.problem(("retry", "backoff"), "a back-off must be at most 31 "
+                                        "days"))
+    return RetryPolicy(attempts=int(spec.get("attempts", DEFAULT_ATTEMPTS)), backoff_min=low,
+                       backoff_max=high, breaker=int(spec.get("breaker", DEFAULT_BREAKER)))

@@ -70,7 +70,7 @@ class Plan:
 class _Checker:
     recipe: Recipe
     registry: Registry
-    engine: TemplateEngine
+    template_engine: TemplateEngine
     connections: Mapping[str, Any] | None
     problems: list[Problem] = field(default_factory=list)
     needs: dict[str, set[str]] = field(default_factory=dict)  # connection -> scopes used
@@ -85,7 +85,7 @@ class _Checker:
     # -- compile helpers --------------------------------------------------------------------
     def mapping(self, value: Any, path: tuple[str | int, ...]) -> CompiledMapping | None:
         try:
-            return self.engine.compile_mapping(value, where=_dotted(path))
+            return self.template_engine.compile_mapping(value, where=_dotted(path))
         except TemplateError as exc:
             self.add(*split_label(exc.message, path))
             return None
@@ -95,7 +95,7 @@ class _Checker:
         if source is None:
             return None
         try:
-            return self.engine.compile_expression(source, where=_dotted(path))
+            return self.template_engine.compile_expression(source, where=_dotted(path))
         except TemplateError as exc:
             self.add(*split_label(exc.message, path))
             return None
@@ -357,7 +357,7 @@ def _base_scope(recipe: Recipe) -> dict[str, Any]:
 def _compile_trigger(ck: _Checker, recipe: Recipe, connector: Connector, trigger: Trigger,
                      base_scope: dict[str, Any]) -> dict[str, Any]:
     """The trigger's input, defaults, dedupe key, version and filter, compiled and checked."""
-    engine = ck.engine
+    template_engine = ck.template_engine
     op = connector.operations.get(trigger.operation) if trigger.operation else None
     cscope = {**base_scope, "connection": connection_schema(connector)}
     trigger_input = ck.mapping(recipe.trigger_with, ("trigger", "with"))
@@ -369,10 +369,11 @@ def _compile_trigger(ck: _Checker, recipe: Recipe, connector: Connector, trigger
                   op.scopes if op else [])
     return {
         "trigger_input": trigger_input,
-        "trigger_defaults": engine.compile_mapping(defaults, where=f"{trigger.ref}.defaults"),
-        "key": _record_expression(engine, trigger.key, f"{trigger.ref}.key"),
-        "version": _record_expression(engine, trigger.version, f"{trigger.ref}.version"),
-        "filter": engine.compile_expression(trigger.filter, where=f"{trigger.ref}.filter")
+        "trigger_defaults": template_engine.compile_mapping(
+            defaults, where=f"{trigger.ref}.defaults"),
+        "key": _record_expression(template_engine, trigger.key, f"{trigger.ref}.key"),
+        "version": _record_expression(template_engine, trigger.version, f"{trigger.ref}.version"),
+        "filter": template_engine.compile_expression(trigger.filter, where=f"{trigger.ref}.filter")
         if trigger.filter else None,
     }
 
@@ -426,7 +427,8 @@ def _plan_step(ck: _Checker, step: StepSpec, scope: dict[str, Any],
     if mapping is None:
         return None
     return StepPlan(spec=step, connector=sconn, operation=op, mapping=mapping,
-                    defaults=ck.engine.compile_mapping(op.defaults, where=f"{op.ref}.defaults"),
+                    defaults=ck.template_engine.compile_mapping(
+                        op.defaults, where=f"{op.ref}.defaults"),
                     when=when, for_each=for_each)
 
 
@@ -454,11 +456,11 @@ class FieldGetter:
         return self.compiled.references()
 
 
-def _record_expression(engine: TemplateEngine, source: str | None, where: str
+def _record_expression(template_engine: TemplateEngine, source: str | None, where: str
                        ) -> CompiledExpression | FieldGetter | None:
     if not source:
         return None
-    compiled = engine.compile_expression(source, where=where)
+    compiled = template_engine.compile_expression(source, where=where)
     m = PURE_REF.match(source)
     if m and re.fullmatch(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)+", m.group(1)):
         root, *path = m.group(1).split(".")
