@@ -1,7 +1,11 @@
 """Plugin loading: entry points of group ``splice`` plus splice's own default plugins.
 
 Loading is lazy and idempotent. ``SPLICE_LOAD_PLUGINS`` (comma-separated entry-point names)
-limits which third-party plugins load; an empty value loads none. A plugin that fails to import,
+limits which third-party plugins load; an empty value loads none. Manifests can also be
+loaded without packaging: every file (or ``*.yaml``/``*.yml``/``*.json`` file of a
+directory) named in ``SPLICE_CONNECTORS_PATH`` (``os.pathsep``-separated) or added with
+``splice connectors add PATH`` (kept in ``<SPLICE_HOME>/connectors.json``) is registered as
+if a plugin called ``path:<file>`` had registered it. A plugin that fails to import,
 raises in a hook, or registers an invalid manifest is recorded in :attr:`Registry.failures` with
 its name and the reason, and skipped: the rest of splice keeps working.
 """
@@ -22,8 +26,11 @@ from . import hookspecs
 from .errors import ConfigError, DocumentError, PluginError
 from .model.manifest import Connector, load_manifest
 from .model.schema import did_you_mean
+from .secrets import home
 
 ENTRY_POINT_GROUP = "splice"
+CONNECTORS_PATH_ENV = "SPLICE_CONNECTORS_PATH"
+MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 DEFAULT_PLUGINS = (
     "splice.default_plugins.filters",
     "splice.default_plugins.auth",
@@ -190,10 +197,71 @@ def get_registry() -> Registry:
         return register
 
     _call_each("register_connectors", connectors_register, registry)
+    for source in manifest_sources():
+        if isinstance(source, PluginFailure):
+            registry.failures.append(source)
+        else:
+            registry._pending.append(_Pending(f"path:{source}", source, None))
     _call_each("register_template_filters", filters_register, registry)
     _call_each("register_auth_types", auth_register, registry)
     _registry = registry
     return registry
+
+
+def _added_file() -> Path:
+    return home() / "connectors.json"
+
+
+def added_paths() -> list[str]:
+    """Manifest paths added with ``splice connectors add`` (absolute, in order)."""
+    import json
+
+    try:
+        data = json.loads(_added_file().read_text("utf-8"))
+    except (OSError, ValueError):
+        return []
+    paths = data.get("paths") if isinstance(data, dict) else None
+    return [str(p) for p in paths or [] if isinstance(p, str)]
+
+
+def set_added_paths(paths: list[str]) -> None:
+    """Replace the list kept for ``splice connectors add`` (written atomically)."""
+    import json
+    import tempfile
+
+    target = _added_file()
+    fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".tmp")
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        json.dump({"paths": paths}, fh, indent=2)
+    os.replace(tmp, target)
+
+
+def manifest_sources() -> list[Path | PluginFailure]:
+    """Manifest files from ``SPLICE_CONNECTORS_PATH`` then ``splice connectors add``.
+
+    A directory stands for its ``*.yaml``/``*.yml``/``*.json`` files (not its subfolders);
+    a missing entry becomes a :class:`PluginFailure` naming it.
+    """
+    entries = [e for e in os.environ.get(CONNECTORS_PATH_ENV, "").split(os.pathsep) if e]
+    entries += added_paths()
+    found: list[Path | PluginFailure] = []
+    seen: set[Path] = set()
+    for entry in entries:
+        path = Path(entry).expanduser()
+        if path.is_dir():
+            files = sorted(p for p in path.iterdir()
+                           if p.suffix in MANIFEST_SUFFIXES and p.is_file())
+        elif path.is_file():
+            files = [path]
+        else:
+            found.append(PluginFailure(f"path:{entry}", "no such manifest file or directory"))
+            continue
+        for file in files:
+            resolved = file.resolve()
+            if resolved not in seen:
+                seen.add(resolved)
+                found.append(resolved)
+    return found
 
 
 def plugin_infos() -> list[PluginInfo]:

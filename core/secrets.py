@@ -297,7 +297,10 @@ _SECRET_KEY = (r"[\w-]*(?:authorization|token|secret|password|passwd|api[_-]?key
 _SECRET_PAIR = re.compile(r"(?i)(\"?" + _SECRET_KEY + r"\"?\s*[:=]\s*)"
                           r"(\"(?:[^\"\\]|\\.)*\"|'[^']*'|(?:(?:bearer|basic|token|digest)\s+)?"
                           r"[^\s,;&}\]\"']+)")
-_SCHEME_CREDENTIAL = re.compile(r"(?i)\b(bearer|basic|digest)\s+[A-Za-z0-9._~+/=-]{6,}")
+# ``Bearer <token>``: a credential-looking word (8+ characters with a digit or a symbol) after
+# an auth scheme; "bad basic credentials" stays readable
+_SCHEME_CREDENTIAL = re.compile(r"\b(Bearer|Basic|Digest|bearer|BEARER|BASIC)\s+"
+                                r"(?=[A-Za-z]*[0-9._~+/=-])[A-Za-z0-9._~+/=-]{8,}")
 
 
 def redact_text(text: str, limit: int = 300) -> str:

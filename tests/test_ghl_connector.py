@@ -455,16 +455,18 @@ def test_responses_match_the_official_spec_and_the_manifest(
 
 
 @needs_specs
-def test_upload_csv_answers_the_spec_but_splice_cannot_send_a_file(
+def test_upload_csv_answers_the_spec_and_splice_sends_the_file_as_multipart(
         ghl: Ghl, official: OfficialSpec) -> None:
     op = ghl.op("upload_csv")
-    uploaded = upload_csv_file(ghl)
+    uploaded = upload_csv_file(ghl)  # by hand, as the spec describes it
     assert uploaded.status_code == 201
     _check(op, uploaded, official)
     assert uploaded.json()["results"]["rowsCount"] == 3
-    with pytest.raises(HTTPError) as refused:  # url-encoded: not the spec's multipart body
-        ghl.send(op, file=CSV_TEXT)
-    assert refused.value.status == 400 and "multipart/form-data" in str(refused.value)
+    sent = ghl.call(op, file={"content": CSV_TEXT, "filename": "posts.csv"})
+    assert sent.response.status_code == 201
+    assert ghl.responses[-1].request.headers["content-type"].startswith("multipart/form-data")
+    _check(op, ghl.responses[-1], official)
+    assert sent.json()["results"]["rowsCount"] == 3
 
 
 @needs_specs

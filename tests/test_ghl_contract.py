@@ -148,6 +148,13 @@ def request_problems(specs: OfficialSpecs, version: str, method: str, path: str,
         if call.json_body is not MISSING or call.form_body is not None:
             problems.append("a body is sent where the spec declares none")
         return problems
+    if call.files is not None:  # multipart: the spec's file fields are the parts sent
+        if body["media"] != "multipart/form-data":
+            problems.append(f"body is multipart, the spec wants {body['media']}")
+        wanted = set(body["schema"].get("required", []))
+        sent = {part.name for part in call.files} | set(call.form_body or {})
+        problems += [f"multipart part {name} is required" for name in sorted(wanted - sent)]
+        return problems
     if call.form_body is not None:
         problems.append(f"body is form-encoded, the spec wants {body['media']}")
         return problems
@@ -194,7 +201,8 @@ def _token_types(op: dict[str, Any]) -> tuple[str, ...]:
 
 def _prepare(api: Ghl, op_id: str, version: str = V2) -> tuple[Ghl, PreparedCall]:
     target = open_agency_connection(api.sandbox) if op_id in AGENCY_ONLY else api
-    payload = {"file": CSV_TEXT} if op_id == "upload_csv" else PAYLOADS[op_id](target)
+    payload = {"file": {"content": CSV_TEXT, "filename": "posts.csv"}} \
+        if op_id == "upload_csv" else PAYLOADS[op_id](target)
     call = target.prepare(target.op(op_id), payload)
     call.headers["Version"] = version
     return target, call
@@ -235,15 +243,9 @@ def test_operation_honours_its_spec(ghl: Ghl, specs: OfficialSpecs, route: str) 
     endpoint = next(e for e in ENDPOINTS if e.op_id == op_id)
     assert [endpoint.scope] == scopes and endpoint.path == path and endpoint.method == method
     assert set(endpoint.token_types) == set(_token_types(spec_op[2]))
-    if op_id == "upload_csv":  # splice sends no multipart yet (EXCEPTIONS: body_encoding)
-        _, call = _prepare(ghl, op_id)
-        assert request_problems(specs, V2, method, path, call) == [
-            "body is form-encoded, the spec wants multipart/form-data"]
-        response = _multipart_upload(ghl, V2)
-    else:
-        api, call = _prepare(ghl, op_id)
-        assert not request_problems(specs, V2, method, path, call), op_id
-        response = _send(api, op_id, call)
+    api, call = _prepare(ghl, op_id)
+    assert not request_problems(specs, V2, method, path, call), op_id
+    response = _send(api, op_id, call)
     assert response.is_success, (response.status_code, response.text)
     assert response.status_code == endpoint.success(V2)
     assert not response_problems(specs, V2, method, path, response)

@@ -38,8 +38,6 @@ EXCEPTIONS: dict[tuple[str, str], dict] = {
     # splice sends the token itself.
     ("GET", f"{SP}/{{locationId}}/categories/{{id}}"): {
         "headers_dropped": ["Authorization"], "scopes": ["socialplanner/category.readonly"]},
-    # No multipart encoding in splice yet.
-    ("POST", f"{SP}/{{locationId}}/csv"): {"body_encoding": "form (spec: multipart/form-data)"},
     # Scopes the spec leaves empty, from Scopes.md (NOTES section 5) and the v3 spec.
     ("GET", f"{SP}/{{locationId}}/tags"): {"scopes": ["socialplanner/tag.readonly"]},
     ("POST", f"{SP}/{{locationId}}/tags/details"): {"scopes": ["socialplanner/tag.readonly"]},
@@ -198,6 +196,7 @@ def test_pagination_and_records(manifest):
 def test_samples_validate_against_outputs(manifest):
     ops = manifest["operations"]
     assert SAMPLED <= {op_id for op_id, op in ops.items() if "sample" in op}
+    assert {op_id for op_id, op in ops.items() if "sample" not in op} == set()
     for op_id, op in ops.items():
         if "sample" in op:
             jsonschema.validate(op["sample"], op["output"])
@@ -261,7 +260,8 @@ def _deviations(spec: dict, op: dict) -> dict:
         found["scopes"] = op["scopes"]
     encoding = op.get("body_encoding", "json")
     expected = {None: "json", "application/json": "json",
-                "application/x-www-form-urlencoded": "form"}.get(spec["media"])  # fmt: skip
+                "application/x-www-form-urlencoded": "form",
+                "multipart/form-data": "multipart"}.get(spec["media"])  # fmt: skip
     if spec["media"] and encoding != expected:
         found["body_encoding"] = f"{encoding} (spec: {spec['media']})"
     return found

@@ -3,7 +3,7 @@
 Layers, top to bottom; a module imports only from its own folder or from a lower layer, and
 folders that share a layer (written ``a | b``) never import each other::
 
-    cli > serve > web | worker > run | default_plugins > connections
+    cli > serve | testing > web | worker > run | default_plugins | authoring > connections
         > http | store | plugins > model | mapping | sandbox | openapi | secrets
         > errors | hookspecs | sqlite
 
@@ -26,9 +26,9 @@ CORE = ROOT / "core"
 LAYERS: list[set[str]] = [
     {"__init__", "__main__"},
     {"cli"},
-    {"serve"},
+    {"serve", "testing"},
     {"web", "worker"},
-    {"run", "default_plugins"},
+    {"run", "default_plugins", "authoring"},
     {"connections"},
     {"http", "store", "plugins"},
     {"model", "mapping", "sandbox", "openapi", "secrets"},

@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from ..connections.client_credentials import KIND as CLIENT_CREDENTIALS
 from ..connections.status import default_scopes, token_state
 from ..errors import ConfigError, InputError
 from ..http.network import OPTION, check_url
@@ -40,7 +41,8 @@ def _public(record: Any) -> dict[str, Any]:
            "expires_at": _iso(config.get("expires_at")),
            "last_refresh_at": config.get("last_refresh_at"),
            "connected_at": config.get("connected_at"), "last_error": config.get("last_error")}
-    for key in ("client_id", "token_params", "refresh_skew", OPTION):
+    for key in ("client_id", "token_params", "refresh_skew", "username", "client_id_ref",
+                "client_secret_ref", "requested_scopes", OPTION):
         if config.get(key) is not None:
             out[key] = config[key]
     return out
@@ -70,36 +72,108 @@ def connections() -> None:
 @click.argument("name")
 @click.option("--connector", "connector_id", required=True, help="Connector id.")
 @click.option("--from-env", metavar="VAR",
-              help="Read the key/token from this environment variable (else a hidden prompt).")
+              help="Read the key/token/password from this environment variable (else a "
+                   "hidden prompt).")
 @click.option("--base-url", help="Override the connector's base URL (e.g. a sandbox).")
+@click.option("--username", help="basic auth: the user name (not secret; stored as is).")
+@click.option("--client-id-env", metavar="VAR",
+              help="oauth2_client_credentials: environment variable holding the client id "
+                   "[default: SPLICE_<CONNECTOR>_CLIENT_ID].")
+@click.option("--client-secret-env", metavar="VAR",
+              help="oauth2_client_credentials: environment variable holding the client "
+                   "secret [default: SPLICE_<CONNECTOR>_CLIENT_SECRET].")
+@click.option("--client-secret-file", metavar="PATH",
+              help="oauth2_client_credentials: read the client secret from this file instead.")
+@click.option("--scopes", help="oauth2_client_credentials: space-separated scopes to ask for "
+                               "(default: none named, the server's default).")
 @click.option("--allow-private-network", is_flag=True,
               help="Let this connection reach loopback, link-local and private addresses "
                    "(a sandbox, a service on your own network); refused otherwise.")
 @handle_errors
 def connections_add(name: str, connector_id: str, from_env: str | None,
-                    base_url: str | None, allow_private_network: bool) -> None:
-    """Add an api_key, bearer or no-auth connection NAME.
+                    base_url: str | None, username: str | None, client_id_env: str | None,
+                    client_secret_env: str | None, client_secret_file: str | None,
+                    scopes: str | None, allow_private_network: bool) -> None:
+    """Add a connection NAME for a connector that does not use the browser OAuth flow.
 
-    The secret is read from a hidden prompt, standard input or --from-env, never from a
+    \b
+    bearer, api_key: the token or key is stored encrypted.
+    basic: --username, and the password stored encrypted.
+    oauth2_client_credentials: the connection keeps *references* to the client id and
+      secret (environment variables or a file), fetches a token now and again whenever
+      it expires; nothing secret is stored.
+    other types (plugins): the secret is stored encrypted as `secret`.
+
+    A secret is read from a hidden prompt, standard input or --from-env, never from a
     command-line argument (which would land in shell history). OAuth connectors use
     `splice connect` instead.
     """
-    connector = load_registry().connector(connector_id)
+    registry = load_registry()
+    connector = registry.connector(connector_id)
     check_url(base_url or connector.base_url, allowed=allow_private_network,
               what="the base URL")
+    token_url = connector.auth.get("token_url")
+    if isinstance(token_url, str) and not token_url.startswith("/"):
+        check_url(token_url, allowed=allow_private_network, what="the connector's token_url")
     kind = connector.auth_type
     if kind == "oauth2":
         raise InputError(f"connector '{connector_id}' uses OAuth",
                          hint=f"run `splice connect {connector_id} --name {name}`")
+    if kind == CLIENT_CREDENTIALS:
+        _add_client_credentials(name, connector, registry, base_url, client_id_env,
+                                client_secret_env, client_secret_file, scopes,
+                                allow_private_network)
+        return
     secret: dict[str, Any] = {}
+    config: dict[str, Any] = {}
     if kind == "api_key":
         secret["api_key"] = _secret_value("API key", from_env)
     elif kind == "bearer":
         secret["token"] = _secret_value("Token", from_env)
+    elif kind == "basic":
+        if not username:
+            raise InputError("basic auth needs --username")
+        config["username"] = username
+        secret["password"] = _secret_value("Password", from_env)
+    elif kind != "none":
+        secret["secret"] = _secret_value("Secret", from_env)
     open_store().put_connection(name, connector=connector_id, auth_type=kind, base_url=base_url,
-                                config={OPTION: True} if allow_private_network else {},
-                                secret=secret or None)
+                                config={**config, OPTION: True} if allow_private_network
+                                else config, secret=secret or None)
     click.echo(f"connection '{name}' saved ({connector_id}, {kind})")
+
+
+def _add_client_credentials(name: str, connector: Any, registry: Any, base_url: str | None,
+                            id_env: str | None, secret_env: str | None,
+                            secret_file: str | None, scopes: str | None,
+                            allow_private_network: bool = False) -> None:
+    import httpx
+
+    from ..connections.client_credentials import ClientCredentialsAuth, default_refs
+
+    refs = default_refs(connector.id)
+    if id_env:
+        refs["client_id_ref"] = {"$env": id_env}
+    if secret_env and secret_file:
+        raise InputError("use --client-secret-env or --client-secret-file, not both")
+    if secret_env:
+        refs["client_secret_ref"] = {"$env": secret_env}
+    if secret_file:
+        refs["client_secret_ref"] = {"$file": str(Path(secret_file).expanduser().resolve())}
+    config: dict[str, Any] = dict(refs)
+    if scopes:
+        config["requested_scopes"] = scopes.split()
+    if allow_private_network:
+        config[OPTION] = True
+    store = open_store()
+    record = store.put_connection(name, connector=connector.id, auth_type=CLIENT_CREDENTIALS,
+                                  base_url=base_url, config=config)
+    auth = ClientCredentialsAuth(connector, record, store)
+    with httpx.Client() as client:
+        auth.fetch(client)
+    _, words = token_state(store.require_connection(name))
+    click.echo(f"connection '{name}' saved ({connector.id}, {CLIENT_CREDENTIALS}); "
+               f"token fetched: {words}")
 
 
 @connections.command("list")
@@ -171,10 +245,10 @@ def connections_test(name: str) -> None:
         console(stderr=True).print(f"note: {esc(note)}; tested with {op.ref} instead")
 
 
-def _oauth_record(name: str) -> tuple[Any, Any, Any]:
+def _oauth_record(name: str, *kinds: str) -> tuple[Any, Any, Any]:
     store = open_store()
     record = store.require_connection(name)
-    if record.auth_type != "oauth2":
+    if record.auth_type not in (kinds or ("oauth2",)):
         raise InputError(f"connection '{name}' does not use OAuth")
     return store, record, load_registry().connector(record.connector)
 
@@ -183,15 +257,19 @@ def _oauth_record(name: str) -> tuple[Any, Any, Any]:
 @click.argument("name")
 @handle_errors
 def connections_refresh(name: str) -> None:
-    """Refresh an OAuth connection's access token now (rotating its refresh token)."""
+    """Refresh an OAuth connection's access token now (rotating its refresh token), or fetch
+    a new client-credentials token."""
     import httpx
 
+    from ..connections.client_credentials import ClientCredentialsAuth
     from ..connections.oauth import OAuth2Auth
 
-    store, record, connector = _oauth_record(name)
-    auth = OAuth2Auth(connector, record, store)
+    store, record, connector = _oauth_record(name, "oauth2", CLIENT_CREDENTIALS)
     with httpx.Client() as client:
-        auth.refresh(client)
+        if record.auth_type == CLIENT_CREDENTIALS:
+            ClientCredentialsAuth(connector, record, store).fetch(client)
+        else:
+            OAuth2Auth(connector, record, store).refresh(client)
     _, words = token_state(store.require_connection(name))
     click.echo(f"connection '{name}' refreshed: {words}")
 

@@ -39,15 +39,32 @@ def connectors_list(as_json: bool) -> None:
     keys = ("id", "name", "version", "plugin", "auth", "operations", "triggers")
     print_table([Column(k, fixed=k in ("version", "auth", "operations", "triggers"))
                  for k in keys], [[str(r[k]) for k in keys] for r in rows])
+    actions = sum(r["operations"] for r in rows)
+    triggers = sum(r["triggers"] for r in rows)
+    click.echo(f"{len(rows)} connectors: {actions} actions and {triggers} triggers "
+               f"({actions + triggers} in all)")
 
 
 @connectors.command("show")
-@click.argument("connector_id")
+@click.argument("name", metavar="CONNECTOR[.OPERATION|.TRIGGER]")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @handle_errors
-def connectors_show(connector_id: str, as_json: bool) -> None:
-    """Show a connector's operations, triggers and required scopes."""
+def connectors_show(name: str, as_json: bool) -> None:
+    """Show a connector's operations, triggers and scopes, or one operation's or trigger's
+    fields.
+
+    \b
+    splice connectors show ghl_users                  every operation and trigger
+    splice connectors show ghl_users.create_post      input fields, output fields (a tree)
+    splice connectors show invoice2go.invoice_paid    trigger input and record fields
+    """
+    connector_id, _, member = name.partition(".")
     connector = load_registry().connector(connector_id)
+    if member:
+        from .fields import show_member
+
+        show_member(connector, member, as_json)
+        return
     ops = [{"id": o.id, "method": o.method, "path": o.path, "scopes": o.scopes,
             "title": o.title, "list": o.is_list} for o in connector.operations.values()]
     trigs = [{"id": t.id, "type": t.type, "operation": t.operation, "title": t.title,
@@ -71,6 +88,7 @@ def connectors_show(connector_id: str, as_json: bool) -> None:
                  Column("scopes")],
                 [[t["id"], t["type"], t["operation"] or ", ".join(t["events"]),
                   " ".join(t["scopes"]) or "-"] for t in trigs])
+    click.echo(f"\nfields of one: splice connectors show {connector.id}.OPERATION (or .TRIGGER)")
 
 
 @connectors.command("import-openapi")

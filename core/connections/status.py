@@ -26,9 +26,9 @@ def token_state(record: Any, now: float | None = None) -> tuple[str, str]:
     if expires_at is None:
         return "valid", "valid"
     left = float(expires_at) - (time.time() if now is None else now)
-    oauth = record.auth_type == "oauth2"
+    oauth = record.auth_type in ("oauth2", "oauth2_client_credentials")
     if left <= 0:
-        return "expired", "expired (refreshes on next use)" if oauth else "expired"
+        return "expired", ("expired (refreshes on next use)" if oauth else "expired")
     try:
         skew = refresh_skew(record) if oauth else 0.0
     except ConfigError:

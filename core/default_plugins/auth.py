@@ -1,49 +1,26 @@
-"""Built-in auth types: ``none``, ``bearer``, ``api_key`` and ``oauth2``."""
+"""Built-in auth types, registered like a plugin's (a plugin may override one by name).
+
+``none``: nothing is sent. ``bearer``, ``api_key`` and ``basic``: a static credential from
+the connection's secret (:mod:`splice.connections.credentials`). ``oauth2``: the
+authorization-code grant with refresh (:mod:`splice.connections.oauth`).
+``oauth2_client_credentials``: machine-to-machine tokens fetched and re-fetched on expiry
+(:mod:`splice.connections.client_credentials`).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Generator
 from typing import Any
 
 import httpx
 
+from ..connections.client_credentials import KIND as CLIENT_CREDENTIALS
+from ..connections.client_credentials import ClientCredentialsAuth
+from ..connections.credentials import HeaderAuth, api_key_auth, basic_auth, bearer_auth
 from ..connections.oauth import OAuth2Auth
-from ..errors import ConfigError
 from ..hookspecs import hookimpl
 from ..model.manifest import Connector
 
-
-class HeaderAuth(httpx.Auth):
-    """A static credential in a header (or query parameter)."""
-
-    def __init__(self, name: str, value: str, *, in_query: bool = False) -> None:
-        self.name, self.value, self.in_query = name, value, in_query
-
-    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        if self.in_query:
-            request.url = request.url.copy_merge_params({self.name: self.value})
-        else:
-            request.headers[self.name] = self.value
-        yield request
-
-
-def _secret(connection: Any, key: str) -> str:
-    value = connection.secret.get(key)
-    if not value:
-        raise ConfigError(f"connection '{connection.name}' has no {key.replace('_', ' ')} stored",
-                          hint=f"add it with `splice connections add {connection.name} "
-                               f"--connector {connection.connector}`")
-    return str(value)
-
-
-def bearer(connector: Connector, connection: Any, store: Any) -> httpx.Auth:
-    return HeaderAuth("Authorization", f"Bearer {_secret(connection, 'token')}")
-
-
-def api_key(connector: Connector, connection: Any, store: Any) -> httpx.Auth:
-    auth = connector.auth
-    value = auth.get("prefix", "") + _secret(connection, "api_key")
-    return HeaderAuth(auth["name"], value, in_query=auth.get("in") == "query")
+__all__ = ["HeaderAuth", "client_credentials", "oauth2", "register_auth_types"]
 
 
 def oauth2(connector: Connector, connection: Any, store: Any) -> httpx.Auth:
@@ -51,8 +28,15 @@ def oauth2(connector: Connector, connection: Any, store: Any) -> httpx.Auth:
     return OAuth2Auth(connector, connection, store)
 
 
+def client_credentials(connector: Connector, connection: Any, store: Any) -> httpx.Auth:
+    """Tokens from the client-credentials grant, fetched again before expiry and on 401."""
+    return ClientCredentialsAuth(connector, connection, store)
+
+
 @hookimpl
 def register_auth_types(register: Any) -> None:
-    register("bearer", bearer)
-    register("api_key", api_key)
+    register("bearer", bearer_auth)
+    register("api_key", api_key_auth)
+    register("basic", basic_auth)
     register("oauth2", oauth2)
+    register(CLIENT_CREDENTIALS, client_credentials)

@@ -25,6 +25,7 @@ import httpx
 from ..errors import RequestError
 from ..mapping.bounds import MAX_REQUEST_ENV, json_size, max_request_bytes
 from ..model.manifest import MISSING, PATH_PARAM, Connector, Operation
+from .multipart import FilePart
 
 
 def _segment(value: Any, name: str) -> str:
@@ -150,11 +151,16 @@ class PreparedCall:
     headers: dict[str, str]
     json_body: Any = MISSING
     form_body: dict[str, str] | None = None
+    files: list[FilePart] | None = None   # multipart: file parts (form_body: the fields)
 
     def to_request(self) -> httpx.Request:
         kwargs: dict[str, Any] = {"params": self.params or None, "headers": self.headers}
         if self.json_body is not MISSING:
             kwargs["json"] = self.json_body
+        elif self.files is not None:
+            kwargs["data"] = self.form_body or {}
+            # a list keeps one part per entry, even for an empty field set
+            kwargs["files"] = [(part.name, part.read()) for part in self.files]
         elif self.form_body is not None:
             kwargs["data"] = self.form_body
         return httpx.Request(self.method, _parsed_url(self.url), **kwargs)
@@ -165,7 +171,10 @@ class PreparedCall:
             out["query"] = self.params
         if self.json_body is not MISSING:
             out["json"] = self.json_body
-        if self.form_body is not None:
+        if self.files is not None:
+            out["multipart"] = {"fields": self.form_body or {},
+                                "files": {p.name: p.describe() for p in self.files}}
+        elif self.form_body is not None:
             out["form"] = self.form_body
         return out
 
@@ -213,7 +222,12 @@ def prepare_call(op: Operation, connector: Connector, payload: Mapping[str, Any]
         else:
             body = {k: v for k, v in payload.items() if k not in used}
             body = body if body else MISSING
-        if body is not MISSING:
+        if op.body_encoding == "multipart":
+            fields = dict(body) if isinstance(body, Mapping) else {}
+            call.files = [FilePart.from_input(name, fields.pop(name)) for name in op.files
+                          if fields.get(name) is not None]
+            call.form_body = {k: query_value(v) for k, v in fields.items() if v is not None}
+        elif body is not MISSING:
             if op.body_encoding == "form":
                 call.form_body = {k: query_value(v) for k, v in dict(body).items()
                                   if v is not None}

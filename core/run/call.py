@@ -20,7 +20,7 @@ from ..errors import InputError, ValidationFailed
 from ..http.request import prepare_call
 from ..mapping.templates import TemplateEngine
 from ..model.schema import subschema
-from .steps import render_defaults
+from .steps import render_defaults, rendered_parts
 
 NON_STRING = {"integer", "number", "boolean", "array", "object", "null"}
 
@@ -82,9 +82,13 @@ def send_operation(registry: Any, store: Any, ref: str, *, connection: str | Non
         raise ValidationFailed(f"{op.ref} input is not valid (nothing was sent):\n  " +
                                "\n  ".join(problems))
     check_scopes(connector, record, op)  # as a recipe would: before anything is sent
+    parts = rendered_parts(
+        op, {"input": merged, "connection": context["connection"]},
+        lambda part, value: template_engine.compile_mapping(value, where=f"{op.ref}.{part}"))
     with connection_client(connector, record, store, registry) as client:
         call = prepare_call(op, connector, merged, base_url=client.base_url,
-                            idempotency_key=f"splice-call-{uuid.uuid4()}" if op.writes else None)
+                            idempotency_key=f"splice-call-{uuid.uuid4()}" if op.writes else None,
+                            **parts)
         if op.is_list:
             records: list[Any] = []
             for _body, page in client.pages(op, call, max_pages=max_pages):

@@ -42,12 +42,14 @@ SANDBOX_KEY = "demo_sandbox"  # connection config: the sandbox data file that is
 
 
 def recipes_dir() -> Path:
-    """The project's ``recipes/`` folder (next to ``core/`` in a source checkout)."""
-    path = Path(__file__).resolve().parents[2] / "recipes"
-    if not path.is_dir():
-        raise ConfigError(f"no recipes folder at {path}",
-                          hint="run the demo from a source checkout (`pip install -e .`)")
-    return path
+    """The recipes the demo runs: ``splice/recipes`` in an installed wheel (package data),
+    else the project's ``recipes/`` next to ``core/`` in a source checkout."""
+    here = Path(__file__).resolve().parents[1]
+    for path in (here / "recipes", here.parent / "recipes"):
+        if path.is_dir() and any(path.glob("*.y*ml")):
+            return path
+    raise ConfigError(f"no recipes folder at {here / 'recipes'} or {here.parent / 'recipes'}",
+                      hint="reinstall splice: its wheel ships the recipes as package data")
 
 
 # ---------------------------------------------------------------------------- sandboxes

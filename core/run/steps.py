@@ -213,15 +213,7 @@ class StepExecutor:
         if not op.headers and not isinstance(op.query, dict) and op.body is MISSING:
             return {}
         ctx = {"input": payload, "connection": self.public_connection(connection, connector)}
-        out: dict[str, Any] = {}
-        if op.headers:
-            out["rendered_headers"] = {k: str(v) for k, v in
-                                       self._op_template(op, "headers", op.headers)(ctx).items()}
-        if isinstance(op.query, dict):
-            out["rendered_query"] = self._op_template(op, "query", op.query)(ctx)
-        if op.body is not MISSING:
-            out["rendered_body"] = self._op_template(op, "body", op.body)(ctx)
-        return out
+        return rendered_parts(op, ctx, lambda part, value: self._op_template(op, part, value))
 
     def _op_template(self, op: Operation, part: str, value: Any) -> Any:
         """An operation's header/query/body template, compiled once per runner."""
@@ -425,6 +417,21 @@ def for_each_items(step: StepPlan, value: Any) -> list[Any]:
                                hint="raise `max_items` on the step if the list is meant to be "
                                     "that long")
     return value
+
+
+def rendered_parts(op: Operation, ctx: dict[str, Any],
+                   compile_part: Callable[[str, Any], Any]) -> dict[str, Any]:
+    """The keyword arguments of ``prepare_call`` for an operation's header, query and body
+    templates, rendered with ``ctx`` (``input`` and ``connection``)."""
+    out: dict[str, Any] = {}
+    if op.headers:
+        out["rendered_headers"] = {k: str(v) for k, v in
+                                   compile_part("headers", op.headers)(ctx).items()}
+    if isinstance(op.query, dict):
+        out["rendered_query"] = compile_part("query", op.query)(ctx)
+    if op.body is not MISSING:
+        out["rendered_body"] = compile_part("body", op.body)(ctx)
+    return out
 
 
 def render_defaults(template_engine: Any, defaults: dict[str, Any], context: dict[str, Any],
