@@ -41,7 +41,8 @@ def api(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any, str]]:
 
 def _add(name: str, connector: str, url: str, *extra: str, secret: str | None = None) -> None:
     result = invoke("connections", "add", name, "--connector", connector, "--base-url", url,
-                    *extra, input=None if secret is None else secret + "\n")
+                    "--allow-private-network", *extra,
+                    input=None if secret is None else secret + "\n")
     assert result.exit_code == 0, result.output
     assert secret is None or secret not in result.output
 
@@ -180,7 +181,7 @@ def test_wrong_client_secret_is_a_clear_error(api, monkeypatch):
     app, url = api
     monkeypatch.setenv("MACHINE_SECRET", "not-the-secret-xyz")
     result = invoke("connections", "add", "machine", "--connector", "auth_machine",
-                    "--base-url", url, "--client-id-env", "MACHINE_ID",
+                    "--base-url", url, "--allow-private-network", "--client-id-env", "MACHINE_ID",
                     "--client-secret-env", "MACHINE_SECRET")
     assert result.exit_code == 1
     assert "refused the client credentials: invalid_client" in result.stderr

@@ -12,7 +12,8 @@ SECRET = "sk-live-4f9d2c7e8b1a6f3d"
 def test_add_from_env_never_shows_the_secret(fakecrm, monkeypatch, splice_home):
     monkeypatch.setenv("CRM_TOKEN", SECRET)
     added = invoke("connections", "add", "crm2", "--connector", "fakecrm",
-                   "--from-env", "CRM_TOKEN", "--base-url", fakecrm.base_url)
+                   "--from-env", "CRM_TOKEN", "--base-url", fakecrm.base_url,
+                   "--allow-private-network")
     assert added.exit_code == 0, added.output
     listing = invoke("connections", "list", "--json")
     row = next(r for r in json.loads(listing.stdout) if r["name"] == "crm2")
@@ -28,7 +29,7 @@ def test_add_reads_the_secret_from_stdin_and_test_calls_the_api(fakecrm):
     from .fakeapi import TOKEN
 
     added = invoke("connections", "add", "crm3", "--connector", "fakecrm", "--base-url",
-                   fakecrm.base_url, input=TOKEN + "\n")
+                   fakecrm.base_url, "--allow-private-network", input=TOKEN + "\n")
     assert added.exit_code == 0, added.output
     tested = invoke("connections", "test", "crm3")
     assert tested.exit_code == 0, tested.output
@@ -39,7 +40,7 @@ def test_add_reads_the_secret_from_stdin_and_test_calls_the_api(fakecrm):
 
 def test_a_refused_credential_is_a_clear_error(fakecrm):
     invoke("connections", "add", "wrong", "--connector", "fakecrm", "--base-url",
-           fakecrm.base_url, input="not-the-token\n")
+           fakecrm.base_url, "--allow-private-network", input="not-the-token\n")
     tested = invoke("connections", "test", "wrong")
     assert tested.exit_code == 1
     assert "fakecrm.list_contacts: HTTP 401: bad token" in tested.stderr

@@ -82,7 +82,8 @@ def _crm(home: Path, db_url: str | None, n: int) -> Iterator[Crm]:
             env["SPLICE_DATABASE_URL"] = db_url
         with Store.open(db_url) as store:
             store.put_connection("crm", connector="fakecrm", auth_type="bearer", base_url=url,
-                                 config={}, secret={"token": TOKEN})
+                                 config={"allow_private_network": True},
+                                 secret={"token": TOKEN})
         yield Crm(app, url, env, home)
 
 
@@ -236,8 +237,8 @@ def test_a_target_that_is_down_stops_the_run_when_the_breaker_opens(crm_sqlite: 
         crm.app.state.contacts[i - 1] = {**contact, "id": f"c{i:04d}", "name": f"Contact {i}"}
     with Store.open() as store:
         store.put_connection("down", connector="fakecrm", auth_type="bearer",
-                             base_url=f"http://127.0.0.1:{free_port()}", config={},
-                             secret={"token": TOKEN})
+                             base_url=f"http://127.0.0.1:{free_port()}",
+                             config={"allow_private_network": True}, secret={"token": TOKEN})
     recipe = _recipe(tmp_path, "{backoff: 1m..1h}", crm="down")
     assert crm.splice("run", recipe).returncode == 0
     crm.touch(100)

@@ -233,7 +233,8 @@ def open_connection(sandbox: Sandbox, name: str = CONNECTION, *, target: str = L
     store = Store.open()
     connect(connector, store, name=name, client_id=CLIENT_ID, client_secret=CLIENT_SECRET,
             scopes=connector.scopes if scopes is None else scopes, base_url=sandbox.base_url,
-            open_url=sandbox.browser(target), timeout=10, transport=sandbox.transport)
+            open_url=sandbox.browser(target), timeout=10, transport=sandbox.transport,
+            config={"allow_private_network": True})
     return Ghl(sandbox, store, connector, name)
 
 

@@ -196,7 +196,7 @@ def open_api(sandbox: Sandbox, name: str, scopes: list[str] | None = None) -> Ap
     connect(connector, store, name=name, client_id=CLIENT_ID, client_secret=CLIENT_SECRET,
             scopes=scopes if scopes is not None else connector.scopes,
             base_url=sandbox.base_url, open_url=sandbox.follow_consent, timeout=10,
-            transport=sandbox.transport)
+            transport=sandbox.transport, config={"allow_private_network": True})
     return Api(sandbox, store, connector, TemplateEngine(registry.filters), name)
 
 

@@ -73,7 +73,8 @@ def api(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[tuple[Any, 
     plugins.reset()
     app = create_app()
     with serve(app) as url:
-        invoke("connections", "add", "up", "--connector", "uploads", "--base-url", url)
+        invoke("connections", "add", "up", "--connector", "uploads", "--base-url", url,
+               "--allow-private-network")
         yield app, url
 
 

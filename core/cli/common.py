@@ -114,7 +114,29 @@ def load_plan(path: str, registry: Any, store: Any | None) -> Any:
 
 
 
-def print_report(report: Any, as_json: bool) -> None:
+class DryRunStream:
+    """Prints each request of a ``--dry-run`` as soon as it is planned (a run over many
+    events never holds them all); with ``--json`` the output is still one JSON object, its
+    ``requests`` list first."""
+
+    def __init__(self, as_json: bool) -> None:
+        self.as_json = as_json
+        self.count = 0
+
+    def __call__(self, call: Any) -> None:
+        request = {"event": call.event_key, "step": call.step, **call.request}
+        if self.as_json:
+            prefix = '{\n  "requests": [\n' if self.count == 0 else ",\n"
+            text = json.dumps(request, indent=2, default=str).replace("\n", "\n    ")
+            click.echo(f"{prefix}    {text}", nl=False)
+        else:
+            con = console()
+            con.print(f"\n[bold]{esc(call.step)}[/] for event {esc(call.event_key)}")
+            con.print(esc(json.dumps(call.request, indent=2, default=str)))
+        self.count += 1
+
+
+def print_report(report: Any, as_json: bool, stream: DryRunStream | None = None) -> None:
     data = {"run_id": report.run_id, "recipe": report.recipe, "mode": report.mode,
             "events_seen": report.events_seen, "events_new": report.events_new,
             "events_succeeded": report.events_succeeded, "events_failed": report.events_failed,
@@ -126,10 +148,14 @@ def print_report(report: Any, as_json: bool) -> None:
             "held_by": report.held_by,
             "seeded": report.seeded, "requests_made": report.requests_made,
             "errors": report.errors}
-    if report.mode == "dry_run":
+    if report.mode == "dry_run" and stream is None:
         data["requests"] = [{"event": c.event_key, "step": c.step, **c.request}
                             for c in report.calls]
     if as_json:
+        if stream is not None:  # close the streamed list, then the rest of the object
+            opened = '{\n  "requests": [' if stream.count == 0 else ""
+            click.echo(f"{opened}\n  ],{json.dumps(data, indent=2, default=str)[1:]}")
+            return
         click.echo(json.dumps(data, indent=2, default=str))
         return
     con = console()
@@ -138,7 +164,7 @@ def print_report(report: Any, as_json: bool) -> None:
                   "done (use --wait to wait for it)")
         return
     if report.mode == "dry_run":
-        con.print(f"[bold]dry run[/]: {len(report.calls)} request(s) would be sent "
+        con.print(f"[bold]dry run[/]: {report.planned} request(s) would be sent "
                   "(nothing was sent, no state changed)")
         for c in report.calls:
             con.print(f"\n[bold]{esc(c.step)}[/] for event {esc(c.event_key)}")

@@ -16,6 +16,7 @@ import click
 from ..connections.client_credentials import KIND as CLIENT_CREDENTIALS
 from ..connections.status import default_scopes, token_state
 from ..errors import ConfigError, InputError
+from ..http.network import OPTION, check_url
 from .common import console, esc, handle_errors, load_registry, open_store
 from .tables import Column, print_table
 
@@ -41,7 +42,7 @@ def _public(record: Any) -> dict[str, Any]:
            "last_refresh_at": config.get("last_refresh_at"),
            "connected_at": config.get("connected_at"), "last_error": config.get("last_error")}
     for key in ("client_id", "token_params", "refresh_skew", "username", "client_id_ref",
-                "client_secret_ref", "requested_scopes"):
+                "client_secret_ref", "requested_scopes", OPTION):
         if config.get(key) is not None:
             out[key] = config[key]
     return out
@@ -85,11 +86,14 @@ def connections() -> None:
               help="oauth2_client_credentials: read the client secret from this file instead.")
 @click.option("--scopes", help="oauth2_client_credentials: space-separated scopes to ask for "
                                "(default: none named, the server's default).")
+@click.option("--allow-private-network", is_flag=True,
+              help="Let this connection reach loopback, link-local and private addresses "
+                   "(a sandbox, a service on your own network); refused otherwise.")
 @handle_errors
 def connections_add(name: str, connector_id: str, from_env: str | None,
                     base_url: str | None, username: str | None, client_id_env: str | None,
                     client_secret_env: str | None, client_secret_file: str | None,
-                    scopes: str | None) -> None:
+                    scopes: str | None, allow_private_network: bool) -> None:
     """Add a connection NAME for a connector that does not use the browser OAuth flow.
 
     \b
@@ -106,13 +110,19 @@ def connections_add(name: str, connector_id: str, from_env: str | None,
     """
     registry = load_registry()
     connector = registry.connector(connector_id)
+    check_url(base_url or connector.base_url, allowed=allow_private_network,
+              what="the base URL")
+    token_url = connector.auth.get("token_url")
+    if isinstance(token_url, str) and not token_url.startswith("/"):
+        check_url(token_url, allowed=allow_private_network, what="the connector's token_url")
     kind = connector.auth_type
     if kind == "oauth2":
         raise InputError(f"connector '{connector_id}' uses OAuth",
                          hint=f"run `splice connect {connector_id} --name {name}`")
     if kind == CLIENT_CREDENTIALS:
         _add_client_credentials(name, connector, registry, base_url, client_id_env,
-                                client_secret_env, client_secret_file, scopes)
+                                client_secret_env, client_secret_file, scopes,
+                                allow_private_network)
         return
     secret: dict[str, Any] = {}
     config: dict[str, Any] = {}
@@ -128,13 +138,15 @@ def connections_add(name: str, connector_id: str, from_env: str | None,
     elif kind != "none":
         secret["secret"] = _secret_value("Secret", from_env)
     open_store().put_connection(name, connector=connector_id, auth_type=kind, base_url=base_url,
-                                config=config, secret=secret or None)
+                                config={**config, OPTION: True} if allow_private_network
+                                else config, secret=secret or None)
     click.echo(f"connection '{name}' saved ({connector_id}, {kind})")
 
 
 def _add_client_credentials(name: str, connector: Any, registry: Any, base_url: str | None,
                             id_env: str | None, secret_env: str | None,
-                            secret_file: str | None, scopes: str | None) -> None:
+                            secret_file: str | None, scopes: str | None,
+                            allow_private_network: bool = False) -> None:
     import httpx
 
     from ..connections.client_credentials import ClientCredentialsAuth, default_refs
@@ -151,6 +163,8 @@ def _add_client_credentials(name: str, connector: Any, registry: Any, base_url: 
     config: dict[str, Any] = dict(refs)
     if scopes:
         config["requested_scopes"] = scopes.split()
+    if allow_private_network:
+        config[OPTION] = True
     store = open_store()
     record = store.put_connection(name, connector=connector.id, auth_type=CLIENT_CREDENTIALS,
                                   base_url=base_url, config=config)
@@ -339,10 +353,15 @@ def _token_params(pairs: tuple[str, ...]) -> dict[str, str]:
                    "$SPLICE_REFRESH_SKEW or 300].")
 @click.option("--timeout", type=click.FloatRange(min=1), default=300.0, show_default=True,
               help="Seconds to wait for the browser's answer.")
+@click.option("--allow-private-network", is_flag=True,
+              help="Let this connection reach loopback, link-local and private addresses "
+                   "(a sandbox, a service on your own network); refused otherwise. Kept when "
+                   "the connection is renewed.")
 @handle_errors
 def connect(connector_id: str, name: str, scopes: str | None, port: int, no_browser: bool,
             base_url: str | None, client_id_env: str | None, client_secret_env: str | None,
-            token_param: tuple[str, ...], refresh_skew: float | None, timeout: float) -> None:
+            token_param: tuple[str, ...], refresh_skew: float | None, timeout: float,
+            allow_private_network: bool) -> None:
     """Connect an OAuth connector: consent in the browser, tokens stored encrypted.
 
     The client id and secret come from environment variables (--client-id-env /
@@ -360,6 +379,13 @@ def connect(connector_id: str, name: str, scopes: str | None, port: int, no_brow
                          hint=f"choose another --name, or `splice connections remove {name}`")
     old_secret = existing.secret if existing is not None else {}
     old_config = existing.config if existing is not None else {}
+    allowed = allow_private_network or bool(old_config.get(OPTION))
+    check_url(base_url or (existing.base_url if existing else None) or connector.base_url,
+              allowed=allowed, what="the base URL")
+    for key in ("authorize_url", "token_url"):
+        url = connector.auth.get(key)
+        if isinstance(url, str) and not url.startswith("/"):
+            check_url(url, allowed=allowed, what=f"the connector's {key}")
     prefix = f"SPLICE_{connector_id.upper()}"
     client_id = _client_credential("client id", client_id_env or f"{prefix}_CLIENT_ID",
                                    bool(client_id_env), old_config.get("client_id"))
@@ -393,7 +419,7 @@ def connect(connector_id: str, name: str, scopes: str | None, port: int, no_brow
     result = run_connect(connector, store, name=name, client_id=client_id,
                          client_secret=client_secret, scopes=wanted, base_url=base_url,
                          port=port, open_url=open_url, timeout=timeout, token_params=params,
-                         config={"refresh_skew": skew})
+                         config={"refresh_skew": skew, OPTION: True if allowed else None})
     expiry = (time.strftime("%Y-%m-%d %H:%M", time.localtime(result.expires_at))
               if result.expires_at else "no expiry given")
     click.echo(f"connected '{name}' ({connector_id}); scopes: {' '.join(result.scopes)}; "
@@ -434,7 +460,8 @@ def sandbox(connector_id: str, port: int, state_path: Path | None,
         click.echo("  connect to it (sandbox credentials, not secret):")
         click.echo(f"    export {prefix}_CLIENT_ID={config.client_id} "
                    f"{prefix}_CLIENT_SECRET={config.client_secret}")
-        click.echo(f"    splice connect {connector_id} --name my-{connector_id} --base-url {url}")
+        click.echo(f"    splice connect {connector_id} --name my-{connector_id} --base-url {url} "
+                   "--allow-private-network")
         try:
             while True:
                 time.sleep(3600)

@@ -13,6 +13,7 @@ from ..errors import DocumentError
 from .common import (
     EXIT_BAD_INPUT,
     EXIT_FAILED,
+    DryRunStream,
     console,
     esc,
     handle_errors,
@@ -56,8 +57,8 @@ def validate(recipes: tuple[str, ...], skip_connections: bool) -> None:
 @click.option("--watch", "mode", flag_value="watch",
               help="Poll on the recipe's interval until Ctrl-C.")
 @click.option("--dry-run", is_flag=True,
-              help="Render and validate; print the requests that would be sent; send nothing "
-                   "and change no state.")
+              help="Render and validate; print each request that would be sent as it is "
+                   "planned; send nothing and change no state.")
 @click.option("--backfill", is_flag=True,
               help="On the first run, fire on existing records instead of only remembering them.")
 @click.option("--reset", is_flag=True,
@@ -65,7 +66,9 @@ def validate(recipes: tuple[str, ...], skip_connections: bool) -> None:
                    "--backfill: process every existing record again).")
 @click.option("--wait", is_flag=True,
               help="If another run of the recipe is going on, wait for it instead of exiting.")
-@click.option("--max-pages", type=click.IntRange(min=1), help="Stop polling after N pages.")
+@click.option("--max-pages", type=click.IntRange(min=1),
+              help="Read at most N pages of trigger records in this poll [default: the "
+                   "trigger's max_pages, else 1000]; the next poll continues from there.")
 @click.option("--json", "as_json", is_flag=True, help="Print the run report as JSON.")
 @click.pass_context
 @handle_errors
@@ -90,6 +93,8 @@ def run(ctx: click.Context, recipe: str, mode: str, dry_run: bool, backfill: boo
     interactive = sys.stderr.isatty() and not as_json
     while True:
         runner = Runner(plan, store, registry, verbose=verbose)
+        stream = DryRunStream(as_json) if dry_run else None
+        runner.on_call = stream
         try:
             report = _with_progress(runner, interactive, plan, mode="dry_run" if dry_run else
                                     ("watch" if mode == "watch" else "once"),
@@ -97,7 +102,7 @@ def run(ctx: click.Context, recipe: str, mode: str, dry_run: bool, backfill: boo
                                     on_wait=_waiting, reset=reset)
         finally:
             runner.close()
-        print_report(report, as_json)
+        print_report(report, as_json, stream)
         if mode != "watch" or dry_run:
             break
         try:

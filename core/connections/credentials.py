@@ -20,6 +20,7 @@ import httpx
 
 from ..errors import ConfigError
 from ..model.manifest import Connector
+from ..secrets import REDACTOR
 
 
 class HeaderAuth(httpx.Auth):
@@ -39,7 +40,9 @@ class HeaderAuth(httpx.Auth):
 def basic_header(username: str, password: str) -> str:
     """The ``Authorization`` value of HTTP basic auth (RFC 7617, UTF-8)."""
     raw = f"{username}:{password}".encode()
-    return "Basic " + base64.b64encode(raw).decode("ascii")
+    encoded = base64.b64encode(raw).decode("ascii")
+    REDACTOR.add(encoded)  # an API that echoes the header is masked in errors and logs
+    return "Basic " + encoded
 
 
 def stored_secret(connection: Any, key: str) -> str:

@@ -21,9 +21,10 @@ from typing import Any
 import httpx
 import tenacity
 
-from ..errors import AuthError, HTTPError, SpliceError
+from ..errors import AuthError, HTTPError, RequestError, SpliceError
 from ..model.durations import human
 from ..model.manifest import Connector, Operation
+from ..secrets import redact_data, redact_text
 from .breaker import CircuitBreaker
 from .pagination import Page, paginate
 from .ratelimit import BudgetExhausted, RateLimiter
@@ -59,23 +60,25 @@ def retry_after_seconds(response: httpx.Response,
 
 
 def error_message(connector: Connector, response: httpx.Response) -> str:
+    """The API's own error message, made safe to show: known secrets and anything under a
+    secret-like key masked, and cut to 300 characters (error bodies may echo credentials)."""
     try:
-        body = response.json()
+        body = redact_data(response.json())
     except ValueError:
-        text = response.text.strip()
-        return text[:200] if text else response.reason_phrase
+        text = response.text[:2000].strip()
+        return redact_text(text) if text else response.reason_phrase
     for path in connector.error_message_paths or ["error.message", "message", "error_description",
                                                   "error"]:
         value = dig(body, path)
         if isinstance(value, list):
-            value = "; ".join(str(v) for v in value)
+            value = "; ".join(str(v) for v in value[:20])
         if isinstance(value, str) and value:
             details = dig(body, "error.details")
             if isinstance(details, list) and details:
                 parts = [f"{d.get('field')}: {d.get('issue')}" for d in details
                          if isinstance(d, dict)]
                 value += " (" + "; ".join(parts[:5]) + ")"
-            return value
+            return redact_text(value)
     return response.reason_phrase
 
 
@@ -251,7 +254,12 @@ class ApiClient:
             if self.breaker is not None and not self.breaker.allow():
                 return _Outcome(stop=self.breaker.error())  # not sent
             budget_wait = self.limiter.acquire(self.sleep) if self.limiter else 0.0
-            request = call.to_request()
+            try:
+                request = call.to_request()
+            except (httpx.InvalidURL, httpx.LocalProtocolError, UnicodeError, ValueError,
+                    TypeError) as exc:  # the same on every try: fail the call, send nothing
+                raise RequestError(f"{op.ref}: the request cannot be built "
+                                   f"({type(exc).__name__}); nothing was sent") from None
             if timeout is not None:  # the operation's own read timeout
                 request.extensions = {**request.extensions, "timeout": timeout.as_dict()}
             started = time.monotonic()

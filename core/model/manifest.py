@@ -13,12 +13,14 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
 from ..errors import ConfigError, DocumentError, Problem
 from .documents import Document, load_document
+from .durations import DAY, parse_period
 from .schema import (
     Checker,
     bundled_validator,
@@ -299,6 +301,10 @@ def check_manifest(doc: Document) -> list[Problem]:
             except SchemaError as exc:
                 problems.append(doc.problem((*base, name, *exc.absolute_path),
                                             f"not a valid JSON Schema: {exc.message}"))
+        if _has_dot_segment(op["path"]):
+            problems.append(doc.problem((*base, "path"), "the path has a '.' or '..' segment "
+                                        "(also when percent-encoded); operation paths stay under "
+                                        "base_url"))
         props = op["input"].get("properties", {}) if isinstance(op["input"], dict) else {}
         required = op["input"].get("required", []) if isinstance(op["input"], dict) else []
         for param in PATH_PARAM.findall(op["path"]):
@@ -342,6 +348,20 @@ def check_manifest(doc: Document) -> list[Problem]:
             except SchemaError as exc:
                 problems.append(doc.problem((*base, "output"),
                                             f"not a valid JSON Schema: {exc.message}"))
+    try:
+        base_url = urlsplit(data["base_url"])
+        if not base_url.hostname:
+            raise ValueError("no host")
+    except ValueError:
+        problems.append(doc.problem(("base_url",), "not a valid URL"))
+    else:
+        if _has_dot_segment(base_url.path):
+            problems.append(doc.problem(("base_url",), "the base URL's path has a '.' or '..' "
+                                        "segment"))
+    for i, window in enumerate(data.get("rate_limits") or []):
+        if parse_period(window["per"]) > 31 * DAY:
+            problems.append(doc.problem(("rate_limits", i, "per"), "a rate-limit window must "
+                                        "be at most 31 days"))
     test_op = data.get("test_operation")
     if test_op and test_op not in ops:
         problems.append(doc.problem(("test_operation",),
@@ -356,6 +376,24 @@ def connector_from_document(doc: Document, *, plugin: str = "",
     return _build(doc, plugin=plugin, sandbox=sandbox)
 
 
+def _pagination(spec: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Integers as integers (``page_size: 1e2`` is valid JSON Schema and must be sent as 100)."""
+    if spec is None:
+        return None
+    return {k: int(v) if k in ("page_size", "max_pages", "start") and isinstance(v, float)
+            else v for k, v in spec.items()}
+
+
+_DOT_SEGMENT = re.compile(r"^(?:\.|%2[eE]){1,2}$")
+
+
+def _has_dot_segment(path: str) -> bool:
+    """Whether a path has a ``.`` or ``..`` segment, literally or percent-encoded (a ``{name}``
+    placeholder is filled with one encoded segment later, so it cannot add one)."""
+    return any(_DOT_SEGMENT.match(segment)
+               for segment in re.split(r"/|%2[fF]|\\|%5[cC]", path))
+
+
 def _build(doc: Document, *, plugin: str, sandbox: str | None) -> Connector:
     data = doc.data
     cid = data["id"]
@@ -368,7 +406,7 @@ def _build(doc: Document, *, plugin: str, sandbox: str | None) -> Connector:
             query=op.get("query"), headers=dict(op.get("headers", {})),
             body=op.get("body", MISSING), body_encoding=op.get("body_encoding", "json"),
             files=list(op.get("files", [])),
-            records=op.get("records"), pagination=op.get("pagination"),
+            records=op.get("records"), pagination=_pagination(op.get("pagination")),
             sample=op.get("sample", MISSING), timeout=op.get("timeout"),
             idempotent=op.get("idempotent"), defaults=dict(op.get("defaults", {})),
             deprecated=bool(op.get("deprecated", False)))

@@ -18,10 +18,12 @@ from typing import Any
 
 from ..errors import DocumentError
 from .documents import Document, load_document
-from .durations import parse_period
+from .durations import DAY, parse_period
 from .schema import bundled_validator, iter_errors
 
 DEFAULT_EVERY = 300
+MIN_EVERY, MAX_EVERY = 1.0, 31 * DAY  # a poll interval outside this is a mistake
+DEFAULT_MAX_ITEMS = 10_000  # for_each elements per event unless the step says otherwise
 DEFAULT_ATTEMPTS = 8
 DEFAULT_BACKOFF = (60.0, 6 * 3600.0)
 DEFAULT_BREAKER = 5
@@ -54,6 +56,7 @@ class StepSpec:
     when: str | None = None
     for_each: str | None = None
     concurrency: int = 1
+    max_items: int = DEFAULT_MAX_ITEMS
 
     @property
     def connector_id(self) -> str:
@@ -79,6 +82,7 @@ class Recipe:
     trigger_connection: str | None = None
     trigger_with: dict[str, Any] = field(default_factory=dict)
     every: float = DEFAULT_EVERY
+    max_pages: int | None = None
     id: str = ""
     id_declared: bool = False  # ``id:`` was written (else derived from the path)
     retry: RetryPolicy = field(default_factory=RetryPolicy)
@@ -126,6 +130,12 @@ def recipe_from_document(doc: Document) -> Recipe:
                                             f"step id '{step['id']}' is already used by "
                                             f"steps[{ids[step['id']]}]; ids must be unique"))
             ids[step["id"]] = i
+    trig = data.get("trigger")
+    if not problems and isinstance(trig, dict) and "every" in trig:
+        every = parse_period(trig["every"])
+        if not MIN_EVERY <= every <= MAX_EVERY:
+            problems.append(doc.problem(("trigger", "every"), "the poll interval must be "
+                                        "between 1 second and 31 days"))
     retry = _retry_policy(doc, data.get("retry") or {}, problems)
     if problems:
         raise DocumentError(problems)
@@ -136,9 +146,11 @@ def recipe_from_document(doc: Document) -> Recipe:
         name=data["name"], description=data.get("description", ""), vars=data.get("vars", {}),
         trigger_use=trig["use"], trigger_connection=trig.get("connection"),
         trigger_with=trig.get("with", {}), every=every, doc=doc,
+        max_pages=int(trig["max_pages"]) if "max_pages" in trig else None,
         steps=[StepSpec(index=i, use=s["use"], id=s.get("id"), connection=s.get("connection"),
                         with_=s.get("with", {}), when=s.get("when"), for_each=s.get("for_each"),
-                        concurrency=int(s.get("concurrency", 1)))
+                        concurrency=int(s.get("concurrency", 1)),
+                        max_items=int(s.get("max_items", DEFAULT_MAX_ITEMS)))
                for i, s in enumerate(steps)])
 
 
@@ -159,5 +171,8 @@ def _retry_policy(doc: Document, spec: dict[str, Any], problems: list[Any]) -> R
             problems.append(doc.problem(("retry", "backoff"),
                                         f"the back-off minimum {first} is above its maximum "
                                         f"{second}"))
+        elif high > MAX_EVERY:
+            problems.append(doc.problem(("retry", "backoff"), "a back-off must be at most 31 "
+                                        "days"))
     return RetryPolicy(attempts=int(spec.get("attempts", DEFAULT_ATTEMPTS)), backoff_min=low,
                        backoff_max=high, breaker=int(spec.get("breaker", DEFAULT_BREAKER)))

@@ -27,6 +27,7 @@ import httpx
 
 from ..connections.status import needed_scopes
 from ..errors import AuthError, ConfigError
+from ..http.network import OPTION as PRIVATE_NETWORK
 from .report import RunReport
 
 __all__ = ["CONNECTIONS", "Changes", "DemoSummary", "RecipeResult", "Sandboxes",
@@ -122,7 +123,8 @@ def connect_to_sandbox(connector: Any, store: Any, *, name: str, base_url: str,
 
     return connect(connector, store, name=name, client_id=config.client_id,
                    client_secret=config.client_secret, scopes=scopes, base_url=base_url,
-                   open_url=approve_in_sandbox, timeout=30.0)
+                   open_url=approve_in_sandbox, timeout=30.0,
+                   config={PRIVATE_NETWORK: True})  # a sandbox listens on 127.0.0.1
 
 
 # ---------------------------------------------------------------------------- connections
@@ -159,10 +161,11 @@ def ensure_connection(store: Any, connector: Any, name: str, sandboxes: Sandboxe
         store.update_tokens(name, None, {SANDBOX_KEY: issuer})
         return (f"connected {name} ({cid}) through OAuth ({reason}); scopes: "
                 f"{' '.join(result.scopes)}")
-    if record.base_url != url:
+    if record.base_url != url or not record.config.get(PRIVATE_NETWORK):
         # A new port on every run: point the connection at it and keep its tokens.
         store.put_connection(name, connector=record.connector, auth_type=record.auth_type,
-                             base_url=url, config=record.config, secret=record.secret)
+                             base_url=url, config={**record.config, PRIVATE_NETWORK: True},
+                             secret=record.secret)
     return f"{name} ({cid}) already connected; using its stored tokens"
 
 

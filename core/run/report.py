@@ -29,6 +29,7 @@ class RunReport:
     events_failed: int = 0
     seeded: int = 0
     requests_made: int = 0
+    planned: int = 0  # requests a dry run would send (streamed ones are not kept in calls)
     calls: list[StepCall] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     resumed: int = 0        # pending events a stopped or crashed run left, finished now

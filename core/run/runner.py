@@ -16,6 +16,7 @@ in group commits. The trigger's cursor only moves past records whose events succ
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -33,9 +34,21 @@ from .rehearsal import trial_steps
 from .report import RunReport, StepCall
 from .steps import StepExecutor, render_defaults
 
+log = logging.getLogger("splice.engine")
+
 
 class Runner(StepExecutor):
-    """Polls one plan's trigger and runs every new event's steps."""
+    """Polls one plan's trigger and runs every new event's steps.
+
+    Guards against data that loops: a poll reads at most ``--max-pages``, else the trigger's
+    ``max_pages``, else the manifest's, else 1,000 pages (the next poll continues from the
+    checkpoint); a page whose records' keys were all seen on earlier pages of the same poll
+    stops the poll with a warning (an API whose cursor changes while the records repeat).
+    ``on_call``, when set, receives each request of a ``--dry-run`` as it is planned instead
+    of the report holding them all.
+    """
+
+    on_call: Callable[[StepCall], None] | None = None
 
     # -- polling ----------------------------------------------------------------------------
     def poll_pages(self, max_pages: int | None = None, checkpoint: dict[str, Any] | None = None
@@ -214,12 +227,18 @@ class Runner(StepExecutor):
     def _poll(self, report: RunReport, *, dry: bool, backfill: bool,
               max_pages: int | None) -> None:
         poll = _Poll(self, dry=dry, backfill=backfill)
-        for records, resume in self.poll_pages(max_pages=max_pages, checkpoint=poll.checkpoint):
+        for records, resume in self.poll_pages(max_pages=max_pages or self.plan.recipe.max_pages,
+                                               checkpoint=poll.checkpoint):
             poll.pages += 1
             report.events_seen += len(records)
             self.progress(f"page {poll.pages}: {report.events_seen} records")
             keyed = [(k, r) for k, r in ((self.event_key(r), r) for r in records)
                      if k is not None]
+            if poll.repeats(keyed):
+                log.warning("%s: page %d holds only records already read in this poll "
+                            "(the API repeats itself); stopped following pages",
+                            self.plan.trigger.ref, poll.pages)
+                break
             if poll.seeding:
                 self._seed_page(poll, keyed, resume, report)
             else:
@@ -364,7 +383,12 @@ class Runner(StepExecutor):
                 report.errors.append(f"event {key}: {step.label}: {step.error}")
                 return
             if step.request is not None:
-                report.calls.append(StepCall(key, step.label, step.request))
+                report.planned += 1
+                call = StepCall(key, step.label, step.request)
+                if self.on_call is not None:
+                    self.on_call(call)  # streamed: the report does not hold them all
+                else:
+                    report.calls.append(call)
 
 
 class _Poll:
@@ -382,6 +406,15 @@ class _Poll:
         self.blocked = False  # an event failed: the cursor stays before it
         self.pages = 0
         self.checkpoint = None if dry else store.get_checkpoint(recipe, trig)
+        self.keys: set[str] = set()  # every key read in this poll (the repeated-records guard)
+
+    def repeats(self, keyed: list[tuple[str, Any]]) -> bool:
+        """Whether every key of a (non-empty) page was already read in this poll."""
+        keys = [k for k, _ in keyed]
+        if keys and self.pages > 1 and all(k in self.keys for k in keys):
+            return True
+        self.keys.update(keys)
+        return False
 
     def see(self, record: Any) -> None:
         """A record that is done with (seen before, seeded or succeeded) moves the cursor."""

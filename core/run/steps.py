@@ -45,7 +45,7 @@ from ..store.database import Store
 from ..store.journal import COMMIT_EVERY, Journal
 from ..store.leases import Lease
 from ..store.ledger import PendingEvent
-from .plan import Plan, StepPlan
+from .plan import Plan, StepPlan, split_label
 from .report import RunReport
 from .retry import classify, next_attempt_at
 
@@ -181,7 +181,7 @@ class StepExecutor:
         Problems name the recipe's file:line:column.
         """
         merged = render_defaults(self.template_engine(), op.defaults, context, defaults)
-        merged.update(mapping(context) or {})
+        merged.update(self.located(mapping, context, base) or {})
         errors = op.input_checker.errors(merged)
         if errors:
             doc = self.plan.recipe.doc
@@ -189,6 +189,16 @@ class StepExecutor:
             raise ValidationFailed(f"{op.ref} input is not valid (nothing was sent):\n  " +
                                    "\n  ".join(parts))
         return merged
+
+    def located(self, template: Any, context: dict[str, Any], base: tuple[str | int, ...]
+                ) -> Any:
+        """``template(context)``; a failure is reported at the recipe's file:line:column."""
+        try:
+            return template(context)
+        except TemplateError as exc:
+            path, message = split_label(exc.message, base)
+            problem = self.plan.recipe.doc.problem(path, message)
+            raise type(exc)(str(problem), hint=exc.hint) from None
 
     def prepare(self, op: Operation, connector: Connector, connection: str | None,
                 payload: dict[str, Any], idem: str | None = None) -> PreparedCall:
@@ -274,18 +284,13 @@ class StepExecutor:
         journal = self._journal
         assert journal is not None
         ctx = {**ctx, "connection": self.public_connection(step.connection, step.connector)}
-        if step.when is not None and not step.when(ctx):
+        base = ("steps", step.index)
+        if step.when is not None and not self.located(step.when, ctx, (*base, "when")):
             journal.step(event, step.index, step_id=step.spec.id, status="skipped", attempts=0)
             return None
         items: list[Any] = [None]
         if step.for_each is not None:
-            value = step.for_each(ctx)
-            if value is None:
-                value = []
-            if not isinstance(value, list):
-                raise ValidationFailed(f"{step.spec.label}.for_each must give a list, got "
-                                       f"{type(value).__name__}")
-            items = value
+            items = for_each_items(step, self.located(step.for_each, ctx, (*base, "for_each")))
         outputs: list[Any] = [None] * len(items)
         todo: list[tuple[int, int, dict[str, Any]]] = []
         for i, item in enumerate(items):
@@ -395,6 +400,23 @@ class StepExecutor:
             log.warning("%s: response does not match the declared output schema (%s)",
                         op.ref, problems[0][1])
         return body
+
+
+def for_each_items(step: StepPlan, value: Any) -> list[Any]:
+    """The list a ``for_each`` gave, refused (failing the event before anything is sent) when
+    it is not a list or longer than the step's ``max_items`` (default 10,000)."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise ValidationFailed(f"{step.spec.label}.for_each must give a list, got "
+                               f"{type(value).__name__}")
+    if len(value) > step.spec.max_items:
+        raise ValidationFailed(f"{step.spec.label}.for_each gave {len(value):,} items, more "
+                               f"than the step's max_items ({step.spec.max_items:,}); nothing "
+                               "was sent for this event",
+                               hint="raise `max_items` on the step if the list is meant to be "
+                                    "that long")
+    return value
 
 
 def rendered_parts(op: Operation, ctx: dict[str, Any],

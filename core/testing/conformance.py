@@ -26,6 +26,7 @@ from typing import Any
 
 from ..authoring.checks import sample_problems, trigger_problems
 from ..errors import SpliceError
+from ..http.network import OPTION as PRIVATE_NETWORK
 from ..model.examples import example
 from ..model.manifest import Connector, Operation, load_manifest
 from ..sandbox.server import SandboxConfig, load_factory, serve
@@ -89,12 +90,14 @@ def _connect(connector: Connector, store: Any, url: str, config: SandboxConfig) 
     if kind == "oauth2_client_credentials":
         store.put_connection(name, connector=connector.id, auth_type=kind, base_url=url,
                              config={"client_id_ref": {"$env": "SPLICE_CONFORMANCE_ID"},
-                                     "client_secret_ref": {"$env": "SPLICE_CONFORMANCE_SECRET"}})
+                                     "client_secret_ref": {"$env": "SPLICE_CONFORMANCE_SECRET"},
+                                     PRIVATE_NETWORK: True})  # a sandbox on 127.0.0.1
         return name
     secret_key = {"bearer": "token", "api_key": "api_key", "basic": "password"}.get(kind,
                                                                                      "secret")
     store.put_connection(name, connector=connector.id, auth_type=kind, base_url=url,
-                         config={"username": config.client_id} if kind == "basic" else {},
+                         config={"username": config.client_id, PRIVATE_NETWORK: True}
+                         if kind == "basic" else {PRIVATE_NETWORK: True},
                          secret={secret_key: config.client_secret})
     return name
 
