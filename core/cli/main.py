@@ -10,7 +10,7 @@ import sys
 
 import click
 
-from . import connections, connectors, recipes, runs
+from . import connections, connectors, recipes, registry, runs, serve
 from .common import setup_logging
 
 
@@ -67,7 +67,8 @@ def cli(ctx: click.Context, verbose: bool) -> None:
 
 for _command in (connectors.connectors, connectors.call, connectors.plugins, recipes.validate,
                  recipes.run, recipes.test_recipe, recipes.demo, runs.runs,
-                 connections.connections, connections.connect, connections.sandbox):
+                 connections.connections, connections.connect, connections.sandbox,
+                 registry.recipes, serve.serve):
     cli.add_command(_command)
 
 

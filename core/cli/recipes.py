@@ -77,6 +77,12 @@ def run(ctx: click.Context, recipe: str, mode: str, dry_run: bool, backfill: boo
     registry = load_registry()
     store = open_store()
     plan = load_plan(recipe, registry, store)
+    if not plan.polls:
+        from ..errors import InputError
+
+        raise InputError(f"{recipe}: '{plan.trigger.ref}' is a webhook trigger: its events "
+                         "arrive at `splice serve`",
+                         hint=f"splice recipes add {recipe} && splice serve")
     verbose = ctx.obj.get("verbose", False)
     interactive = sys.stderr.isatty() and not as_json
     while True:

@@ -243,6 +243,44 @@ class Runner(StepExecutor):
         self._finish(report)
         return report
 
+    def deliver(self, keyed: list[tuple[str, Any]], *, mode: str = "webhook"
+                ) -> tuple[RunReport, int]:
+        """Events that arrived without a poll (webhook deliveries, already keyed): each key
+        not seen before runs its steps like a polled record would; keys seen before (the
+        poll or an earlier delivery brought them) are skipped. No cursor moves.
+
+        Returns the report and how many of ``keyed`` are handled (in the ledger, or seen
+        before): when the run stops early (e.g. the rate budget ran out) the rest are not,
+        and must be delivered again."""
+        plan, store = self.plan, self.store
+        report = RunReport(None, plan.recipe.name, mode)
+        report.run_id = store.start_run(plan.recipe.name, recipe_path=plan.recipe.path,
+                                        mode=mode)
+        journal = self._journal = Journal(store, plan.recipe.name, plan.trigger.ref,
+                                          report.run_id, commit_every=self.commit_every)
+        handled = 0
+        try:
+            journal.recover()
+            self._resume_pending(report)
+            unseen = store.filter_unseen(plan.recipe.name, plan.trigger.ref,
+                                         [k for k, _ in keyed]) - journal.in_flight()
+            for key, record in keyed:
+                handled += 1  # once its event is recorded (below), a retry resumes it
+                report.events_seen += 1
+                if key not in unseen:
+                    continue
+                unseen.discard(key)  # the same record twice in one batch fires once
+                report.events_new += 1
+                if self.process_event(journal.new_event(key, record), report):
+                    report.events_succeeded += 1
+                else:
+                    report.events_failed += 1
+                journal.commit_if_due()
+        except SpliceError as exc:
+            report.errors.append(str(exc))
+        self._finish(report)
+        return report, handled
+
     def _dry_run_event(self, key: str, record: Any, report: RunReport) -> None:
         """Render and validate every step; record the requests instead of sending them."""
 

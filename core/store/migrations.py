@@ -16,6 +16,8 @@ from sqlalchemy.engine import Connection, Engine
 
 from ..errors import ConfigError
 from .connection_events import create_table as create_connection_events
+from .inbox import create_tables as create_inbox_tables
+from .registry import create_table as create_registry
 from .tables import metadata, now, schema_version, trigger_state
 
 _PG_MIGRATION_LOCK = 0x5311CE  # advisory lock id serialising concurrent migrations
@@ -40,10 +42,16 @@ def _add_trigger_checkpoint(conn: Connection) -> None:
     conn.execute(sa.text(f"ALTER TABLE trigger_state ADD COLUMN checkpoint {kind}"))
 
 
+def _serve_tables(conn: Connection) -> None:
+    create_registry(conn)
+    create_inbox_tables(conn)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _initial_schema),
     Migration(2, "connection events", create_connection_events),
     Migration(3, "trigger page checkpoint", _add_trigger_checkpoint),
+    Migration(4, "serve: recipe registry, webhook inbox, serve instances", _serve_tables),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 
