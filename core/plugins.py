@@ -216,7 +216,7 @@ def get_registry() -> Registry:
 def signature_problems(connector: Connector, schemes: dict[str, Any]) -> str | None:
     """Located problems of webhook triggers' signature blocks: a scheme nobody registered, or
     a default ``public_key`` the scheme cannot load."""
-    from .model.documents import load_document
+    from .model.documents import Document, load_document
 
     problems = []
     for tid, trigger in connector.triggers.items():
@@ -244,8 +244,8 @@ def signature_problems(connector: Connector, schemes: dict[str, Any]) -> str | N
         return None
     try:
         doc = load_document(connector.source)
-    except DocumentError:
-        return "\n".join(f"{connector.source}: {message}" for _, message in problems)
+    except DocumentError:  # registered as a dict: a path, no position
+        doc = Document(path=connector.source, data=None)
     return "\n".join(str(doc.problem(p, m)) for p, m in problems)
 
 

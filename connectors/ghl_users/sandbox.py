@@ -44,6 +44,7 @@ from splice.sandbox import AuthFailure, OAuthClient, OAuthFailure, OAuthServer, 
 
 from . import sandbox_data as data
 from .sandbox_data import ApiProblem, RateLimiter, World, unprocessable
+from .webhooks import GhlWebhooks
 
 __all__ = ["API_VERSION", "GhlSandbox", "create_app"]
 
@@ -183,6 +184,7 @@ class GhlSandbox:
                                    int(extra.get("daily_limit", DAILY_LIMIT)))
         self.failures: list[Json] = []
         self.traces = 0
+        self.webhooks = GhlWebhooks(self)
         self._reset_state()
         path = self.config.state_path
         if path is not None and Path(path).exists():
@@ -543,6 +545,7 @@ class GhlSandbox:
             raise ApiProblem(400, "A user with this email already exists")
         user = self.world.create_user(body, self.now_dt())
         self.save()
+        self.webhooks.user_created(user)
         return data.user_view(user, with_deleted=False)
 
     async def update_user(self, request: Request, caller: Caller) -> Json:
@@ -679,6 +682,7 @@ class GhlSandbox:
             Route("/__test__/advance-clock", self.test_advance_clock, methods=["POST"]),
             Route("/__test__/state", self.test_state, methods=["GET"]),
             Route("/__test__/reset", self.test_reset, methods=["POST"]),
+            *self.webhooks.routes(),
         ]
 
 

@@ -13,12 +13,13 @@ value on first use.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import socket
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -99,3 +100,18 @@ def serve_forever(store: Any, registry: Any, config: ServeConfig,
     if busy:  # abandoned jobs must not keep the process alive past the grace period
         os._exit(0)
     return 0
+
+
+@contextlib.contextmanager
+def serve_in_thread(service: Service) -> Iterator[str]:
+    """Start ``service`` and serve it on its port from a background thread; yields the base
+    URL; stops it on exit (the demo, the tests and the benchmarks use this)."""
+    from ..sandbox.server import serve
+
+    app = build_app(service)
+    service.start()
+    try:
+        with serve(app, service.config.port) as url:
+            yield url
+    finally:
+        service.stop()
