@@ -1,0 +1,122 @@
+"""The recipe registry (``splice recipes ...``) and hot reload: a changed file is picked up
+without a restart; an invalid new version keeps the old one running and is reported."""
+
+from __future__ import annotations
+
+import json
+import re
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from splice.plugins import get_registry
+from splice.store import registry as reg
+
+from .conftest import invoke
+from .servekit import I2G_SECRET, i2g_event, i2g_headers, post, running_service, wait_for
+
+RECIPE = """
+name: Clients to notes
+trigger: {use: invoice2go.client_created_webhook, connection: my-invoice2go}
+steps:
+  - use: fakecrm.create_note
+    connection: crm
+    with: {subject: "VERSION {{ trigger.id }}", body: "{{ trigger.name }}"}
+"""
+POLLING = """
+name: Contacts to notes
+trigger: {use: fakecrm.contact_updated, connection: crm, every: 1h}
+steps:
+  - use: fakecrm.create_note
+    connection: crm
+    with: {subject: "contact {{ trigger.id }}", body: "{{ trigger.name }}"}
+"""
+
+
+def _write(path: Path, text: str) -> None:
+    path.write_text(text)
+    stamp = time.time() + 1  # a new mtime even within the file system's clock resolution
+    os.utime(path, (stamp, stamp))
+
+
+def test_recipes_commands(fakecrm: Any, tmp_path: Path) -> None:
+    fakecrm.store.put_connection("my-invoice2go", connector="invoice2go", auth_type="oauth2",
+                                 base_url="http://127.0.0.1:9", config={})
+    good, bad, polling = tmp_path / "good.yaml", tmp_path / "bad.yaml", tmp_path / "poll.yaml"
+    good.write_text(RECIPE.replace("VERSION", "v1"))
+    bad.write_text(RECIPE.replace("trigger.name", "trigger.nmae"))
+    polling.write_text(POLLING)
+
+    refused = invoke("recipes", "add", str(bad))
+    assert refused.exit_code == 2
+    assert f"{bad}:7:55:" in refused.output and "'trigger.nmae' does not exist" in refused.output
+    assert "did you mean 'name'" in refused.output
+    assert invoke("recipes", "add", str(good), str(polling)).exit_code == 0
+    listed = json.loads(invoke("recipes", "list", "--json").output)
+    assert [(r["name"], r["enabled"], r["status"]) for r in listed] == \
+        [("Clients to notes", True, "ok"), ("Contacts to notes", True, "ok")]
+    assert "Contacts to notes" in invoke("recipes", "list").output
+
+    assert invoke("recipes", "disable", "Clients to notes").exit_code == 0
+    assert reg.get(fakecrm.store, "Clients to notes").enabled is False  # type: ignore[union-attr]
+    assert invoke("recipes", "enable", "Clients to notes").exit_code == 0
+    unknown = invoke("recipes", "enable", "Clients to note")
+    assert unknown.exit_code == 2 and "did you mean 'Clients to notes'" in unknown.output
+
+    # run-now with no serve running: it runs here, once (the first poll remembers what
+    # exists, so nothing is sent)
+    ran = invoke("recipes", "run-now", "Contacts to notes")
+    assert ran.exit_code == 0, ran.output
+    assert "first run: remembered 25 existing record(s)" in ran.output
+    assert fakecrm.posts() == []
+
+    assert invoke("recipes", "remove", "Contacts to notes").exit_code == 0
+    assert [r.name for r in reg.list_all(fakecrm.store)] == ["Clients to notes"]
+
+
+def test_hot_reload_and_an_invalid_version_keeps_the_old_one(fakecrm: Any,
+                                                             tmp_path: Path) -> None:
+    store = fakecrm.store
+    store.put_connection("my-invoice2go", connector="invoice2go", auth_type="oauth2",
+                         base_url="http://127.0.0.1:9", config={},
+                         secret={"webhook_secret": I2G_SECRET})
+    path = tmp_path / "clients.yaml"
+    path.write_text(RECIPE.replace("VERSION", "v1"))
+    assert invoke("recipes", "add", str(path)).exit_code == 0
+    notes = fakecrm.app.state.notes
+    http = httpx.Client(timeout=10)
+
+    with running_service(store, get_registry()) as (service, url):
+        def deliver(client_id: str) -> None:
+            event = i2g_event("client.created", {"id": client_id, "name": client_id})
+            answer = post(http, f"{url}/hooks/my-invoice2go", event,
+                          lambda body: i2g_headers(body, event))
+            assert answer.status_code == 200, answer.text
+
+        deliver("a")
+        wait_for(lambda: [n["subject"] for n in notes] == ["v1 a"])
+
+        _write(path, RECIPE.replace("VERSION", "v2"))  # a new valid version: picked up
+        wait_for(lambda: service.book.recipes["Clients to notes"].source_hash
+                 == reg.get(store, "Clients to notes").source_hash  # type: ignore[union-attr]
+                 and "v2" in reg.get(store, "Clients to notes").source)  # type: ignore
+        deliver("b")
+        wait_for(lambda: [n["subject"] for n in notes] == ["v1 a", "v2 b"])
+
+        _write(path, RECIPE.replace("VERSION", "v3").replace("trigger.name", "trigger.nmae"))
+        wait_for(lambda: reg.get(store, "Clients to notes").status == "invalid")  # type: ignore
+        deliver("c")  # still the running (v2) version
+        wait_for(lambda: [n["subject"] for n in notes] == ["v1 a", "v2 b", "v2 c"])
+        listed = invoke("recipes", "list")
+        assert "invalid" in listed.output
+        assert re.search(rf"{re.escape(str(path))}:7:\d+: steps\[0\]\.with\.body",
+                         listed.output)  # file:line:col of v3
+        assert "'trigger.nmae' does not exist" in listed.output
+
+        _write(path, RECIPE.replace("VERSION", "v4"))  # fixed: runs, status ok again
+        wait_for(lambda: reg.get(store, "Clients to notes").status == "ok")  # type: ignore
+        deliver("d")
+        wait_for(lambda: [n["subject"] for n in notes][-1] == "v4 d")
