@@ -158,7 +158,8 @@ class ServeProcess:
         wait_for(ready, timeout, 0.1)
 
     def output(self) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text(errors="replace")
 
     def kill9(self) -> None:

@@ -4,8 +4,8 @@ without a restart; an invalid new version keeps the old one running and is repor
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 import time
 from pathlib import Path
 from typing import Any

@@ -113,15 +113,16 @@ def recipes_list(as_json: bool) -> None:
     from ..store import registry as reg
 
     rows = reg.list_all(open_store())
-    data: list[dict[str, Any]] = [{"name": r.name, "path": r.path, "enabled": r.enabled, "status": r.status,
-             "problems": r.problems,
-             "next_poll_at": r.next_poll_at.isoformat(timespec="seconds")
-             if r.next_poll_at else None,
-             "last_poll_at": r.last_poll_at.isoformat(timespec="seconds")
-             if r.last_poll_at else None,
-             "last_poll_status": r.last_poll_status,
-             "first_by_webhook": r.webhook_first, "first_by_poll": r.poll_first}
-            for r in rows]
+    data: list[dict[str, Any]] = [
+        {"name": r.name, "path": r.path, "enabled": r.enabled, "status": r.status,
+         "problems": r.problems,
+         "next_poll_at": r.next_poll_at.isoformat(timespec="seconds") if r.next_poll_at
+         else None,
+         "last_poll_at": r.last_poll_at.isoformat(timespec="seconds") if r.last_poll_at
+         else None,
+         "last_poll_status": r.last_poll_status,
+         "first_by_webhook": r.webhook_first, "first_by_poll": r.poll_first}
+        for r in rows]
     if as_json:
         click.echo(json.dumps(data, indent=2))
         return

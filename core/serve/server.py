@@ -23,6 +23,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import uvicorn
+
 from ..errors import ConfigError
 from ..secrets import home
 from .app import Service, build_app
@@ -73,8 +75,6 @@ def check_address(host: str, port: int) -> None:
 def serve_forever(store: Any, registry: Any, config: ServeConfig,
                   out: Callable[[str], None] = print) -> int:
     """Serve until a stop signal; returns the exit code (0)."""
-    import uvicorn
-
     check_address(config.host, config.port)
     token = config.token
     if token is None:
@@ -90,7 +90,7 @@ def serve_forever(store: Any, registry: Any, config: ServeConfig,
                         timeout_graceful_shutdown=GRACEFUL_HTTP)
     out(f"splice serve on http://{config.host}:{config.port}  (webhooks: "
         f"{config.url}/hooks/CONNECTION, API: /api, health: /healthz, metrics: /metrics)")
-    server = uvicorn.Server(uv)
+    server = GracefulServer(uv)
     server.run()
     if not service.started:
         raise ConfigError(f"splice serve could not start on {config.host}:{config.port}")
@@ -100,6 +100,19 @@ def serve_forever(store: Any, registry: Any, config: ServeConfig,
     if busy:  # abandoned jobs must not keep the process alive past the grace period
         os._exit(0)
     return 0
+
+
+class GracefulServer(uvicorn.Server):
+    """uvicorn re-raises a caught SIGTERM after its graceful shutdown (so the process dies of
+    the signal); a stop that finished cleanly exits 0 instead."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        with super().capture_signals():
+            yield
+            captured = getattr(self, "_captured_signals", None)
+            if isinstance(captured, list):
+                captured.clear()
 
 
 @contextlib.contextmanager
