@@ -410,7 +410,8 @@ def test_missing_scope_is_a_403_that_names_the_scope(api: Api) -> None:
             new_invoice(narrow, "order-3001")
         assert caught.value.status == 403
         assert "missing scope 'invoices:write'" in str(caught.value)
-        assert "--scopes invoices:write" in (caught.value.hint or "")
+        assert "splice connect invoice2go --name i2g-readonly --scopes \"accounts:read " \
+            "clients:read invoices:write\"" in (caught.value.hint or "")  # keeps what it has
         assert len(api.sandbox.invoices()) == count
     finally:
         narrow.close()

@@ -266,18 +266,22 @@ def _crash_and_resume(fakecrm: Any, splice_home: Path, posts_before_crash: int) 
 
     from .conftest import FIXTURES
 
-    child = multiprocessing.get_context("spawn").Process(
-        target=_crash_after_notes, args=(str(splice_home), posts_before_crash))
-    child.start()
-    child.join(timeout=60)
+    os.environ["SPLICE_LEASE_TTL"] = "1"  # the dead child's lease expires after 1 s
+    try:
+        child = multiprocessing.get_context("spawn").Process(
+            target=_crash_after_notes, args=(str(splice_home), posts_before_crash))
+        child.start()
+        child.join(timeout=60)
+    finally:
+        del os.environ["SPLICE_LEASE_TTL"]
     assert child.exitcode == 17, "the child should have crashed mid-run"
     crashed_log = list(fakecrm.log)
     registry = plugins.get_registry()
     plan = build_plan(load_recipe(FIXTURES / "notes.yaml"), registry,
                       TemplateEngine(registry.filters),
                       connections={c.name: c for c in fakecrm.store.list_connections()})
-    report = Runner(plan, fakecrm.store, registry).run(mode="once", backfill=True)
-    assert report.ok, report.errors
+    report = Runner(plan, fakecrm.store, registry).run(mode="once", backfill=True, wait=True)
+    assert report.ok and report.held_by is None, report.errors
     return crashed_log
 
 

@@ -50,8 +50,10 @@ def note_counts(app: Any) -> Counter[str]:
 
 
 @pytest.fixture
-def world(tmp_path: Path) -> Iterator[dict[str, Any]]:
-    """A fake CRM (slow POSTs), the connections and the webhook recipe, in SPLICE_HOME."""
+def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
+    """A fake CRM (slow POSTs) and its connection, in SPLICE_HOME; recipe leases of a killed
+    serve expire after 3 s (instead of 30) so its successor takes over quickly."""
+    monkeypatch.setenv("SPLICE_LEASE_TTL", "3")
     register_test_plugin(_FakeCrmPlugin(), "fakecrm-test-plugin")
     crm = create_app()
     with serve(slow(crm, 0.01)) as crm_url:
@@ -129,7 +131,8 @@ def test_kill_9_after_acknowledging_200_deliveries(world: dict[str, Any]) -> Non
 def test_sigterm_under_load_exits_0_loses_and_doubles_nothing(world: dict[str, Any]) -> None:
     crm, port = world["crm"], free_port()
     _webhook_connection(world, port)
-    proc = ServeProcess(port, log=world["tmp"] / "serve1.log")
+    # a short grace: some jobs finish, the others are abandoned and resumed after the restart
+    proc = ServeProcess(port, "--shutdown-grace", "0.5", log=world["tmp"] / "serve1.log")
     answers: dict[str, int] = {}
     stop = threading.Event()
 

@@ -61,7 +61,7 @@ def test_recipes_commands(fakecrm: Any, tmp_path: Path) -> None:
     assert "Contacts to notes" in invoke("recipes", "list").output
 
     assert invoke("recipes", "disable", "Clients to notes").exit_code == 0
-    assert reg.get(fakecrm.store, "Clients to notes").enabled is False  # type: ignore[union-attr]
+    assert reg.find(fakecrm.store, "Clients to notes")[0].enabled is False
     assert invoke("recipes", "enable", "Clients to notes").exit_code == 0
     unknown = invoke("recipes", "enable", "Clients to note")
     assert unknown.exit_code == 2 and "did you mean 'Clients to notes'" in unknown.output
@@ -75,6 +75,11 @@ def test_recipes_commands(fakecrm: Any, tmp_path: Path) -> None:
 
     assert invoke("recipes", "remove", "Contacts to notes").exit_code == 0
     assert [r.name for r in reg.list_all(fakecrm.store)] == ["Clients to notes"]
+
+
+def _row(store: Any) -> Any:
+    (row,) = reg.find(store, "Clients to notes")
+    return row
 
 
 def test_hot_reload_and_an_invalid_version_keeps_the_old_one(fakecrm: Any,
@@ -100,14 +105,13 @@ def test_hot_reload_and_an_invalid_version_keeps_the_old_one(fakecrm: Any,
         wait_for(lambda: [n["subject"] for n in notes] == ["v1 a"])
 
         _write(path, RECIPE.replace("VERSION", "v2"))  # a new valid version: picked up
-        wait_for(lambda: service.book.recipes["Clients to notes"].source_hash
-                 == reg.get(store, "Clients to notes").source_hash  # type: ignore[union-attr]
-                 and "v2" in reg.get(store, "Clients to notes").source)  # type: ignore
+        wait_for(lambda: service.book.recipes[_row(store).id].source_hash
+                 == _row(store).source_hash and "v2" in _row(store).source)
         deliver("b")
         wait_for(lambda: [n["subject"] for n in notes] == ["v1 a", "v2 b"])
 
         _write(path, RECIPE.replace("VERSION", "v3").replace("trigger.name", "trigger.nmae"))
-        wait_for(lambda: reg.get(store, "Clients to notes").status == "invalid")  # type: ignore
+        wait_for(lambda: _row(store).status == "invalid")
         deliver("c")  # still the running (v2) version
         wait_for(lambda: [n["subject"] for n in notes] == ["v1 a", "v2 b", "v2 c"])
         listed = invoke("recipes", "list")
@@ -117,6 +121,6 @@ def test_hot_reload_and_an_invalid_version_keeps_the_old_one(fakecrm: Any,
         assert "'trigger.nmae' does not exist" in listed.output
 
         _write(path, RECIPE.replace("VERSION", "v4"))  # fixed: runs, status ok again
-        wait_for(lambda: reg.get(store, "Clients to notes").status == "ok")  # type: ignore
+        wait_for(lambda: _row(store).status == "ok")
         deliver("d")
         wait_for(lambda: [n["subject"] for n in notes][-1] == "v4 d")

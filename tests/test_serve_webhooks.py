@@ -55,6 +55,11 @@ def invoice2go(fakecrm: Any, tmp_path: Path) -> Iterator[tuple[Any, str, Any]]:
         app.state.sandbox.webhooks.sender.close()
 
 
+def _row(store: Any) -> Any:
+    (row,) = reg.find(store, NAME)
+    return row
+
+
 def _notes(fakecrm: Any, client_id: str) -> int:
     return sum(1 for n in fakecrm.app.state.notes if n["subject"] == f"client {client_id}")
 
@@ -80,7 +85,8 @@ def test_rest_hooks_retries_and_the_polling_safety_net(invoice2go: Any) -> None:
         record = store.get_connection("my-invoice2go")
         assert record.config["webhook_subscription"]["id"] == subs[0]["id"]
         assert record.secret["webhook_secret"].startswith("whsec_")  # stored encrypted
-        wait_for(lambda: store.trigger_initialized(NAME, "invoice2go.client_created"))
+        rid = _row(store).id
+        wait_for(lambda: store.trigger_initialized(rid, "invoice2go.client_created"))
 
         # a delivered webhook: processed once
         first = new_client("Webhook First")
@@ -101,18 +107,18 @@ def test_rest_hooks_retries_and_the_polling_safety_net(invoice2go: Any) -> None:
         assert [a["outcome"] for a in attempts] == ["delivered", "delivered", "delivered",
                                                     "dropped"]
         assert attempts[1]["delivery_id"] == attempts[2]["delivery_id"]  # the retry
-        wait_for(lambda: reg.get(store, NAME).poll_first == 1)  # type: ignore[union-attr]
+        wait_for(lambda: _row(store).poll_first == 1)
         for _ in range(2):  # later polls and deliveries change nothing
-            service.scheduler.request_run(NAME)
+            service.scheduler.request_run(rid)
         wait_for(lambda: not service.scheduler.running)
         assert [_notes(fakecrm, c) for c in (first, twice, lost)] == [1, 1, 1]
-        row = reg.get(store, NAME)
-        assert row is not None and (row.webhook_first, row.poll_first) == (2, 1)
+        row = _row(store)
+        assert (row.webhook_first, row.poll_first) == (2, 1)
         metrics = httpx.get(f"{serve_url}/metrics").text
         assert 'splice_webhook_deliveries_rejected_total{reason="duplicate"} 1.0' in metrics
 
         # disabling unsubscribes
-        reg.update(store, NAME, enabled=False)
+        reg.update(store, rid, enabled=False)
         wait_for(lambda: subscriptions() == [])
         record = store.get_connection("my-invoice2go")
         assert "webhook_subscription" not in record.config

@@ -193,7 +193,8 @@ def register_recipes(store: Any, folder: Path, recipes: dict[str, str]) -> None:
         path = folder / name
         path.write_text(text)
         plan = check_text(text, str(path), get_registry(), store)
-        reg.register(store, plan.recipe.name, str(path), text, text_hash(text))
+        reg.register(store, plan.recipe.id, plan.recipe.name, str(path), text,
+                     text_hash(text))
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ import click
 from ..connections.status import default_scopes, token_state
 from ..errors import ConfigError, InputError
 from .common import console, esc, handle_errors, load_registry, open_store
+from .tables import Column, print_table
 
 # Token-request fields --token-param may not set: they carry the flow's own values or secrets.
 _RESERVED_TOKEN_PARAMS = frozenset({"client_id", "client_secret", "code", "code_verifier",
@@ -96,8 +97,9 @@ def connections_add(name: str, connector_id: str, from_env: str | None,
 
 @connections.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (never secrets).")
+@click.option("--tsv", is_flag=True, help="Tab-separated columns (for scripts).")
 @handle_errors
-def connections_list(as_json: bool) -> None:
+def connections_list(as_json: bool, tsv: bool) -> None:
     """List connections: status (valid / expiring / needs re-auth), scopes, last refresh."""
     rows = [_public(r) for r in open_store().list_connections()]
     if as_json:
@@ -106,21 +108,18 @@ def connections_list(as_json: bool) -> None:
     if not rows:
         click.echo("no connections; create one with `splice connect CONNECTOR --name NAME`")
         return
-    from rich.table import Table
-
     overrides = any(r["base_url"] for r in rows)
-    table = Table("name", "connector", "status", "scopes", "last refresh",
-                  *(["base URL"] if overrides else []))
-    colour = {"valid": "green", "expiring": "yellow", "expired": "yellow",
-              "refresh_interrupted": "red", "reauth_required": "red"}
+    table = []
     for r in rows:
         scopes = r["scopes"]
-        shown = " ".join(scopes) if len(scopes) <= 3 else f"{len(scopes)} scopes"
-        table.add_row(esc(r["name"]), r["connector"],
-                      f"[{colour[r['state']]}]{esc(r['status'])}[/]", esc(shown or "-"),
+        shown = " ".join(scopes) if len(scopes) <= 3 or tsv or not sys.stdout.isatty() \
+            else f"{len(scopes)} scopes (`splice connections show NAME`)"
+        table.append([r["name"], r["connector"], r["status"], shown or "-",
                       (r["last_refresh_at"] or "-")[:16].replace("T", " "),
-                      *([esc(r["base_url"] or "(default)")] if overrides else []))
-    console().print(table)
+                      *([r["base_url"] or "(default)"] if overrides else [])])
+    print_table([Column("name"), Column("connector"), Column("status"), Column("scopes"),
+                 Column("last refresh", fixed=True), *([Column("base URL")] if overrides
+                                                       else [])], table, tsv=tsv)
 
 
 @connections.command("show")
@@ -148,27 +147,18 @@ def connections_remove(name: str) -> None:
 @click.argument("name")
 @handle_errors
 def connections_test(name: str) -> None:
-    """Call the connector's cheap test operation with connection NAME."""
-    from ..connections.client import connection_client
-    from ..http.request import prepare_call
+    """Call a cheap read with connection NAME: the connector's test operation, or another
+    read its granted scopes allow (a missing scope is named with the command that adds it)."""
+    from ..run.call import probe_connection
 
     store = open_store()
-    record = store.require_connection(name)
-    registry = load_registry()
-    connector = registry.connector(record.connector)
-    op_id = connector.test_operation
-    if not op_id:
-        raise ConfigError(f"connector '{connector.id}' declares no test_operation")
-    op = connector.operations[op_id]
-    fields = record.config.get("fields", {})
-    payload = {k: fields[k] for k in (op.input or {}).get("required", []) if k in fields}
-    client = connection_client(connector, record, store, registry)
-    with client:
-        call = prepare_call(op, connector, payload, base_url=client.base_url)
-        result = client.send(op, call)
+    op, answer, note = probe_connection(load_registry(), store, name)
     _, words = token_state(store.require_connection(name))
-    click.echo(f"connection '{name}' works: {op.ref} answered HTTP "
-               f"{result.response.status_code}; token {words}")
+    got = f" HTTP {answer.status}" if answer.status else \
+        f" with {answer.data['count']} record(s) on the first page"
+    click.echo(f"connection '{name}' works: {op.ref} answered{got}; token {words}")
+    if note:
+        console(stderr=True).print(f"note: {esc(note)}; tested with {op.ref} instead")
 
 
 def _oauth_record(name: str) -> tuple[Any, Any, Any]:

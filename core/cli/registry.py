@@ -13,8 +13,6 @@ import click
 from ..errors import ConfigError, DocumentError, InputError
 from .common import (
     EXIT_FAILED,
-    console,
-    esc,
     handle_errors,
     load_registry,
     open_store,
@@ -27,18 +25,21 @@ def recipes() -> None:
     """Recipes registered for `splice serve` (stored in the state database)."""
 
 
-def _require(store: Any, name: str) -> Any:
+def _require(store: Any, wanted: str) -> Any:
+    """The registered recipe with this id, or this name when only one has it."""
+    from ..model.schema import did_you_mean
     from ..store import registry as reg
 
-    row = reg.get(store, name)
-    if row is None:
-        known = [r.name for r in reg.list_all(store)]
-        from ..model.schema import did_you_mean
-
-        raise ConfigError(f"no registered recipe '{name}'{did_you_mean(name, known)}",
+    found = reg.find(store, wanted)
+    if len(found) > 1:
+        raise InputError(f"{len(found)} registered recipes are named '{wanted}'",
+                         hint="give the id instead: " + ", ".join(r.id for r in found))
+    if not found:
+        known = [r.name for r in reg.list_all(store)] + [r.id for r in reg.list_all(store)]
+        raise ConfigError(f"no registered recipe '{wanted}'{did_you_mean(wanted, known)}",
                           hint="`splice recipes list` shows them; `splice recipes add FILE` "
                                "registers one")
-    return row
+    return found[0]
 
 
 def _serve_running(store: Any) -> bool:
@@ -69,8 +70,9 @@ def _unsubscribe_if_alone(store: Any, registry: Any) -> None:
 def recipes_add(files: tuple[str, ...], disabled: bool) -> None:
     """Register recipe FILES for `splice serve` (each is validated first).
 
-    A registered recipe keeps its name as its identity; adding a changed file again (or just
-    saving it while serve runs) replaces the running version once it validates.
+    A registered recipe is known by its id (its `id:`, else one derived from the file's path)
+    and by its name; adding a changed file again (or just saving it while serve runs)
+    replaces the running version once it validates.
     """
     from ..serve.book import check_text, read_text, text_hash
     from ..store import registry as reg
@@ -86,16 +88,16 @@ def recipes_add(files: tuple[str, ...], disabled: bool) -> None:
         except DocumentError as exc:
             problems.extend(exc.problems)
             continue
-        name = plan.recipe.name
-        existing = reg.get(store, name)
+        rid, name = plan.recipe.id, plan.recipe.name
+        existing = reg.get(store, rid)
         if existing is not None and existing.path != path:
-            raise InputError(f"{file}: a recipe named '{name}' is already registered from "
-                             f"{existing.path}", hint="rename one of them (the name keeps a "
-                                                      "recipe's state)")
-        reg.register(store, name, path, text, text_hash(text),
-                     enabled=not disabled if existing is None else existing.enabled)
-        state = "enabled" if reg.get(store, name).enabled else "disabled"  # type: ignore[union-attr]
-        click.echo(f"{'updated' if existing else 'registered'} '{name}' from {path} ({state})")
+            raise InputError(f"{file}: a recipe with id '{rid}' is already registered from "
+                             f"{existing.path}", hint="give one of them another `id:` (the id "
+                                                      "keys a recipe's state)")
+        enabled = not disabled if existing is None else existing.enabled
+        reg.register(store, rid, name, path, text, text_hash(text), enabled=enabled)
+        click.echo(f"{'updated' if existing else 'registered'} '{name}' (id {rid}) from "
+                   f"{path} ({'enabled' if enabled else 'disabled'})")
         for source in plan.webhooks:
             click.echo(f"  webhook {source.trigger.ref}: deliveries to /hooks/"
                        f"{source.connection} (`splice connections webhook-url "
@@ -106,15 +108,16 @@ def recipes_add(files: tuple[str, ...], disabled: bool) -> None:
 
 @recipes.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--tsv", is_flag=True, help="Tab-separated columns (for scripts).")
 @handle_errors
-def recipes_list(as_json: bool) -> None:
+def recipes_list(as_json: bool, tsv: bool) -> None:
     """Registered recipes: enabled, status (ok / invalid / missing), schedule, and how many
     events each path (webhook, poll) delivered first."""
     from ..store import registry as reg
 
     rows = reg.list_all(open_store())
     data: list[dict[str, Any]] = [
-        {"name": r.name, "path": r.path, "enabled": r.enabled, "status": r.status,
+        {"id": r.id, "name": r.name, "path": r.path, "enabled": r.enabled, "status": r.status,
          "problems": r.problems,
          "next_poll_at": r.next_poll_at.isoformat(timespec="seconds") if r.next_poll_at
          else None,
@@ -129,22 +132,21 @@ def recipes_list(as_json: bool) -> None:
     if not data:
         click.echo("no registered recipes; add one with `splice recipes add FILE`")
         return
-    from rich.table import Table
+    from .tables import Column, print_table
 
-    table = Table("name", "on", "status", "last poll", "first: webhook/poll")
-    for r in data:
-        table.add_row(esc(r["name"]), "yes" if r["enabled"] else "no",
-                      r["status"] if r["status"] == "ok" else f"[red]{r['status']}[/]",
-                      (r["last_poll_at"] or "-").replace("T", " ")[:16],
-                      f"{r['first_by_webhook']}/{r['first_by_poll']}")
-    con = console()
-    con.print(table)
+    terminal = sys.stdout.isatty() and not tsv
+    print_table([Column("name"), Column("id"), Column("on", fixed=True),
+                 Column("status", fixed=True), Column("last poll", fixed=True),
+                 Column("first: webhook/poll", fixed=True)],
+                [[r["name"], r["id"], "yes" if r["enabled"] else "no", r["status"],
+                  ((r["last_poll_at"] or "-").replace("T", " ")[:16] if terminal
+                   else r["last_poll_at"] or "-"),
+                  f"{r['first_by_webhook']}/{r['first_by_poll']}"] for r in data], tsv=tsv)
     for r in data:
         if r["problems"]:
-            con.print(f"[bold]{esc(r['name'])}[/] ({r['status']}; the stored version keeps "
-                      "running):")
+            click.echo(f"{r['name']} ({r['status']}; the stored version keeps running):")
             for line in str(r["problems"]).splitlines():
-                con.print(f"  {esc(line)}")
+                click.echo(f"  {line}")
 
 
 def _set_enabled(name: str, enabled: bool) -> None:
@@ -152,14 +154,14 @@ def _set_enabled(name: str, enabled: bool) -> None:
 
     store = open_store()
     row = _require(store, name)
-    reg.update(store, row.name, enabled=enabled)
+    reg.update(store, row.id, enabled=enabled)
     click.echo(f"'{row.name}' {'enabled' if enabled else 'disabled'}")
     if not enabled:
         _unsubscribe_if_alone(store, load_registry())
 
 
 @recipes.command("enable")
-@click.argument("name")
+@click.argument("name", metavar="RECIPE")
 @handle_errors
 def recipes_enable(name: str) -> None:
     """Enable a registered recipe (a running serve picks it up within a second)."""
@@ -167,7 +169,7 @@ def recipes_enable(name: str) -> None:
 
 
 @recipes.command("disable")
-@click.argument("name")
+@click.argument("name", metavar="RECIPE")
 @handle_errors
 def recipes_disable(name: str) -> None:
     """Disable a registered recipe (its webhook events are unsubscribed)."""
@@ -175,7 +177,7 @@ def recipes_disable(name: str) -> None:
 
 
 @recipes.command("remove")
-@click.argument("name")
+@click.argument("name", metavar="RECIPE")
 @handle_errors
 def recipes_remove(name: str) -> None:
     """Unregister a recipe. Its history (runs, events) stays in the ledger."""
@@ -183,13 +185,13 @@ def recipes_remove(name: str) -> None:
 
     store = open_store()
     row = _require(store, name)
-    reg.remove(store, row.name)
+    reg.remove(store, row.id)
     click.echo(f"'{row.name}' removed")
     _unsubscribe_if_alone(store, load_registry())
 
 
 @recipes.command("run-now")
-@click.argument("name")
+@click.argument("name", metavar="RECIPE")
 @handle_errors
 def recipes_run_now(name: str) -> None:
     """Run a registered recipe now: a running serve does it within a second; with no serve
@@ -203,7 +205,7 @@ def recipes_run_now(name: str) -> None:
     if not row.enabled:
         raise InputError(f"'{row.name}' is disabled", hint=f"splice recipes enable {row.name}")
     if _serve_running(store):
-        reg.update(store, row.name, run_requested_at=datetime.now(UTC))
+        reg.update(store, row.id, run_requested_at=datetime.now(UTC))
         click.echo(f"'{row.name}': run requested; the running serve starts it within a second")
         return
     from ..run.runner import Runner

@@ -22,11 +22,15 @@ from .common import handle_errors, load_registry, open_store
 @click.option("--inbox-max", type=click.IntRange(1), default=10_000, show_default=True,
               help="Deliveries waiting to be processed before new ones get 503 + "
                    "Retry-After.")
+@click.option("--shutdown-grace", type=click.FloatRange(0, 8), default=7.0, show_default=True,
+              metavar="SECONDS",
+              help="On SIGTERM, how long running recipe jobs may finish before they are "
+                   "abandoned (safely: the next start resumes them).")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
               default="info", show_default=True, help="JSON logs on stderr from this level.")
 @handle_errors
 def serve(host: str, port: int, public_url: str | None, workers: int, inbox_max: int,
-          log_level: str) -> None:
+          shutdown_grace: float, log_level: str) -> None:
     """Run every enabled recipe until stopped (SIGTERM or Ctrl-C).
 
     \b
@@ -42,5 +46,5 @@ def serve(host: str, port: int, public_url: str | None, workers: int, inbox_max:
 
     setup_json_logging(getattr(logging, log_level.upper()))
     config = ServeConfig(host=host, port=port, public_url=public_url, workers=workers,
-                         inbox_max=inbox_max)
+                         inbox_max=inbox_max, shutdown_grace=shutdown_grace)
     serve_forever(open_store(), load_registry(), config, out=click.echo)

@@ -41,4 +41,7 @@ def connection_client(connector: Connector, record: Any, store: Store, registry:
                               f"not '{connector.id}'")
         auth = factory(connector, record, store)
     kwargs.setdefault("limiter", limiter_for(connector, record, store))
+    if record is not None:
+        kwargs.setdefault("connection", record.name)
+        kwargs.setdefault("scopes", record.scopes)
     return ApiClient(connector, base_url=base, auth=auth, **kwargs)

@@ -1,10 +1,17 @@
 """Recipes: load a YAML/JSON file, check it against ``schemas/recipe.schema.json``.
 
-The deeper checks (connectors, scopes, templates, field paths) live in :mod:`splice.plan`.
+A recipe's state (seen records, cursor, events, retries, its lease) is keyed by its ``id``:
+the ``id:`` it declares, else one derived from the file's resolved path (its stem and a short
+digest), so a copy of the file starts with state of its own. ``retry:`` gives the
+:class:`RetryPolicy` (defaults: 8 attempts, back-off 1m..6h, breaker after 5 failures).
+
+The deeper checks (connectors, scopes, templates, field paths) live in :mod:`splice.run.plan`.
 """
 
 from __future__ import annotations
 
+import hashlib
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,6 +22,26 @@ from .durations import parse_period
 from .schema import bundled_validator, iter_errors
 
 DEFAULT_EVERY = 300
+DEFAULT_ATTEMPTS = 8
+DEFAULT_BACKOFF = (60.0, 6 * 3600.0)
+DEFAULT_BREAKER = 5
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """``retry:``: attempts before dead letters, the back-off range, the breaker threshold."""
+
+    attempts: int = DEFAULT_ATTEMPTS
+    backoff_min: float = DEFAULT_BACKOFF[0]
+    backoff_max: float = DEFAULT_BACKOFF[1]
+    breaker: int = DEFAULT_BREAKER
+
+
+def default_recipe_id(path: str) -> str:
+    """``<file stem>-<8 hex of the resolved path>``: stable for one file, new for a copy."""
+    resolved = str(Path(path).expanduser().resolve())
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(path).stem).strip("-.") or "recipe"
+    return f"{stem[:60]}-{hashlib.sha256(resolved.encode()).hexdigest()[:8]}"
 
 
 @dataclass
@@ -75,8 +102,16 @@ class Recipe:
     trigger_connection: str | None = None
     trigger_with: dict[str, Any] = field(default_factory=dict)
     every: float = DEFAULT_EVERY
+    id: str = ""
+    id_declared: bool = False  # ``id:`` was written (else derived from the path)
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+
     triggers: list[TriggerSpec] = field(default_factory=list)
     primary: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.id:
+            self.id = default_recipe_id(self.doc.path)
 
     def set_primary(self, index: int) -> None:
         """Make ``triggers[index]`` the primary trigger (the plan picks the polling one)."""
@@ -93,6 +128,11 @@ class Recipe:
     @property
     def path(self) -> str:
         return self.doc.path
+
+    @property
+    def source(self) -> str:
+        """The recipe file's resolved path (which file a state was last run from)."""
+        return str(Path(self.doc.path).expanduser().resolve())
 
     @property
     def trigger_connector_id(self) -> str:
@@ -129,6 +169,7 @@ def recipe_from_document(doc: Document) -> Recipe:
                                                    "not both", key=True))
     elif "trigger" not in data and "triggers" not in data:
         problems.append(doc.problem((), "missing required key 'trigger' (or 'triggers')"))
+    retry = _retry_policy(doc, data.get("retry") or {}, problems)
     if problems:
         raise DocumentError(problems)
     if "trigger" in data:
@@ -137,6 +178,7 @@ def recipe_from_document(doc: Document) -> Recipe:
         specs = [_trigger_spec(t, ("triggers", i)) for i, t in enumerate(data["triggers"])]
     trig = specs[0]
     return Recipe(
+        id=data.get("id", ""), id_declared="id" in data, retry=retry,
         name=data["name"], description=data.get("description", ""), vars=data.get("vars", {}),
         trigger_use=trig.use, trigger_connection=trig.connection,
         trigger_with=trig.with_, every=trig.every, doc=doc, triggers=specs,
@@ -152,3 +194,24 @@ def _trigger_spec(trig: dict[str, Any], path: tuple[str | int, ...]) -> TriggerS
                        with_=trig.get("with", {}),
                        every=parse_period(trig["every"]) if given else DEFAULT_EVERY,
                        every_given=given)
+
+
+def _retry_policy(doc: Document, spec: dict[str, Any], problems: list[Any]) -> RetryPolicy:
+    """The ``retry:`` block (already schema-checked) as a policy; MIN above MAX is a problem."""
+    if not isinstance(spec, dict):
+        return RetryPolicy()
+    low, high = DEFAULT_BACKOFF
+    raw = spec.get("backoff")
+    if isinstance(raw, str):
+        first, _, second = raw.partition("..")
+        try:
+            low = parse_period(first)
+            high = parse_period(second) if second else max(high, low)
+        except ValueError:
+            return RetryPolicy()  # the schema pattern reported it
+        if low > high:
+            problems.append(doc.problem(("retry", "backoff"),
+                                        f"the back-off minimum {first} is above its maximum "
+                                        f"{second}"))
+    return RetryPolicy(attempts=int(spec.get("attempts", DEFAULT_ATTEMPTS)), backoff_min=low,
+                       backoff_max=high, breaker=int(spec.get("breaker", DEFAULT_BREAKER)))

@@ -325,7 +325,7 @@ def _run_recipe(path: Path, store: Any, registry: Any, sandboxes: Sandboxes) -> 
         return result
     activity = ACTIVITY.get(plan.trigger.ref)
     passes: list[tuple[bool, Callable[[Sandboxes], str] | None]] = [(True, None)]
-    if activity is not None and not store.trigger_initialized(recipe.name, plan.trigger.ref):
+    if activity is not None and not store.trigger_initialized(recipe.id, plan.trigger.ref):
         passes = [(False, None), (False, activity)]
     for backfill, before_run in passes:
         try:

@@ -78,10 +78,10 @@ class Api:
         return [
             Route("/api/openapi.json", self.openapi, methods=["GET"]),
             r("/api/recipes", self.recipes),
-            r("/api/recipes/{name}", self.recipe),
-            r("/api/recipes/{name}/enable", self.enable, "POST"),
-            r("/api/recipes/{name}/disable", self.disable, "POST"),
-            r("/api/recipes/{name}/run", self.run_now, "POST"),
+            r("/api/recipes/{recipe_id}", self.recipe),
+            r("/api/recipes/{recipe_id}/enable", self.enable, "POST"),
+            r("/api/recipes/{recipe_id}/disable", self.disable, "POST"),
+            r("/api/recipes/{recipe_id}/run", self.run_now, "POST"),
             r("/api/runs", self.runs),
             r("/api/runs/{run_id}", self.run),
             r("/api/events", self.events),
@@ -115,9 +115,9 @@ class Api:
 
     # -- recipes ----------------------------------------------------------------------------
     def _recipe(self, row: Any) -> dict[str, Any]:
-        loaded = self.service.book.recipes.get(row.name)
+        loaded = self.service.book.recipes.get(row.id)
         plan = loaded.plan if loaded is not None else None
-        return {"name": row.name, "path": row.path, "enabled": row.enabled,
+        return {"id": row.id, "name": row.name, "path": row.path, "enabled": row.enabled,
                 "status": row.status, "problems": row.problems,
                 "triggers": [s.trigger.ref for s in plan.sources] if plan else [],
                 "polls": bool(plan and plan.polls),
@@ -127,10 +127,11 @@ class Api:
                 "first_by_webhook": row.webhook_first, "first_by_poll": row.poll_first}
 
     def _row(self, request: Request) -> Any:
-        row = reg.get(self.store, request.path_params["name"])
-        if row is None:
-            raise ApiError(404, "no such recipe")
-        return row
+        found = reg.find(self.store, request.path_params["recipe_id"])
+        if len(found) != 1:
+            raise ApiError(404, "no such recipe" if not found else
+                           "several recipes have this name: use the id")
+        return found[0]
 
     def recipes(self, request: Request) -> Any:
         return [self._recipe(r) for r in reg.list_all(self.store)]
@@ -140,9 +141,9 @@ class Api:
 
     def _set_enabled(self, request: Request, enabled: bool) -> Any:
         row = self._row(request)
-        reg.update(self.store, row.name, enabled=enabled)
+        reg.update(self.store, row.id, enabled=enabled)
         self.service.scheduler.notify()
-        return self._recipe(reg.get(self.store, row.name))
+        return self._recipe(reg.get(self.store, row.id))
 
     def enable(self, request: Request) -> Any:
         return self._set_enabled(request, True)
@@ -154,8 +155,8 @@ class Api:
         row = self._row(request)
         if not row.enabled:
             raise ApiError(409, "the recipe is disabled")
-        self.service.scheduler.request_run(row.name)
-        return {"name": row.name, "requested": True}
+        self.service.scheduler.request_run(row.id)
+        return {"id": row.id, "requested": True}
 
     # -- runs and events --------------------------------------------------------------------
     def runs(self, request: Request) -> Any:

@@ -61,6 +61,7 @@ class Service:
         self.started = False
         self._last_prune = 0.0
         self._subscribed: dict[str, set[str]] | None = None
+        self._subscription_failures: dict[str, float] = {}
 
     # -- lifecycle --------------------------------------------------------------------------
     def start(self) -> None:
@@ -86,19 +87,24 @@ class Service:
 
     # -- called by the scheduler each reload ------------------------------------------------
     def reload(self) -> None:
+        now = time.monotonic()
         self.book.refresh()
         inbox.heartbeat(self.store, self.instance_id)
         self._refresh_depth()
-        requested = [r.name for r in reg.list_all(self.store)
+        requested = [r.id for r in reg.list_all(self.store)
                      if r.enabled and r.run_requested_at is not None]
         self.scheduler.take_run_requests(requested)
+        self.scheduler.due_retries()
         if self.leads():
             wanted = wanted_events(self.book.enabled())
-            if wanted != self._subscribed:
-                reconcile(self.store, self.registry, wanted, self.config.url)
+            failures = self._subscription_failures
+            if wanted != self._subscribed or any(t <= now for t in failures.values()):
+                for name in [n for n, t in failures.items() if t <= now]:
+                    del failures[name]
+                reconcile(self.store, self.registry, wanted, self.config.url,
+                          failed=failures)
                 self._subscribed = wanted
                 self.receiver.forget()
-        now = time.monotonic()
         if now - self._last_prune > 3600:
             self._last_prune = now
             inbox.prune(self.store, self.config.retention)

@@ -62,6 +62,7 @@ def check_text(text: str, path: str, registry: Any, store: Any) -> Plan:
 class LoadedRecipe:
     """A registered recipe as this process runs it."""
 
+    id: str
     name: str
     path: str
     enabled: bool
@@ -74,7 +75,7 @@ class LoadedRecipe:
 
 
 class RecipeBook:
-    """name -> LoadedRecipe, kept in step with the registry and the files."""
+    """recipe id -> LoadedRecipe, kept in step with the registry and the files."""
 
     def __init__(self, store: Any, registry: Any) -> None:
         self.store = store
@@ -85,28 +86,29 @@ class RecipeBook:
         return [r for r in self.recipes.values() if r.enabled and r.plan is not None]
 
     def refresh(self) -> list[str]:
-        """Reload what changed; returns the names of recipes whose running plan changed."""
+        """Reload what changed; returns the ids of recipes whose running plan changed."""
         changed = []
         generations = reg.generations(self.store)
-        for name in [n for n in self.recipes if n not in generations]:
-            del self.recipes[name]
-            changed.append(name)
-            log.info("recipe '%s' removed", name, extra={"recipe": name})
-        for name, generation in generations.items():
-            loaded = self.recipes.get(name)
+        for rid in [r for r in self.recipes if r not in generations]:
+            gone = self.recipes.pop(rid)
+            changed.append(rid)
+            log.info("recipe '%s' removed", gone.name, extra={"recipe": rid})
+        for rid, generation in generations.items():
+            loaded = self.recipes.get(rid)
             if loaded is None or loaded.generation != generation:
-                if self._load(name):
-                    changed.append(name)
+                if self._load(rid):
+                    changed.append(rid)
         for loaded in list(self.recipes.values()):
             if loaded.enabled and self._check_file(loaded):
-                changed.append(loaded.name)
+                changed.append(loaded.id)
         return changed
 
-    def _load(self, name: str) -> bool:
-        row = reg.get(self.store, name)
+    def _load(self, rid: str) -> bool:
+        row = reg.get(self.store, rid)
         if row is None:
-            return self.recipes.pop(name, None) is not None
-        old = self.recipes.get(name)
+            return self.recipes.pop(rid, None) is not None
+        old = self.recipes.get(rid)
+        name = row.name
         plan, problems = None, None
         if old is not None and old.source_hash == row.source_hash and old.plan is not None:
             plan = old.plan  # same text: keep the compiled plan
@@ -116,9 +118,9 @@ class RecipeBook:
             except SpliceError as exc:
                 problems = str(exc)
                 log.error("recipe '%s': its stored version does not load: %s", name, problems,
-                          extra={"recipe": name})
-        self.recipes[name] = LoadedRecipe(
-            name=name, path=row.path, enabled=row.enabled, generation=row.generation,
+                          extra={"recipe": rid})
+        self.recipes[rid] = LoadedRecipe(
+            id=rid, name=name, path=row.path, enabled=row.enabled, generation=row.generation,
             plan=plan, source_hash=row.source_hash, problems=problems,
             file_seen=old.file_seen if old else None, file_hash=old.file_hash if old else None)
         return True
@@ -130,11 +132,11 @@ class RecipeBook:
         except OSError:
             if loaded.file_seen != (-1.0, -1):
                 loaded.file_seen = (-1.0, -1)
-                reg.update(self.store, loaded.name, bump=False, status="missing",
+                reg.update(self.store, loaded.id, bump=False, status="missing",
                            problems=f"{loaded.path}: file not found; the stored version "
                                     "keeps running")
                 log.warning("recipe '%s': %s is gone; the stored version keeps running",
-                            loaded.name, loaded.path, extra={"recipe": loaded.name})
+                            loaded.name, loaded.path, extra={"recipe": loaded.id})
             return False
         seen = (st.st_mtime, st.st_size)
         if seen == loaded.file_seen:
@@ -149,25 +151,27 @@ class RecipeBook:
             return False
         loaded.file_hash = digest
         if digest == loaded.source_hash:
-            reg.update(self.store, loaded.name, bump=False, status="ok", problems=None)
+            reg.update(self.store, loaded.id, bump=False, status="ok", problems=None)
             return False
         try:
             plan = check_text(text, loaded.path, self.registry, self.store)
-            if plan.recipe.name != loaded.name:
-                raise SpliceError(f"{loaded.path}: the recipe's name changed from "
-                                  f"'{loaded.name}' to '{plan.recipe.name}' (a name keeps a "
+            if plan.recipe.id != loaded.id:
+                raise SpliceError(f"{loaded.path}: the recipe's id changed from "
+                                  f"'{loaded.id}' to '{plan.recipe.id}' (the id keys the "
                                   "recipe's state): `splice recipes remove` it and add the "
                                   "file again")
         except SpliceError as exc:
-            reg.update(self.store, loaded.name, bump=False, status="invalid",
+            reg.update(self.store, loaded.id, bump=False, status="invalid",
                        problems=str(exc))
             log.error("recipe '%s': the new version of %s is refused; the running version "
-                      "stays: %s", loaded.name, loaded.path, exc, extra={"recipe": loaded.name})
+                      "stays: %s", loaded.name, loaded.path, exc, extra={"recipe": loaded.id})
             return False
-        reg.register(self.store, loaded.name, loaded.path, text, digest, enabled=True)
-        row = reg.get(self.store, loaded.name)
+        reg.register(self.store, loaded.id, plan.recipe.name, loaded.path, text, digest,
+                     enabled=True)
+        row = reg.get(self.store, loaded.id)
         loaded.plan, loaded.source_hash, loaded.problems = plan, digest, None
+        loaded.name = plan.recipe.name
         loaded.generation = row.generation if row else loaded.generation
         log.info("recipe '%s': new version of %s loaded", loaded.name, loaded.path,
-                 extra={"recipe": loaded.name})
+                 extra={"recipe": loaded.id})
         return True

@@ -62,10 +62,10 @@ def webhook_leg(sandboxes: Sandboxes, store: Any, registry: Any,
         plan = check_text(text, str(path), registry, store)
     except SpliceError as exc:
         return LegResult(TITLE, [f"{LIVE_RECIPE}: {exc}"], ok=False)
-    name = plan.recipe.name
-    added = reg.get(store, name) is None
+    rid = plan.recipe.id
+    added = reg.get(store, rid) is None
     if added:
-        reg.register(store, name, str(path), text, text_hash(text))
+        reg.register(store, rid, plan.recipe.name, str(path), text, text_hash(text))
     config = ServeConfig(port=free_port(), tick=0.05, reload_every=0.5)
     service = Service(store, registry, config, token=secrets.token_urlsafe(24))
     try:
@@ -82,7 +82,7 @@ def webhook_leg(sandboxes: Sandboxes, store: Any, registry: Any,
             sandboxes.control("ghl_users", "POST", "webhook-url", {"url": None})
     finally:
         if added:
-            reg.remove(store, name)
+            reg.remove(store, rid)
     who = f"{DEMO_USER['firstName']} {DEMO_USER['lastName']} <{email}>"
     if client is None:
         return LegResult(TITLE, [f"created {who} in HighLevel; no Invoice2go client after "

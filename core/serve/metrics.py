@@ -6,7 +6,8 @@ rejected delivery for an unknown connection is counted by reason only):
 - ``splice_webhook_deliveries_accepted_total{connection}``
 - ``splice_webhook_deliveries_rejected_total{reason}`` (``splice.signatures.REASONS``)
 - ``splice_webhook_ack_seconds`` histogram: from request to answer
-- ``splice_events_total{recipe, outcome}``: ``processed``, ``failed``, ``dead``
+- ``splice_events_total{recipe, outcome}``: ``processed``, ``failed``, ``dead`` (``recipe``
+  labels hold the recipe id)
 - ``splice_inbox_depth``: deliveries waiting
 - ``splice_poll_lag_seconds{recipe}``: how late the last poll started; and a histogram
 - ``splice_polls_total{recipe, status}``

@@ -29,8 +29,8 @@ def _list(name: str) -> dict[str, Any]:
 SCHEMAS: dict[str, Any] = {
     "Error": _obj(["error"], error=_STR),
     "Recipe": _obj(
-        ["name", "path", "enabled", "status", "triggers", "polls"],
-        name=_STR, path=_STR, enabled={"type": "boolean"},
+        ["id", "name", "path", "enabled", "status", "triggers", "polls"],
+        id=_STR, name=_STR, path=_STR, enabled={"type": "boolean"},
         status={"enum": ["ok", "invalid", "missing"]}, problems=_OSTR,
         triggers={"type": "array", "items": _STR}, polls={"type": "boolean"},
         every={"type": ["number", "null"]}, next_poll_at=_OTIME, last_poll_at=_OTIME,
@@ -109,6 +109,7 @@ def _query(name: str, schema: Any) -> dict[str, Any]:
 LIMIT = _query("limit", {"type": "integer", "minimum": 1, "maximum": 500})
 RECIPE = _query("recipe", _STR)
 NAME = _path("name")
+RECIPE_ID = _path("recipe_id")
 EVENT_ID = _path("event_id", {"type": "integer", "minimum": 1})
 
 
@@ -116,14 +117,16 @@ def document(server_url: str) -> dict[str, Any]:
     """The OpenAPI document, with ``server_url`` as its server."""
     paths = {
         "/api/recipes": {"get": _op("Registered recipes", _list("Recipe"))},
-        "/api/recipes/{name}": {"get": _op("One recipe", _ref("Recipe"), params=[NAME],
+        "/api/recipes/{recipe_id}": {"get": _op("One recipe (by id, or by name when unique)",
+                                                _ref("Recipe"), params=[RECIPE_ID],
                                            missing=True)},
-        "/api/recipes/{name}/enable": {"post": _op("Enable a recipe", _ref("Recipe"),
-                                                   params=[NAME], missing=True)},
-        "/api/recipes/{name}/disable": {"post": _op("Disable a recipe", _ref("Recipe"),
-                                                    params=[NAME], missing=True)},
-        "/api/recipes/{name}/run": {"post": _op("Run a recipe now", _ref("Requested"),
-                                                params=[NAME], missing=True, conflict=True)},
+        "/api/recipes/{recipe_id}/enable": {"post": _op(
+            "Enable a recipe", _ref("Recipe"), params=[RECIPE_ID], missing=True)},
+        "/api/recipes/{recipe_id}/disable": {"post": _op(
+            "Disable a recipe", _ref("Recipe"), params=[RECIPE_ID], missing=True)},
+        "/api/recipes/{recipe_id}/run": {"post": _op(
+            "Run a recipe now", _ref("Requested"), params=[RECIPE_ID], missing=True,
+            conflict=True)},
         "/api/runs": {"get": _op("Recent runs", _list("Run"), params=[RECIPE, LIMIT],
                                  bad=True)},
         "/api/runs/{run_id}": {"get": _op("A run with its events and steps",

@@ -39,7 +39,7 @@ class Routed:
 
 @dataclass
 class RouteIndex:
-    """(connection, event type) -> [(recipe name, source)], built from the enabled plans."""
+    """(connection, event type) -> [(recipe id, source)], built from the enabled plans."""
 
     routes: dict[tuple[str, str], list[tuple[str, Source]]]
 
@@ -50,7 +50,7 @@ class RouteIndex:
             for source in loaded.plan.webhooks:
                 for event in source.trigger.events:
                     routes.setdefault((source.connection or "", event), []).append(
-                        (loaded.name, source))
+                        (loaded.id, source))
         return cls(routes)
 
     def connections(self) -> set[str]:

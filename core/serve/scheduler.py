@@ -8,11 +8,16 @@ One thread decides; ``workers`` threads run recipe jobs. Every ``tick`` the sche
   poll, and of several processes exactly one polls each interval;
 - **webhooks**: claims new inbox rows, routes them (:mod:`splice.serve.routing`) and queues
   each recipe's records;
+- **retries**: a recipe whose failed events are due again (``next_attempt_at``, set by the
+  engine's back-off) gets a run that resumes and retries them, on their schedule, whether or
+  not its next poll is near (webhook-only recipes too);
 - **run-now** requests from ``splice recipes run-now`` or the API;
 - starts a job for every recipe with work that has no job running, while a worker is free.
 
-A recipe has at most one job at a time (its deliveries, then its poll), so its events are
-never processed twice at once in this process, and a slow API holds only the workers running
+A recipe has at most one job at a time (its deliveries, its retries, then its poll), and each
+job runs under the recipe trigger's lease (:mod:`splice.store.leases`): never two runs of one
+recipe at once, in this process or another one (a second serve, a ``splice run``); a job that
+finds the lease taken leaves the work for later. A slow API holds only the workers running
 its recipes. An inbox row is marked done once every recipe it was routed to has it in its
 ledger; rows not finished when the process stops are claimed again by the next one.
 """
@@ -46,8 +51,10 @@ class _Work:
     items: list[Routed] = field(default_factory=list)
     poll_due: datetime | None = None   # a claimed poll, due at this time
     poll: bool = False
-    retries: list[int] = field(default_factory=list)   # event ids to run again
-    not_before: float = 0.0            # monotonic: wait (rate budget) before the next job
+    retries: list[int] = field(default_factory=list)   # event ids to run again (the API)
+    sweep: bool = False                # resume pending and retry due events
+    retry_at: datetime | None = None   # when the next failed event is due
+    not_before: float = 0.0            # monotonic: wait (rate budget, lease) before a job
 
 
 class Scheduler:
@@ -125,13 +132,14 @@ class Scheduler:
             self.service.reload()
             self.index = RouteIndex.build(self.service.book.enabled())
         self._schedule_polls()
+        self._schedule_retries()
         self._take_inbox()
         self._start_jobs()
 
     # -- polls ------------------------------------------------------------------------------
     def _schedule_polls(self) -> None:
         book = self.service.book
-        polling = {r.name: r for r in book.enabled() if r.plan is not None and r.plan.polls}
+        polling = {r.id: r for r in book.enabled() if r.plan is not None and r.plan.polls}
         if not polling:
             return
         schedule = reg.poll_schedule(self.store)
@@ -152,6 +160,21 @@ class Scheduler:
             if reg.claim_poll(self.store, name, due, now + timedelta(seconds=every + spread)):
                 with self.lock:
                     work.poll, work.poll_due = True, due
+
+    def _schedule_retries(self) -> None:
+        now = _now()
+        with self.lock:
+            for work in self.work.values():
+                if work.retry_at is not None and work.retry_at <= now:
+                    work.retry_at, work.sweep = None, True
+
+    def due_retries(self) -> None:
+        """Read when each enabled recipe's next failed event is due (each reload)."""
+        for loaded in self.service.book.enabled():
+            _count, due = self.store.next_retry(loaded.plan.recipe.id, loaded.plan.trigger.ref)
+            with self.lock:
+                work = self.work.setdefault(loaded.id, _Work())
+                work.retry_at = due
 
     def request_run(self, name: str) -> None:
         """Run ``name`` now (its poll, and its pending events)."""
@@ -224,23 +247,24 @@ class Scheduler:
                     return
                 if name in self.running or now < work.not_before:
                     continue
-                if not work.items and not work.poll and not work.retries:
+                if not work.items and not work.poll and not work.retries and not work.sweep:
                     continue
                 items, work.items = work.items, []
                 retries, work.retries = work.retries, []
+                sweep, work.sweep = work.sweep and not work.poll, False  # a poll sweeps too
                 poll, due, work.poll, work.poll_due = work.poll, work.poll_due, False, None
                 self.running[name] = self.pool.submit(self._job, name, items, poll, due,
-                                                      retries)
+                                                      retries, sweep)
 
     def _job(self, name: str, items: list[Routed], poll: bool, due: datetime | None,
-             retries: list[int] | None = None) -> None:
+             retries: list[int] | None = None, sweep: bool = False) -> None:
         try:
             loaded = self.service.book.recipes.get(name)
             if loaded is None or loaded.plan is None or not loaded.enabled:
                 if items:
                     self._row_done(items, f"{name}: disabled")
                 return
-            if items:
+            if items or (sweep and not poll):
                 self._deliver(loaded, items)
             if retries and not self.stopping:
                 self._retry(loaded, retries)
@@ -257,54 +281,63 @@ class Scheduler:
                 self.running.pop(name, None)
             self.wake.set()
 
+    def _after(self, loaded: Any, report: Any) -> None:
+        """Count a run's outcomes, note when its next retry is due, log its errors."""
+        self.metrics.count_report(loaded.id, report)
+        if report.dead:
+            self.metrics.events.labels(loaded.id, "dead").inc(report.dead)
+        with self.lock:
+            work = self.work.setdefault(loaded.id, _Work())
+            work.retry_at = report.next_retry_at
+            if report.held_by:  # another process runs this recipe now: look again soon
+                work.not_before = time.monotonic() + 1.0
+        for error in report.errors[:3]:
+            log.warning("recipe '%s': %s", loaded.name, error, extra={"recipe": loaded.id})
+
     def _deliver(self, loaded: Any, items: list[Routed]) -> None:
+        mode = "webhook" if items else "retry"
         runner = Runner(loaded.plan, self.store, self.service.registry)
         try:
-            report, handled = runner.deliver([(i.key, i.record) for i in items])
+            report, handled = runner.deliver([(i.key, i.record) for i in items], mode=mode)
         finally:
             runner.close()
-        self.metrics.count_report(loaded.name, report)
-        reg.add_webhook_first(self.store, loaded.name, report.events_new)
+        self._after(loaded, report)
+        reg.add_webhook_first(self.store, loaded.id, report.events_new)
         done, rest = items[:handled], items[handled:]
-        if rest:  # the run stopped early (rate budget, database): try them again later
+        if rest:  # not claimed (the lease was taken, the database failed): again later
             with self.lock:
-                work = self.work.setdefault(loaded.name, _Work())
+                work = self.work.setdefault(loaded.id, _Work())
                 work.items[:0] = rest
-                work.not_before = time.monotonic() + 5.0
+                work.not_before = max(work.not_before, time.monotonic() + 1.0)
         self._row_done(done, f"{loaded.name}: run {str(report.run_id)[:8]}")
-        for error in report.errors[:3]:
-            log.warning("recipe '%s': %s", loaded.name, error, extra={"recipe": loaded.name})
 
     def _retry(self, loaded: Any, event_ids: list[int]) -> None:
-        events = [e for i in dict.fromkeys(event_ids)
-                  if (e := self.store.get_event(i)) is not None and e.recipe == loaded.name
-                  and e.status in ("failed", "pending")]
-        if not events:
-            return
         runner = Runner(loaded.plan, self.store, self.service.registry)
         try:
-            report = runner.retry(events)
+            report = runner.retry(list(dict.fromkeys(event_ids)))
         finally:
             runner.close()
-        self.metrics.count_report(loaded.name, report)
+        self._after(loaded, report)
 
     def _poll(self, loaded: Any, due: datetime | None) -> None:
         started = _now()
         if due is not None:
             lag = max(0.0, (started - due).total_seconds())
-            self.metrics.poll_lag.labels(loaded.name).set(lag)
+            self.metrics.poll_lag.labels(loaded.id).set(lag)
             self.metrics.poll_lag_hist.observe(lag)
         runner = Runner(loaded.plan, self.store, self.service.registry)
         try:
             report = runner.run(mode="serve")
         finally:
             runner.close()
+        self._after(loaded, report)
+        if report.held_by:
+            log.info("recipe '%s': not polled, %s holds it", loaded.name, report.held_by,
+                     extra={"recipe": loaded.id})
+            return
         status = "succeeded" if report.ok else "failed"
-        self.metrics.polls.labels(loaded.name, status).inc()
-        self.metrics.count_report(loaded.name, report)
-        reg.record_poll(self.store, loaded.name, status=status, run_id=report.run_id,
+        self.metrics.polls.labels(loaded.id, status).inc()
+        reg.record_poll(self.store, loaded.id, status=status, run_id=report.run_id,
                         new_events=report.events_new, started_at=started)
         log.info("recipe '%s' polled: %d new, %d failed", loaded.name, report.events_new,
-                 report.events_failed, extra={"recipe": loaded.name, "run_id": report.run_id})
-        for error in report.errors[:3]:
-            log.warning("recipe '%s': %s", loaded.name, error, extra={"recipe": loaded.name})
+                 report.events_failed, extra={"recipe": loaded.id, "run_id": report.run_id})

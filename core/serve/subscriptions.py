@@ -24,7 +24,6 @@ from .keys import SECRET_FIELD
 log = logging.getLogger("splice.serve.subscriptions")
 SUBSCRIPTION_FIELD = "webhook_subscription"
 FAILURE_BACKOFF = 30.0
-_failed: dict[str, float] = {}
 
 
 def wanted_events(recipes: Iterable[Any]) -> dict[str, set[str]]:
@@ -44,10 +43,13 @@ def _dig(data: Any, path: str) -> Any:
 
 
 def reconcile(store: Any, registry: Any, wanted: dict[str, set[str]], base_url: str | None,
-              *, only_remove: bool = False) -> list[str]:
+              *, only_remove: bool = False, failed: dict[str, float] | None = None
+              ) -> list[str]:
     """Bring every REST-hook connection's subscription in line with ``wanted``; returns what
     was done, one line each. ``only_remove``: unsubscribe what is no longer wanted, nothing
-    else (no serve URL is known)."""
+    else (no serve URL is known). ``failed``: connection -> when to try again after a failure
+    (the caller keeps it between calls)."""
+    _failed = failed if failed is not None else {}
     done: list[str] = []
     now = time.monotonic()
     for record in store.list_connections():
