@@ -10,7 +10,7 @@ import sys
 
 import click
 
-from . import connections, connectors, recipes, registry, runs, serve
+from . import connections, connectors, recipes, registry, runs, serve, webhooks
 from .common import setup_logging
 
 
@@ -70,6 +70,9 @@ for _command in (connectors.connectors, connectors.call, connectors.plugins, rec
                  connections.connections, connections.connect, connections.sandbox,
                  registry.recipes, serve.serve):
     cli.add_command(_command)
+
+
+_ = webhooks  # its commands join the `connections` group
 
 
 def main() -> None:
