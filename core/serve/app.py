@@ -36,10 +36,12 @@ from .config import ServeConfig
 from .ingest import InboxWriter
 from .metrics import CONTENT_TYPE_LATEST, Metrics
 from .receiver import Receiver
+from .routing import RouteIndex
 from .scheduler import Scheduler
 from .subscriptions import reconcile, wanted_events
 
 log = logging.getLogger("splice.serve")
+NOTIFY_EVERY = 0.02  # seconds: new deliveries wake the scheduler at most this often
 
 
 class Service:
@@ -55,13 +57,14 @@ class Service:
         self._depth_lock = threading.Lock()
         self.writer = InboxWriter(store, on_stored=self._stored)
         self.receiver = Receiver(store, registry, self.writer, self.metrics, config,
-                                 depth=lambda: self._depth)
+                                 depth=lambda: self._depth, routed=self._routed)
         self.scheduler = Scheduler(self)
         self.api = Api(self)
         self.started = False
         self._last_prune = 0.0
         self._subscribed: dict[str, set[str]] | None = None
         self._subscription_failures: dict[str, float] = {}
+        self._notified = 0.0
 
     # -- lifecycle --------------------------------------------------------------------------
     def start(self) -> None:
@@ -89,7 +92,9 @@ class Service:
     def reload(self) -> None:
         now = time.monotonic()
         self.book.refresh()
+        self.scheduler.index = RouteIndex.build(self.book.enabled())
         inbox.heartbeat(self.store, self.instance_id)
+        inbox.checkpoint(self.store)
         self._refresh_depth()
         requested = [r.id for r in reg.list_all(self.store)
                      if r.enabled and r.run_requested_at is not None]
@@ -114,12 +119,18 @@ class Service:
         live = inbox.live_instances(self.store)
         return not live or live[0]["id"] == self.instance_id
 
+    def _routed(self, connection: str, event_type: str) -> bool:
+        """Whether an enabled recipe listens to ``event_type`` deliveries on ``connection``."""
+        return (connection, event_type) in self.scheduler.index.routes
+
     # -- inbox depth ------------------------------------------------------------------------
     def _stored(self, count: int) -> None:
         with self._depth_lock:
             self._depth += count
             self.metrics.inbox_depth.set(self._depth)
-        if count:
+        now = time.monotonic()
+        if count and now - self._notified > NOTIFY_EVERY:  # wake the scheduler, not per row
+            self._notified = now
             self.scheduler.notify()
 
     def inbox_processed(self, count: int) -> None:

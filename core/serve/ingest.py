@@ -1,7 +1,7 @@
 """The inbox writer: verified deliveries committed in groups, each answered after its commit.
 
 Request handlers ``await writer.submit(delivery)``; one thread takes everything queued since
-its last commit and inserts it in ONE transaction (``store.inbox.store_deliveries``), then
+its last commit and inserts it in ONE transaction (``store.inbox.DeliveryWriter``), then
 resolves each handler's future with "new" or "duplicate". Under load a commit covers many
 deliveries, so the cost of durability is shared; no handler is answered before the
 transaction holding its delivery committed. A failed commit fails every delivery in it (the
@@ -17,7 +17,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from ..store.inbox import Delivery, store_deliveries
+from ..store.inbox import Delivery, DeliveryWriter
 
 log = logging.getLogger("splice.serve.ingest")
 MAX_GROUP = 512
@@ -31,6 +31,7 @@ class InboxWriter:
         self.store = store
         self.on_stored = on_stored or (lambda count: None)
         self.commits = 0
+        self._writer = DeliveryWriter(store)
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="splice-inbox-writer",
                                         daemon=True)
@@ -53,6 +54,7 @@ class InboxWriter:
         while True:
             first = self._queue.get()
             if first is _STOP:
+                self._writer.close()
                 return
             group = [first]
             stop = False
@@ -67,12 +69,13 @@ class InboxWriter:
                 group.append(item)
             self._commit(group)
             if stop:
+                self._writer.close()
                 return
 
     def _commit(self, group: list[Any]) -> None:
         try:
-            results: list[bool] | BaseException = store_deliveries(
-                self.store, [delivery for delivery, _f, _l in group])
+            results: list[bool] | BaseException = self._writer.write(
+                [delivery for delivery, _f, _l in group])
             self.commits += 1
         except Exception as exc:  # the database refused: every handler answers 503
             log.error("inbox commit failed: %s", type(exc).__name__)
@@ -87,7 +90,8 @@ class InboxWriter:
             except RuntimeError:  # the loop is closed: nobody waits any more
                 pass
         if not isinstance(results, BaseException):
-            self.on_stored(sum(results))
+            self.on_stored(sum(1 for (d, _f, _l), new in zip(group, results, strict=True)
+                               if new and d.outcome is None))
 
 
 def _resolve(items: list[tuple[asyncio.Future[bool], Any]]) -> None:

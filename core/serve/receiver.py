@@ -7,8 +7,10 @@ with a key the connection has (401; no key configured refuses everything); the b
 JSON object (400); a signed timestamp must be inside the window (401); the delivery id must be
 where the trigger says (400). An event type no trigger declares is acknowledged and dropped
 (200 ``ignored``), as providers send every event of an app to one URL. Then the delivery is
-committed to the inbox (:mod:`splice.serve.ingest`) and only then answered ``200 accepted``;
-a delivery id received before is answered ``200 duplicate`` and stores nothing. Rejections
+committed to the inbox (:mod:`splice.serve.ingest`) and only then answered ``200 accepted``
+(stored already done when no enabled recipe listens to its event: nothing to process, its
+id still remembered); a delivery id received before is answered ``200 duplicate`` and stores
+nothing. Rejections
 are counted by reason and logged without the payload.
 """
 
@@ -47,6 +49,7 @@ class Target:
     event_types: list[dict[str, str]]     # where the event type may be
     delivery_ids: list[dict[str, str]]    # where the delivery id may be
     events: set[str] = field(default_factory=set)
+    effects: set[str] = field(default_factory=set)  # events the engine acts on itself
     loaded_at: float = 0.0
 
 
@@ -66,13 +69,15 @@ def locate(where: dict[str, str], headers: Any, data: Any) -> str | None:
 
 class Receiver:
     def __init__(self, store: Any, registry: Any, writer: InboxWriter, metrics: Metrics,
-                 config: ServeConfig, depth: Callable[[], int]) -> None:
+                 config: ServeConfig, depth: Callable[[], int],
+                 routed: Callable[[str, str], bool] = lambda connection, event: True) -> None:
         self.store = store
         self.registry = registry
         self.writer = writer
         self.metrics = metrics
         self.config = config
         self.depth = depth
+        self.routed = routed
         self._targets: dict[str, Target | None] = {}
         self._loaded: dict[str, float] = {}
         self.accepting = True
@@ -114,7 +119,8 @@ class Receiver:
                     store_in.append(dict(where))
         keys = connection_keys(record, specs, self.registry.signature_schemes)
         events = {e for t in triggers for e in t.events}
-        return Target(name, specs, keys, event_types, delivery_ids, events)
+        effects = {e for t in triggers if t.revokes_connection for e in t.events}
+        return Target(name, specs, keys, event_types, delivery_ids, events, effects)
 
     def forget(self, name: str | None = None) -> None:
         """Drop cached targets (a connection's keys changed)."""
@@ -183,9 +189,11 @@ class Receiver:
                             if (v := locate(w, headers, data)) is not None), None)
         if delivery_id is None or len(delivery_id) > 200:
             return self._reject("missing_delivery_id", "no usable delivery id", name)
+        outcome = None if event_type in target.effects or self.routed(name, event_type) \
+            else "no enabled recipe listens"
         try:
             new = await self.writer.submit(Delivery(name, delivery_id, event_type,
-                                                    body.decode("utf-8")))
+                                                    body.decode("utf-8"), outcome))
         except (RuntimeError, UnicodeDecodeError):
             return self._reject("inbox_full", "the delivery could not be stored; retry", name)
         if not new:

@@ -130,7 +130,6 @@ class Scheduler:
         if now >= self._next_reload:
             self._next_reload = now + self.config.reload_every
             self.service.reload()
-            self.index = RouteIndex.build(self.service.book.enabled())
         self._schedule_polls()
         self._schedule_retries()
         self._take_inbox()

@@ -21,7 +21,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from .tables import RowId, UTCDateTime, dialect_insert, metadata, now
+from .tables import RowId, UTCDateTime, dialect_insert, metadata, now, sqlite_time
 
 INBOX_STATUSES = ("new", "done")
 HEARTBEAT_STALE = timedelta(seconds=15)
@@ -61,12 +61,18 @@ def create_tables(conn: Connection) -> None:
 
 @dataclass(frozen=True)
 class Delivery:
-    """A verified delivery to store."""
+    """A verified delivery to store; ``outcome`` set: nothing will process it (no enabled
+    recipe listens), so it is stored ``done`` (its id still counts for duplicates)."""
 
     connection: str
     delivery_id: str
     event_type: str | None
     body: str
+    outcome: str | None = None
+
+    @property
+    def status(self) -> str:
+        return "new" if self.outcome is None else "done"
 
 
 @dataclass(frozen=True)
@@ -83,8 +89,9 @@ class InboxRow:
 
 
 def store_deliveries(store: Any, deliveries: list[Delivery]) -> list[bool]:
-    """Insert deliveries in ONE transaction; per delivery: True when new, False for a
-    duplicate id. Committed when this returns (the caller may then answer 2xx)."""
+    """Insert deliveries in ONE transaction; per delivery: True when new (to process, or
+    stored done), False for a duplicate id. Committed when this returns (the caller may then
+    answer 2xx)."""
     stamp = now()
     out: list[bool] = []
     with store._write() as conn:
@@ -93,9 +100,75 @@ def store_deliveries(store: Any, deliveries: list[Delivery]) -> list[bool]:
         for d in deliveries:
             done = conn.execute(stmt, {"connection": d.connection, "delivery_id": d.delivery_id,
                                        "event_type": d.event_type, "body": d.body,
-                                       "status": "new", "received_at": stamp})
+                                       "status": d.status, "outcome": d.outcome,
+                                       "received_at": stamp,
+                                       "processed_at": None if d.outcome is None else stamp})
             out.append(done.rowcount == 1)
     return out
+
+
+class DeliveryWriter:
+    """``store_deliveries`` for one writing thread, on a connection it keeps open.
+
+    On a SQLite file the inserts go straight through the driver (``BEGIN IMMEDIATE``, one
+    ``INSERT ... ON CONFLICT DO NOTHING`` a delivery, ``COMMIT``): a transaction through the
+    engine costs more than the deliveries in it. Other databases use :func:`store_deliveries`.
+    Use it from one thread only.
+    """
+
+    _SQL = ("INSERT INTO inbox (connection, delivery_id, event_type, body, status, outcome, "
+            "received_at, processed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (connection, delivery_id) DO NOTHING")
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+        self._raw: Any = None
+        self._direct = store.engine.dialect.name == "sqlite" and not store.single_connection
+
+    def write(self, deliveries: list[Delivery]) -> list[bool]:
+        if not self._direct:
+            return store_deliveries(self.store, deliveries)
+        if self._raw is None:
+            self._raw = self.store.engine.raw_connection()
+            # WAL checkpoints (an fsync) run on the other connections' commits and on
+            # ``checkpoint``, never inside an acknowledgement
+            self._raw.cursor().execute("PRAGMA wal_autocheckpoint = 0")
+        cursor = self._raw.cursor()
+        stamp = sqlite_time(now())
+        try:
+            cursor.execute("BEGIN IMMEDIATE")
+            out = []
+            for d in deliveries:
+                cursor.execute(self._SQL, (d.connection, d.delivery_id, d.event_type, d.body,
+                                           d.status, d.outcome, stamp,
+                                           None if d.outcome is None else stamp))
+                out.append(cursor.rowcount == 1)
+            cursor.execute("COMMIT")
+            return out
+        except BaseException:
+            try:
+                cursor.execute("ROLLBACK")
+            except Exception:  # noqa: BLE001 - not in a transaction any more
+                pass
+            self.close()  # a fresh connection next time
+            raise
+        finally:
+            cursor.close()
+
+    def close(self) -> None:
+        raw, self._raw = self._raw, None
+        if raw is not None:
+            try:
+                raw.close()
+            except Exception:  # noqa: BLE001 - closing a broken connection
+                pass
+
+
+def checkpoint(store: Any) -> None:
+    """Copy SQLite's write-ahead log into the database file (``PASSIVE``: never waits)."""
+    if store.engine.dialect.name == "sqlite" and not store.single_connection:
+        with store.engine.connect() as conn:
+            conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
 
 
 def depth(store: Any) -> int:
