@@ -5,7 +5,9 @@ One thread decides; ``workers`` threads run recipe jobs. Every ``tick`` the sche
 - **polls**: a polling recipe whose ``next_poll_at`` (in the registry, shared by every serve
   process on the database) has passed is claimed by compare-and-set, and the new due time is
   now + interval + jitter (up to ``jitter`` x interval): missed intervals coalesce into one
-  poll, and of several processes exactly one polls each interval;
+  poll, and of several processes exactly one polls each interval. A recipe seen for the first
+  time is first due within a minute (or its interval, if shorter), spread at random, so many
+  recipes do not all poll at once;
 - **webhooks**: claims new inbox rows, routes them (:mod:`splice.serve.routing`) and queues
   each recipe's records;
 - **retries**: a recipe whose failed events are due again (``next_attempt_at``, set by the
@@ -40,6 +42,7 @@ from .routing import Routed, RouteIndex, route
 
 log = logging.getLogger("splice.serve.scheduler")
 MAX_QUEUED = 5000  # routed records waiting in memory before the inbox is claimed further
+FIRST_POLL_WITHIN = 60.0  # seconds: a newly enabled recipe's first poll, spread over this
 
 
 def _now() -> datetime:
@@ -153,8 +156,9 @@ class Scheduler:
             if due is not None and due > now:
                 continue
             spread = random.uniform(0, self.config.jitter * every)
-            if due is None:  # first sight: poll soon, spread out
-                reg.claim_poll(self.store, name, None, now + timedelta(seconds=spread))
+            if due is None:  # first sight: poll within a minute (or an interval), spread out
+                first = random.uniform(0, min(every, FIRST_POLL_WITHIN))
+                reg.claim_poll(self.store, name, None, now + timedelta(seconds=first))
                 continue
             if reg.claim_poll(self.store, name, due, now + timedelta(seconds=every + spread)):
                 with self.lock:
@@ -320,6 +324,7 @@ class Scheduler:
 
     def _poll(self, loaded: Any, due: datetime | None) -> None:
         started = _now()
+        lag = None
         if due is not None:
             lag = max(0.0, (started - due).total_seconds())
             self.metrics.poll_lag.labels(loaded.id).set(lag)
@@ -339,4 +344,6 @@ class Scheduler:
         reg.record_poll(self.store, loaded.id, status=status, run_id=report.run_id,
                         new_events=report.events_new, started_at=started)
         log.info("recipe '%s' polled: %d new, %d failed", loaded.name, report.events_new,
-                 report.events_failed, extra={"recipe": loaded.id, "run_id": report.run_id})
+                 report.events_failed, extra={"recipe": loaded.id, "run_id": report.run_id,
+                                              "lag": None if lag is None else round(lag, 3),
+                                              "due": due.isoformat() if due else None})
