@@ -116,6 +116,8 @@ def test_rest_hooks_retries_and_the_polling_safety_net(invoice2go: Any) -> None:
         assert row.webhook_first + row.poll_first == 3 and row.webhook_first >= 1
         metrics = httpx.get(f"{serve_url}/metrics").text
         assert 'splice_webhook_deliveries_rejected_total{reason="duplicate"} 1.0' in metrics
+        # the Invoice2go sandbox reports its rate limit in headers: the budget left is shown
+        assert 'splice_rate_budget_remaining{connection="my-invoice2go"}' in metrics
 
         # disabling unsubscribes
         reg.update(store, rid, enabled=False)

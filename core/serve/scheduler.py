@@ -284,9 +284,12 @@ class Scheduler:
                 self.running.pop(name, None)
             self.wake.set()
 
-    def _after(self, loaded: Any, report: Any) -> None:
-        """Count a run's outcomes, note when its next retry is due, log its errors."""
+    def _after(self, loaded: Any, report: Any, budgets: dict[str, int]) -> None:
+        """Count a run's outcomes and its connections' rate budgets, note when its next
+        retry is due, log its errors."""
         self.metrics.count_report(loaded.id, report)
+        for connection, left in budgets.items():
+            self.metrics.budget.labels(connection).set(left)
         if report.dead:
             self.metrics.events.labels(loaded.id, "dead").inc(report.dead)
         with self.lock:
@@ -302,9 +305,10 @@ class Scheduler:
         runner = Runner(loaded.plan, self.store, self.service.registry)
         try:
             report, handled = runner.deliver([(i.key, i.record) for i in items], mode=mode)
+            budgets = runner.rate_budgets()
         finally:
             runner.close()
-        self._after(loaded, report)
+        self._after(loaded, report, budgets)
         reg.add_webhook_first(self.store, loaded.id, report.events_new)
         done, rest = items[:handled], items[handled:]
         if rest:  # not claimed (the lease was taken, the database failed): again later
@@ -318,9 +322,10 @@ class Scheduler:
         runner = Runner(loaded.plan, self.store, self.service.registry)
         try:
             report = runner.retry(list(dict.fromkeys(event_ids)))
+            budgets = runner.rate_budgets()
         finally:
             runner.close()
-        self._after(loaded, report)
+        self._after(loaded, report, budgets)
 
     def _poll(self, loaded: Any, due: datetime | None) -> None:
         started = _now()
@@ -332,9 +337,10 @@ class Scheduler:
         runner = Runner(loaded.plan, self.store, self.service.registry)
         try:
             report = runner.run(mode="serve")
+            budgets = runner.rate_budgets()
         finally:
             runner.close()
-        self._after(loaded, report)
+        self._after(loaded, report, budgets)
         if report.held_by:
             log.info("recipe '%s': not polled, %s holds it", loaded.name, report.held_by,
                      extra={"recipe": loaded.id})
