@@ -8,6 +8,7 @@ processes and seconds.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -143,13 +144,11 @@ def test_a_killed_lease_holder_is_taken_over_after_the_expiry(crm_sqlite: Crm,
     assert held.returncode == 0 and "already running" in held.stdout  # not expired yet
     taken = crm.splice("run", RECIPE, "--wait", **env)
     assert taken.returncode in (0, 1), taken.stdout + taken.stderr
-    assert time.monotonic() - killed_at >= 1.0  # it waited for the expiry
-    assert "waiting" in taken.stderr
+    # it took over only once the lease expired: 3 s after the last heartbeat (every 0.5 s)
+    assert time.monotonic() - killed_at >= 2.4
     notes, tags = crm.notes(), crm.tag_writes()
     assert max(notes.values()) == 1 and max(tags.values()) == 1  # nothing written twice
     dead = crm.splice("runs", "dead", "--json", **env)
-    import json
-
     letters = json.loads(dead.stdout)
     assert all(d["error_class"] == "unknown" for d in letters) and len(letters) <= 1
     # every contact got both writes, except the one whose write was in flight at the kill:
@@ -245,8 +244,6 @@ def test_a_target_that_is_down_stops_the_run_when_the_breaker_opens(crm_sqlite: 
     started = time.monotonic()
     run = crm.splice("run", recipe, "--json")
     elapsed = time.monotonic() - started
-    import json
-
     report = json.loads(run.stdout)
     assert run.returncode == 1
     assert report["requests_made"] == 6  # the trigger's first page, 5 connection attempts

@@ -109,17 +109,20 @@ def connections_list(as_json: bool, tsv: bool) -> None:
         click.echo("no connections; create one with `splice connect CONNECTOR --name NAME`")
         return
     overrides = any(r["base_url"] for r in rows)
+    terminal = sys.stdout.isatty() and not tsv
     table = []
     for r in rows:
         scopes = r["scopes"]
-        shown = " ".join(scopes) if len(scopes) <= 3 or tsv or not sys.stdout.isatty() \
-            else f"{len(scopes)} scopes (`splice connections show NAME`)"
+        shown = " ".join(scopes) if not terminal or len(scopes) <= 1 else f"{len(scopes)}"
+        refreshed = r["last_refresh_at"] or "-"
         table.append([r["name"], r["connector"], r["status"], shown or "-",
-                      (r["last_refresh_at"] or "-")[:16].replace("T", " "),
+                      refreshed[5:16].replace("T", " ") if terminal else refreshed,
                       *([r["base_url"] or "(default)"] if overrides else [])])
-    print_table([Column("name"), Column("connector"), Column("status"), Column("scopes"),
-                 Column("last refresh", fixed=True), *([Column("base URL")] if overrides
-                                                       else [])], table, tsv=tsv)
+    print_table([Column("name", fixed=True), Column("connector", fixed=True),
+                 Column("status"), Column("scopes"), Column("refreshed", fixed=True),
+                 *([Column("base URL")] if overrides else [])], table, tsv=tsv,
+                caption="`splice connections show NAME` lists the scopes" if terminal else
+                None)
 
 
 @connections.command("show")

@@ -221,10 +221,11 @@ def runs_dead(recipe_path: str | None, as_json: bool, tsv: bool) -> None:
     if not rows:
         click.echo("no dead letters")
         return
-    print_table([Column("event", fixed=True), Column("key"), Column("class", fixed=True),
-                 Column("tries", fixed=True), Column("error")],
-                [[str(r["event"]), r["key"] or "", r["error_class"] or "-", str(r["attempts"]),
-                  (r["reason"] or "").replace("\n  ", " ")] for r in rows], tsv=tsv)
+    print_table([Column("event", fixed=True), Column("recipe"), Column("key"),
+                 Column("class", fixed=True), Column("tries", fixed=True), Column("error")],
+                [[str(r["event"]), r["recipe"], r["key"] or "", r["error_class"] or "-",
+                  str(r["attempts"]), (r["reason"] or "").replace("\n  ", " ")]
+                 for r in rows], tsv=tsv)
     if not tsv:
         console(stderr=True).print(
             "requeue with: splice runs retry --dead [EVENT...] (the next `splice run` sends "

@@ -56,9 +56,10 @@ def print_table(columns: Sequence[Column], rows: Sequence[Sequence[str]], *,
             console.width = DEFAULT_WIDTH
     table = Table(caption=caption, pad_edge=False, box=None, show_edge=False,
                   header_style="bold")
-    for column in columns:
+    for i, column in enumerate(columns):
+        widest = max([len(column.header), *(len(str(row[i])) for row in rows)])
         table.add_column(column.header, overflow="fold", no_wrap=column.fixed,
-                         style=column.style)
+                         style=column.style, min_width=widest if column.fixed else None)
     for row in rows:
         table.add_row(*(_escape(str(v)) for v in row))
     console.print(table)

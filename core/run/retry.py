@@ -11,6 +11,7 @@ client      HTTP 408, 409, 425, 429                      failed; retried after a
 client      any other HTTP 4xx                           dead letter at once
 validation  input not valid, template or request error   dead letter at once
 auth        HTTP 401/403, refused refresh                dead letter at once; the run stops
+            (token endpoint unreachable or 5xx: network or server, retried)
 scope       HTTP 403 naming a missing scope              dead letter at once; the run stops
 config      missing connection, unknown connector        dead letter at once; the run stops
 budget      rate budget used up, long Retry-After        stays pending; the run stops
@@ -69,6 +70,10 @@ def classify(exc: SpliceError, *, recipe_path: str | None = None,
     if isinstance(exc, OutcomeUnknown):
         return Verdict("unknown", False, fix="look in the API whether the write was applied; "
                                              f"if it was not: {requeue}")
+    if isinstance(exc, AuthError) and exc.status is not None and exc.status >= 500:
+        return Verdict("server", True)  # the token endpoint is sick, not the credentials
+    if isinstance(exc, AuthError) and exc.status is None and "could not reach" in exc.message:
+        return Verdict("network", True)
     if isinstance(exc, AuthError):
         scope = "missing scope" in exc.message
         then = f"{exc.hint}; then {requeue}" if exc.hint else \

@@ -121,7 +121,10 @@ class Runner(StepExecutor):
         plan = self.plan
         report = RunReport(None, plan.recipe.name, mode)
         if mode == "dry_run":
-            self._poll(report, dry=True, backfill=backfill, max_pages=max_pages)
+            try:
+                self._poll(report, dry=True, backfill=backfill, max_pages=max_pages)
+            except SpliceError as exc:
+                report.errors.append(str(exc))
             self._finish(report)
             return report
         return self._under_lease(report, wait, on_wait, lambda: self._run_once(

@@ -118,10 +118,14 @@ class Lease:
         self._lost = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._private = bool(getattr(store, "single_connection", False))  # in-memory
 
     @property
     def lost(self) -> bool:
-        """Whether another process may have taken the lease over."""
+        """Whether another process may have taken the lease over (never, for an in-memory
+        database: no other process can see it)."""
+        if self._private:
+            return False
         if not self._lost.is_set() and self.clock() >= self.expires_at:
             self._lost.set()  # the heartbeat could not renew in time
         return self._lost.is_set()
@@ -160,7 +164,7 @@ class Lease:
 
         Not for an in-memory database: nobody else can see it, and its one connection must
         not be shared with a second thread."""
-        if self._thread is not None or getattr(self.store, "single_connection", False):
+        if self._thread is not None or self._private:
             return
         every = interval if interval is not None else min(MAX_HEARTBEAT, self.ttl / 6)
         self._thread = threading.Thread(target=self._beat, args=(max(every, 0.05),),

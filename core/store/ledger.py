@@ -405,13 +405,21 @@ class LedgerMixin:
             if new:
                 assigned = self._insert_events(conn, recipe, trigger, new, stamp)
             ids = {id(p): assigned.get(id(p), p.id) for p in group}
-            updates = [{"b_id": ids[id(p)], "b_status": p.status,
-                        "b_error": _redact_text(p.error), "b_now": stamp,
-                        "b_inc": p.attempts, "b_run": p.run_id,
-                        "b_next": p.next_attempt_at, "b_class": p.error_class}
-                       for p in group if p.changed and id(p) not in assigned]
-            if updates:
-                conn.execute(_event_status_stmt(conn), updates)
+            changed = [p for p in group if p.changed and id(p) not in assigned]
+            if changed and conn.dialect.name == "sqlite":  # the hot path: driver executemany
+                when = sqlite_time(stamp)
+                conn.exec_driver_sql(
+                    "UPDATE events SET status = ?, last_error = ?, updated_at = ?, "
+                    "attempts = attempts + ?, next_attempt_at = ?, error_class = ?, "
+                    "run_id = coalesce(?, run_id) WHERE id = ?",
+                    [(p.status, _redact_text(p.error), when, p.attempts,
+                      sqlite_time(p.next_attempt_at), p.error_class, p.run_id, ids[id(p)])
+                     for p in changed])
+            elif changed:
+                conn.execute(_event_status_stmt(conn), [
+                    {"b_id": ids[id(p)], "b_status": p.status, "b_error": _redact_text(p.error),
+                     "b_now": stamp, "b_inc": p.attempts, "b_run": p.run_id,
+                     "b_next": p.next_attempt_at, "b_class": p.error_class} for p in changed])
             dead = [i for p in group if p.changed and p.status == "dead"
                     and (i := ids[id(p)]) is not None]
             if dead:
