@@ -9,7 +9,8 @@ inbox before the 200) and a Starlette app that reads the body and answers 200. O
 generator (asyncio, raw HTTP/1.1 keep-alive connections, requests signed in advance) measures:
 
 1. the sustained rate: N signed deliveries, `--concurrency` at a time, as fast as they are
-   acknowledged (median of `--runs`);
+   acknowledged; `--runs` pairs of runs, bare and serve interleaved so both see the same load
+   on the machine; the ratio is the median of the pairs' ratios;
 2. the acknowledgement latency at half of serve's sustained rate (open loop: requests are
    sent on a schedule, latency counted from the scheduled time), p50/p99.
 
@@ -196,23 +197,27 @@ def main() -> None:
         wait_ready(serve_port, "/healthz", procs[0])
         wait_ready(bare_port, "/hooks/warm", procs[1])
         sent_to_serve = 0
-        for name, port in (("bare", bare_port), ("serve", serve_port)):
-            rates, p99s = [], []
-            for run in range(args.runs):
+        ports = {"bare": bare_port, "serve": serve_port}
+        rates: dict[str, list[float]] = {"bare": [], "serve": []}
+        p99s: dict[str, list[float]] = {"bare": [], "serve": []}
+        for run in range(args.runs):  # interleaved: both see the same machine load
+            for name, port in ports.items():
                 requests = signed_requests(port, args.deliveries, f"{name}{run}")
                 seconds, latencies, statuses = asyncio.run(
                     closed_loop(port, requests, args.concurrency))
                 if statuses != {200: args.deliveries}:
                     raise SystemExit(f"{name}: unexpected answers {statuses}")
-                rates.append(args.deliveries / seconds)
-                p99s.append(pct(latencies, 0.99))
+                rates[name].append(args.deliveries / seconds)
+                p99s[name].append(pct(latencies, 0.99))
                 if name == "serve":
                     sent_to_serve += args.deliveries
-            results[name] = {"rate": statistics.median(rates), "rates": rates,
-                             "saturated_p99_ms": statistics.median(p99s) * 1000}
+        for name in ports:
+            results[name] = {"rate": statistics.median(rates[name]), "rates": rates[name],
+                             "saturated_p99_ms": statistics.median(p99s[name]) * 1000}
+        results["ratios"] = [s / b for s, b in zip(rates["serve"], rates["bare"], strict=True)]
         half = results["serve"]["rate"] / 2
         count = int(half * args.latency_seconds)
-        for name, port in (("bare", bare_port), ("serve", serve_port)):
+        for name, port in ports.items():
             requests = signed_requests(port, count, f"{name}-paced")
             latencies, statuses = asyncio.run(open_loop(port, requests, half,
                                                         args.concurrency))
@@ -235,7 +240,7 @@ def main() -> None:
             proc.terminate()
             proc.wait(timeout=15)
         store.close()
-    ratio = results["serve"]["rate"] / results["bare"]["rate"]
+    ratio = statistics.median(results["ratios"])  # of the interleaved pairs
     results["ratio"] = ratio
     print(f"{'':28}{'bare Starlette':>16}{'splice serve':>16}")
     print(f"{'deliveries/s (sustained)':28}{results['bare']['rate']:16.0f}"

@@ -124,3 +124,60 @@ def test_hot_reload_and_an_invalid_version_keeps_the_old_one(fakecrm: Any,
         wait_for(lambda: _row(store).status == "ok")
         deliver("d")
         wait_for(lambda: [n["subject"] for n in notes][-1] == "v4 d")
+
+
+def test_a_due_poll_is_claimed_once(fakecrm: Any, tmp_path: Path) -> None:
+    """Of two serve processes that both saw a poll due, one claims it (compare-and-set)."""
+    from datetime import UTC, datetime, timedelta
+
+    path = tmp_path / "poll.yaml"
+    path.write_text(POLLING)
+    assert invoke("recipes", "add", str(path)).exit_code == 0
+    (row,) = reg.list_all(fakecrm.store)
+    due = datetime(2026, 1, 1, tzinfo=UTC)
+    assert reg.claim_poll(fakecrm.store, row.id, None, due)  # first sight
+    later = due + timedelta(seconds=60)
+    assert [reg.claim_poll(fakecrm.store, row.id, due, later),
+            reg.claim_poll(fakecrm.store, row.id, due, later + timedelta(seconds=1))] \
+        == [True, False]
+    assert reg.poll_schedule(fakecrm.store) == {row.id: later}
+
+
+def test_webhook_url_and_key_commands(fakecrm: Any, tmp_path: Path,
+                                      monkeypatch: Any) -> None:
+    from .servekit import new_ed25519, new_rsa, pem_public
+
+    store = fakecrm.store
+    store.put_connection("my-highlevel", connector="ghl_users", auth_type="oauth2",
+                         config={})
+    store.put_connection("my-invoice2go", connector="invoice2go", auth_type="oauth2",
+                         base_url="http://127.0.0.1:9", config={})
+    shown = invoke("connections", "webhook-url", "my-highlevel", "--json")
+    data = json.loads(shown.output)
+    assert data["url"] == "http://127.0.0.1:8750/hooks/my-highlevel"
+    assert data["events"] == ["INSTALL", "UNINSTALL", "UserCreate"]
+    assert data["scopes"] == ["users.readonly"]
+    assert data["keys"] == {"ed25519": 1, "rsa_sha256": 1}  # HighLevel's published keys
+    text = invoke("connections", "webhook-url", "my-invoice2go", "--base-url",
+                  "https://hooks.example.com").output
+    assert "https://hooks.example.com/hooks/my-invoice2go" in text
+    assert "subscribes it by itself" in text
+    assert "no verification key is configured" in text  # no subscription, no secret yet
+    assert invoke("connections", "webhook-url", "crm").exit_code == 2  # polls only
+
+    key = tmp_path / "sandbox.pem"
+    key.write_text(pem_public(new_ed25519()))
+    assert invoke("connections", "webhook-key", "my-highlevel", "--public-key",
+                  str(key)).exit_code == 0
+    assert store.get_connection("my-highlevel").config["webhook_keys"] == \
+        {"ed25519": key.read_text()}
+    wrong = tmp_path / "rsa.pem"
+    wrong.write_text(pem_public(new_rsa()))
+    refused = invoke("connections", "webhook-key", "my-highlevel", "--public-key", str(wrong))
+    assert refused.exit_code == 2 and "not an Ed25519 public key" in refused.output
+    monkeypatch.setenv("I2G_SECRET", "whsec_by-hand-0123456789")
+    assert invoke("connections", "webhook-key", "my-invoice2go", "--secret-from-env",
+                  "I2G_SECRET").exit_code == 0
+    assert store.get_connection("my-invoice2go").secret["webhook_secret"] == \
+        "whsec_by-hand-0123456789"
+    assert "whsec_by-hand" not in invoke("connections", "show", "my-invoice2go").output
