@@ -32,6 +32,7 @@ from .config import ServeConfig
 
 TOKEN_FILE = "serve.token"
 GRACEFUL_HTTP = 2
+SWITCH_INTERVAL = 0.0005  # seconds (Python's default: 0.005)
 
 
 def token_path() -> Path:
@@ -85,6 +86,10 @@ def serve_forever(store: Any, registry: Any, config: ServeConfig,
             out(f"API token: in {token_path()}")
     service = Service(store, registry, config, token)
     app = build_app(service)
+    # The inbox writer thread and the event loop hand the GIL back and forth on every
+    # delivery; at the default 5 ms switch interval a busy loop makes the writer (and so
+    # every acknowledgement waiting for its commit) wait in convoys of tens of ms.
+    sys.setswitchinterval(SWITCH_INTERVAL)
     uv = uvicorn.Config(app, host=config.host, port=config.port, log_config=None,
                         access_log=False, lifespan="on", server_header=False,
                         timeout_graceful_shutdown=GRACEFUL_HTTP)
