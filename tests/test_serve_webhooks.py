@@ -211,3 +211,44 @@ def _event(store: Any, cid: str) -> Any:
 
     (event,) = [e for e in list_events(store) if e.key == cid]
     return event
+
+
+def test_two_services_on_postgresql_process_each_delivery_once(fakecrm: Any,
+                                                               tmp_path: Path) -> None:
+    """Two serve services on one PostgreSQL database, each receiving deliveries (some twice,
+    to both): the inbox claims (SKIP LOCKED) and the recipe lease leave one write each."""
+    from splice.store.database import Store
+
+    from . import pg
+    from .fakeapi import TOKEN
+    from .servekit import I2G_SECRET, i2g_event, i2g_headers, post
+
+    with pg.schema_url() as url:
+        stores = [Store.open(url), Store.open(url)]
+        store = stores[0]
+        store.put_connection("crm", connector="fakecrm", auth_type="bearer",
+                             base_url=fakecrm.base_url, config={}, secret={"token": TOKEN})
+        store.put_connection("my-invoice2go", connector="invoice2go", auth_type="oauth2",
+                             base_url="http://127.0.0.1:9", config={},
+                             secret={"webhook_secret": I2G_SECRET})
+        register_recipes(store, tmp_path, {"pg.yaml": RETRYING["retrying.yaml"]})
+        try:
+            with running_service(stores[0], get_registry()) as (_a, url_a), \
+                    running_service(stores[1], get_registry()) as (_b, url_b), \
+                    httpx.Client(timeout=10) as http:
+                answers = []
+                for i in range(20):
+                    event = i2g_event("client.created", {"id": f"pg-{i}", "name": f"C{i}"})
+                    targets = [url_a, url_b] if i % 4 == 0 else [(url_a, url_b)[i % 2]]
+                    for target in targets:  # every 4th is delivered to both
+                        answers.append(post(http, f"{target}/hooks/my-invoice2go", event,
+                                            lambda b, e=event: i2g_headers(b, e)).json())
+                assert sorted(a["status"] for a in answers).count("accepted") == 20
+                assert sorted(a["status"] for a in answers).count("duplicate") == 5
+                wait_for(lambda: len(fakecrm.app.state.notes) == 20, timeout=20)
+                wait_for(lambda: depth(store) == 0)
+            assert sorted(n["subject"] for n in fakecrm.app.state.notes) == \
+                sorted(f"client pg-{i}" for i in range(20))
+        finally:
+            for each in stores:
+                each.close()

@@ -96,14 +96,14 @@ def store_deliveries(store: Any, deliveries: list[Delivery]) -> list[bool]:
     out: list[bool] = []
     with store._write() as conn:
         stmt = dialect_insert(conn, inbox).on_conflict_do_nothing(
-            index_elements=["connection", "delivery_id"])
+            index_elements=["connection", "delivery_id"]).returning(inbox.c.id)
         for d in deliveries:
             done = conn.execute(stmt, {"connection": d.connection, "delivery_id": d.delivery_id,
                                        "event_type": d.event_type, "body": d.body,
                                        "status": d.status, "outcome": d.outcome,
                                        "received_at": stamp,
                                        "processed_at": None if d.outcome is None else stamp})
-            out.append(done.rowcount == 1)
+            out.append(done.first() is not None)  # a row back: inserted (rowcount is -1 on PG)
     return out
 
 
