@@ -27,6 +27,7 @@ from .errors import ConfigError, DocumentError, PluginError
 from .model.manifest import Connector, load_manifest
 from .model.schema import did_you_mean
 from .secrets import home
+from .signatures import SignatureSpec, check_scheme
 
 ENTRY_POINT_GROUP = "splice"
 CONNECTORS_PATH_ENV = "SPLICE_CONNECTORS_PATH"
@@ -35,6 +36,7 @@ DEFAULT_PLUGINS = (
     "splice.default_plugins.filters",
     "splice.default_plugins.auth",
     "splice.default_plugins.connection_events",
+    "splice.default_plugins.signatures",
 )
 
 pm = pluggy.PluginManager("splice")
@@ -71,6 +73,7 @@ class Registry:
 
     filters: dict[str, Callable[..., Any]] = field(default_factory=dict)
     auth_types: dict[str, Callable[..., Any]] = field(default_factory=dict)
+    signature_schemes: dict[str, Any] = field(default_factory=dict)
     failures: list[PluginFailure] = field(default_factory=list)
     _pending: list[_Pending] = field(default_factory=list)
     _connectors: dict[str, Connector] | None = None
@@ -87,6 +90,11 @@ class Registry:
                 except DocumentError as exc:
                     self.failures.append(PluginFailure(
                         item.plugin, f"invalid connector manifest:\n{exc}"))
+                    continue
+                unknown = signature_problems(connector, self.signature_schemes)
+                if unknown:
+                    self.failures.append(PluginFailure(
+                        item.plugin, f"invalid connector manifest:\n{unknown}"))
                     continue
                 other = self._connectors.get(connector.id)
                 if other is not None:
@@ -203,7 +211,17 @@ def get_registry() -> Registry:
         else:
             registry._pending.append(_Pending(f"path:{source}", source, None))
     _call_each("register_template_filters", filters_register, registry)
+
+    def schemes_register(plugin: str) -> Callable[..., None]:
+        def register(scheme: Any) -> None:
+            problem = check_scheme(scheme)
+            if problem is not None:
+                raise PluginError(problem)
+            registry.signature_schemes[scheme.name] = scheme
+        return register
+
     _call_each("register_auth_types", auth_register, registry)
+    _call_each("register_signature_schemes", schemes_register, registry)
     _registry = registry
     return registry
 
@@ -262,6 +280,42 @@ def manifest_sources() -> list[Path | PluginFailure]:
                 seen.add(resolved)
                 found.append(resolved)
     return found
+
+
+def signature_problems(connector: Connector, schemes: dict[str, Any]) -> str | None:
+    """Located problems of webhook triggers' signature blocks: a scheme nobody registered, or
+    a default ``public_key`` the scheme cannot load."""
+    from .model.documents import Document, load_document
+
+    problems = []
+    for tid, trigger in connector.triggers.items():
+        if not trigger.signature:
+            continue
+        path: tuple[str | int, ...] = ("triggers", tid, "signature")
+        for spec in SignatureSpec.from_dict(trigger.signature).chain():
+            scheme = schemes.get(spec.scheme)
+            if scheme is None:
+                problems.append((path + ("scheme",),
+                                 f"unknown signature scheme '{spec.scheme}'"
+                                 f"{did_you_mean(spec.scheme, schemes)}; registered: "
+                                 f"{', '.join(sorted(schemes)) or 'none'}"))
+            elif spec.public_key is not None:
+                if scheme.key_kind != "public_key":
+                    problems.append((path + ("public_key",), f"scheme '{spec.scheme}' uses a "
+                                     "shared secret, not a public key"))
+                else:
+                    try:
+                        scheme.load_key(spec.public_key)
+                    except ValueError as exc:
+                        problems.append((path + ("public_key",), f"unusable key: {exc}"))
+            path = path + ("fallback",)
+    if not problems:
+        return None
+    try:
+        doc = load_document(connector.source)
+    except DocumentError:  # registered as a dict: a path, no position
+        doc = Document(path=connector.source, data=None)
+    return "\n".join(str(doc.problem(p, m)) for p, m in problems)
 
 
 def plugin_infos() -> list[PluginInfo]:

@@ -67,6 +67,10 @@ def test_demo_does_the_main_job_and_a_second_run_changes_nothing(tmp_path: Path)
     assert f"invoices tagged   {len(social)} " in out
     assert "metrics pushed    5 created, 0 updated" in out
     assert "splice runs list" in out
+    # the webhook leg: serve up, a user created in HighLevel reaches Invoice2go as a client
+    assert "UserCreate verified, stored, acknowledged" in out
+    assert "(within a second)" in out, out
+    assert any(c["email"] == "wanda.webhook@example.com" for c in clients)
 
     again = _run_demo(home, tmp_path)
 
@@ -75,3 +79,4 @@ def test_demo_does_the_main_job_and_a_second_run_changes_nothing(tmp_path: Path)
     assert "0 step call(s), 0 record(s) changed" in again
     assert "nothing was sent" in again
     assert "already connected" in again
+    assert "an Invoice2go client already; nothing sent" in again

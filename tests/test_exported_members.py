@@ -20,6 +20,7 @@ SPLICE_ALL = {
 SANDBOX_ALL = {
     "HOST", "AuthFailure", "OAuthClient", "OAuthFailure", "OAuthServer", "SandboxConfig",
     "TokenInfo", "free_port", "load_factory", "pkce_challenge", "redirect_uri_matches", "serve",
+    "DEFAULT_SCHEDULE", "WebhookSender",
 }
 
 TESTING_ALL = {

@@ -808,7 +808,9 @@ def test_connectors_show_lists_operations_triggers_and_scopes(
                       **dict.fromkeys(["category_created", "category_updated"],
                                       ["socialplanner/category.readonly"]),
                       **dict.fromkeys(["account_connected", "account_expired"],
-                                      ["socialplanner/account.readonly"])}
+                                      ["socialplanner/account.readonly"]),
+                      "user_created_webhook": ["users.readonly"], "app_installed": [],
+                      "app_uninstalled": []}
     shown = invoke("connectors", "show", "ghl_users", "--json")
     assert shown.exit_code == 0, shown.output
     data = json.loads(shown.stdout)
@@ -816,16 +818,19 @@ def test_connectors_show_lists_operations_triggers_and_scopes(
     assert all(o["scopes"] for o in data["operations"])
     assert set(data["scopes"]) == {s for o in data["operations"] for s in o["scopes"]}
     assert {t["id"]: t["scopes"] for t in data["triggers"]} == trigger_scopes
-    assert all(t["type"] == "polling" for t in data["triggers"])
+    assert {t["id"] for t in data["triggers"] if t["type"] == "webhook"} == \
+        {"user_created_webhook", "app_installed", "app_uninstalled"}
 
     text = invoke("connectors", "show", "ghl_users")  # piped: plain rows, nothing cut
     assert text.exit_code == 0, text.output
-    assert "48 operations" in text.stdout and "13 triggers" in text.stdout
+    assert "48 operations" in text.stdout and "16 triggers" in text.stdout
     rows = {line.split()[0]: line for line in text.stdout.splitlines()[1:] if line.strip()}
     for op in data["operations"]:
         assert op["path"] in rows[op["id"]] and " ".join(op["scopes"]) in rows[op["id"]]
     for trigger_id, scopes in trigger_scopes.items():
-        assert "polling" in rows[trigger_id] and scopes[0] in rows[trigger_id]
+        kind = "webhook" if trigger_id.startswith("app_") or "webhook" in trigger_id \
+            else "polling"
+        assert kind in rows[trigger_id] and (not scopes or scopes[0] in rows[trigger_id])
 
 
 @needs_specs

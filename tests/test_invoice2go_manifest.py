@@ -411,7 +411,16 @@ def test_webhook_trigger_declares_contract_signature(t_id: str) -> None:
         "timestamp_header": "X-Webhook-Timestamp", "format": "v1={hex}",
         "message": "{timestamp}.{body}", "tolerance": 300,
     }
-    assert trigger["key"] == "{{ event.id }}"
+    assert trigger["delivery_id"] == {"header": "X-Webhook-Id"}
+    assert trigger["event_type"] == {"header": "X-Webhook-Event"}
+    assert trigger["record"] == "data.object"
+    # keyed like the polling triggers (the record's id), so a recipe may name both
+    assert trigger["key"] == ("{{ event.id }}" if t_id == "payment_created_webhook"
+                              else "{{ record.id }}")
+    polling = TRIGGERS.get(t_id.removesuffix("_webhook"))
+    if polling is not None:
+        assert (trigger["key"], trigger.get("version")) == (polling["key"],
+                                                            polling.get("version"))
     assert trigger["output"]["properties"]["type"] == {"const": trigger["events"][0]}
     if "sample" in trigger:
         errors = [e.message for e in validator(trigger["output"]).iter_errors(trigger["sample"])]

@@ -4,7 +4,7 @@ Layers, top to bottom; a module imports only from its own folder or from a lower
 folders that share a layer (written ``a | b``) never import each other::
 
     cli > serve | testing > web | worker > run | default_plugins | authoring > connections
-        > http | store | plugins > model | mapping | sandbox | openapi | secrets
+        > http | store | plugins > model | mapping | sandbox | openapi | secrets | signatures
         > errors | hookspecs | sqlite
 
 The rule is written down in docs/architecture.md; this test keeps it. Also checked: every
@@ -31,7 +31,7 @@ LAYERS: list[set[str]] = [
     {"run", "default_plugins", "authoring"},
     {"connections"},
     {"http", "store", "plugins"},
-    {"model", "mapping", "sandbox", "openapi", "secrets"},
+    {"model", "mapping", "sandbox", "openapi", "secrets", "signatures"},
     {"errors", "hookspecs", "sqlite"},
 ]
 # deprecation shims keep old module paths one release; they live in the layer they point to

@@ -186,10 +186,12 @@ def test_a_version_3_database_is_migrated(splice_home: Path) -> None:
         conn.exec_driver_sql("ALTER TABLE trigger_state DROP COLUMN source")
         conn.exec_driver_sql("DROP TABLE leases")
         conn.exec_driver_sql("DROP TABLE circuit_breakers")
-        conn.exec_driver_sql("DELETE FROM schema_version WHERE version = 4")
+        for table in ("registered_recipes", "inbox", "serve_instances"):  # version 5 (serve)
+            conn.exec_driver_sql(f"DROP TABLE {table}")
+        conn.exec_driver_sql("DELETE FROM schema_version WHERE version >= 4")
     engine.dispose()
     with Store.open() as store:
-        assert store.schema_version == SCHEMA_VERSION == 4
+        assert store.schema_version == SCHEMA_VERSION == 5
         run = store.start_run("r")
         assert store.claim_new_events("r", "t", run, [("k", {})])
         assert isinstance(try_acquire(store, "x", ttl=1), Lease)

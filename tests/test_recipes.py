@@ -98,7 +98,8 @@ def test_every_recipe_validates_against_the_sandbox_connections(world: World) ->
     assert [p.name for p in ALL] == sorted(["connection_health.yaml",
                                             "ghl_statistics_to_invoice2go_dashboard.yaml",
                                             "ghl_tags_to_invoice2go.yaml",
-                                            "ghl_users_to_invoice2go_clients.yaml"])
+                                            "ghl_users_to_invoice2go_clients.yaml",
+                                            "ghl_users_to_invoice2go_clients_live.yaml"])
     result = invoke("validate", *map(str, ALL))
     assert result.exit_code == 0, result.output
     assert result.stdout.count(": ok") == len(ALL)

@@ -69,6 +69,7 @@ from .sandbox_http import (
 )
 from .sandbox_stats import trace_id
 from .sandbox_validate import JSON_MEDIA, MULTIPART, rules
+from .webhooks import GhlWebhooks
 
 __all__ = ["API_VERSION", "ENDPOINTS", "Endpoint", "GhlSandbox", "create_app", "seeded_world"]
 
@@ -233,6 +234,7 @@ class GhlSandbox(MarketplaceAuth):
         self.failures: list[Json] = []
         self.traces = 0
         self.rules = rules()
+        self.webhooks = GhlWebhooks(self)
         self._reset_state()
         path = self.config.state_path
         if path is not None and Path(path).exists():
@@ -542,6 +544,7 @@ class GhlSandbox(MarketplaceAuth):
             Route("/__test__/advance-clock", self.test_advance_clock, methods=["POST"]),
             Route("/__test__/state", self.test_state, methods=["GET"]),
             Route("/__test__/reset", self.test_reset, methods=["POST"]),
+            *self.webhooks.routes(),
         ]
         return routes
 

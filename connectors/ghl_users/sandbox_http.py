@@ -115,9 +115,11 @@ class Part:
 
 
 class Host(Protocol):
-    """What handlers see of the sandbox: its world, clock, persistence and trace ids."""
+    """What handlers see of the sandbox: its world, clock, persistence, trace ids and the
+    webhooks it delivers (``user_created``)."""
 
     world: Any
+    webhooks: Any
 
     def now_dt(self) -> datetime: ...
 

@@ -112,6 +112,7 @@ async def create_user(call: Call) -> Json:
         raise ApiProblem(400, "A user with this email already exists")
     user = world.create_user(_clean(body), call.host.now_dt())
     call.host.save()
+    call.host.webhooks.user_created(user)  # UserCreate to the app's webhook URL, signed
     return user_view(user, with_deleted=False)
 
 

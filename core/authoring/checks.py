@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ..errors import DocumentError, Problem, SpliceError
 from ..mapping.analysis import references
@@ -123,8 +124,13 @@ def trigger_problems(connector: Connector, doc: Document | None = None) -> list[
                                          f"'{trigger.cursor['param']}'"
                                          f"{did_you_mean(trigger.cursor['param'], inputs)}"))
         if trigger.sample is not MISSING:
-            for path, msg, _ in iter_errors(validator_for(schema), trigger.sample):
-                found.append(doc.problem((*base, "sample", *path),
+            record: Any = trigger.sample
+            where: tuple[str | int, ...] = (*base, "sample")
+            for part in trigger.record_path:  # a webhook's sample is the delivered event
+                record = record.get(part) if isinstance(record, dict) else None
+                where = (*where, part)
+            for path, msg, _ in iter_errors(validator_for(schema), record):
+                found.append(doc.problem((*where, *path),
                                          f"sample does not match the record schema: {msg}"))
     return found
 

@@ -69,7 +69,7 @@ def connectors_show(name: str, as_json: bool) -> None:
             "title": o.title, "list": o.is_list} for o in connector.operations.values()]
     trigs = [{"id": t.id, "type": t.type, "operation": t.operation, "title": t.title,
               "scopes": connector.operations[t.operation].scopes
-              if t.operation in connector.operations else [], "events": t.events}
+              if t.operation in connector.operations else t.scopes, "events": t.events}
              for t in connector.triggers.values()]
     if as_json:
         click.echo(json.dumps({"id": connector.id, "name": connector.name,

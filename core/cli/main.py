@@ -9,7 +9,7 @@ import os
 
 import click
 
-from . import authoring, connections, connectors, recipes, runs
+from . import authoring, connections, connectors, recipes, registry, runs, serve, webhooks
 from .common import setup_logging
 
 
@@ -68,8 +68,12 @@ assert authoring.connectors is connectors.connectors  # its commands joined the 
 
 for _command in (connectors.connectors, connectors.call, connectors.plugins, recipes.validate,
                  recipes.run, recipes.test_recipe, recipes.demo, runs.runs,
-                 connections.connections, connections.connect, connections.sandbox):
+                 connections.connections, connections.connect, connections.sandbox,
+                 registry.recipes, serve.serve):
     cli.add_command(_command)
+
+
+_ = webhooks  # its commands join the `connections` group
 
 
 def main() -> None:

@@ -88,6 +88,12 @@ def run(ctx: click.Context, recipe: str, mode: str, dry_run: bool, backfill: boo
     registry = load_registry()
     store = open_store()
     plan = load_plan(recipe, registry, store)
+    if not plan.polls:
+        from ..errors import InputError
+
+        raise InputError(f"{recipe}: '{plan.trigger.ref}' is a webhook trigger: its events "
+                         "arrive at `splice serve`",
+                         hint=f"splice recipes add {recipe} && splice serve")
     _check_state(store, plan, recipe, backfill=backfill, reset=reset, dry_run=dry_run)
     verbose = ctx.obj.get("verbose", False)
     interactive = sys.stderr.isatty() and not as_json
@@ -170,12 +176,14 @@ def demo(keep: bool) -> None:
     """Run the main job end to end on the built-in sandboxes, with no account anywhere.
 
     Starts the HighLevel and Invoice2go sandboxes on free loopback ports, connects to both
-    through the real OAuth flow (approved automatically), runs every recipe in recipes/ and
-    prints what happened. Run it again: it finds nothing new and sends nothing.
+    through the real OAuth flow (approved automatically), starts `splice serve` and creates a
+    HighLevel user whose signed webhook makes an Invoice2go client, runs every recipe in
+    recipes/ and prints what happened. Run it again: it finds nothing new and sends nothing.
     """
     from ..run.demo import run_demo
+    from ..serve.demo import webhook_leg
 
-    summary = run_demo(keep=keep, out=click.echo)
+    summary = run_demo(keep=keep, out=click.echo, legs=(webhook_leg,))
     if not getattr(summary, "ok", True):
         sys.exit(EXIT_FAILED)
 

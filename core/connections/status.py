@@ -51,10 +51,14 @@ def needed_scopes(connector: Connector, paths: Iterable[Path]) -> list[str]:
             continue
         ops = [connector.operations.get(s.action_id) for s in recipe.steps
                if s.connector_id == connector.id]
-        if recipe.trigger_connector_id == connector.id:
-            trigger = connector.triggers.get(recipe.trigger_id)
-            ops.append(connector.operations.get(trigger.operation or "") if trigger else None)
-        needed += [s for op in ops if op is not None for s in op.scopes if s not in needed]
+        scopes = [s for op in ops if op is not None for s in op.scopes]
+        for spec in recipe.triggers:
+            trigger = connector.triggers.get(spec.trigger_id) \
+                if spec.connector_id == connector.id else None
+            if trigger is not None:
+                op = connector.operations.get(trigger.operation or "")
+                scopes += op.scopes if op is not None else trigger.scopes
+        needed += [s for s in scopes if s not in needed]
     return list(dict.fromkeys(needed)) or list(connector.scopes)
 
 

@@ -136,13 +136,24 @@ class Trigger:
     filter: str | None = None
     cursor: dict[str, str] | None = None
     events: list[str] = field(default_factory=list)
+    scopes: list[str] = field(default_factory=list)  # webhook: what the app needs for them
     signature: dict[str, Any] | None = None
     output: Any = None
     sample: Any = MISSING
+    record: str | None = None            # webhook: path of the record inside the event
+    delivery_id: dict[str, str] | None = None   # webhook: {header: X} or {path: p}
+    event_type: dict[str, str] | None = None    # webhook: {header: X} or {path: p}
+    match_connection: list[str] = field(default_factory=list)
+    revokes_connection: bool = False
 
     @property
     def ref(self) -> str:
         return f"{self.connector_id}.{self.id}"
+
+    @property
+    def record_path(self) -> tuple[str, ...]:
+        """Where the record is inside a delivered event (empty: the whole event)."""
+        return tuple(self.record.split(".")) if self.record else ()
 
 
 @dataclass
@@ -165,6 +176,7 @@ class Connector:
     idempotency: dict[str, Any] | None = None
     error_message_paths: list[str] = field(default_factory=list)
     test_operation: str | None = None
+    webhook_subscription: dict[str, str] | None = None
     source: str = "<memory>"
     plugin: str = ""
     sandbox: str | None = None
@@ -178,6 +190,8 @@ class Connector:
         declared = list((self.auth.get("scopes") or {}).keys())
         for op in self.operations.values():
             declared += [s for s in op.scopes if s not in declared]
+        for trigger in self.triggers.values():
+            declared += [s for s in trigger.scopes if s not in declared]
         return declared
 
     def operation(self, op_id: str) -> Operation:
@@ -195,8 +209,11 @@ class Connector:
                               f"{did_you_mean(trigger_id, self.triggers)}") from None
 
     def trigger_output(self, trigger: Trigger) -> Any:
-        """Schema of one event of ``trigger``."""
+        """Schema of one event of ``trigger`` (for a webhook: of the record it carries)."""
         if trigger.output is not None:
+            if trigger.record_path:
+                found = subschema(trigger.output, trigger.record_path)
+                return True if found is None else found
             return trigger.output
         if trigger.operation and trigger.operation in self.operations:
             return self.operations[trigger.operation].record_schema
@@ -348,6 +365,34 @@ def check_manifest(doc: Document) -> list[Problem]:
             except SchemaError as exc:
                 problems.append(doc.problem((*base, "output"),
                                             f"not a valid JSON Schema: {exc.message}"))
+            else:
+                record = trig.get("record")
+                if record and subschema(trig["output"], tuple(record.split(".")),
+                                        strict=True) is None:
+                    problems.append(doc.problem((*base, "record"),
+                                                f"'{record}' is not in the trigger's output"))
+        if trig["type"] != "webhook":
+            for name in ("record", "delivery_id", "scopes", "event_type", "match_connection",
+                         "revokes_connection", "signature"):
+                if name in trig:
+                    problems.append(doc.problem((*base, name), f"'{name}' is only for "
+                                                "webhook triggers", key=True))
+    subscription = data.get("webhook_subscription") or {}
+    for role in ("create", "update", "delete"):
+        wanted = subscription.get(role)
+        if wanted is not None and wanted not in ops:
+            problems.append(doc.problem(("webhook_subscription", role),
+                                        f"unknown operation '{wanted}'"
+                                        f"{did_you_mean(str(wanted), ops)}"))
+    create = ops.get(subscription.get("create", ""))
+    if create is not None:
+        props = create["input"].get("properties", {}) if isinstance(create["input"], dict) \
+            else {}
+        missing = [name for name in ("url", "events") if name not in props]
+        if missing:
+            problems.append(doc.problem(("webhook_subscription", "create"),
+                                        f"operation '{subscription['create']}' takes no "
+                                        f"{' or '.join(missing)} input"))
     try:
         base_url = urlsplit(data["base_url"])
         if not base_url.hostname:
@@ -417,8 +462,12 @@ def _build(doc: Document, *, plugin: str, sandbox: str | None) -> Connector:
             description=t.get("description", ""), operation=t.get("operation"),
             defaults=dict(t.get("defaults", {})), key=t.get("key"), version=t.get("version"),
             filter=t.get("filter"), cursor=t.get("cursor"), events=list(t.get("events", [])),
+            scopes=list(t.get("scopes", [])),
             signature=t.get("signature"), output=t.get("output"),
-            sample=t.get("sample", MISSING))
+            sample=t.get("sample", MISSING), record=t.get("record"),
+            delivery_id=t.get("delivery_id"), event_type=t.get("event_type"),
+            match_connection=list(t.get("match_connection", [])),
+            revokes_connection=bool(t.get("revokes_connection", False)))
     return Connector(
         id=cid, name=data["name"], version=str(data["version"]), base_url=data["base_url"],
         auth=dict(data["auth"]), operations=operations, triggers=triggers,
@@ -427,5 +476,6 @@ def _build(doc: Document, *, plugin: str, sandbox: str | None) -> Connector:
         rate_limit_headers=dict(data.get("rate_limit_headers", {})),
         timeouts=dict(data.get("timeouts", {})), idempotency=data.get("idempotency"),
         error_message_paths=list(data.get("error_message_paths", [])),
-        test_operation=data.get("test_operation"), source=doc.path, plugin=plugin,
+        test_operation=data.get("test_operation"),
+        webhook_subscription=data.get("webhook_subscription"), source=doc.path, plugin=plugin,
         sandbox=sandbox)

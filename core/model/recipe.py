@@ -72,7 +72,31 @@ class StepSpec:
 
 
 @dataclass
+class TriggerSpec:
+    """One trigger of a recipe: ``trigger:`` or an entry of ``triggers:``."""
+
+    use: str
+    path: tuple[str | int, ...]  # where it is in the document: ("trigger",) or ("triggers", i)
+    connection: str | None = None
+    with_: dict[str, Any] = field(default_factory=dict)
+    every: float = DEFAULT_EVERY
+    every_given: bool = False
+    max_pages: int | None = None  # pages one poll reads at most (else the default bound)
+
+    @property
+    def connector_id(self) -> str:
+        return self.use.split(".", 1)[0]
+
+    @property
+    def trigger_id(self) -> str:
+        return self.use.split(".", 1)[1]
+
+
+@dataclass
 class Recipe:
+    """A loaded recipe. ``trigger_*`` and ``every`` describe its primary trigger: the polling
+    one when ``triggers:`` names several (the others are webhooks feeding the same events)."""
+
     name: str
     trigger_use: str
     steps: list[StepSpec]
@@ -87,9 +111,25 @@ class Recipe:
     id_declared: bool = False  # ``id:`` was written (else derived from the path)
     retry: RetryPolicy = field(default_factory=RetryPolicy)
 
+    triggers: list[TriggerSpec] = field(default_factory=list)
+    primary: int = 0
+
     def __post_init__(self) -> None:
         if not self.id:
             self.id = default_recipe_id(self.doc.path)
+
+    def set_primary(self, index: int) -> None:
+        """Make ``triggers[index]`` the primary trigger (the plan picks the polling one)."""
+        trig = self.triggers[index]
+        self.primary = index
+        self.trigger_use, self.trigger_connection = trig.use, trig.connection
+        self.trigger_with, self.every = trig.with_, trig.every
+        self.max_pages = trig.max_pages
+
+    @property
+    def trigger_path(self) -> tuple[str | int, ...]:
+        """Where the primary trigger is in the document."""
+        return self.triggers[self.primary].path if self.triggers else ("trigger",)
 
     @property
     def path(self) -> str:
@@ -130,28 +170,47 @@ def recipe_from_document(doc: Document) -> Recipe:
                                             f"step id '{step['id']}' is already used by "
                                             f"steps[{ids[step['id']]}]; ids must be unique"))
             ids[step["id"]] = i
-    trig = data.get("trigger")
-    if not problems and isinstance(trig, dict) and "every" in trig:
-        every = parse_period(trig["every"])
-        if not MIN_EVERY <= every <= MAX_EVERY:
-            problems.append(doc.problem(("trigger", "every"), "the poll interval must be "
-                                        "between 1 second and 31 days"))
+    if "trigger" in data and "triggers" in data:
+        problems.append(doc.problem(("triggers",), "give either 'trigger' or 'triggers', "
+                                                   "not both", key=True))
+    elif "trigger" not in data and "triggers" not in data:
+        problems.append(doc.problem((), "missing required key 'trigger' (or 'triggers')"))
+    entries = [(("trigger",), data.get("trigger"))] if "trigger" in data else \
+        [(("triggers", i), t) for i, t in enumerate(data.get("triggers") or [])]
+    for where, trig in entries:
+        if not problems and isinstance(trig, dict) and "every" in trig:
+            every = parse_period(trig["every"])
+            if not MIN_EVERY <= every <= MAX_EVERY:
+                problems.append(doc.problem((*where, "every"), "the poll interval must be "
+                                            "between 1 second and 31 days"))
     retry = _retry_policy(doc, data.get("retry") or {}, problems)
     if problems:
         raise DocumentError(problems)
-    trig = data["trigger"]
-    every = parse_period(trig["every"]) if "every" in trig else DEFAULT_EVERY
+    if "trigger" in data:
+        specs = [_trigger_spec(data["trigger"], ("trigger",))]
+    else:
+        specs = [_trigger_spec(t, ("triggers", i)) for i, t in enumerate(data["triggers"])]
+    trig = specs[0]
     return Recipe(
         id=data.get("id", ""), id_declared="id" in data, retry=retry,
         name=data["name"], description=data.get("description", ""), vars=data.get("vars", {}),
-        trigger_use=trig["use"], trigger_connection=trig.get("connection"),
-        trigger_with=trig.get("with", {}), every=every, doc=doc,
-        max_pages=int(trig["max_pages"]) if "max_pages" in trig else None,
+        trigger_use=trig.use, trigger_connection=trig.connection,
+        trigger_with=trig.with_, every=trig.every, doc=doc, triggers=specs,
+        max_pages=trig.max_pages,
         steps=[StepSpec(index=i, use=s["use"], id=s.get("id"), connection=s.get("connection"),
                         with_=s.get("with", {}), when=s.get("when"), for_each=s.get("for_each"),
                         concurrency=int(s.get("concurrency", 1)),
                         max_items=int(s.get("max_items", DEFAULT_MAX_ITEMS)))
                for i, s in enumerate(steps)])
+
+
+def _trigger_spec(trig: dict[str, Any], path: tuple[str | int, ...]) -> TriggerSpec:
+    given = "every" in trig
+    return TriggerSpec(use=trig["use"], path=path, connection=trig.get("connection"),
+                       with_=trig.get("with", {}),
+                       every=parse_period(trig["every"]) if given else DEFAULT_EVERY,
+                       every_given=given,
+                       max_pages=int(trig["max_pages"]) if "max_pages" in trig else None)
 
 
 def _retry_policy(doc: Document, spec: dict[str, Any], problems: list[Any]) -> RetryPolicy:

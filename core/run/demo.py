@@ -30,7 +30,7 @@ from ..errors import AuthError, ConfigError
 from ..http.network import OPTION as PRIVATE_NETWORK
 from .report import RunReport
 
-__all__ = ["CONNECTIONS", "Changes", "DemoSummary", "RecipeResult", "Sandboxes",
+__all__ = ["CONNECTIONS", "Changes", "DemoSummary", "LegResult", "RecipeResult", "Sandboxes",
            "approve_in_sandbox", "connect_to_sandbox", "diff_invoice2go", "ensure_connection",
            "recipes_dir", "run_demo", "summary_lines"]
 
@@ -223,6 +223,19 @@ class Changes:
 
 
 @dataclass
+class LegResult:
+    """What an extra leg of the demo did (``splice serve``'s webhook leg)."""
+
+    title: str
+    lines: list[str]
+    ok: bool = True
+
+
+#: an extra leg: (sandboxes, store, registry, out) -> what it did; runs before the recipes
+Leg = Callable[[Sandboxes, Any, Any, Callable[[str], None]], LegResult]
+
+
+@dataclass
 class DemoSummary:
     """The outcome of :func:`run_demo`."""
 
@@ -231,10 +244,11 @@ class DemoSummary:
     connections: list[str]
     recipes: list[RecipeResult]
     changes: Changes
+    legs: list[LegResult] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return all(r.ok for r in self.recipes)
+        return all(r.ok for r in self.recipes) and all(leg.ok for leg in self.legs)
 
     @property
     def events_new(self) -> int:
@@ -311,6 +325,9 @@ def _run_recipe(path: Path, store: Any, registry: Any, sandboxes: Sandboxes) -> 
     except DocumentError as exc:
         result.problems.extend(str(p) for p in exc.problems)
         return result
+    if plan.webhooks:
+        result.note = "webhook triggers: run by `splice serve` (the webhook leg)"
+        return result
     activity = ACTIVITY.get(plan.trigger.ref)
     passes: list[tuple[bool, Callable[[Sandboxes], str] | None]] = [(True, None)]
     if activity is not None and not store.trigger_initialized(recipe.id, plan.trigger.ref):
@@ -363,8 +380,9 @@ def _order(paths: list[Path]) -> list[Path]:
 
 
 def run_demo(*, keep: bool = False, out: Callable[[str], None] = print,
-             home: Path | None = None) -> DemoSummary:
-    """Run every recipe against fresh or saved sandboxes and report what changed."""
+             home: Path | None = None, legs: tuple[Leg, ...] = ()) -> DemoSummary:
+    """Run every recipe against fresh or saved sandboxes and report what changed; ``legs``
+    run first, once the connections are made."""
     from ..plugins import get_registry
     from ..store.database import Store
 
@@ -386,6 +404,7 @@ def run_demo(*, keep: bool = False, out: Callable[[str], None] = print,
             for line in lines:
                 out(f"  {line}")
             before = sandboxes.state("invoice2go")
+            leg_results = [leg(sandboxes, store, registry, out) for leg in legs]
             results = []
             for path in paths:
                 out(f"running {path.name} ...")
@@ -393,7 +412,8 @@ def run_demo(*, keep: bool = False, out: Callable[[str], None] = print,
             changes = diff_invoice2go(before, sandboxes.state("invoice2go"))
         finally:
             store.close()
-        summary = DemoSummary(root, dict(sandboxes.urls), lines, results, changes)
+        summary = DemoSummary(root, dict(sandboxes.urls), lines, results, changes,
+                              leg_results)
         for line in summary_lines(summary):
             out(line)
         if keep:
@@ -412,6 +432,8 @@ def summary_lines(summary: DemoSummary) -> list[str]:
         if r.note:
             lines.append(f"    ({r.note})")
         lines.extend(f"    error: {e}" for e in r.errors[:5])
+    for leg in summary.legs:
+        lines += ["", f"{leg.title}:", *(f"  {line}" for line in leg.lines)]
     c = summary.changes
     lines += ["", "What changed in the Invoice2go sandbox:",
               f"  invoices tagged   {c.invoices_tagged} ({c.tags_added} tag(s) added)",

@@ -18,7 +18,7 @@ from ..errors import DocumentError, Problem, TemplateError
 from ..mapping.templates import CompiledExpression, CompiledMapping, TemplateEngine, is_template
 from ..model.documents import Document
 from ..model.manifest import Connector, Operation, Trigger
-from ..model.recipe import Recipe, StepSpec
+from ..model.recipe import Recipe, StepSpec, TriggerSpec
 from ..model.schema import did_you_mean, iter_errors, property_names, subschema, validator_for
 from ..plugins import Registry
 
@@ -47,6 +47,27 @@ class StepPlan:
 
 
 @dataclass
+class Source:
+    """One trigger of a recipe compiled: where its events come from and how they are keyed.
+    A recipe with ``triggers:`` has several; their events share the primary trigger's state."""
+
+    spec: TriggerSpec
+    connector: Connector
+    trigger: Trigger
+    key: CompiledExpression | FieldGetter | None
+    version: CompiledExpression | FieldGetter | None
+    filter: CompiledExpression | None
+
+    @property
+    def connection(self) -> str | None:
+        return self.spec.connection
+
+    @property
+    def is_webhook(self) -> bool:
+        return self.trigger.type == "webhook"
+
+
+@dataclass
 class Plan:
     recipe: Recipe
     connector: Connector
@@ -58,6 +79,17 @@ class Plan:
     filter: CompiledExpression | None
     steps: list[StepPlan] = field(default_factory=list)
     required_scopes: dict[str, set[str]] = field(default_factory=dict)  # connection -> scopes
+    sources: list[Source] = field(default_factory=list)  # every trigger, the primary first
+
+    @property
+    def polls(self) -> bool:
+        """Whether the primary trigger is polled (not webhook-only)."""
+        return self.trigger.type != "webhook"
+
+    @property
+    def webhooks(self) -> list[Source]:
+        """The webhook triggers of the recipe."""
+        return [s for s in self.sources if s.is_webhook]
 
     @property
     def operation(self) -> Operation | None:
@@ -159,10 +191,10 @@ class _Checker:
                     self.add(at, f"'{ref.root}' is not available here")
                 continue
             schema = scope[ref.root]
-            self._check_path(ref.root, ref.path, schema, at)
+            self.check_path(ref.root, ref.path, schema, at)
 
-    def _check_path(self, root: str, path: tuple[str | int, ...], schema: Any,
-                    at: tuple[str | int, ...]) -> None:
+    def check_path(self, root: str, path: tuple[str | int, ...], schema: Any,
+                   at: tuple[str | int, ...], whose: str = "") -> None:
         node = schema
         for i, part in enumerate(path):
             nxt = subschema(node, (part,), strict=True)
@@ -172,7 +204,7 @@ class _Checker:
                 hint = did_you_mean(part, names) if isinstance(part, str) else ""
                 if not hint and names:
                     hint = f" (available: {', '.join(names[:12])})"
-                self.add(at, f"'{shown}' does not exist in the {_what(root)}{hint}")
+                self.add(at, f"'{shown}' does not exist in the {_what(root)}{whose}{hint}")
                 return
             node = nxt
 
@@ -308,7 +340,8 @@ def build_plan(recipe: Recipe, registry: Registry, template_engine: TemplateEngi
     template; check the paths templates read and the types of literal values.
     """
     ck = _Checker(recipe, registry, template_engine, connections)
-    connector, trigger = _resolve_trigger(ck, recipe)
+    resolved = _resolve_triggers(ck, recipe)
+    connector, trigger = resolved[recipe.primary] if resolved else (None, None)
     base_scope = _base_scope(recipe)
     parts = _compile_trigger(ck, recipe, connector, trigger, base_scope) \
         if connector is not None and trigger is not None else None
@@ -316,31 +349,84 @@ def build_plan(recipe: Recipe, registry: Registry, template_engine: TemplateEngi
     step_schemas: dict[str, Any] = {}
     step_plans = [plan for step in recipe.steps if (plan := _plan_step(
         ck, step, {**base_scope, "trigger": trigger_schema}, step_schemas)) is not None]
+    sources = _other_sources(ck, recipe, resolved, step_plans)
     if ck.problems:
         raise DocumentError(sorted(ck.problems, key=lambda p: (p.line, p.column)))
     assert connector is not None and trigger is not None and parts is not None
+    primary = Source(recipe.triggers[recipe.primary], connector, trigger, parts["key"],
+                     parts["version"], parts["filter"])
     return Plan(recipe=recipe, connector=connector, trigger=trigger, steps=step_plans,
-                required_scopes=ck.needs, **parts)
+                required_scopes=ck.needs, sources=[primary, *sources], **parts)
 
 
-def _resolve_trigger(ck: _Checker, recipe: Recipe) -> tuple[Connector | None, Trigger | None]:
-    """The trigger's connector and declaration, or a problem saying what exists instead."""
-    trig_path = ("trigger", "use")
-    connector = ck.connector(recipe.trigger_use, trig_path)
+def _resolve_triggers(ck: _Checker, recipe: Recipe
+                      ) -> list[tuple[Connector | None, Trigger | None]]:
+    """Each trigger's connector and declaration (a problem says what exists instead); picks
+    the primary trigger: the one polled, webhooks feed the same events."""
+    resolved = [_resolve_trigger(ck, spec) for spec in recipe.triggers]
+    polled = [i for i, (_c, t) in enumerate(resolved) if t is not None and t.type != "webhook"]
+    if len(polled) > 1:
+        ck.add((*recipe.triggers[polled[1]].path, "use"), "a recipe polls one trigger; "
+               "the others of `triggers` must be webhook triggers")
+    if polled:
+        recipe.set_primary(polled[0])
+    for spec, (_c, trigger) in zip(recipe.triggers, resolved, strict=True):
+        if trigger is None or trigger.type != "webhook":
+            continue
+        for key, what in (("with", spec.with_), ("every", spec.every_given)):
+            if what:
+                ck.add((*spec.path, key), f"'{spec.use}' is a webhook trigger: it takes no "
+                                          f"`{key}` (deliveries arrive at `splice serve`)",
+                       key=True)
+        if spec.connection is None:
+            ck.add(spec.path, "missing required key 'connection' (webhook deliveries arrive "
+                              "at the connection's URL, /hooks/CONNECTION)")
+    return resolved
+
+
+def _resolve_trigger(ck: _Checker, spec: TriggerSpec) -> tuple[Connector | None, Trigger | None]:
+    trig_path = (*spec.path, "use")
+    connector = ck.connector(spec.use, trig_path)
     if connector is None:
         return None, None
-    tid = recipe.trigger_id
+    tid = spec.trigger_id
     if tid not in connector.triggers:
         hint = did_you_mean(tid, connector.triggers)
         if tid in connector.operations:
             hint = f" ('{tid}' is an action; triggers: {', '.join(connector.triggers)})"
         ck.add(trig_path, f"connector '{connector.id}' has no trigger '{tid}'{hint}")
         return connector, None
-    trigger = connector.triggers[tid]
-    if trigger.type == "webhook":
-        ck.add(trig_path, f"'{recipe.trigger_use}' is a webhook trigger; webhook "
-                          "triggers are declared but not served by this version")
-    return connector, trigger
+    return connector, connector.triggers[tid]
+
+
+def _other_sources(ck: _Checker, recipe: Recipe,
+                   resolved: list[tuple[Connector | None, Trigger | None]],
+                   steps: list[StepPlan]) -> list[Source]:
+    """The triggers besides the primary: keys compiled, connections checked, and every
+    ``trigger.<path>`` the steps read checked against their records too."""
+    out = []
+    for i, (spec, (connector, trigger)) in enumerate(zip(recipe.triggers, resolved,
+                                                         strict=True)):
+        if i == recipe.primary or connector is None or trigger is None:
+            continue
+        ck.connection(spec.connection, connector, (*spec.path, "connection"), trigger.scopes)
+        schema = connector.trigger_output(trigger)
+        for step in steps:
+            for part, compiled in (("when", step.when), ("for_each", step.for_each),
+                                   ("with", step.mapping)):
+                for ref in compiled.references() if compiled is not None else ():
+                    if ref.root == "trigger":
+                        at = ("steps", step.index, part, *ref.field)
+                        ck.check_path("trigger", ref.path, schema, at,
+                                      f" of {trigger.ref}")
+        engine = ck.template_engine
+        out.append(Source(spec, connector, trigger,
+                          _record_expression(engine, trigger.key, f"{trigger.ref}.key"),
+                          _record_expression(engine, trigger.version, f"{trigger.ref}.version"),
+                          engine.compile_expression(trigger.filter,
+                                                    where=f"{trigger.ref}.filter")
+                          if trigger.filter else None))
+    return out
 
 
 def _base_scope(recipe: Recipe) -> dict[str, Any]:
@@ -360,13 +446,14 @@ def _compile_trigger(ck: _Checker, recipe: Recipe, connector: Connector, trigger
     template_engine = ck.template_engine
     op = connector.operations.get(trigger.operation) if trigger.operation else None
     cscope = {**base_scope, "connection": connection_schema(connector)}
-    trigger_input = ck.mapping(recipe.trigger_with, ("trigger", "with"))
-    ck.references(trigger_input, ("trigger", "with"), cscope)
+    base = recipe.trigger_path
+    trigger_input = ck.mapping(recipe.trigger_with, (*base, "with"))
+    ck.references(trigger_input, (*base, "with"), cscope)
     defaults = {**(op.defaults if op else {}), **trigger.defaults}
     if op is not None:
-        ck.literals(recipe.trigger_with, op.input, ("trigger", "with"), cscope, defaults)
-    ck.connection(recipe.trigger_connection, connector, ("trigger", "connection"),
-                  op.scopes if op else [])
+        ck.literals(recipe.trigger_with, op.input, (*base, "with"), cscope, defaults)
+    ck.connection(recipe.trigger_connection, connector, (*base, "connection"),
+                  op.scopes if op else trigger.scopes)
     return {
         "trigger_input": trigger_input,
         "trigger_defaults": template_engine.compile_mapping(

@@ -375,6 +375,47 @@ class Runner(StepExecutor):
         report.retried += len(claimed)
         self._run_claimed(claimed, report)
 
+    def deliver(self, keyed: list[tuple[str, Any]], *, mode: str = "webhook"
+                ) -> tuple[RunReport, int]:
+        """Events that arrived without a poll (webhook deliveries, already keyed), under the
+        trigger's lease: recover, resume, retry what is due, then claim each key not seen
+        before as an event (one atomic insert, as a poll's page) and run its steps. Keys seen
+        before (a poll or an earlier delivery brought them) are skipped. No cursor moves;
+        ``deliver([])`` is a run that only resumes and retries.
+
+        Returns the report and how many of ``keyed`` are handled: all of them once claimed
+        (an event the run could not finish stays pending and the next run resumes it), none
+        when another process holds the lease (``report.held_by``) or the claim failed."""
+        report = RunReport(None, self.plan.recipe.name, mode)
+        handled = [0]
+
+        def body() -> None:
+            journal, store = self._journal, self.store
+            assert journal is not None and report.run_id is not None
+            recipe, trig = self.plan.recipe.id, self.plan.trigger.ref
+            journal.recover()
+            self._resume_pending(report)
+            self._retry_due(report)
+            batch = dict(keyed)  # the same record twice in one batch fires once
+            unseen = store.filter_unseen(recipe, trig, list(batch)) - journal.in_flight()
+            claimed = store.claim_new_events(recipe, trig, journal.run_id,
+                                             [(k, r) for k, r in batch.items() if k in unseen])
+            handled[0] = len(keyed)
+            report.events_seen += len(keyed)
+            for key, record in batch.items():
+                if key not in claimed:
+                    continue
+                report.events_new += 1
+                event = journal.claimed_event(claimed[key], key, record)
+                if self.process_event(event, report):
+                    report.events_succeeded += 1
+                else:
+                    report.events_failed += 1
+                journal.commit_if_due()
+
+        self._under_lease(report, False, None, body)
+        return report, handled[0]
+
     def _dry_run_event(self, key: str, record: Any, report: RunReport) -> None:
         """Render and validate every step; record the requests instead of sending them."""
 

@@ -153,6 +153,15 @@ class StepExecutor:
     def requests_made(self) -> int:
         return sum(c.requests_made for c in self._clients.values())
 
+    def rate_budgets(self) -> dict[str, int]:
+        """connection -> requests left in its API's window, as the API last said."""
+        out: dict[str, int] = {}
+        for key, client in self._clients.items():
+            left = client.limiter.remaining() if client.limiter is not None else None
+            if left is not None:
+                out[key.split("\x00", 1)[0]] = left
+        return out
+
     def _trace(self, request: httpx.Request, response: httpx.Response | None,
                attempt: Attempt) -> None:
         if not self.verbose:

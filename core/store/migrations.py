@@ -17,7 +17,9 @@ from sqlalchemy.engine import Connection, Engine
 from ..errors import ConfigError
 from .breakers import circuit_breakers
 from .connection_events import create_table as create_connection_events
+from .inbox import create_tables as create_inbox_tables
 from .leases import leases
+from .registry import create_table as create_registry
 from .tables import dead_letters, events, metadata, now, schema_version, trigger_state
 
 _PG_MIGRATION_LOCK = 0x5311CE  # advisory lock id serialising concurrent migrations
@@ -56,11 +58,17 @@ def _delivery(conn: Connection) -> None:
     circuit_breakers.create(conn, checkfirst=True)
 
 
+def _serve_tables(conn: Connection) -> None:
+    create_registry(conn)
+    create_inbox_tables(conn)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _initial_schema),
     Migration(2, "connection events", create_connection_events),
     Migration(3, "trigger page checkpoint", _add_trigger_checkpoint),
     Migration(4, "leases, retry schedule, circuit breakers", _delivery),
+    Migration(5, "serve: recipe registry, webhook inbox, serve instances", _serve_tables),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 

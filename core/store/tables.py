@@ -21,7 +21,7 @@ from sqlalchemy.engine import Connection, Dialect
 
 from ..errors import ConfigError
 
-RUN_MODES = ("once", "watch", "dry_run", "retry", "test")
+RUN_MODES = ("once", "watch", "dry_run", "retry", "test", "serve", "webhook")
 RUN_STATUSES = ("running", "succeeded", "failed", "interrupted")
 RUN_COUNTERS = ("events_seen", "events_new", "events_failed", "requests_made")
 EVENT_STATUSES = ("pending", "succeeded", "failed", "dead")
