@@ -84,9 +84,9 @@ NOT_IN_MANIFEST: dict[tuple[str, str], str] = {}
 HTTP_METHODS = ("get", "put", "post", "delete", "patch")
 
 
-def _spec_routes() -> list[Any]:
+def _spec_routes() -> list[str]:
     if ROOT is None:
-        return [pytest.param("GET /", marks=pytest.mark.skip(reason="official specs not found"))]
+        return []
     routes = []
     for name in V2_FILES:
         doc = json.loads((ROOT / "apps" / name).read_text("utf-8"))
@@ -96,6 +96,7 @@ def _spec_routes() -> list[Any]:
 
 
 SPEC_ROUTES = _spec_routes()
+NO_SPECS = [pytest.param("GET /", marks=pytest.mark.skip(reason="official specs not found"))]
 # Manifest operations pinned to another Version than the connector's: "METHOD path @version".
 PINNED_ROUTES = [f"{m} {p} @{v}" for m, p, v in sorted(ROUTES) if v != V2]
 
@@ -269,7 +270,7 @@ def test_every_spec_operation_is_in_the_manifest(specs: OfficialSpecs) -> None:
         assert f"{method} {path}" in SPEC_ROUTES  # the same route, another version
 
 
-@pytest.mark.parametrize("route", SPEC_ROUTES + PINNED_ROUTES)
+@pytest.mark.parametrize("route", SPEC_ROUTES and SPEC_ROUTES + PINNED_ROUTES or NO_SPECS)
 def test_operation_honours_its_spec(ghl: Ghl, specs: OfficialSpecs, route: str) -> None:
     """The operation's request, built by splice with the operation's own Version, is one its
     spec accepts; the sandbox answers it with that version's status and response schema."""
@@ -314,7 +315,7 @@ def test_the_sandbox_accepts_v3_exactly_where_the_v3_spec_defines_the_operation(
             assert refused != served, (route, version, response.status_code, response.text)
 
 
-@pytest.mark.parametrize("route", V3_ROUTES)
+@pytest.mark.parametrize("route", V3_ROUTES or NO_SPECS)
 def test_v3_requests_are_held_to_the_v3_spec(ghl: Ghl, specs: OfficialSpecs,
                                              route: str) -> None:
     """The same call with ``Version: v3``: answered per the v3 spec if v3 allows it, else 422."""
@@ -383,7 +384,7 @@ BODY_ROUTES = [r for r in SPEC_ROUTES + PINNED_ROUTES
                and r != "POST /social-media-posting/{locationId}/csv"]
 
 
-@pytest.mark.parametrize("route", BODY_ROUTES)
+@pytest.mark.parametrize("route", BODY_ROUTES if SPEC_ROUTES else NO_SPECS)
 def test_bodies_the_spec_forbids_are_422(ghl: Ghl, specs: OfficialSpecs, route: str) -> None:
     method, path, version = _route(route)
     op_id = ROUTES[(method, path, version)]
