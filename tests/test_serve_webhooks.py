@@ -202,9 +202,10 @@ def test_due_retries_run_on_their_schedule_then_dead_letters(fakecrm: Any,
         wait_for(lambda: len(store.dead_letters()) == 1, timeout=10)
         assert [d.event_id for d in store.dead_letters()] == [_event(store, "c-2").id]
         assert _event(store, "c-2").attempts == 2 and _notes(fakecrm, "c-2") == 0
-        metrics = http.get(f"{url}/metrics").text
         rid = next(iter(service.book.recipes))
-        assert f'splice_events_total{{outcome="dead",recipe="{rid}"}} 1.0' in metrics
+        dead = f'splice_events_total{{outcome="dead",recipe="{rid}"}} 1.0'
+        # the metric is counted when the scheduler's pass ends, just after the dead letter
+        wait_for(lambda: dead in http.get(f"{url}/metrics").text, timeout=5)
 
 
 def _event(store: Any, cid: str) -> Any:
