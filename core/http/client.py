@@ -24,6 +24,7 @@ import tenacity
 from ..errors import AuthError, HTTPError, SpliceError
 from ..model.durations import human
 from ..model.manifest import Connector, Operation
+from .body import decode_json
 from .pagination import Page, paginate
 from .ratelimit import BudgetExhausted, RateLimiter
 from .request import PreparedCall, dig, tls_context
@@ -156,10 +157,13 @@ class CallResult:
     attempts: list[Attempt] = field(default_factory=list)
 
     def json(self) -> Any:
-        if not self.response.content:
+        """The body as JSON (decoded with orjson, see ``splice.http.body``), its text when
+        it is not JSON, None when empty."""
+        content = self.response.content
+        if not content:
             return None
         try:
-            return self.response.json()
+            return decode_json(content)
         except ValueError:
             return self.response.text
 

@@ -145,9 +145,7 @@ class Runner(StepExecutor):
         if poll.dry:
             report.seeded += len(store.filter_unseen(recipe, trig, keys))
         else:
-            with store.batch():
-                report.seeded += store.add_seen(recipe, trig, keys)
-                store.set_checkpoint(recipe, trig, resume)
+            report.seeded += store.seed_page(recipe, trig, keys, resume)
         for _k, record in keyed:
             poll.see(record)
 

@@ -45,7 +45,9 @@ from .tables import (
     now,
     prebuilt,
     schema_version,
-    seen_keys,
+    seen,
+    seen_scope,
+    sqlite_time,
     storage_key,
     trigger_state,
 )
@@ -70,6 +72,19 @@ _SECRET_CONFIG_KEYS = frozenset({
 
 # --------------------------------------------------------------------------- tables
 
+
+
+_INSERT_SEEN = "INSERT INTO seen (key, scope) VALUES (?, ?) ON CONFLICT (key, scope) DO NOTHING"
+_SAVE_CHECKPOINT = (
+    'INSERT INTO trigger_state (recipe, "trigger", initialized, checkpoint, updated_at) '
+    "VALUES (?, ?, 0, ?, ?) ON CONFLICT (recipe, \"trigger\") DO UPDATE SET "
+    "checkpoint = excluded.checkpoint, updated_at = excluded.updated_at")
+
+
+def _seen_rows(recipe: str, trigger: str, keys: Iterable[str]) -> list[tuple[str, int]]:
+    """``seen`` rows for ``keys`` (stored form, duplicates dropped)."""
+    scope = seen_scope(recipe, trigger)
+    return [(key, scope) for key in dict.fromkeys(map(storage_key, keys))]
 
 
 def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
@@ -500,16 +515,16 @@ class Store(LedgerMixin):
         by_stored = {storage_key(key): key for key in keys}
         if not by_stored:
             return set()
-        seen: set[str] = set()
+        seen_now: set[str] = set()
+        scope = seen_scope(recipe, trigger)
         with self._read() as conn:
-            stmt = prebuilt(conn, "seen_in", lambda c: sa.select(seen_keys.c.key).where(
-                seen_keys.c.recipe == sa.bindparam("b_recipe"),
-                seen_keys.c.trigger == sa.bindparam("b_trigger"),
-                seen_keys.c.key.in_(sa.bindparam("b_keys", expanding=True))))
+            stmt = prebuilt(conn, "seen_in", lambda c: sa.select(seen.c.key).where(
+                seen.c.scope == sa.bindparam("b_scope"),
+                seen.c.key.in_(sa.bindparam("b_keys", expanding=True))))
             for chunk in _chunks(list(by_stored), _CHUNK):
-                seen.update(conn.execute(stmt, {"b_recipe": recipe, "b_trigger": trigger,
-                                                "b_keys": chunk}).scalars())
-        return {key for stored, key in by_stored.items() if stored not in seen}
+                seen_now.update(conn.execute(stmt, {"b_scope": scope, "b_keys": chunk}
+                                             ).scalars())
+        return {key for stored, key in by_stored.items() if stored not in seen_now}
 
     def add_seen(self, recipe: str, trigger: str, keys: Iterable[str]) -> int:
         """Remember ``keys`` as seen; keys already there are left alone. Returns how many
@@ -518,17 +533,52 @@ class Store(LedgerMixin):
             return self._add_seen(conn, recipe, trigger, keys)
 
     def _add_seen(self, conn: Connection, recipe: str, trigger: str, keys: Iterable[str]) -> int:
-        rows = [(key, recipe, trigger) for key in dict.fromkeys(storage_key(k) for k in keys)]
+        rows = _seen_rows(recipe, trigger, keys)
         if not rows:
             return 0
         # The hottest write of a poll: a plain driver-level executemany (no per-row SQLAlchemy
         # parameter processing). Both SQLite and PostgreSQL accept this ON CONFLICT form.
-        mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
-        sql = (f"INSERT INTO seen_keys (key, recipe, trigger) VALUES ({mark}, {mark}, {mark}) "
-               "ON CONFLICT (key, recipe, trigger) DO NOTHING")
+        sql = _INSERT_SEEN if conn.dialect.paramstyle == "qmark" else \
+            _INSERT_SEEN.replace("?", "%s")
         added = 0
         for chunk in _chunks(rows, 1000):
             added += max(conn.exec_driver_sql(sql, chunk).rowcount, 0)  # sums the inserts
+        return added
+
+    def seed_page(self, recipe: str, trigger: str, keys: Iterable[str],
+                  checkpoint: dict[str, Any] | None) -> int:
+        """Remember a polled page's ``keys`` and save the trigger's page ``checkpoint``, in
+        ONE transaction; returns how many keys were new.
+
+        On SQLite this is the cheapest form there is: a pooled driver connection, ``BEGIN
+        IMMEDIATE``, one ``executemany`` of (key, scope) rows, one checkpoint upsert,
+        ``COMMIT`` (no SQLAlchemy statement on the way: this runs once per page of a first
+        poll). Elsewhere, or inside ``batch()``, it is ``add_seen`` + ``set_checkpoint``.
+        """
+        if self.engine.dialect.name != "sqlite" or self._ambient() is not None:
+            with self.batch():
+                added = self.add_seen(recipe, trigger, keys)
+                self.set_checkpoint(recipe, trigger, checkpoint)
+            return added
+        rows = _seen_rows(recipe, trigger, keys)
+        state = (recipe, trigger, None if checkpoint is None else json_dumps(checkpoint),
+                 sqlite_time(now()))
+        raw = self.engine.raw_connection()
+        try:
+            cursor = raw.driver_connection.cursor()  # type: ignore[union-attr]
+            cursor.execute("BEGIN IMMEDIATE")
+            try:
+                added = 0
+                if rows:
+                    cursor.executemany(_INSERT_SEEN, rows)
+                    added = max(cursor.rowcount, 0)
+                cursor.execute(_SAVE_CHECKPOINT, state)
+                cursor.execute("COMMIT")
+            except BaseException:
+                cursor.execute("ROLLBACK")
+                raise
+        finally:
+            raw.close()
         return added
 
     def advance_trigger(self, recipe: str, trigger: str, *, seen: Iterable[str] = (),
@@ -544,14 +594,13 @@ class Store(LedgerMixin):
     def seen_count(self, recipe: str, trigger: str) -> int:
         """How many keys the trigger has seen (a table scan: for status displays)."""
         with self._read() as conn:
-            return int(conn.execute(sa.select(sa.func.count()).select_from(seen_keys).where(
-                seen_keys.c.recipe == recipe, seen_keys.c.trigger == trigger)).scalar_one())
+            return int(conn.execute(sa.select(sa.func.count()).select_from(seen).where(
+                seen.c.scope == seen_scope(recipe, trigger))).scalar_one())
 
     def reset_trigger(self, recipe: str, trigger: str) -> None:
         """Forget the trigger's cursor, seen keys and initialisation (next poll is a baseline)."""
         with self._write() as conn:
-            conn.execute(seen_keys.delete().where(seen_keys.c.recipe == recipe,
-                                                  seen_keys.c.trigger == trigger))
+            conn.execute(seen.delete().where(seen.c.scope == seen_scope(recipe, trigger)))
             conn.execute(trigger_state.delete().where(trigger_state.c.recipe == recipe,
                                                       trigger_state.c.trigger == trigger))
 

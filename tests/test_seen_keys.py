@@ -1,0 +1,102 @@
+"""Seen keys: the compact ``seen`` table, its migration from ``seen_keys``, and the page seed
+that writes a page's keys and its checkpoint in one transaction."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from splice.store.database import Store
+from splice.store.migrations import SCHEMA_VERSION
+from splice.store.tables import metadata, seen_scope, storage_key
+
+PG_URL = os.environ.get("SPLICE_TEST_POSTGRES_URL")
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.skipif(
+    not PG_URL, reason="SPLICE_TEST_POSTGRES_URL not set"))])
+def url(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv("SPLICE_HOME", str(tmp_path))
+    if request.param == "postgresql":
+        engine = sa.create_engine(PG_URL)
+        metadata.drop_all(engine)
+        with engine.begin() as conn:
+            conn.exec_driver_sql("DROP TABLE IF EXISTS seen_keys")
+        engine.dispose()
+        return str(PG_URL)
+    return f"sqlite:///{tmp_path / 'state.db'}"
+
+
+def _downgrade_to_v3(url: str, rows: list[tuple[str, str, str]]) -> None:
+    """Turn a current database into what schema version 3 looked like, with ``rows`` of
+    (key, recipe, trigger) in its ``seen_keys`` table."""
+    Store.open(url).close()
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DROP TABLE seen")
+        conn.exec_driver_sql(
+            'CREATE TABLE seen_keys (recipe VARCHAR NOT NULL, "trigger" VARCHAR NOT NULL, '
+            "key VARCHAR NOT NULL, first_seen_at TIMESTAMP NOT NULL DEFAULT "
+            'CURRENT_TIMESTAMP, PRIMARY KEY (key, recipe, "trigger"))')
+        conn.execute(sa.text('INSERT INTO seen_keys (key, recipe, "trigger") '
+                             "VALUES (:k, :r, :t)"),
+                     [{"k": k, "r": r, "t": t} for k, r, t in rows])
+        conn.exec_driver_sql("DELETE FROM schema_version WHERE version > 3")
+    engine.dispose()
+
+
+def test_migration_keeps_every_seen_key(url: str) -> None:
+    long_key = "x" * 2000
+    rows = [(f"id-{i}@v1", "r", "t") for i in range(1500)]
+    rows += [("id-0@v1", "r", "other"), (storage_key(long_key), "r2", "t")]
+    _downgrade_to_v3(url, rows)
+    with Store.open(url) as store:
+        assert store.schema_version == SCHEMA_VERSION
+        keys = [f"id-{i}@v1" for i in range(1600)]
+        assert store.filter_unseen("r", "t", keys) == set(keys[1500:])
+        assert store.filter_unseen("r", "other", keys[:3]) == {"id-1@v1", "id-2@v1"}
+        assert store.filter_unseen("r2", "t", [long_key, "new"]) == {"new"}
+        assert store.seen_count("r", "t") == 1500
+        assert not sa.inspect(store.engine).has_table("seen_keys")
+        assert store.add_seen("r", "t", keys) == 100  # the migrated keys stay deduped
+
+
+def test_seed_page_writes_keys_and_checkpoint_together(url: str) -> None:
+    with Store.open(url) as store:
+        assert store.seed_page("r", "t", ["a", "b", "a"], {"next": {"offset": 2}}) == 2
+        assert store.seed_page("r", "t", ["b", "c"], {"next": {"offset": 4}}) == 1
+        assert store.get_checkpoint("r", "t") == {"next": {"offset": 4}}
+        assert store.filter_unseen("r", "t", ["a", "b", "c", "d"]) == {"d"}
+        assert not store.trigger_initialized("r", "t")  # seeding a page does not finish it
+        assert store.seed_page("r", "t", [], None) == 0
+        assert store.get_checkpoint("r", "t") is None
+        with store.batch():  # inside a batch it joins the batch's transaction
+            assert store.seed_page("r", "t", ["e"], {"next": 5}) == 1
+        assert store.get_checkpoint("r", "t") == {"next": 5}
+
+
+def test_a_failed_checkpoint_leaves_no_key_behind(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SPLICE_HOME", str(tmp_path))
+    with Store.open(f"sqlite:///{tmp_path / 'state.db'}") as store:
+        store.seed_page("r", "t", ["a"], {"next": 1})
+        with store.engine.begin() as conn:  # the checkpoint write fails after the keys
+            conn.exec_driver_sql("CREATE TRIGGER boom BEFORE UPDATE ON trigger_state "
+                                 "BEGIN SELECT RAISE(ABORT, 'disk on fire'); END")
+        with pytest.raises(Exception, match="disk on fire"):
+            store.seed_page("r", "t", ["b", "c"], {"next": 3})
+        assert store.filter_unseen("r", "t", ["a", "b", "c"]) == {"b", "c"}
+        assert store.get_checkpoint("r", "t") == {"next": 1}
+        with store.engine.begin() as conn:
+            conn.exec_driver_sql("DROP TRIGGER boom")
+        assert store.seed_page("r", "t", ["b", "c"], {"next": 3}) == 2  # connection reusable
+
+
+def test_scopes_are_per_recipe_and_trigger() -> None:
+    assert seen_scope("r", "t") == seen_scope("r", "t")
+    assert len({seen_scope("r", "t"), seen_scope("r", "t2"), seen_scope("r2", "t"),
+                seen_scope("rt", ""), seen_scope("", "rt")}) == 5
+    assert all(-2**63 <= seen_scope(f"r{i}", "t") < 2**63 for i in range(100))
