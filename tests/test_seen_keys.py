@@ -100,3 +100,36 @@ def test_scopes_are_per_recipe_and_trigger() -> None:
     assert len({seen_scope("r", "t"), seen_scope("r", "t2"), seen_scope("r2", "t"),
                 seen_scope("rt", ""), seen_scope("", "rt")}) == 5
     assert all(-2**63 <= seen_scope(f"r{i}", "t") < 2**63 for i in range(100))
+
+
+def test_record_keys_read_fields_like_the_templates() -> None:
+    """The direct field read behind ``Plan.record_key`` gives the key the templates give."""
+    from splice.errors import SpliceError
+    from splice.mapping.templates import TemplateEngine
+    from splice.run.plan import FieldGetter, record_key_function
+
+    engine = TemplateEngine()
+
+    def getter(name: str) -> FieldGetter:
+        return FieldGetter(engine.compile_expression(f"{{{{ record.{name} }}}}", where="k"), "record",
+                           (name,))
+
+    def templated(key: str, version: str | None) -> object:
+        return record_key_function(engine.compile_expression(f"{{{{ record.{key} }}}}", where="k"),
+                                   None if version is None else
+                                   engine.compile_expression(f"{{{{ record.{version} }}}}", where="v"),
+                                   None)
+
+    records = [{"id": "a1", "v": "2026-01-01"}, {"id": 7, "v": 3}, {"id": 1.5, "v": True},
+               {"id": False, "v": "x"}, {"id": "a", "v": None}, {"id": "é ✓", "v": ""}]
+    for version in ("v", None):
+        fast = record_key_function(getter("id"), getter(version) if version else None, None)
+        slow = templated("id", version)
+        assert fast is not slow
+        for record in records:
+            assert fast(record) == slow(record), record  # type: ignore[operator]
+        with pytest.raises(SpliceError):  # a missing key is explained by the template
+            fast({"other": 1})
+    filtered = record_key_function(getter("id"), None,
+                                   engine.compile_expression("{{ record.id != 'skip' }}", where="f"))
+    assert filtered({"id": "skip"}) is None and filtered({"id": "keep"}) == "keep"

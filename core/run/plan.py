@@ -10,8 +10,9 @@ action's input schema; required inputs are mapped.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from ..errors import DocumentError, Problem, TemplateError
@@ -64,6 +65,12 @@ class Plan:
         if self.trigger.operation:
             return self.connector.operations[self.trigger.operation]
         return None
+
+    @cached_property
+    def record_key(self) -> Callable[[Any], str | None]:
+        """The dedupe key of one polled record, None to skip it: the trigger's filter, then
+        its key, then ``key@version`` when it declares a version."""
+        return record_key_function(self.key, self.version, self.filter)
 
 
 @dataclass
@@ -452,6 +459,61 @@ class FieldGetter:
 
     def references(self) -> Any:
         return self.compiled.references()
+
+
+_SCALARS = frozenset({str, int, float, bool})
+
+
+def record_key_function(key: CompiledExpression | FieldGetter | None,
+                        version: CompiledExpression | FieldGetter | None,
+                        filter: CompiledExpression | None) -> Callable[[Any], str | None]:
+    """The function behind ``Plan.record_key``.
+
+    It runs for every polled record, so the usual case (no filter, a key and a version that
+    are top-level fields such as ``{{ record.id }}`` and ``{{ record.updated_at }}``) reads
+    both fields straight from the record; anything else, including a missing or non-scalar
+    field, goes through the templates (which explain what is missing).
+    """
+
+    def general(record: Any) -> str | None:
+        ctx = {"record": record, "event": record}
+        if filter is not None and not filter(ctx):
+            return None
+        if key is None:
+            return None
+        text = str(key(ctx))
+        if version is not None:
+            text = f"{text}@{version(ctx)}"
+        return text
+
+    def field_of(expr: Any) -> str | None:
+        if isinstance(expr, FieldGetter) and len(expr.path) == 1:
+            return expr.path[0]
+        return None
+
+    name = field_of(key)
+    if filter is not None or name is None:
+        return general
+    if version is None:
+        def key_only(record: Any) -> str | None:
+            if type(record) is dict:
+                value = record.get(name)
+                if type(value) in _SCALARS:
+                    return str(value)
+            return general(record)
+        return key_only
+    version_name = field_of(version)
+    if version_name is None:
+        return general
+
+    def key_and_version(record: Any) -> str | None:
+        if type(record) is dict:
+            value, stamp = record.get(name), record.get(version_name)
+            if type(value) in _SCALARS and type(stamp) in _SCALARS:
+                return f"{value}@{stamp}"
+        return general(record)
+
+    return key_and_version
 
 
 def _record_expression(engine: TemplateEngine, source: str | None, where: str
