@@ -11,7 +11,7 @@ import difflib
 import json
 import re
 from collections.abc import Iterator
-from functools import cache
+from functools import cache, cached_property
 from importlib import resources
 from typing import Any
 
@@ -43,14 +43,26 @@ def validator_for(schema: dict[str, Any] | bool) -> Draft202012Validator:
 
 
 class Checker:
-    """A schema's validator with a compiled fast path (``splice.fastcheck``): ``errors``
-    answers a valid instance without jsonschema and explains an invalid one with it."""
+    """A schema's validator with a compiled fast path (jsonschema-rs, ``splice.model.fastpath``):
+    ``errors`` answers a valid instance without jsonschema and explains an invalid one with it
+    (jsonschema is built on first need)."""
 
     def __init__(self, schema: dict[str, Any] | bool) -> None:
-        from .fastcheck import compile_check
+        from .fastpath import compile_fast_path
 
-        self.validator = validator_for(schema)
-        self._fast = compile_check(schema)
+        self.schema = schema
+        self._fast = compile_fast_path(schema)
+
+    @cached_property
+    def validator(self) -> Draft202012Validator:
+        """jsonschema's validator: the authority, and the messages."""
+        return validator_for(self.schema)
+
+    def is_valid(self, instance: Any) -> bool:
+        """Whether jsonschema accepts ``instance`` (the fast path first)."""
+        if self._fast is not None and self._fast(instance):
+            return True
+        return bool(self.validator.is_valid(instance))
 
     def errors(self, instance: Any) -> list[tuple[tuple[str | int, ...], str, bool]]:
         """Readable problems of ``instance`` (see ``iter_errors``); empty when valid."""
