@@ -155,10 +155,17 @@ def compile_fast_path(schema: Any) -> Check | None:
     formats: set[str] = set()
     try:
         rewritten = _rewrite(schema, formats)
-        validator = jsonschema_rs.Draft202012Validator(
-            rewritten, validate_formats=True, ignore_unknown_formats=True,
-            formats={name: _format_check(name) for name in formats},
-            keywords=_KEYWORDS, retriever=_no_remote_refs)
+        options: dict[str, Any] = {"retriever": _no_remote_refs}
+        if formats:
+            options.update(validate_formats=True, ignore_unknown_formats=True,
+                           formats={name: _format_check(name) for name in formats})
+        else:
+            options["validate_formats"] = False  # no format jsonschema checks is used
+        text = repr(rewritten)
+        used = {name: kind for name, kind in _KEYWORDS.items() if repr(name) in text}
+        if used:  # custom keywords slow every validation down, even where unused
+            options["keywords"] = used
+        validator = jsonschema_rs.Draft202012Validator(rewritten, **options)
     except (_Unsupported, ValueError, TypeError, re.error, jsonschema_rs.ValidationError):
         return None
     except Exception:  # noqa: BLE001 - any other refusal of the schema: no fast path
