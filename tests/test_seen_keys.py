@@ -110,14 +110,15 @@ def test_record_keys_read_fields_like_the_templates() -> None:
 
     engine = TemplateEngine()
 
+    def field(name: str) -> object:
+        return engine.compile_expression(f"{{{{ record.{name} }}}}", where=name)
+
     def getter(name: str) -> FieldGetter:
-        return FieldGetter(engine.compile_expression(f"{{{{ record.{name} }}}}", where="k"), "record",
-                           (name,))
+        return FieldGetter(field(name), "record", (name,))  # type: ignore[arg-type]
 
     def templated(key: str, version: str | None) -> object:
-        return record_key_function(engine.compile_expression(f"{{{{ record.{key} }}}}", where="k"),
-                                   None if version is None else
-                                   engine.compile_expression(f"{{{{ record.{version} }}}}", where="v"),
+        return record_key_function(field(key),  # type: ignore[arg-type]
+                                   None if version is None else field(version),  # type: ignore
                                    None)
 
     records = [{"id": "a1", "v": "2026-01-01"}, {"id": 7, "v": 3}, {"id": 1.5, "v": True},
@@ -130,6 +131,6 @@ def test_record_keys_read_fields_like_the_templates() -> None:
             assert fast(record) == slow(record), record  # type: ignore[operator]
         with pytest.raises(SpliceError):  # a missing key is explained by the template
             fast({"other": 1})
-    filtered = record_key_function(getter("id"), None,
-                                   engine.compile_expression("{{ record.id != 'skip' }}", where="f"))
+    keep = engine.compile_expression("{{ record.id != 'skip' }}", where="filter")
+    filtered = record_key_function(getter("id"), None, keep)
     assert filtered({"id": "skip"}) is None and filtered({"id": "keep"}) == "keep"

@@ -13,13 +13,27 @@ from typing import Any
 
 import click
 
-from ..connections.status import default_scopes, token_state
 from ..errors import ConfigError, InputError
 from .common import console, esc, handle_errors, load_registry, open_store
 
 # Token-request fields --token-param may not set: they carry the flow's own values or secrets.
 _RESERVED_TOKEN_PARAMS = frozenset({"client_id", "client_secret", "code", "code_verifier",
                                     "grant_type", "redirect_uri", "refresh_token"})
+
+
+def token_state(record: Any) -> tuple[str, str]:
+    """``splice.connections.status.token_state``, imported on use (it pulls in OAuth and
+    SQLAlchemy, which ``splice --help`` must not pay for)."""
+    from ..connections.status import token_state as state
+
+    return state(record)
+
+
+def default_scopes(connector: Any) -> list[str]:
+    """``splice.connections.status.default_scopes``, imported on use."""
+    from ..connections.status import default_scopes as scopes
+
+    return scopes(connector)
 
 
 def _iso(stamp: Any) -> str | None:

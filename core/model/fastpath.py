@@ -14,7 +14,8 @@ difference is taken out before it can say "valid":
   ``\\b`` match different characters). Each ``pattern`` is checked by a keyword written in
   Python with ``re.search``, as jsonschema does.
 - ``format``: each format jsonschema's ``FORMAT_CHECKER`` knows is checked by that checker
-  (called from Rust); a format it does not know asserts nothing in jsonschema, and is dropped.
+  (called from Rust), also inside the draft's meta-schemas jsonschema-rs holds itself; a
+  format it does not know asserts nothing in jsonschema, and is dropped from the schema.
 - ``multipleOf``: jsonschema's own float arithmetic, through a one-keyword jsonschema check.
 - Instances: jsonschema-rs reads a tuple as an array, a ``Decimal`` or an ``Enum`` as a number
   and a non-finite float as null, where jsonschema does not. Only instances made of ``dict``
@@ -51,6 +52,7 @@ _MAP = frozenset({"properties", "patternProperties", "$defs", "definitions",
                   "dependentSchemas"})
 _DATA = frozenset({"const", "enum", "default", "examples", "required", "dependentRequired"})
 # Regex syntax whose meaning differs between Python's re and ECMA 262 (or that one lacks).
+_EXTERNAL_REF = re.compile(r"'\$(?:dynamic)?[rR]ef': '(?!#)")
 _NOT_PORTABLE = re.compile(r"\\[DWSsbBAZzGpPNhHvVRXKQE]|\{,|\(\?(?![:=!]|<[=!])")
 
 
@@ -103,11 +105,10 @@ class _Unsupported(Exception):
     """The schema is outside what the fast path can mirror exactly."""
 
 
-def _rewrite(schema: Any, formats: set[str]) -> Any:
-    """A copy of ``schema`` for jsonschema-rs with jsonschema's semantics (module docstring);
-    collects the checked format names into ``formats``."""
+def _rewrite(schema: Any) -> Any:
+    """A copy of ``schema`` for jsonschema-rs with jsonschema's semantics (module docstring)."""
     if isinstance(schema, list):
-        return [_rewrite(item, formats) for item in schema]
+        return [_rewrite(item) for item in schema]
     if not isinstance(schema, dict):
         return schema
     out: dict[str, Any] = {}
@@ -118,7 +119,6 @@ def _rewrite(schema: Any, formats: set[str]) -> Any:
             out["x-splice-multipleOf"] = value
         elif key == "format" and isinstance(value, str):
             if value in _FORMATS.checkers:
-                formats.add(value)
                 out[key] = value
             # else: jsonschema asserts nothing for a format it does not know
         elif key in _DATA:
@@ -127,9 +127,9 @@ def _rewrite(schema: Any, formats: set[str]) -> Any:
             if key == "patternProperties" and any(
                     _NOT_PORTABLE.search(str(name)) for name in value):
                 raise _Unsupported(key)
-            out[key] = {name: _rewrite(v, formats) for name, v in value.items()}
+            out[key] = {name: _rewrite(v) for name, v in value.items()}
         else:
-            out[key] = _rewrite(value, formats)
+            out[key] = _rewrite(value)
     return out
 
 
@@ -152,16 +152,16 @@ def compile_fast_path(schema: Any) -> Check | None:
     declared = schema.get("$schema") if isinstance(schema, dict) else None
     if declared is not None and declared not in _DRAFT_2020_12:
         return None
-    formats: set[str] = set()
     try:
-        rewritten = _rewrite(schema, formats)
-        options: dict[str, Any] = {"retriever": _no_remote_refs}
-        if formats:
-            options.update(validate_formats=True, ignore_unknown_formats=True,
-                           formats={name: _format_check(name) for name in formats})
-        else:
-            options["validate_formats"] = False  # no format jsonschema checks is used
+        rewritten = _rewrite(schema)
         text = repr(rewritten)
+        options: dict[str, Any] = {"retriever": _no_remote_refs, "validate_formats": False}
+        if "'format'" in text or "$schema" in text or _EXTERNAL_REF.search(text):
+            # Every format jsonschema checks, checked by jsonschema: also where jsonschema-rs
+            # reads a schema it did not get from us (a draft's meta-schemas, by URI). Only
+            # then: format callbacks slow every validation down a little.
+            options.update(validate_formats=True, ignore_unknown_formats=True,
+                           formats={name: _format_check(name) for name in _FORMATS.checkers})
         used = {name: kind for name, kind in _KEYWORDS.items() if repr(name) in text}
         if used:  # custom keywords slow every validation down, even where unused
             options["keywords"] = used

@@ -15,17 +15,15 @@ from pathlib import Path
 from typing import Any
 
 from jsonschema import Draft202012Validator
-from jsonschema.exceptions import SchemaError
 
 from ..errors import ConfigError, DocumentError, Problem
 from .documents import Document, load_document
 from .schema import (
     Checker,
-    bundled_validator,
+    bundled_checker,
     did_you_mean,
-    iter_errors,
+    schema_error,
     subschema,
-    validator_for,
 )
 
 _CODE_VERSION = "manifest-checks-1"  # bump when check_manifest's rules change
@@ -286,16 +284,15 @@ def check_manifest(doc: Document) -> list[Problem]:
     if not isinstance(data, dict):
         return [doc.problem((), "a manifest must be a mapping (id, name, operations, ...)")]
     problems = [doc.problem(path, msg, key=at_key)
-                for path, msg, at_key in iter_errors(bundled_validator("connector"), data)]
+                for path, msg, at_key in bundled_checker("connector").errors(data)]
     if problems:
         return problems
     ops: dict[str, Any] = data.get("operations", {})
     for op_id, op in ops.items():
         base = ("operations", op_id)
         for name in ("input", "output"):
-            try:
-                Draft202012Validator.check_schema(op[name])
-            except SchemaError as exc:
+            exc = schema_error(op[name])
+            if exc is not None:
                 problems.append(doc.problem((*base, name, *exc.absolute_path),
                                             f"not a valid JSON Schema: {exc.message}"))
         props = op["input"].get("properties", {}) if isinstance(op["input"], dict) else {}
@@ -311,7 +308,7 @@ def check_manifest(doc: Document) -> list[Problem]:
                                     f"query parameter '{q}' is not a property of input"
                                     f"{did_you_mean(q, props)}"))
         if "sample" in op and not problems:
-            for path, msg, _ in iter_errors(validator_for(op["output"]), op["sample"]):
+            for path, msg, _ in Checker(op["output"]).errors(op["sample"]):
                 problems.append(doc.problem((*base, "sample", *path),
                                             f"sample does not match output: {msg}"))
     for trig_id, trig in (data.get("triggers") or {}).items():
@@ -325,9 +322,8 @@ def check_manifest(doc: Document) -> list[Problem]:
                 problems.append(doc.problem((*base, "operation"),
                                 f"operation '{op_id}' declares no `records` path to poll"))
         if "output" in trig:
-            try:
-                Draft202012Validator.check_schema(trig["output"])
-            except SchemaError as exc:
+            exc = schema_error(trig["output"])
+            if exc is not None:
                 problems.append(doc.problem((*base, "output"),
                                             f"not a valid JSON Schema: {exc.message}"))
     test_op = data.get("test_operation")

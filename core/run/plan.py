@@ -110,12 +110,17 @@ class _Checker:
     # -- checks -----------------------------------------------------------------------------
     def connector(self, use: str, path: tuple[str | int, ...]) -> Connector | None:
         cid = use.split(".", 1)[0]
-        conns = self.registry.connectors
-        if cid not in conns:
-            self.add(path, f"unknown connector '{cid}'{did_you_mean(cid, conns)}; "
+        connector = self.registry.get(cid)  # only the manifests a recipe uses are checked
+        if connector is None:
+            installed = self.registry.ids
+            if cid in installed:
+                self.add(path, f"connector '{cid}' is installed but its manifest is not valid "
+                               "(see the warning above); `splice plugins` shows why")
+                return None
+            self.add(path, f"unknown connector '{cid}'{did_you_mean(cid, installed)}; "
                            "`splice connectors list` shows what is installed")
             return None
-        return conns[cid]
+        return connector
 
     def connection(self, name: str | None, connector: Connector, path: tuple[str | int, ...],
                    scopes: list[str]) -> None:
