@@ -79,8 +79,9 @@ def load_registry() -> Any:
     from ..plugins import get_registry
 
     registry = get_registry()
-    if not _LOADED:
-        _LOADED.append(registry)
+    if not _LOADED or _LOADED[0] is not registry:  # (tests rebuild the registry)
+        _LOADED[:] = [registry]
+        _WARNED.clear()
     warn_failures()
     return registry
 

@@ -1,58 +1,29 @@
-"""Built-in auth types: ``none``, ``bearer``, ``api_key`` and ``oauth2``."""
+"""Built-in auth types: ``none``, ``bearer``, ``api_key`` and ``oauth2``.
+
+The factories live in :mod:`splice.connections.credentials`, imported on first use.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Callable
 from typing import Any
 
-import httpx
-
-from ..connections.oauth import OAuth2Auth
-from ..errors import ConfigError
 from ..hookspecs import hookimpl
-from ..model.manifest import Connector
+
+AUTH_TYPES = ("bearer", "api_key", "oauth2")
 
 
-class HeaderAuth(httpx.Auth):
-    """A static credential in a header (or query parameter)."""
+def _factory(name: str) -> Callable[..., Any]:
+    def build(connector: Any, connection: Any, store: Any) -> Any:
+        from ..connections import credentials
 
-    def __init__(self, name: str, value: str, *, in_query: bool = False) -> None:
-        self.name, self.value, self.in_query = name, value, in_query
+        return getattr(credentials, name)(connector, connection, store)
 
-    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        if self.in_query:
-            request.url = request.url.copy_merge_params({self.name: self.value})
-        else:
-            request.headers[self.name] = self.value
-        yield request
-
-
-def _secret(connection: Any, key: str) -> str:
-    value = connection.secret.get(key)
-    if not value:
-        raise ConfigError(f"connection '{connection.name}' has no {key.replace('_', ' ')} stored",
-                          hint=f"add it with `splice connections add {connection.name} "
-                               f"--connector {connection.connector}`")
-    return str(value)
-
-
-def bearer(connector: Connector, connection: Any, store: Any) -> httpx.Auth:
-    return HeaderAuth("Authorization", f"Bearer {_secret(connection, 'token')}")
-
-
-def api_key(connector: Connector, connection: Any, store: Any) -> httpx.Auth:
-    auth = connector.auth
-    value = auth.get("prefix", "") + _secret(connection, "api_key")
-    return HeaderAuth(auth["name"], value, in_query=auth.get("in") == "query")
-
-
-def oauth2(connector: Connector, connection: Any, store: Any) -> httpx.Auth:
-    """Bearer tokens that refresh themselves; events go to the store's event table."""
-    return OAuth2Auth(connector, connection, store)
+    build.__name__ = build.__qualname__ = name
+    return build
 
 
 @hookimpl
 def register_auth_types(register: Any) -> None:
-    register("bearer", bearer)
-    register("api_key", api_key)
-    register("oauth2", oauth2)
+    for name in AUTH_TYPES:
+        register(name, _factory(name))

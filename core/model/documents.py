@@ -23,12 +23,31 @@ JsonPath = tuple[str | int, ...]
 
 @dataclass
 class Document:
-    """Parsed data plus source positions."""
+    """Parsed data plus source positions (collected from the parsed nodes on first use: a
+    document without problems never needs them)."""
 
     path: str
     data: Any
-    positions: dict[JsonPath, tuple[int, int]] = field(default_factory=dict)
-    key_positions: dict[JsonPath, tuple[int, int]] = field(default_factory=dict)
+    _positions: dict[JsonPath, tuple[int, int]] = field(default_factory=dict, repr=False)
+    _key_positions: dict[JsonPath, tuple[int, int]] = field(default_factory=dict, repr=False)
+    _root: yaml.Node | None = field(default=None, repr=False)
+
+    @property
+    def positions(self) -> dict[JsonPath, tuple[int, int]]:
+        """JSON path -> (line, column) of each value."""
+        self._collect()
+        return self._positions
+
+    @property
+    def key_positions(self) -> dict[JsonPath, tuple[int, int]]:
+        """JSON path -> (line, column) of each mapping key."""
+        self._collect()
+        return self._key_positions
+
+    def _collect(self) -> None:
+        root, self._root = self._root, None
+        if root is not None:
+            _walk(root, (), self._positions, self._key_positions)
 
     def where(self, path: Iterable[str | int], *, key: bool = False) -> tuple[int, int]:
         """Position of the value at ``path`` (or of its key), else of the nearest ancestor."""
@@ -66,12 +85,17 @@ class _Loader(_Base):  # type: ignore[misc, valid-type]
     """SafeLoader that refuses duplicate keys (a silent overwrite hides mistakes)."""
 
 
+_STR = "tag:yaml.org,2002:str"
+
+
 def _construct_mapping(loader: _Loader, node: yaml.MappingNode, deep: bool = False) -> dict:
     seen: dict[Any, yaml.Node] = {}
     for key_node, _ in node.value:
         if key_node.tag == "tag:yaml.org,2002:merge":
             continue  # `<<: *anchor` merges are allowed; explicit keys override them
-        key = loader.construct_object(key_node, deep=deep)
+        # a string key is its scalar's text (what constructing it would give)
+        key = key_node.value if key_node.tag == _STR and isinstance(key_node, yaml.ScalarNode) \
+            else loader.construct_object(key_node, deep=deep)
         if key in seen:
             raise yaml.constructor.ConstructorError(
                 None, None, f"duplicate key {key!r} (first defined on line "
@@ -83,18 +107,18 @@ def _construct_mapping(loader: _Loader, node: yaml.MappingNode, deep: bool = Fal
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
-def _walk(node: yaml.Node, path: JsonPath, doc: Document) -> None:
-    doc.positions[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
+def _walk(node: yaml.Node, path: JsonPath, positions: dict[JsonPath, tuple[int, int]],
+          key_positions: dict[JsonPath, tuple[int, int]]) -> None:
+    positions[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
     if isinstance(node, yaml.MappingNode):
         for key_node, value_node in node.value:
             key = key_node.value
             child = (*path, key)
-            doc.key_positions[child] = (key_node.start_mark.line + 1,
-                                        key_node.start_mark.column + 1)
-            _walk(value_node, child, doc)
+            key_positions[child] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
+            _walk(value_node, child, positions, key_positions)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
-            _walk(item, (*path, i), doc)
+            _walk(item, (*path, i), positions, key_positions)
 
 
 def parse_document(text: str, path: str) -> Document:
@@ -118,10 +142,7 @@ def parse_document(text: str, path: str) -> Document:
         raise DocumentError([Problem(path, line, col, "", f"invalid YAML: {what}")]) from None
     finally:
         loader.dispose()
-    doc = Document(path=path, data=data)
-    if node is not None:
-        _walk(node, (), doc)
-    return doc
+    return Document(path=path, data=data, _root=node)
 
 
 def load_document(path: str | Path) -> Document:

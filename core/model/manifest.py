@@ -247,13 +247,13 @@ def _cache_dir() -> Path:
 
 
 def _cache_get(raw: bytes) -> Any:
-    import json
+    import orjson
 
     key = _cache_key(raw)
     if key in _MEMORY_CACHE:
         return _MEMORY_CACHE[key]
     try:
-        data = json.loads((_cache_dir() / f"{key}.json").read_text("utf-8"))
+        data = orjson.loads((_cache_dir() / f"{key}.json").read_bytes())
     except (OSError, ValueError):
         return None
     _MEMORY_CACHE[key] = data
@@ -261,18 +261,23 @@ def _cache_get(raw: bytes) -> Any:
 
 
 def _cache_put(raw: bytes, data: Any) -> None:
-    import json
     import os
     import tempfile
 
+    import orjson
+
     key = _cache_key(raw)
     _MEMORY_CACHE[key] = data
+    try:  # exactly what was parsed, or nothing: a YAML date or a non-string key is not cached
+        text = orjson.dumps(data, option=orjson.OPT_PASSTHROUGH_DATETIME)
+    except TypeError:
+        return
     try:
         folder = _cache_dir()
         folder.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(text)
         os.replace(tmp, folder / f"{key}.json")
     except OSError:
         pass  # a read-only cache only costs speed
