@@ -14,8 +14,9 @@ difference is taken out before it can say "valid":
   ``\\b`` match different characters). Each ``pattern`` is checked by a keyword written in
   Python with ``re.search``, as jsonschema does.
 - ``format``: each format jsonschema's ``FORMAT_CHECKER`` knows is checked by that checker
-  (called from Rust), also inside the draft's meta-schemas jsonschema-rs holds itself; a
-  format it does not know asserts nothing in jsonschema, and is dropped from the schema.
+  (called from Rust); a format it does not know asserts nothing in jsonschema, and is dropped
+  from the schema (inside the draft's meta-schemas, which jsonschema-rs holds itself, such a
+  format gets a check that passes everything).
 - ``multipleOf``: jsonschema's own float arithmetic, through a one-keyword jsonschema check.
 - Instances: jsonschema-rs reads a tuple as an array, a ``Decimal`` or an ``Enum`` as a number
   and a non-finite float as null, where jsonschema does not. Only instances made of ``dict``
@@ -133,6 +134,17 @@ def _rewrite(schema: Any) -> Any:
     return out
 
 
+# Formats jsonschema-rs checks on its own; those jsonschema does not check pass anything.
+_ALL_FORMATS = frozenset(_FORMATS.checkers) | {
+    "date", "date-time", "time", "duration", "email", "idn-email", "hostname", "idn-hostname",
+    "ipv4", "ipv6", "uri", "uri-reference", "iri", "iri-reference", "uri-template",
+    "json-pointer", "relative-json-pointer", "regex", "uuid"}
+
+
+def _anything(_value: Any) -> bool:
+    return True
+
+
 def _format_check(name: str) -> Check:
     def conforms(value: Any) -> bool:
         return _FORMATS.conforms(value, name)
@@ -161,7 +173,8 @@ def compile_fast_path(schema: Any) -> Check | None:
             # reads a schema it did not get from us (a draft's meta-schemas, by URI). Only
             # then: format callbacks slow every validation down a little.
             options.update(validate_formats=True, ignore_unknown_formats=True,
-                           formats={name: _format_check(name) for name in _FORMATS.checkers})
+                           formats={name: _format_check(name) if name in _FORMATS.checkers
+                                    else _anything for name in _ALL_FORMATS})
         used = {name: kind for name, kind in _KEYWORDS.items() if repr(name) in text}
         if used:  # custom keywords slow every validation down, even where unused
             options["keywords"] = used
