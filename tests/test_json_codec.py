@@ -95,3 +95,32 @@ def test_non_finite_floats_are_written_as_null() -> None:
     assert json.loads(json_dumps({"x": math.nan, "y": math.inf})) == {"x": None, "y": None}
     with pytest.raises(TypeError):
         json_dumps({"x": object()})
+
+
+@pytest.mark.parametrize("value", [
+    {"ref": "rec-1", "name": "Ünïcödé ✓", "score": 5, "amount": 6.85, "tags": ["a", "b"],
+     "nested": {"x": None, "y": True}},
+    [1, 2.5, "x\n\"\\"], {"big": 2**70}, {1: "int key"}, "\u2028", 10**20,
+])
+def test_request_bodies_are_the_bytes_httpx_would_send(value: object) -> None:
+    import httpx
+
+    from splice.http.body import encode_json
+
+    expected = httpx.Request("POST", "http://x.test/", json=value).content
+    assert json.loads(encode_json(value)) == json.loads(expected)
+    if not isinstance(value, dict) or all(isinstance(k, str) for k in value):
+        assert encode_json(value) == expected  # byte for byte
+
+
+def test_prepared_calls_send_json_with_its_content_type() -> None:
+    from splice.http.request import PreparedCall
+
+    call = PreparedCall("POST", "http://x.test/a", {}, {"Accept": "application/json"},
+                        json_body={"a": math.nan, "b": "é"})
+    request = call.to_request()
+    assert request.headers["Content-Type"] == "application/json"
+    assert request.content == '{"a":null,"b":"é"}'.encode()  # non-finite: null
+    own = PreparedCall("POST", "http://x.test/a", {}, {"Content-Type": "application/vnd+json"},
+                       json_body=[1]).to_request()
+    assert own.headers["Content-Type"] == "application/vnd+json" and own.content == b"[1]"
