@@ -354,7 +354,9 @@ def report(results: dict[str, Any], path: Path, chart_file: str | None) -> None:
     notes = HERE / "NOTES.md"
     if notes.exists():
         lines += ["## Analysis", "", notes.read_text().strip(), ""]
-    lines += ["## History (earlier baselines)", ""]
+    lines += ["## History (earlier baselines)", "",
+              "Earlier runs and their analysis are kept in `bench/history/` (results JSON and "
+              "notes).", ""]
     history(lines)
     path.write_text("\n".join(lines))
 
