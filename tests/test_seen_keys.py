@@ -4,7 +4,6 @@ that writes a page's keys and its checkpoint in one transaction."""
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 
 import pytest
@@ -135,52 +134,3 @@ def test_record_keys_read_fields_like_the_templates() -> None:
     keep = engine.compile_expression("{{ record.id != 'skip' }}", where="filter")
     filtered = record_key_function(getter("id"), None, keep)
     assert filtered({"id": "skip"}) is None and filtered({"id": "keep"}) == "keep"
-
-
-def test_page_seeder_writes_pages_in_order_in_the_background(tmp_path: Path,
-                                                            monkeypatch: pytest.MonkeyPatch
-                                                            ) -> None:
-    monkeypatch.setenv("SPLICE_HOME", str(tmp_path))
-    with Store.open(f"sqlite:///{tmp_path / 'state.db'}") as store:
-        seeder = store.page_seeder("r", "t")
-        for page in range(5):
-            seeder.add([f"k{page}-{i}" for i in range(100)] + ["k0-0"], {"next": page})
-        assert seeder.close() == 500  # every page in, duplicates not counted
-        assert store.get_checkpoint("r", "t") == {"next": 4}
-        assert store.seen_count("r", "t") == 500
-
-        real, calls = store.seed_page, []
-
-        def failing(recipe: str, trigger: str, keys: list[str], checkpoint: object) -> int:
-            calls.append(checkpoint)
-            if checkpoint == {"next": "b"}:
-                time.sleep(0.3)  # page c is queued behind it meanwhile
-                raise RuntimeError("disk full")
-            return real(recipe, trigger, keys, checkpoint)  # type: ignore[arg-type]
-
-        monkeypatch.setattr(store, "seed_page", failing)
-        seeder = store.page_seeder("r", "t2")
-        errors: list[Exception] = []
-        try:  # the failure surfaces in a later add or in close, depending on timing
-            for name in ("a", "b", "c", "d"):
-                seeder.add([f"{name}1", f"{name}2"], {"next": name})
-        except RuntimeError as exc:
-            errors.append(exc)
-        try:
-            seeder.close()
-        except RuntimeError as exc:
-            errors.append(exc)
-        assert errors and all("disk full" in str(e) for e in errors)
-        # nothing after the failed page was written: the checkpoint resumes after page a
-        assert store.filter_unseen("r", "t2", ["a1", "b1", "c1", "d1"]) == {"b1", "c1", "d1"}
-        assert store.get_checkpoint("r", "t2") == {"next": "a"}
-
-
-def test_page_seeder_of_an_in_memory_store_writes_on_the_calling_thread(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("SPLICE_HOME", str(tmp_path))
-    with Store.open("sqlite://") as memory:
-        seeder = memory.page_seeder("r", "t")
-        seeder.add(["a", "b"], {"next": 1})
-        assert memory.filter_unseen("r", "t", ["a", "b", "c"]) == {"c"}  # already written
-        assert seeder.close() == 2

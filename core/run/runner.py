@@ -18,7 +18,6 @@ from ..http.request import dig
 from ..model.documents import format_path
 from ..store.connection_events import list_connection_events
 from ..store.journal import Journal
-from ..store.seen import PageSeeder
 from .rehearsal import trial_steps
 from .report import RunReport, StepCall
 from .steps import StepExecutor, render_defaults
@@ -107,21 +106,17 @@ class Runner(StepExecutor):
                 self._journal.recover()  # what a crashed run finished but never committed
                 self._resume_pending(report)
             poll = _Poll(self, dry=dry, backfill=backfill)
-            try:
-                for records, resume in self.poll_pages(max_pages=max_pages,
-                                                       checkpoint=poll.checkpoint):
-                    poll.pages += 1
-                    report.events_seen += len(records)
-                    self.progress(f"page {poll.pages}: {report.events_seen} records")
-                    keyed = [(k, r) for k, r in ((self.event_key(r), r) for r in records)
-                             if k is not None]
-                    if poll.seeding:
-                        self._seed_page(poll, keyed, resume, report)
-                    else:
-                        self._fire_page(poll, keyed, resume, report)
-            finally:
-                if poll.seeder is not None:  # every seeded page written before going on
-                    report.seeded += poll.seeder.close()
+            for records, resume in self.poll_pages(max_pages=max_pages,
+                                                   checkpoint=poll.checkpoint):
+                poll.pages += 1
+                report.events_seen += len(records)
+                self.progress(f"page {poll.pages}: {report.events_seen} records")
+                keyed = [(k, r) for k, r in ((self.event_key(r), r) for r in records)
+                         if k is not None]
+                if poll.seeding:
+                    self._seed_page(poll, keyed, resume, report)
+                else:
+                    self._fire_page(poll, keyed, resume, report)
             if not dry:
                 self._advance_cursor(poll)
         except SpliceError as exc:
@@ -141,9 +136,7 @@ class Runner(StepExecutor):
         if poll.dry:
             report.seeded += len(store.filter_unseen(recipe, trig, keys))
         else:
-            if poll.seeder is None:
-                poll.seeder = store.page_seeder(recipe, trig)
-            poll.seeder.add(keys, resume)  # written in the background, one tx a page
+            report.seeded += store.seed_page(recipe, trig, keys, resume)
         if poll.cursor_field:
             for _k, record in keyed:
                 poll.see(record)
@@ -266,7 +259,6 @@ class _Poll:
         self.blocked = False  # an event failed: the cursor stays before it
         self.pages = 0
         self.checkpoint = None if dry else store.get_checkpoint(recipe, trig)
-        self.seeder: PageSeeder | None = None  # a first poll's pages, written in the background
 
     def see(self, record: Any) -> None:
         """A record that is done with (seen before, seeded or succeeded) moves the cursor."""

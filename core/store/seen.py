@@ -2,8 +2,7 @@
 
 ``filter_unseen`` answers which keys of a page are new; ``add_seen`` remembers keys;
 ``seed_page`` remembers a whole polled page together with the trigger's page checkpoint in
-one transaction (a first poll, which fires nothing), and ``PageSeeder`` does that on a
-background thread while the next page is fetched; ``seen_count`` is for status displays.
+one transaction (a first poll, which fires nothing); ``seen_count`` is for status displays.
 Keys are stored in ``storage_key`` form under the trigger's ``seen_scope``
 (:mod:`splice.store.tables`).
 """
@@ -12,7 +11,6 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -21,7 +19,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from .tables import json_dumps, now, prebuilt, seen, seen_scope, sqlite_time, storage_key
 
-__all__ = ["PageSeeder", "SeenKeysMixin"]
+__all__ = ["SeenKeysMixin"]
 
 _CHUNK = 500  # bound parameters per IN (...) query; SQLite allows 32766, old builds 999
 _SEEN_CHUNK = 400  # keys per INSERT (SQLite before 3.32 binds at most 999 values)
@@ -146,72 +144,8 @@ class SeenKeysMixin:
             raw.close()
         return added
 
-    def page_seeder(self, recipe: str, trigger: str) -> PageSeeder:
-        """A :class:`PageSeeder` for a first poll of this trigger."""
-        return PageSeeder(self, recipe, trigger)
-
     def seen_count(self, recipe: str, trigger: str) -> int:
         """How many keys the trigger has seen (a table scan: for status displays)."""
         with self._read() as conn:
             return int(conn.execute(sa.select(sa.func.count()).select_from(seen).where(
                 seen.c.scope == seen_scope(recipe, trigger))).scalar_one())
-
-
-class PageSeeder:
-    """``seed_page`` for each page of a first poll, on a background thread.
-
-    Each page is still one transaction (its keys and its checkpoint), and pages are written
-    in order, at most ``in_flight`` at a time, while the poll fetches the next page: the
-    SQLite work releases the GIL, so it overlaps the wait for the API. After a page fails
-    nothing later is written (a later checkpoint would skip its keys); the error is raised by
-    the next ``add`` or by ``close``. ``close`` waits for every page and returns how many keys
-    were new; only then may the trigger be marked initialized. A store whose transactions
-    share one connection (in-memory SQLite) seeds on the calling thread.
-    """
-
-    def __init__(self, store: SeenKeysMixin, recipe: str, trigger: str, *,
-                 in_flight: int = 2) -> None:
-        self.store, self.recipe, self.trigger = store, recipe, trigger
-        self.in_flight = in_flight
-        self.added = 0
-        self._pending: list[Future[int]] = []
-        self._failed: BaseException | None = None
-        inline = bool(getattr(store, "single_connection", False))
-        self._pool = None if inline else ThreadPoolExecutor(1, thread_name_prefix="splice-seed")
-
-    def add(self, keys: list[str], checkpoint: dict[str, Any] | None) -> None:
-        """Seed one page (its keys and the checkpoint that resumes after it)."""
-        if self._pool is None:
-            self.added += self.store.seed_page(self.recipe, self.trigger, keys, checkpoint)
-            return
-        self._settle(keep=self.in_flight - 1)
-        self._pending.append(self._pool.submit(self._seed, keys, checkpoint))
-
-    def _seed(self, keys: list[str], checkpoint: dict[str, Any] | None) -> int:
-        if self._failed is not None:
-            raise self._failed
-        try:
-            return self.store.seed_page(self.recipe, self.trigger, keys, checkpoint)
-        except BaseException as exc:
-            self._failed = exc
-            raise
-
-    def _settle(self, keep: int = 0) -> None:
-        error: BaseException | None = None
-        while self._pending and (len(self._pending) > keep or self._pending[0].done()):
-            try:
-                self.added += self._pending.pop(0).result()
-            except BaseException as exc:  # noqa: BLE001 - raised below, after the rest
-                error = error or exc
-        if error is not None:
-            raise error
-
-    def close(self) -> int:
-        """Wait for every page; returns how many keys were new (raises a page's error)."""
-        try:
-            self._settle()
-        finally:
-            if self._pool is not None:
-                self._pool.shutdown()
-                self._pool = None
-        return self.added
