@@ -168,17 +168,20 @@ def with_mapping(runner: Any, validate: bool) -> None:
     """Render the step's compiled mapping for every polled record, the way the runner does
     before sending (context, defaults + mapping; with ``validate`` also the input schema),
     by wrapping ``event_key``, which the runner calls once per record."""
+    from splice.run.steps import render_defaults
+
     step = runner.plan.steps[0]
     op = step.operation
     original = runner.event_key
+    engine = runner.template_engine()
 
     def event_key(record: Any) -> Any:
         ctx = {**runner.base_context(), "trigger": record, "steps": {}}
         ctx["connection"] = runner.public_connection(step.connection, step.connector)
         if validate:
             runner.render_input(op, step.defaults, step.mapping, ctx, ("steps", 0, "with"))
-        else:
-            merged = dict(step.defaults(ctx) or {})
+        else:  # render_input without the schema check
+            merged = render_defaults(engine, op.defaults, ctx, step.defaults)
             merged.update(step.mapping(ctx) or {})
         return original(record)
 
