@@ -159,7 +159,7 @@ def test_fast_path_agrees_with_jsonschema(name: str, schema: Any, samples: list[
     validator = validator_for(schema)
     rng = random.Random(name)
     instances = [*samples, *(generate(schema, rng) for _ in range(300))]
-    for sample in samples:
+    for sample in rng.sample(samples, min(len(samples), 8)):  # bounded: jsonschema is slow
         instances += _mutations(sample, rng)
     valid = 0
     for instance in instances:
