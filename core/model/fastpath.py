@@ -2,7 +2,8 @@
 
 jsonschema walks a schema in Python for every instance (40-90 µs for a six-field object; a
 write validates every input and every response). ``compile_fast_path(schema)`` builds a
-jsonschema-rs validator (Rust; about 0.2 µs for the same object) that answers one question:
+jsonschema-rs validator (Rust; ~0.6 µs for the same object, checks below included) that
+answers one question:
 *is this instance certainly valid?* ``True`` is only returned when jsonschema (Draft 2020-12
 with its format checker) accepts the instance too; ``False`` means "invalid, or not sure", and
 the caller then runs jsonschema, which stays the authority and writes the messages.
@@ -52,8 +53,9 @@ _LEAVES = frozenset({str, int, bool, type(None)})
 _MAP = frozenset({"properties", "patternProperties", "$defs", "definitions",
                   "dependentSchemas"})
 _DATA = frozenset({"const", "enum", "default", "examples", "required", "dependentRequired"})
-# Regex syntax whose meaning differs between Python's re and ECMA 262 (or that one lacks).
+# A $ref to a document jsonschema-rs resolves itself (a draft's meta-schema, by URI).
 _EXTERNAL_REF = re.compile(r"'\$(?:dynamic)?[rR]ef': '(?!#)")
+# Regex syntax whose meaning differs between Python's re and ECMA 262 (or that one lacks).
 _NOT_PORTABLE = re.compile(r"\\[DWSsbBAZzGpPNhHvVRXKQE]|\{,|\(\?(?![:=!]|<[=!])")
 
 
