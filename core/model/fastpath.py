@@ -5,8 +5,8 @@ write validates every input and every response). ``compile_fast_path(schema)`` b
 jsonschema-rs validator (Rust; ~0.6 µs for the same object, checks below included) that
 answers one question: *is this instance certainly valid?* ``True`` is only returned when
 jsonschema (Draft 2020-12 with its format checker) accepts the instance too; ``False`` means
-"invalid, or not sure", and
-the caller then runs jsonschema, which stays the authority and writes the messages.
+"invalid, or not sure", and the caller then runs jsonschema, which stays the authority and
+writes the messages.
 
 jsonschema-rs implements the same draft; where its semantics differ from jsonschema's, the
 difference is taken out before it can say "valid":
