@@ -120,9 +120,8 @@ def startup(reps: int) -> dict[str, Any]:
     env = {**os.environ, "SPLICE_HOME": home, "SPLICE_SECRET_KEY": KEY,
            "SPLICE_CACHE_DIR": tempfile.mkdtemp(prefix="splice-bench-cache-")}
     # Python's default: compiled modules cached in __pycache__ (written by the warm-up runs
-    # below). An environment that turns this off makes every start compile splice's modules
-    # again (~90 ms here); that is measured separately, as "no bytecode cache".
-    bytecode_off = env.pop("PYTHONDONTWRITEBYTECODE", None) is not None
+    # below), also where the environment turns it off (bench/NOTES.md has that figure).
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     recipe = ROOT / "recipes" / "ghl_tags_to_invoice2go.yaml"
     subprocess.run([PY, "-c", _CONNECTIONS], env=env, check=True)
 
@@ -141,16 +140,7 @@ def startup(reps: int) -> dict[str, Any]:
         cold.append(timed([SPLICE, "validate", str(recipe)],
                           tempfile.mkdtemp(prefix="splice-cold-")))
         warm.append(timed([SPLICE, "validate", str(recipe)], warm_cache))
-    no_cache = []
-    if bytecode_off:
-        for _ in range(reps):
-            started = time.perf_counter()
-            subprocess.run([SPLICE, "validate", str(recipe)], capture_output=True, check=False,
-                           env={**env, "PYTHONDONTWRITEBYTECODE": "1",
-                                "SPLICE_CACHE_DIR": tempfile.mkdtemp(prefix="splice-cold-")})
-            no_cache.append(time.perf_counter() - started)
     return {"help": helps, "help_median": statistics.median(helps),
-            "validate_cold_no_bytecode": no_cache,
             "validate_cold": [v[0] for v in cold],
             "validate_cold_median": statistics.median(v[0] for v in cold),
             "validate_warm": [v[0] for v in warm],
@@ -335,12 +325,7 @@ def report(results: dict[str, Any], path: Path, chart_file: str | None) -> None:
         f"| `splice validate {st['validate_recipe']}`, warm | {st['validate_warm_median']:.3f} s"
         " | " + ", ".join(f"{x:.3f}" for x in st["validate_warm"]) + " | |",
         "", f"Every validate exited {st['validate_exit']} (0: the recipe is valid). Measured "
-        "with Python's bytecode cache on (its default; the warm-up runs fill it)."
-        + (f" This machine's environment sets PYTHONDONTWRITEBYTECODE: with it, a cold "
-           f"validate also compiles splice's modules each time and took "
-           f"{statistics.median(st['validate_cold_no_bytecode']):.3f} s (median of "
-           f"{len(st['validate_cold_no_bytecode'])})."
-           if st.get("validate_cold_no_bytecode") else ""), "",
+        "with Python's bytecode cache on (its default; the warm-up runs fill it).", "",
     ]
     if results.get("concurrency"):
         lines += [f"## Concurrency probe (hand-written, {results['sizes']['write']:,} POSTs to "
