@@ -1,6 +1,6 @@
 """splice's benchmark: splice against the strongest hand-written httpx loop on the same API.
 
-Run from the repository root (about 7 minutes; ``--quick`` for a 1-minute smoke run)::
+Run from the repository root (4-6 minutes; ``--quick`` for a 20-second smoke run)::
 
     pip install -r bench/requirements.txt      # matplotlib, httptools, uvloop
     python bench/run.py
