@@ -11,7 +11,12 @@
     ├── ConfigError                 missing connection, secret key, unknown connector ...
     ├── RequestError                a request could not be built (bad path value, header ...)
     ├── HTTPError                   the API answered with an error status (exit 1)
-    │   └── AuthError               401/403, refresh failure, missing scope
+    │   ├── AuthError               401/403, refresh failure, missing scope
+    │   └── CircuitOpen             a connection failed N times in a row: nothing more is sent
+    ├── StorageError                the state (database, run log) cannot be written (exit 1)
+    │   └── StorageUnusable         ... and will not be until someone fixes it (exit 2)
+    ├── LeaseLost                   another process took over this run's lease (exit 1)
+    ├── OutcomeUnknown              a crash hid whether a non-idempotent write was applied (1)
     └── ValidationFailed            a payload or response does not match its JSON Schema
 
 Messages never include template contexts, tokens or secrets: user data stays out of errors.
@@ -97,6 +102,38 @@ class HTTPError(SpliceError):
 
 class AuthError(HTTPError):
     """Authentication or authorisation failed (401/403, refresh failure, missing scope)."""
+
+
+class CircuitOpen(HTTPError):
+    """A connection's circuit breaker is open: the request was not sent."""
+
+
+class StorageError(SpliceError):
+    """The state database or the run log could not be read or written (disk full, database
+    locked past the timeout). The message names ``$SPLICE_HOME`` or the database URL."""
+
+    exit_code = 1
+
+
+class StorageUnusable(StorageError):
+    """The state cannot be used until someone acts: a read-only home, missing permissions,
+    a corrupt database file."""
+
+    exit_code = 2
+
+
+class LeaseLost(SpliceError):
+    """The process missed its lease's heartbeats long enough for another to take over: it
+    stops before its next side effect."""
+
+    exit_code = 1
+
+
+class OutcomeUnknown(SpliceError):
+    """A run died while a write without idempotency support was in flight: whether the API
+    applied it is unknown, so it is not sent again by itself."""
+
+    exit_code = 1
 
 
 class ValidationFailed(SpliceError):

@@ -28,3 +28,8 @@ def register_auth_types(register: Any) -> None:
 @hookspec
 def register_commands(cli: Any) -> None:
     """Add click commands or groups to the ``splice`` CLI group."""
+
+
+@hookspec
+def register_signature_schemes(register: Any) -> None:
+    """Register webhook signature schemes: ``register(scheme)``; see ``splice.signatures``."""

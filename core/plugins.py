@@ -1,7 +1,11 @@
 """Plugin loading: entry points of group ``splice`` plus splice's own default plugins.
 
 Loading is lazy and idempotent. ``SPLICE_LOAD_PLUGINS`` (comma-separated entry-point names)
-limits which third-party plugins load; an empty value loads none. A plugin that fails to import,
+limits which third-party plugins load; an empty value loads none. Manifests can also be
+loaded without packaging: every file (or ``*.yaml``/``*.yml``/``*.json`` file of a
+directory) named in ``SPLICE_CONNECTORS_PATH`` (``os.pathsep``-separated) or added with
+``splice connectors add PATH`` (kept in ``<SPLICE_HOME>/connectors.json``) is registered as
+if a plugin called ``path:<file>`` had registered it. A plugin that fails to import,
 raises in a hook, or registers an invalid manifest is recorded in :attr:`Registry.failures` with
 its name and the reason, and skipped: the rest of splice keeps working.
 """
@@ -24,12 +28,17 @@ from . import hookspecs
 from .errors import ConfigError, DocumentError, PluginError
 from .model.manifest import Connector, load_manifest
 from .model.schema import did_you_mean
+from .secrets import home
+from .signatures import SignatureSpec, check_scheme
 
 ENTRY_POINT_GROUP = "splice"
+CONNECTORS_PATH_ENV = "SPLICE_CONNECTORS_PATH"
+MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
 DEFAULT_PLUGINS = (
     "splice.default_plugins.filters",
     "splice.default_plugins.auth",
     "splice.default_plugins.connection_events",
+    "splice.default_plugins.signatures",
 )
 
 pm = pluggy.PluginManager("splice")
@@ -95,6 +104,7 @@ class Registry:
 
     filters: dict[str, Callable[..., Any]] = field(default_factory=dict)
     auth_types: dict[str, Callable[..., Any]] = field(default_factory=dict)
+    signature_schemes: dict[str, Any] = field(default_factory=dict)
     failures: list[PluginFailure] = field(default_factory=list)
     _pending: list[_Pending] = field(default_factory=list)
     _loaded: dict[int, Connector | None] = field(default_factory=dict)  # None: it failed
@@ -119,6 +129,11 @@ class Registry:
         except DocumentError as exc:
             self._fail(item.plugin, f"invalid connector manifest:\n{exc}")
             connector = None
+        if connector is not None:
+            unknown = signature_problems(connector, self.signature_schemes)
+            if unknown:
+                self._fail(item.plugin, f"invalid connector manifest:\n{unknown}")
+                connector = None
         self._loaded[index] = connector
         if connector is not None:
             owner = self._owner.setdefault(connector.id, index)
@@ -279,10 +294,117 @@ def get_registry() -> Registry:
         return register
 
     _call_each("register_connectors", connectors_register, registry)
+    for source in manifest_sources():
+        if isinstance(source, PluginFailure):
+            registry.failures.append(source)
+        else:
+            registry._pending.append(_Pending(f"path:{source}", source, None))
     _call_each("register_template_filters", filters_register, registry)
+
+    def schemes_register(plugin: str) -> Callable[..., None]:
+        def register(scheme: Any) -> None:
+            problem = check_scheme(scheme)
+            if problem is not None:
+                raise PluginError(problem)
+            registry.signature_schemes[scheme.name] = scheme
+        return register
+
     _call_each("register_auth_types", auth_register, registry)
+    _call_each("register_signature_schemes", schemes_register, registry)
     _registry = registry
     return registry
+
+
+def _added_file() -> Path:
+    return home() / "connectors.json"
+
+
+def added_paths() -> list[str]:
+    """Manifest paths added with ``splice connectors add`` (absolute, in order)."""
+    import json
+
+    try:
+        data = json.loads(_added_file().read_text("utf-8"))
+    except (OSError, ValueError):
+        return []
+    paths = data.get("paths") if isinstance(data, dict) else None
+    return [str(p) for p in paths or [] if isinstance(p, str)]
+
+
+def set_added_paths(paths: list[str]) -> None:
+    """Replace the list kept for ``splice connectors add`` (written atomically)."""
+    import json
+    import tempfile
+
+    target = _added_file()
+    fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".tmp")
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        json.dump({"paths": paths}, fh, indent=2)
+    os.replace(tmp, target)
+
+
+def manifest_sources() -> list[Path | PluginFailure]:
+    """Manifest files from ``SPLICE_CONNECTORS_PATH`` then ``splice connectors add``.
+
+    A directory stands for its ``*.yaml``/``*.yml``/``*.json`` files (not its subfolders);
+    a missing entry becomes a :class:`PluginFailure` naming it.
+    """
+    entries = [e for e in os.environ.get(CONNECTORS_PATH_ENV, "").split(os.pathsep) if e]
+    entries += added_paths()
+    found: list[Path | PluginFailure] = []
+    seen: set[Path] = set()
+    for entry in entries:
+        path = Path(entry).expanduser()
+        if path.is_dir():
+            files = sorted(p for p in path.iterdir()
+                           if p.suffix in MANIFEST_SUFFIXES and p.is_file())
+        elif path.is_file():
+            files = [path]
+        else:
+            found.append(PluginFailure(f"path:{entry}", "no such manifest file or directory"))
+            continue
+        for file in files:
+            resolved = file.resolve()
+            if resolved not in seen:
+                seen.add(resolved)
+                found.append(resolved)
+    return found
+
+
+def signature_problems(connector: Connector, schemes: dict[str, Any]) -> str | None:
+    """Located problems of webhook triggers' signature blocks: a scheme nobody registered, or
+    a default ``public_key`` the scheme cannot load."""
+    from .model.documents import Document, load_document
+
+    problems = []
+    for tid, trigger in connector.triggers.items():
+        if not trigger.signature:
+            continue
+        path: tuple[str | int, ...] = ("triggers", tid, "signature")
+        for spec in SignatureSpec.from_dict(trigger.signature).chain():
+            scheme = schemes.get(spec.scheme)
+            if scheme is None:
+                problems.append((path + ("scheme",),
+                                 f"unknown signature scheme '{spec.scheme}'"
+                                 f"{did_you_mean(spec.scheme, schemes)}; registered: "
+                                 f"{', '.join(sorted(schemes)) or 'none'}"))
+            elif spec.public_key is not None:
+                if scheme.key_kind != "public_key":
+                    problems.append((path + ("public_key",), f"scheme '{spec.scheme}' uses a "
+                                     "shared secret, not a public key"))
+                else:
+                    try:
+                        scheme.load_key(spec.public_key)
+                    except ValueError as exc:
+                        problems.append((path + ("public_key",), f"unusable key: {exc}"))
+            path = path + ("fallback",)
+    if not problems:
+        return None
+    try:
+        doc = load_document(connector.source)
+    except DocumentError:  # registered as a dict: a path, no position
+        doc = Document(path=connector.source, data=None)
+    return "\n".join(str(doc.problem(p, m)) for p, m in problems)
 
 
 def plugin_infos() -> list[PluginInfo]:

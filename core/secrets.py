@@ -38,7 +38,9 @@ __all__ = [
     "Redactor",
     "SecretBox",
     "home",
+    "redact_data",
     "redact_headers",
+    "redact_text",
     "resolve_secret_ref",
 ]
 
@@ -223,10 +225,14 @@ class Redactor:
             self.add(secret)
 
     def add(self, value: Any) -> None:
-        """Register a secret; its URL-encoded forms are masked too. Short values are ignored."""
+        """Register a secret; its URL-encoded, upper-case, lower-case and base64 forms are
+        masked too. Short values are ignored."""
         if not isinstance(value, str) or len(value) < self.min_length:
             return
-        forms = {value, quote(value, safe=""), quote_plus(value)}
+        raw = value.encode()
+        encoded = {base64.b64encode(raw).decode(), base64.urlsafe_b64encode(raw).decode()}
+        forms = {value, quote(value, safe=""), quote_plus(value), value.upper(), value.lower(),
+                 *encoded, *(e.rstrip("=") for e in encoded)}
         with self._lock:
             if not forms <= self._secrets:
                 self._secrets |= forms
@@ -296,6 +302,40 @@ class Redactor:
 
 
 REDACTOR = Redactor()
+
+_SECRET_KEY = (r"[\w-]*(?:authorization|token|secret|password|passwd|api[_-]?key|apikey|"
+               r"access[_-]?key|private[_-]?key|cookie|session|signature|credential)[\w-]*")
+_SECRET_PAIR = re.compile(r"(?i)(\"?" + _SECRET_KEY + r"\"?\s*[:=]\s*)"
+                          r"(\"(?:[^\"\\]|\\.)*\"|'[^']*'|(?:(?:bearer|basic|token|digest)\s+)?"
+                          r"[^\s,;&}\]\"']+)")
+# ``Bearer <token>``: a credential-looking word (8+ characters with a digit or a symbol) after
+# an auth scheme; "bad basic credentials" stays readable
+_SCHEME_CREDENTIAL = re.compile(r"\b(Bearer|Basic|Digest|bearer|BEARER|BASIC)\s+"
+                                r"(?=[A-Za-z]*[0-9._~+/=-])[A-Za-z0-9._~+/=-]{8,}")
+
+
+def redact_text(text: str, limit: int = 300) -> str:
+    """Text from outside (an API's error body) made safe to show: every registered secret
+    masked (its encoded and case forms too), every value under an authorization, token,
+    secret, password, key, cookie or session-like key masked, credentials after ``Bearer`` /
+    ``Basic`` masked, control characters dropped, and cut to ``limit`` characters."""
+    text = _SECRET_PAIR.sub(lambda m: m.group(1) + MASK, text)
+    text = _SCHEME_CREDENTIAL.sub(lambda m: f"{m.group(1)} {MASK}", text)
+    text = REDACTOR.redact(text)
+    text = "".join(c if c.isprintable() else " " for c in text)
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
+
+
+def redact_data(value: Any, depth: int = 0) -> Any:
+    """A JSON value with everything under a secret-like key masked (for error bodies)."""
+    if depth > 50:
+        return MASK
+    if isinstance(value, Mapping):
+        return {k: MASK if re.fullmatch(_SECRET_KEY, str(k), re.I) else
+                redact_data(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact_data(v, depth + 1) for v in value]
+    return value
 
 
 class RedactingFilter(logging.Filter):

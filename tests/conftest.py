@@ -86,7 +86,7 @@ def fakecrm() -> Iterator[FakeCrm]:
     with serve(app) as base_url:
         store = Store.open()
         store.put_connection("crm", connector="fakecrm", auth_type="bearer", base_url=base_url,
-                             config={}, secret={"token": TOKEN})
+                             config={"allow_private_network": True}, secret={"token": TOKEN})
         yield FakeCrm(app, base_url, store)
         store.close()
 

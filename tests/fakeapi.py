@@ -2,11 +2,16 @@
 
 ``GET /contacts`` pages with skip/limit; ``POST /notes`` and ``POST /contacts/{id}/tags`` are
 the write actions. Every request is recorded in ``app.state.log``; ``app.state.fail`` makes
-the next POSTs to a path fail with a status. Bearer token ``test-token`` is required.
+the next POSTs to a path fail with a status (``count: None``: until removed). Bearer token
+``test-token`` is required. ``app.state.honour_idempotency = False`` makes ``/notes`` ignore
+``Idempotency-Key`` (like an API that documents none); ``app.state.delay`` (seconds) holds
+every write's answer after the write was applied; ``app.state.on_write`` (a function) is
+called after each write is applied.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from starlette.applications import Starlette
@@ -30,12 +35,16 @@ def create_app(n_contacts: int = 25) -> Starlette:
                                       request.headers.get("idempotency-key")))
         if request.headers.get("authorization") != f"Bearer {TOKEN}":
             return JSONResponse({"message": "bad token"}, status_code=401)
-        fail = request.app.state.fail.get(request.url.path)
+        fail = request.app.state.fail.get(request.url.path) or (
+            request.app.state.fail.get("*") if request.method == "POST" else None)
         if fail and request.method == "POST":
-            fail["count"] -= 1
-            if fail["count"] <= 0:
-                request.app.state.fail.pop(request.url.path)
-            return JSONResponse({"message": "server is unhappy"}, status_code=fail["status"])
+            if fail["count"] is not None:
+                fail["count"] -= 1
+                if fail["count"] <= 0:
+                    request.app.state.fail.pop(request.url.path, None)
+                    request.app.state.fail.pop("*", None)
+            return JSONResponse({"message": fail.get("message", "server is unhappy")},
+                                status_code=fail["status"])
         return None
 
     async def contacts(request: Request) -> Response:
@@ -51,12 +60,17 @@ def create_app(n_contacts: int = 25) -> Starlette:
             return denied
         body = await request.json()
         key = request.headers.get("idempotency-key")
-        if key and key in request.app.state.idem:
+        honour = request.app.state.honour_idempotency
+        if honour and key and key in request.app.state.idem:
             return JSONResponse(request.app.state.idem[key], status_code=201)
         note = {"id": f"n{len(request.app.state.notes) + 1}", **body}
         request.app.state.notes.append(note)
         if key:
             request.app.state.idem[key] = note
+        if request.app.state.on_write:
+            request.app.state.on_write()
+        if request.app.state.delay:
+            await asyncio.sleep(request.app.state.delay)  # applied; the answer is late
         return JSONResponse(note, status_code=201)
 
     async def tags(request: Request) -> Response:
@@ -65,6 +79,10 @@ def create_app(n_contacts: int = 25) -> Starlette:
         body = await request.json()
         cid = request.path_params["contact_id"]
         request.app.state.tags.setdefault(cid, []).extend(body["tags"])
+        if request.app.state.on_write:
+            request.app.state.on_write()
+        if request.app.state.delay:
+            await asyncio.sleep(request.app.state.delay)
         return JSONResponse({"contact_id": cid, "tags": request.app.state.tags[cid]})
 
     app = Starlette(routes=[
@@ -78,4 +96,7 @@ def create_app(n_contacts: int = 25) -> Starlette:
     app.state.idem = {}
     app.state.log = []
     app.state.fail = {}
+    app.state.honour_idempotency = True
+    app.state.delay = 0.0
+    app.state.on_write = None
     return app

@@ -12,7 +12,8 @@ SECRET = "sk-live-4f9d2c7e8b1a6f3d"
 def test_add_from_env_never_shows_the_secret(fakecrm, monkeypatch, splice_home):
     monkeypatch.setenv("CRM_TOKEN", SECRET)
     added = invoke("connections", "add", "crm2", "--connector", "fakecrm",
-                   "--from-env", "CRM_TOKEN", "--base-url", fakecrm.base_url)
+                   "--from-env", "CRM_TOKEN", "--base-url", fakecrm.base_url,
+                   "--allow-private-network")
     assert added.exit_code == 0, added.output
     listing = invoke("connections", "list", "--json")
     row = next(r for r in json.loads(listing.stdout) if r["name"] == "crm2")
@@ -28,17 +29,18 @@ def test_add_reads_the_secret_from_stdin_and_test_calls_the_api(fakecrm):
     from .fakeapi import TOKEN
 
     added = invoke("connections", "add", "crm3", "--connector", "fakecrm", "--base-url",
-                   fakecrm.base_url, input=TOKEN + "\n")
+                   fakecrm.base_url, "--allow-private-network", input=TOKEN + "\n")
     assert added.exit_code == 0, added.output
     tested = invoke("connections", "test", "crm3")
     assert tested.exit_code == 0, tested.output
-    assert "works: fakecrm.list_contacts answered HTTP 200" in tested.stdout
+    assert "works: fakecrm.list_contacts answered with 10 record(s) on the first page" \
+        in tested.stdout
     assert TOKEN not in tested.output
 
 
 def test_a_refused_credential_is_a_clear_error(fakecrm):
     invoke("connections", "add", "wrong", "--connector", "fakecrm", "--base-url",
-           fakecrm.base_url, input="not-the-token\n")
+           fakecrm.base_url, "--allow-private-network", input="not-the-token\n")
     tested = invoke("connections", "test", "wrong")
     assert tested.exit_code == 1
     assert "fakecrm.list_contacts: HTTP 401: bad token" in tested.stderr
@@ -65,3 +67,33 @@ def test_call_runs_one_operation_with_typed_values(fakecrm):
     bad = invoke("call", "fakecrm.create_note", "-c", "crm", "-w", "subject=s")
     assert bad.exit_code == 1 and "input: missing required key 'body'" in bad.stderr
     assert len(fakecrm.app.state.notes) == 1
+
+
+def test_demo_connections_pass_connections_test_and_call_checks_scopes(splice_home):
+    """The connections `splice demo` makes (scopes: what the recipes need) pass `connections
+    test` (the declared test operations need scopes they lack: another allowed read is used),
+    and `splice call` refuses an operation whose scope is missing before sending."""
+    from splice.connections.status import needed_scopes
+    from splice.plugins import get_registry
+    from splice.run.demo import CONNECTIONS, Sandboxes, ensure_connection, recipes_dir
+    from splice.store.database import Store
+
+    registry = get_registry()
+    paths = sorted(recipes_dir().glob("*.yaml"))
+    with Sandboxes(registry, None) as boxes:
+        store = Store.open()
+        for cid, connector in boxes.connectors.items():
+            ensure_connection(store, connector, CONNECTIONS[cid], boxes,
+                              needed_scopes(connector, paths))
+        store.close()
+        for name in CONNECTIONS.values():
+            tested = invoke("connections", "test", name)
+            assert tested.exit_code == 0, tested.output
+            assert f"connection '{name}' works:" in tested.stdout
+            assert "tested with" in tested.stderr  # says why not the declared operation
+        called = invoke("call", "invoice2go.get_account", "-c", "my-invoice2go")
+        assert called.exit_code == 1, called.output
+        assert "lacks scope(s) accounts:read" in called.stderr
+        assert "nothing was sent" in called.stderr
+        assert 'splice connect invoice2go --name my-invoice2go --scopes "' in called.stderr
+        assert "<connection>" not in called.stderr

@@ -52,10 +52,10 @@ def test_demo_does_the_main_job_and_a_second_run_changes_nothing(tmp_path: Path)
         assert mine and all(f"social-{slug(name)}" in i["tags"] for i in mine), name
     social = [i for i in invoices if any(t.startswith("social-") for t in i["tags"])]
     assert {i["name"] for i in social} == set(DEMO_TAGS)
-    # a week of social statistics, once per day and figure
+    # yesterday's social statistics, once per figure
     metrics = [m for m in store["metrics"].values() if (m["external_id"] or "").startswith("ghl:")]
-    assert len(metrics) == 35
-    assert len({m["external_id"] for m in metrics}) == 35
+    assert len(metrics) == 5
+    assert len({m["external_id"] for m in metrics}) == 5
     assert {m["key"] for m in metrics} == FIGURES
     # every HighLevel user of the location is exactly one Invoice2go client
     users = [u for u in _highlevel_users(home) if "ve9EPM428h8vShlRW1KT" in
@@ -65,8 +65,12 @@ def test_demo_does_the_main_job_and_a_second_run_changes_nothing(tmp_path: Path)
                 if (c["email"] or "").casefold() == user["email"].casefold()] == [user["name"]]
     assert f"clients           {len(users)} created, 0 updated" in out
     assert f"invoices tagged   {len(social)} " in out
-    assert "metrics pushed    35 created, 0 updated" in out
+    assert "metrics pushed    5 created, 0 updated" in out
     assert "splice runs list" in out
+    # the webhook leg: serve up, a user created in HighLevel reaches Invoice2go as a client
+    assert "UserCreate verified, stored, acknowledged" in out
+    assert "(within a second)" in out, out
+    assert any(c["email"] == "wanda.webhook@example.com" for c in clients)
 
     again = _run_demo(home, tmp_path)
 
@@ -75,3 +79,4 @@ def test_demo_does_the_main_job_and_a_second_run_changes_nothing(tmp_path: Path)
     assert "0 step call(s), 0 record(s) changed" in again
     assert "nothing was sent" in again
     assert "already connected" in again
+    assert "an Invoice2go client already; nothing sent" in again

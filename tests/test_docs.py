@@ -104,3 +104,13 @@ def test_readme_test_command_is_what_ci_runs():
     ci = (ROOT / ".ci/run").read_text()
     command = re.search(r"```(?:sh|bash)\n(.*?pytest.*?)\n```", readme, re.S).group(1)
     assert command.strip().splitlines()[-1] in ci
+
+
+def test_architecture_names_every_part_of_core():
+    text = (DOCS / "architecture.md").read_text()
+    core = ROOT / "core"
+    parts = {p.name + "/" for p in core.iterdir() if (p / "__init__.py").exists()}
+    parts |= {p.name for p in core.glob("*.py")
+              if p.stem not in {"__init__", "__main__", "sandboxes", "sandbox_oauth"}}
+    missing = sorted(p for p in parts if f"`{p}`" not in text)
+    assert not missing, f"docs/architecture.md does not describe {missing}"

@@ -41,12 +41,12 @@ def test_backfill_runs_two_steps_per_event_across_pages(fakecrm):
 def test_failed_step_is_retried_without_resending_the_step_that_succeeded(fakecrm):
     invoke("run", RECIPE)  # seed
     fakecrm.app.state.contacts[0]["updated_at"] = "2026-07-01T00:00:00Z"
-    fakecrm.app.state.fail["/contacts/c0001/tags"] = {"status": 400, "count": 1}
+    fakecrm.app.state.fail["/contacts/c0001/tags"] = {"status": 409, "count": 1}
     failed = invoke("run", RECIPE, "--json")
     assert failed.exit_code == 1
     report = json.loads(failed.stdout)
-    assert report["events_failed"] == 1
-    assert "HTTP 400" in report["errors"][0]
+    assert report["events_failed"] == 1 and report["scheduled"] == 1  # retried later
+    assert "HTTP 409" in report["errors"][0]
     notes_before = len(fakecrm.app.state.notes)
     retried = invoke("runs", "retry", report["run_id"])
     assert retried.exit_code == 0, retried.output

@@ -10,6 +10,7 @@ import pytest
 
 import splice
 import splice.sandbox
+import splice.testing
 
 SPLICE_ALL = {
     "AuthError", "ConfigError", "DocumentError", "HTTPError", "InputError", "PluginError",
@@ -19,11 +20,18 @@ SPLICE_ALL = {
 SANDBOX_ALL = {
     "HOST", "AuthFailure", "OAuthClient", "OAuthFailure", "OAuthServer", "SandboxConfig",
     "TokenInfo", "free_port", "load_factory", "pkce_challenge", "redirect_uri_matches", "serve",
+    "DEFAULT_SCHEDULE", "WebhookSender",
+}
+
+TESTING_ALL = {
+    "ConformanceSuite", "example_input", "load_connector", "sample_problems",
+    "sandbox_problems", "trigger_problems",
 }
 
 
 @pytest.mark.parametrize(("module", "expected"), [(splice, SPLICE_ALL),
-                                                  (splice.sandbox, SANDBOX_ALL)])
+                                                  (splice.sandbox, SANDBOX_ALL),
+                                                  (splice.testing, TESTING_ALL)])
 def test_exported_members(module: object, expected: set[str]) -> None:
     exported = set(module.__all__)  # type: ignore[attr-defined]
     assert exported == expected
@@ -58,7 +66,7 @@ def test_pyproject_lists_every_package() -> None:
 
     config = tomllib.loads((ROOT / "pyproject.toml").read_text("utf-8"))
     listed = set(config["tool"]["setuptools"]["packages"])
-    found = set()
+    found = {"splice.recipes"}  # recipes/ ships as package data of splice (no __init__.py)
     for top, folder in (("splice", "core"), ("splice_connectors", "connectors")):
         for init in (ROOT / folder).rglob("__init__.py"):
             parts = init.parent.relative_to(ROOT / folder).parts

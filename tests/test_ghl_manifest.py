@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from importlib import resources
@@ -14,6 +15,8 @@ from jinja2.sandbox import SandboxedEnvironment
 from jsonschema import Draft202012Validator
 
 from splice.openapi.importer import connector_schema, load_spec
+
+from .conftest import invoke
 
 SP = "/social-media-posting"
 CORE_IDS = {
@@ -38,8 +41,6 @@ EXCEPTIONS: dict[tuple[str, str], dict] = {
     # splice sends the token itself.
     ("GET", f"{SP}/{{locationId}}/categories/{{id}}"): {
         "headers_dropped": ["Authorization"], "scopes": ["socialplanner/category.readonly"]},
-    # No multipart encoding in splice yet.
-    ("POST", f"{SP}/{{locationId}}/csv"): {"body_encoding": "form (spec: multipart/form-data)"},
     # Scopes the spec leaves empty, from Scopes.md (NOTES section 5) and the v3 spec.
     ("GET", f"{SP}/{{locationId}}/tags"): {"scopes": ["socialplanner/tag.readonly"]},
     ("POST", f"{SP}/{{locationId}}/tags/details"): {"scopes": ["socialplanner/tag.readonly"]},
@@ -159,7 +160,9 @@ def test_connection_level_settings(manifest):
 
 def test_operations_are_complete_with_readable_ids(manifest):
     ops = manifest["operations"]
-    assert len(ops) == 47
+    # the 47 of the date-versioned specs, and v3 statistics for a date range
+    assert len([op for op in ops.values() if op.get("headers", {}).get("Version") != "v3"]) == 47
+    assert len(ops) == 48
     assert CORE_IDS <= set(ops)
     assert ops["list_users"]["deprecated"] is True
     assert ops["list_users"]["path"] == "/users/"
@@ -198,6 +201,7 @@ def test_pagination_and_records(manifest):
 def test_samples_validate_against_outputs(manifest):
     ops = manifest["operations"]
     assert SAMPLED <= {op_id for op_id, op in ops.items() if "sample" in op}
+    assert {op_id for op_id, op in ops.items() if "sample" not in op} == set()
     for op_id, op in ops.items():
         if "sample" in op:
             jsonschema.validate(op["sample"], op["output"])
@@ -206,16 +210,23 @@ def test_samples_validate_against_outputs(manifest):
 
 
 def test_triggers_poll_real_operations(manifest):
-    triggers = manifest["triggers"]
-    assert set(triggers) == {"tag_created", "tag_updated", "user_created", "statistics_refreshed"}
+    triggers = {k: t for k, t in manifest["triggers"].items() if t["type"] == "polling"}
+    assert set(triggers) == {"tag_created", "tag_updated", "user_created", "statistics_refreshed",
+                             "post_published", "post_failed", "post_scheduled", "post_updated",
+                             "csv_import_created", "category_created", "category_updated",
+                             "account_connected", "account_expired"}
     env = SandboxedEnvironment()
     keys = {}
     for trigger_id, trigger in triggers.items():
         op = manifest["operations"][trigger["operation"]]
         assert trigger["type"] == "polling" and "records" in op, trigger_id
         assert trigger["title"] and trigger["description"], trigger_id
-        jsonschema.validate(trigger["sample"], _record_schema(op["output"], op["records"]))
-        render = {k: env.from_string(trigger[k]).render(record=trigger["sample"])
+        sample = trigger.get("sample")
+        if sample is None:  # the first record of the operation's sample stands for it
+            sample = _dig(op["sample"], op["records"])
+            sample = sample[0] if isinstance(sample, list) else sample
+        jsonschema.validate(sample, _record_schema(op["output"], op["records"]))
+        render = {k: env.from_string(trigger[k]).render(record=sample)
                   for k in ("key", "version") if k in trigger}  # fmt: skip
         assert all(render.values()), trigger_id
         keys[trigger_id] = render
@@ -261,7 +272,8 @@ def _deviations(spec: dict, op: dict) -> dict:
         found["scopes"] = op["scopes"]
     encoding = op.get("body_encoding", "json")
     expected = {None: "json", "application/json": "json",
-                "application/x-www-form-urlencoded": "form"}.get(spec["media"])  # fmt: skip
+                "application/x-www-form-urlencoded": "form",
+                "multipart/form-data": "multipart"}.get(spec["media"])  # fmt: skip
     if spec["media"] and encoding != expected:
         found["body_encoding"] = f"{encoding} (spec: {spec['media']})"
     return found
@@ -269,9 +281,10 @@ def _deviations(spec: dict, op: dict) -> dict:
 
 @needs_specs
 def test_operations_match_the_official_spec(manifest, spec_ops):
-    ops = manifest["operations"]
+    ops = {op_id: op for op_id, op in manifest["operations"].items()
+           if op.get("headers", {}).get("Version") != "v3"}  # v3 ones: the test below
     routes = {(op["method"], op["path"]): op_id for op_id, op in ops.items()}
-    assert set(routes) == set(spec_ops)
+    assert len(routes) == len(ops) and set(routes) == set(spec_ops)
     deviations = {}
     for route, op_id in routes.items():
         op = ops[op_id]
@@ -295,10 +308,42 @@ def test_operations_match_the_official_spec(manifest, spec_ops):
 
 
 @needs_specs
+def test_v3_operations_match_the_v3_spec(manifest):
+    spec, resolve = load_spec(SPECS / "apps/v3/social-planner-v3.json")
+    v3 = {op_id: op for op_id, op in manifest["operations"].items()
+          if op.get("headers", {}).get("Version") == "v3"}
+    assert set(v3) == {"get_statistics_for_range"}
+    for op_id, op in v3.items():
+        spec_op = spec["paths"][op["path"]][op["method"].lower()]
+        view = _spec_view(spec_op, spec["paths"][op["path"]], resolve)
+        assert sorted(op.get("query", [])) == view["query"], op_id
+        body = set(op["input"]["properties"]) - set(op.get("query", []))
+        assert sorted(body) == view["body"], op_id
+        assert sorted(op["scopes"]) == view["scopes"], op_id
+        version = next(p for p in spec_op["parameters"] if p["name"] == "Version")
+        assert version["schema"]["enum"] == ["v3"]
+
+
+@needs_specs
 def test_required_spec_parameters_stay_required(manifest, spec_ops):
     for op in manifest["operations"].values():
+        if op.get("headers", {}).get("Version") == "v3":
+            continue
         spec_op, item, resolve = spec_ops[(op["method"], op["path"])]
         for param in [*item.get("parameters", []), *spec_op.get("parameters", [])]:
             param = resolve(param["$ref"]) if "$ref" in param else param
             if param.get("required") and param["in"] in ("path", "query"):
                 assert param["name"] in op["input"]["required"], (op["path"], param["name"])
+
+
+def test_catalog_of_both_connectors_has_at_least_126_actions_and_triggers():
+    listed = invoke("connectors", "list", "--json")
+    assert listed.exit_code == 0, listed.output
+    rows = {r["id"]: r for r in json.loads(listed.stdout)}
+    assert (rows["ghl_users"]["operations"], rows["ghl_users"]["triggers"]) == (48, 16)
+    total = sum(rows[c]["operations"] + rows[c]["triggers"] for c in ("ghl_users", "invoice2go"))
+    assert total >= 126, total
+    actions = sum(r["operations"] for r in rows.values())
+    triggers = sum(r["triggers"] for r in rows.values())
+    assert (f"{len(rows)} connectors: {actions} actions and {triggers} triggers "
+            f"({actions + triggers} in all)") in invoke("connectors", "list").stdout

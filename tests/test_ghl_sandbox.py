@@ -27,6 +27,8 @@ from splice.sandbox import SandboxConfig, serve
 from splice_connectors.ghl_users.sandbox import create_app
 from splice_connectors.ghl_users.sandbox_data import COMPANY_ID, LOCATION_ID, SECOND_LOCATION_ID
 
+from .ghl_spec import corrected
+
 SPEC_DIR = Path(os.environ.get(
     "GHL_OPENAPI_DIR",
     Path(__file__).resolve().parents[2] / "shared" / "reference" / "ghl" / "openapi"))
@@ -60,8 +62,8 @@ class Spec:
         resources = [(f"{SPEC_BASE}common/common-schemas.json",
                       json.loads((root / "common" / "common-schemas.json").read_text()))]
         self.operations: list[tuple[str, re.Pattern[str], int, str]] = []
-        for name in SPEC_FILES:
-            doc = json.loads((root / "apps" / name).read_text())
+        for name in SPEC_FILES:  # with the known defects corrected (tests/ghl_spec.py)
+            doc = corrected(name, json.loads((root / "apps" / name).read_text()))
             uri = f"{SPEC_BASE}apps/{name}"
             resources.append((uri, doc))
             for path, item in doc["paths"].items():
@@ -321,25 +323,27 @@ def test_bad_or_missing_token_is_401(shared: httpx.Client) -> None:
         assert response.json()["message"] == "Invalid token: access token is invalid"
 
 
-def test_missing_scope_is_403_naming_the_scope(shared: httpx.Client) -> None:
+def test_missing_scope_is_401_naming_the_scope(shared: httpx.Client) -> None:
+    """The specs document no 403 for these operations (and NOTES names none): 401."""
     token = connect(shared, scope="users.readonly")
     response = shared.get(TAGS, headers=auth(token))
-    assert response.status_code == 403
+    assert response.status_code == 401
     assert response.json() == {
-        "statusCode": 403, "error": "Forbidden",
-        "message": "The token does not have access to this scope: socialplanner/tag.readonly"}
+        "statusCode": 401, "error": "Unauthorized",
+        "message": "The token is not authorized for this scope: socialplanner/tag.readonly"}
     write = shared.post("/users/", headers=auth(token), json={})
-    assert write.status_code == 403 and write.json()["message"].endswith("users.write")
+    assert write.status_code == 401 and write.json()["message"].endswith("users.write")
 
 
-def test_other_location_is_forbidden(shared: httpx.Client) -> None:
+def test_other_location_is_refused_with_401(shared: httpx.Client) -> None:
     token = connect(shared)
     response = shared.get(f"/social-media-posting/{SECOND_LOCATION_ID}/tags",
                           headers=auth(token))
-    assert response.status_code == 403
+    assert response.status_code == 401
+    assert response.json()["message"] == "The token does not have access to this location"
     stats = shared.post("/social-media-posting/statistics", headers=auth(token),
                         params={"locationId": SECOND_LOCATION_ID}, json={"profileIds": ["x"]})
-    assert stats.status_code == 403
+    assert stats.status_code == 401
 
 
 def test_unknown_route_is_a_json_404(shared: httpx.Client) -> None:
@@ -437,8 +441,9 @@ def test_tags_search_text_and_defaults(shared: httpx.Client) -> None:
                                           params={"limit": "250"}).json()["results"]["tags"]}
     assert {"Daily Planet", "Stark Industries", "Acme Corp", "vip-client", "plumbing",
             "lawn-care"} <= names
-    bad = shared.get(TAGS, headers=headers, params={"limit": "ten"})
-    assert bad.status_code == 422 and bad.json()["message"] == ["limit must be a number string"]
+    # the spec types skip/limit as free strings: a value that is no number means the default
+    free = shared.get(TAGS, headers=headers, params={"limit": "ten", "skip": "-3"})
+    assert free.status_code == 200 and len(free.json()["results"]["tags"]) == 10
 
 
 def test_tag_details_returns_201(shared: httpx.Client) -> None:
@@ -452,8 +457,10 @@ def test_tag_details_returns_201(shared: httpx.Client) -> None:
     assert {t["_id"] for t in body["results"]["tags"]} == set(ids[:2])
     invalid = shared.post(f"{TAGS}/details", headers=headers, json={})
     assert invalid.status_code == 422
-    assert invalid.json() == {"statusCode": 422, "message": ["tagIds must be an array"],
+    assert invalid.json() == {"statusCode": 422, "message": ["tagIds should not be empty"],
                               "error": "Unprocessable Entity"}
+    wrong = shared.post(f"{TAGS}/details", headers=headers, json={"tagIds": "x"})
+    assert wrong.json()["message"] == ["tagIds must be an array"]
 
 
 def test_tags_change_over_time(sandbox: httpx.Client) -> None:
@@ -547,22 +554,30 @@ def test_users_create_get_update_search_delete(sandbox: httpx.Client) -> None:
 
 def test_create_user_validation(sandbox: httpx.Client) -> None:
     headers = auth(connect(sandbox))
-    bad = sandbox.post("/users/", headers=headers,
-                       json={**NEW_USER, "email": "not-an-email", "password": "short",
-                             "role": "owner"})
-    assert bad.status_code == 422
-    messages = bad.json()["message"]
-    assert "email must be an email" in messages
-    assert "role must be one of the following values: admin, user" in messages
-    assert any(m.startswith("password must be at least 12") for m in messages)
+    # The date-versioned spec states no rule for e-mail, role or password text: accepted.
+    loose = sandbox.post("/users/", headers=headers,
+                         json={**NEW_USER, "email": "not-an-email", "password": "short",
+                               "role": "owner"})
+    assert loose.status_code == 201 and loose.json()["roles"]["role"] == "owner"
+    # The v3 spec states a password policy, so a v3 request must meet it.
+    v3 = sandbox.post("/users/", headers={**headers, "Version": "v3"},
+                      json={**NEW_USER, "email": "weak@dailyplanet.test", "password": "short"})
+    assert v3.status_code == 422
+    assert v3.json()["message"][0].startswith("password must be at least 12")
     missing = sandbox.post("/users/", headers=headers, json={"companyId": COMPANY_ID})
+    assert missing.status_code == 422
     assert "firstName should not be empty" in missing.json()["message"]
+    typed = sandbox.post("/users/", headers=headers,
+                         json={**NEW_USER, "locationIds": "x", "platformLanguage": "klingon"})
+    assert typed.status_code == 422 and typed.json()["message"] == [
+        "locationIds must be an array", "platformLanguage must be one of the following values: "
+        "en_US, es, fr_CA, fr_FR, nl, de, pt_PT, pt_BR, it, sv, da, fi, no"]
     assert sandbox.post("/users/", headers=headers, json=NEW_USER).status_code == 201
     duplicate = sandbox.post("/users/", headers=headers, json=NEW_USER)
     assert duplicate.status_code == 400
     other_company = sandbox.post("/users/", headers=headers,
                                  json={**NEW_USER, "companyId": "otherCompany000000000"})
-    assert other_company.status_code == 403
+    assert other_company.status_code == 401
     email_change = sandbox.put(f"/users/{sandbox_user_id(sandbox, headers)}", headers=headers,
                                json={"email": "new@example.com"})
     assert email_change.status_code == 400

@@ -29,7 +29,7 @@ from splice.connections.authorize import connect
 from splice.connections.client import connection_client
 from splice.errors import AuthError, HTTPError
 from splice.http.client import ApiClient
-from splice.http.request import prepare_call
+from splice.http.request import dig, prepare_call
 from splice.mapping.templates import TemplateEngine
 from splice.model.manifest import MISSING, Connector, Operation
 from splice.plugins import get_registry
@@ -196,7 +196,7 @@ def open_api(sandbox: Sandbox, name: str, scopes: list[str] | None = None) -> Ap
     connect(connector, store, name=name, client_id=CLIENT_ID, client_secret=CLIENT_SECRET,
             scopes=scopes if scopes is not None else connector.scopes,
             base_url=sandbox.base_url, open_url=sandbox.follow_consent, timeout=10,
-            transport=sandbox.transport)
+            transport=sandbox.transport, config={"allow_private_network": True})
     return Api(sandbox, store, connector, TemplateEngine(registry.filters), name)
 
 
@@ -301,6 +301,29 @@ PAYLOADS: dict[str, PayloadFactory] = {
                                    "events": ["invoice.updated"]},
     "delete_webhook": lambda api: {"webhook_id": new_webhook(api)["id"]},
     "test_webhook": lambda api: {"webhook_id": new_webhook(api)["id"]},
+    # curated actions over the same endpoints (issue 19: payments, metrics, tags)
+    "add_client_tags": lambda api: {"client_id": (c := seeded(api, "clients"))["id"],
+                                    "current_tags": c["tags"], "tags": ["Social"]},
+    "remove_client_tags": lambda api: {
+        "client_id": (c := new_client(api, tags=["keep", "drop"]))["id"],
+        "current_tags": c["tags"], "tags": ["DROP"]},
+    "list_unpaid_invoices": lambda api: {},
+    "list_client_invoices": lambda api: {"client_id": seeded(api, "clients")["id"]},
+    "set_invoice_due_date": lambda api: {"invoice_id": seeded(api, "invoices")["id"],
+                                         "due_date": "2026-12-31"},
+    "send_invoice": lambda api: {"invoice_id": seeded(api, "invoices",
+                                                      document_status="unsent")["id"]},
+    "void_invoice": lambda api: {"invoice_id": seeded(api, "invoices",
+                                                      document_status="sent")["id"]},
+    "list_invoice_payments": lambda api: {"invoice_id": seeded(api, "invoices",
+                                                               document_status="fully_paid")["id"]},
+    "record_cash_payment": lambda api: {"invoice_id": seeded(api, "invoices",
+                                                             document_status="sent")["id"],
+                                        "amount": 5, "transaction_id": "receipt-0042"},
+    "push_metric": lambda api: {"metric": metric(7, "linkedin")},
+    "list_metrics_of_source": lambda api: {"source": "ghl.social_planner"},
+    "enable_webhook": lambda api: {"webhook_id": new_webhook(api)["id"]},
+    "disable_webhook": lambda api: {"webhook_id": new_webhook(api)["id"]},
 }
 
 
@@ -315,7 +338,7 @@ def test_operation_response_validates_against_its_output_schema(api: Api, op_id:
     given = PAYLOADS[op_id](api)
     if op.is_list:
         bodies = api.pages(op, **given)
-        records = [r for body in bodies for r in body[op.records]]
+        records = [r for body in bodies for r in dig(body, op.records)]
         assert records, f"{op_id} returned no records, so its schema check proves nothing"
     else:
         bodies = [api.send(op, f"every-op-{op_id}" if op.method == "POST" else None, **given)]
@@ -410,7 +433,8 @@ def test_missing_scope_is_a_403_that_names_the_scope(api: Api) -> None:
             new_invoice(narrow, "order-3001")
         assert caught.value.status == 403
         assert "missing scope 'invoices:write'" in str(caught.value)
-        assert "--scopes invoices:write" in (caught.value.hint or "")
+        assert "splice connect invoice2go --name i2g-readonly --scopes \"accounts:read " \
+            "clients:read invoices:write\"" in (caught.value.hint or "")  # keeps what it has
         assert len(api.sandbox.invoices()) == count
     finally:
         narrow.close()
@@ -593,3 +617,85 @@ def test_connect_returns_promptly_after_the_redirect(sandbox: Sandbox,
     elapsed = time.monotonic() - started
     api.store.close()
     assert elapsed < 0.3, f"connect took {elapsed:.2f}s"
+
+
+# ------------------------------------------------------------------------------ new triggers
+
+TRIGGER_RECIPE = """\
+name: i2g {trigger} check
+trigger:
+  use: invoice2go.{trigger}
+  connection: i2g
+  with: {trigger_with}
+steps:
+  - use: invoice2go.list_tags
+    connection: i2g
+"""
+
+
+def _unsent(api: Api) -> dict[str, Any]:
+    return seeded(api, "invoices", document_status="unsent")
+
+
+def _sent(api: Api) -> dict[str, Any]:
+    return seeded(api, "invoices", document_status="sent")
+
+
+# trigger: (its `with`, the change that must fire it once)
+CHANGES: dict[str, tuple[dict[str, Any], Callable[[Api], Any]]] = {
+    "invoice_sent": ({}, lambda api: api.send("send_invoice", invoice_id=_unsent(api)["id"])),
+    "invoice_partially_paid": ({}, lambda api: api.send(
+        "record_cash_payment", "pp-1", invoice_id=_sent(api)["id"], amount=1)),
+    "invoice_voided": ({}, lambda api: api.send("void_invoice", invoice_id=_sent(api)["id"])),
+    "payment_received": ({}, lambda api: api.send(
+        "create_payment", "pay-1", invoice_id=_sent(api)["id"], amount=2, method="card")),
+    "metric_pushed": ({}, lambda api: api.send("push_metric", "m-1",
+                                               metric=metric(3, "youtube"))),
+    "metric_updated": ({}, lambda api: api.send(
+        "push_metric", "m-2", metric={**metric(99, "facebook"),
+                                      "external_id": seeded(api, "metrics")["external_id"],
+                                      "source": seeded(api, "metrics")["source"]})),
+    "client_tagged": ({"tag": "social"}, lambda api: api.send(
+        "add_client_tags", client_id=(c := seeded(api, "clients"))["id"],
+        current_tags=c["tags"], tags=["Social"])),
+    "invoice_tagged": ({"tag": "social"}, lambda api: api.send(
+        "add_invoice_tags", invoice_id=(i := _unsent(api))["id"], current_tags=i["tags"],
+        tags=["Social"])),
+    "tag_created": ({}, lambda api: api.send(
+        "add_client_tags", client_id=(c := seeded(api, "clients"))["id"],
+        current_tags=c["tags"], tags=["brand-new-tag"])),
+}
+
+
+def test_every_new_polling_trigger_has_a_change() -> None:
+    polling = {t for t, trig in get_registry().connector("invoice2go").triggers.items()
+               if trig.type == "polling"}
+    assert set(CHANGES) == polling - {"invoice_created", "invoice_updated", "invoice_paid",
+                                      "client_created", "client_updated"}
+
+
+@pytest.mark.parametrize("trigger", sorted(CHANGES))
+def test_new_polling_trigger_fires_once_per_change(api: Api, trigger: str,
+                                                   tmp_path: Path) -> None:
+    trigger_with, change = CHANGES[trigger]
+    recipe = tmp_path / f"{trigger}.yaml"
+    recipe.write_text(TRIGGER_RECIPE.format(trigger=trigger,
+                                            trigger_with=json.dumps(trigger_with)))
+    seed = json.loads(invoke("run", str(recipe), "--json").stdout)
+    assert seed["events_new"] == 0 and not seed["errors"], seed
+    change(api)
+    fired = json.loads(invoke("run", str(recipe), "--json").stdout)
+    assert fired["events_new"] == fired["events_succeeded"] == 1, fired
+    again = json.loads(invoke("run", str(recipe), "--json").stdout)
+    assert again["events_new"] == 0, again
+
+
+def test_splice_call_renders_the_operation_body_template(api: Api) -> None:
+    """`splice call` builds the body from the manifest's template, as a recipe step does."""
+    result = invoke("call", "invoice2go.push_metric", "-c", "i2g", "--input",
+                    json.dumps({"metric": metric(5, "pinterest")}))
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["count"] == 1
+    pushed = [m for m in api.sandbox.state()["metrics"]
+              if m["external_id"] == "loc_9:2026-06:posts.published:pinterest"]
+    assert [m["value"] for m in pushed] == [5]

@@ -177,6 +177,10 @@ def test_tag_listing_names_its_alternative_scope() -> None:
     assert "clients:read" in OPERATIONS["list_tags"]["description"]
 
 
+# curated actions that preset an input of the endpoint they call
+PRESETS = {"list_unpaid_invoices": "document_status", "record_cash_payment": "method"}
+
+
 @pytest.mark.parametrize("op_id", OPERATIONS)
 def test_path_params_are_required_inputs(op_id: str) -> None:
     op = OPERATIONS[op_id]
@@ -184,7 +188,9 @@ def test_path_params_are_required_inputs(op_id: str) -> None:
     assert params <= set(op["input"]["properties"])
     assert params <= set(op["input"].get("required", []))
     if "account_id" in params:
-        assert op["defaults"] == {"account_id": ACCOUNT_DEFAULT}
+        assert op["defaults"]["account_id"] == ACCOUNT_DEFAULT
+        # other defaults only where the operation is a preset of another (issue 19)
+        assert set(op["defaults"]) == {"account_id"} or op_id in PRESETS, op_id
 
 
 @pytest.mark.parametrize("op_id", OPERATIONS)
@@ -206,7 +212,7 @@ def test_every_input_property_is_sent(op_id: str) -> None:
 @pytest.mark.parametrize("op_id", [o for o in OPERATIONS if "records" in OPERATIONS[o]])
 def test_list_operations_use_contract_pagination(op_id: str) -> None:
     op = OPERATIONS[op_id]
-    if op["method"] == "GET":
+    if op["method"] == "GET" and op["records"] == "data":  # a list endpoint, not one record's
         assert op["pagination"] == CURSOR_PAGINATION
     assert record_schema(op)["type"] == "object"
 
@@ -351,9 +357,10 @@ def test_polling_trigger_fits_its_operation(t_id: str) -> None:
     op = OPERATIONS[trigger["operation"]]
     assert "records" in op and op["method"] == "GET"
     fields = record_schema(op)["properties"]
-    cursor = trigger["cursor"]
-    assert cursor["param"] in op["input"]["properties"]
-    assert cursor["field"] in fields
+    if "updated_at" in fields:  # tags have no change time: polled whole
+        cursor = trigger["cursor"]
+        assert cursor["param"] in op["input"]["properties"]
+        assert cursor["field"] in fields
     for name in ("key", "version", "filter"):
         if name in trigger:
             TEMPLATES.compile_expression(trigger[name], where=f"{t_id}.{name}")
@@ -367,9 +374,14 @@ def test_polling_trigger_fits_its_operation(t_id: str) -> None:
 
 def test_created_triggers_key_on_id_and_updated_triggers_add_a_version() -> None:
     for t_id in POLLING:
+        if t_id == "tag_created":  # a tag is its name
+            assert TRIGGERS[t_id]["key"] == "{{ record.name }}"
+            continue
         assert TRIGGERS[t_id]["key"] == "{{ record.id }}"
         if t_id.endswith("_updated"):
             assert TRIGGERS[t_id]["version"] == "{{ record.updated_at }}"
+        elif t_id == "payment_received":  # each payment fires once
+            assert TRIGGERS[t_id]["version"] == "{{ record.payments | length }}"
         else:
             assert "version" not in TRIGGERS[t_id]
     assert {"invoice_created", "invoice_updated", "client_created"} <= set(POLLING)
@@ -399,7 +411,16 @@ def test_webhook_trigger_declares_contract_signature(t_id: str) -> None:
         "timestamp_header": "X-Webhook-Timestamp", "format": "v1={hex}",
         "message": "{timestamp}.{body}", "tolerance": 300,
     }
-    assert trigger["key"] == "{{ event.id }}"
+    assert trigger["delivery_id"] == {"header": "X-Webhook-Id"}
+    assert trigger["event_type"] == {"header": "X-Webhook-Event"}
+    assert trigger["record"] == "data.object"
+    # keyed like the polling triggers (the record's id), so a recipe may name both
+    assert trigger["key"] == ("{{ event.id }}" if t_id == "payment_created_webhook"
+                              else "{{ record.id }}")
+    polling = TRIGGERS.get(t_id.removesuffix("_webhook"))
+    if polling is not None:
+        assert (trigger["key"], trigger.get("version")) == (polling["key"],
+                                                            polling.get("version"))
     assert trigger["output"]["properties"]["type"] == {"const": trigger["events"][0]}
     if "sample" in trigger:
         errors = [e.message for e in validator(trigger["output"]).iter_errors(trigger["sample"])]

@@ -114,6 +114,7 @@ class Sandbox:
     def connect(self, store: Store, name: str, scopes: list[str] | None = None,
                 **kwargs: Any) -> Any:
         connector = self.connector
+        kwargs.setdefault("config", {"allow_private_network": True})
         return connect(connector, store, name=name, client_id=CLIENT_ID,
                        client_secret=CLIENT_SECRET,
                        scopes=connector.scopes if scopes is None else scopes,
@@ -207,7 +208,8 @@ class CliConnect:
 
     def __init__(self, args: list[str], env: dict[str, str], cwd: Path) -> None:
         self.proc = subprocess.Popen([sys.executable, "-m", "splice", "connect", *args,
-                                      "--no-browser", "--timeout", "20"],
+                                      "--no-browser", "--timeout", "20",
+                                      "--allow-private-network"],
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      stdin=subprocess.DEVNULL, text=True, env=env, cwd=cwd)
         lines: queue.Queue[str] = queue.Queue()

@@ -150,7 +150,7 @@ def test_link_and_next_url_follow_relative_urls(api):
 
 
 def test_same_cursor_twice_stops_the_loop(api, caplog):
-    with caplog.at_level(logging.WARNING, logger="splice.http.pagination"):
+    with caplog.at_level(logging.WARNING, logger="splice.pagination"):
         pages = api.pages("stuck")
     assert len(api.requests()) == 2  # the first page, then the one cursor it kept sending
     assert len(pages) == 2 and pages[-1].next is None
@@ -158,7 +158,7 @@ def test_same_cursor_twice_stops_the_loop(api, caplog):
 
 
 def test_api_that_ignores_the_offset_stops_after_one_repeat(api, caplog):
-    with caplog.at_level(logging.WARNING, logger="splice.http.pagination"):
+    with caplog.at_level(logging.WARNING, logger="splice.pagination"):
         pages = api.pages("ignores_skip")
     assert ids(pages) == ALL[:10]  # the repeated page adds nothing
     assert len(api.requests()) == 2
@@ -190,7 +190,7 @@ def test_every_kind_resumes_from_its_checkpoint(api, kind):
 
 
 def test_a_checkpoint_of_another_kind_starts_over(api, caplog):
-    with caplog.at_level(logging.WARNING, logger="splice.http.pagination"):
+    with caplog.at_level(logging.WARNING, logger="splice.pagination"):
         assert ids(api.pages("offset", resume={"cursor": "abc"})) == ALL
     assert "does not fit offset pagination" in caplog.text
 
@@ -266,18 +266,22 @@ def _crash_and_resume(fakecrm: Any, splice_home: Path, posts_before_crash: int) 
 
     from .conftest import FIXTURES
 
-    child = multiprocessing.get_context("spawn").Process(
-        target=_crash_after_notes, args=(str(splice_home), posts_before_crash))
-    child.start()
-    child.join(timeout=60)
+    os.environ["SPLICE_LEASE_TTL"] = "1"  # the dead child's lease expires after 1 s
+    try:
+        child = multiprocessing.get_context("spawn").Process(
+            target=_crash_after_notes, args=(str(splice_home), posts_before_crash))
+        child.start()
+        child.join(timeout=60)
+    finally:
+        del os.environ["SPLICE_LEASE_TTL"]
     assert child.exitcode == 17, "the child should have crashed mid-run"
     crashed_log = list(fakecrm.log)
     registry = plugins.get_registry()
     plan = build_plan(load_recipe(FIXTURES / "notes.yaml"), registry,
                       TemplateEngine(registry.filters),
                       connections={c.name: c for c in fakecrm.store.list_connections()})
-    report = Runner(plan, fakecrm.store, registry).run(mode="once", backfill=True)
-    assert report.ok, report.errors
+    report = Runner(plan, fakecrm.store, registry).run(mode="once", backfill=True, wait=True)
+    assert report.ok and report.held_by is None, report.errors
     return crashed_log
 
 

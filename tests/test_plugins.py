@@ -87,6 +87,17 @@ def plugin_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
                  {"manifest.yaml": BAD_MANIFEST}),
         _package(root, "splice-dup", "splice_dup", register,
                  {"manifest.yaml": GOOD_MANIFEST}),
+        _package(root, "splice-cmd", "splice_cmd", """\
+            import click
+            from splice import hookimpl
+
+            @hookimpl
+            def register_commands(cli):
+                @cli.command(name="hello-plugin")
+                def hello():
+                    \"\"\"Say hello from a plugin.\"\"\"
+                    click.echo("hello from a plugin")
+            """, {}),
     ]
     target = root / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
@@ -144,6 +155,13 @@ def test_plugins_command_lists_versions_and_hooks(plugin_dir, splice_home):
     echo = next(p for p in data["plugins"] if p["name"] == "splice_echo")
     assert echo["version"] == "0.3.0" and echo["hooks"] == ["register_connectors"]
     assert any(p["name"] == "splice.default_plugins.filters" for p in data["plugins"])
+
+
+@pytest.mark.parametrize("flag", ["--help", "-h"])
+def test_plugin_commands_are_listed_under_help(plugin_dir, splice_home, flag):
+    result = _splice(plugin_dir, flag, allow="splice_cmd", home=splice_home)
+    assert result.returncode == 0, result.stderr
+    assert "hello-plugin" in result.stdout and "Say hello from a plugin." in result.stdout
 
 
 def test_allow_list_limits_third_party_plugins(plugin_dir, splice_home):

@@ -98,7 +98,8 @@ def test_every_recipe_validates_against_the_sandbox_connections(world: World) ->
     assert [p.name for p in ALL] == sorted(["connection_health.yaml",
                                             "ghl_statistics_to_invoice2go_dashboard.yaml",
                                             "ghl_tags_to_invoice2go.yaml",
-                                            "ghl_users_to_invoice2go_clients.yaml"])
+                                            "ghl_users_to_invoice2go_clients.yaml",
+                                            "ghl_users_to_invoice2go_clients_live.yaml"])
     result = invoke("validate", *map(str, ALL))
     assert result.exit_code == 0, result.output
     assert result.stdout.count(": ok") == len(ALL)
@@ -199,22 +200,45 @@ def _social_metrics(state: dict[str, Any]) -> list[dict[str, Any]]:
             and m["external_id"] and m["external_id"].startswith("ghl:")]
 
 
-def test_statistics_recipe_pushes_one_metric_per_day_and_figure(world: World) -> None:
+def _with_days(path: Path, days: int, tmp_path: Path) -> Path:
+    copy = tmp_path / path.name
+    text = path.read_text()
+    assert "  days: 1 " in text
+    copy.write_text(text.replace("  days: 1 ", f"  days: {days} ")
+                    .replace("name: HighLevel social statistics",
+                             f"name: {days} days of HighLevel social statistics"))
+    return copy
+
+
+def test_statistics_recipe_pushes_yesterday_once_per_figure(world: World) -> None:
     world.run(STATS, backfill=True)
     metrics = _social_metrics(world.invoice2go())
-    today = datetime.now(UTC).date()
-    days = [(today - timedelta(days=n)).isoformat() for n in range(7, 0, -1)]
+    yesterday = (datetime.now(UTC).date() - timedelta(days=1)).isoformat()
     figures = {"posts.published", "impressions", "likes", "comments", "followers"}
-    assert {(m["period_start"], m["key"]) for m in metrics} == {(d, k) for d in days
-                                                               for k in figures}
-    assert len(metrics) == 35
+    assert {(m["period_start"], m["key"]) for m in metrics} == {(yesterday, k) for k in figures}
     location = "ve9EPM428h8vShlRW1KT"
     for m in metrics:
         assert m["period_end"] == m["period_start"]
         assert m["external_id"] == f"ghl:{location}:{m['period_start']}:{m['key']}"
         assert m["dimensions"]["location_id"] == location
+
+
+def test_statistics_recipe_pushes_a_configured_range_idempotently(world: World,
+                                                                  tmp_path: Path) -> None:
+    world.run(STATS, backfill=True)
+    first = {m["external_id"]: m for m in _social_metrics(world.invoice2go())}
+    week = _with_days(STATS, 7, tmp_path)
+    world.run(week, backfill=True)
+    metrics = _social_metrics(world.invoice2go())
+    today = datetime.now(UTC).date()
+    days = [(today - timedelta(days=n)).isoformat() for n in range(7, 0, -1)]
+    assert len(metrics) == 35 and len({m["external_id"] for m in metrics}) == 35
+    assert {m["period_start"] for m in metrics} == set(days)
+    by_id = {m["external_id"]: m for m in metrics}
+    for key, metric in first.items():  # yesterday's figures: the same metrics, not new ones
+        assert by_id[key]["id"] == metric["id"] and by_id[key]["value"] == metric["value"]
     stats = world.call("my-highlevel", "get_statistics", {
-        "locationId": location,
+        "locationId": "ve9EPM428h8vShlRW1KT",
         "profileIds": load_recipe(STATS).vars["profile_ids"]})["results"]
     by = {(m["period_start"], m["key"]): m["value"] for m in metrics}
     for i, day in enumerate(days):
@@ -225,7 +249,7 @@ def test_statistics_recipe_pushes_one_metric_per_day_and_figure(world: World) ->
             p["series"][i] for p in stats["platformTotals"]["followers"].values())
 
 
-def test_statistics_of_the_next_day_update_in_place_and_add_one_day(world: World) -> None:
+def test_statistics_of_the_next_day_add_one_day(world: World) -> None:
     world.run(STATS, backfill=True)
     first = {m["external_id"]: m for m in _social_metrics(world.invoice2go())}
     world.sandboxes.control("ghl_users", "POST", "advance-clock", {"seconds": 86400})
@@ -234,11 +258,10 @@ def test_statistics_of_the_next_day_update_in_place_and_add_one_day(world: World
 
     assert report.events_new == 1
     second = {m["external_id"]: m for m in _social_metrics(world.invoice2go())}
-    assert len(second) == 40  # 35 + the 5 figures of the new day, no duplicates
-    assert len(_social_metrics(world.invoice2go())) == 40
-    shared = set(first) & set(second)
-    assert len(shared) == 35
-    for key in shared:  # the same day's figures stay one metric with the same id and value
+    assert len(second) == 10  # yesterday's 5 and the new day's 5, no duplicates
+    assert len(_social_metrics(world.invoice2go())) == 10
+    assert set(first) < set(second)
+    for key in first:  # the earlier day's figures stay one metric with the same id and value
         assert second[key]["id"] == first[key]["id"]
         assert second[key]["value"] == first[key]["value"]
 

@@ -163,7 +163,8 @@ def cli_connect(evidence: Evidence, cid: str, url: str, cwd: Path, codes: list[s
            f"SPLICE_{cid.upper()}_CLIENT_SECRET": SECRETS[cid]}
     proc = subprocess.Popen([sys.executable, "-m", "splice", "--verbose", "connect", cid,
                              "--name", NAMES[cid], "--base-url", url, "--no-browser",
-                             "--timeout", "30"], stdout=subprocess.PIPE,
+                             "--timeout", "30", "--allow-private-network"],
+                            stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
                             env=env, cwd=cwd)
     assert proc.stdout is not None
@@ -309,7 +310,7 @@ def test_errors_and_exceptions_carry_no_secret(world: tuple[dict[str, str], Evid
         connector = registry.connector(cid)
         kwargs: dict[str, Any] = dict(client_id=CLIENT_ID, client_secret=SECRETS[cid],
                                       scopes=connector.scopes, base_url=url, open_url=opener,
-                                      timeout=10)
+                                      timeout=10, config={"allow_private_network": True})
 
         class Replay(httpx.HTTPTransport):  # the code is sent twice: the second is refused
             def handle_request(self, request: httpx.Request) -> httpx.Response:

@@ -3,7 +3,7 @@ that writes a page's keys and its checkpoint in one transaction."""
 
 from __future__ import annotations
 
-import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,28 +11,25 @@ import sqlalchemy as sa
 
 from splice.store.database import Store
 from splice.store.migrations import SCHEMA_VERSION
-from splice.store.tables import metadata, seen_scope, storage_key
+from splice.store.tables import seen_scope, storage_key
 
-PG_URL = os.environ.get("SPLICE_TEST_POSTGRES_URL")
+from . import pg
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.skipif(
-    not PG_URL, reason="SPLICE_TEST_POSTGRES_URL not set"))])
-def url(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+@pytest.fixture(params=["sqlite", "postgresql"])
+def url(request: pytest.FixtureRequest, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     monkeypatch.setenv("SPLICE_HOME", str(tmp_path))
     if request.param == "postgresql":
-        engine = sa.create_engine(PG_URL)
-        metadata.drop_all(engine)
-        with engine.begin() as conn:
-            conn.exec_driver_sql("DROP TABLE IF EXISTS seen_keys")
-        engine.dispose()
-        return str(PG_URL)
-    return f"sqlite:///{tmp_path / 'state.db'}"
+        with pg.schema_url() as scoped:
+            yield scoped
+        return
+    yield f"sqlite:///{tmp_path / 'state.db'}"
 
 
-def _downgrade_to_v3(url: str, rows: list[tuple[str, str, str]]) -> None:
-    """Turn a current database into what schema version 3 looked like, with ``rows`` of
-    (key, recipe, trigger) in its ``seen_keys`` table."""
+def _downgrade(url: str, version: int, rows: list[tuple[str, str, str]]) -> None:
+    """Turn a current database into what schema ``version`` (3 or 5) looked like, with
+    ``rows`` of (key, recipe, trigger) in its ``seen_keys`` table."""
     Store.open(url).close()
     engine = sa.create_engine(url)
     with engine.begin() as conn:
@@ -44,15 +41,27 @@ def _downgrade_to_v3(url: str, rows: list[tuple[str, str, str]]) -> None:
         conn.execute(sa.text('INSERT INTO seen_keys (key, recipe, "trigger") '
                              "VALUES (:k, :r, :t)"),
                      [{"k": k, "r": r, "t": t} for k, r, t in rows])
-        conn.exec_driver_sql("DELETE FROM schema_version WHERE version > 3")
+        if version < 5:  # no serve tables (migration 5)
+            for table in ("registered_recipes", "inbox", "serve_instances"):
+                conn.exec_driver_sql(f"DROP TABLE {table}")
+        if version < 4:  # no leases, retry schedule or circuit breakers (migration 4)
+            for column in ("next_attempt_at", "error_class"):
+                conn.exec_driver_sql(f"ALTER TABLE events DROP COLUMN {column}")
+            conn.exec_driver_sql("ALTER TABLE dead_letters DROP COLUMN error_class")
+            conn.exec_driver_sql("ALTER TABLE trigger_state DROP COLUMN source")
+            conn.exec_driver_sql("DROP TABLE leases")
+            conn.exec_driver_sql("DROP TABLE circuit_breakers")
+        conn.execute(sa.text("DELETE FROM schema_version WHERE version > :v"), {"v": version})
     engine.dispose()
 
 
-def test_migration_keeps_every_seen_key(url: str) -> None:
+@pytest.mark.parametrize("version", [3, 5])
+def test_migration_keeps_every_seen_key(url: str, version: int) -> None:
+    assert SCHEMA_VERSION == 6
     long_key = "x" * 2000
     rows = [(f"id-{i}@v1", "r", "t") for i in range(1500)]
     rows += [("id-0@v1", "r", "other"), (storage_key(long_key), "r2", "t")]
-    _downgrade_to_v3(url, rows)
+    _downgrade(url, version, rows)
     with Store.open(url) as store:
         assert store.schema_version == SCHEMA_VERSION
         keys = [f"id-{i}@v1" for i in range(1600)]
@@ -62,6 +71,10 @@ def test_migration_keeps_every_seen_key(url: str) -> None:
         assert store.seen_count("r", "t") == 1500
         assert not sa.inspect(store.engine).has_table("seen_keys")
         assert store.add_seen("r", "t", keys) == 100  # the migrated keys stay deduped
+        run = store.start_run("r")  # migrations 4 and 5 are there too
+        assert store.claim_new_events("r", "t", run, [("id-1@v1", {}), ("fresh", {})])
+        assert store.filter_unseen("r", "t", ["fresh"]) == set()
+        assert sa.inspect(store.engine).has_table("inbox")
 
 
 def test_seed_page_writes_keys_and_checkpoint_together(url: str) -> None:
@@ -106,7 +119,7 @@ def test_record_keys_read_fields_like_the_templates() -> None:
     """The direct field read behind ``Plan.record_key`` gives the key the templates give."""
     from splice.errors import SpliceError
     from splice.mapping.templates import TemplateEngine
-    from splice.run.plan import FieldGetter, record_key_function
+    from splice.run.record_keys import FieldGetter, record_key_function
 
     engine = TemplateEngine()
 

@@ -232,7 +232,6 @@ def test_escape_refused_at_compile_time(engine, payload):
     "{{ trigger.list.append('injected') }}",
     "{% for i in [1] %}{{ loop._iterator }}{% endfor %}",
     "{{ trigger.items | attr('_' ~ '_self__') }}",
-    "{{ 'x' * 1000000000 }}",
 ])
 def test_escape_refused_at_run_time(engine, payload):
     compiled = engine.compile_mapping({"f": payload})  # passes the static check ...

@@ -1,18 +1,24 @@
 """A local emulator of HighLevel's Users and Social Planner APIs (``create_app``).
 
-What it reproduces, checked against the official specs in ``reference/ghl/openapi``:
+Contract, checked against the official specs in ``reference/ghl/openapi`` by
+tests/test_ghl_contract.py:
 
-* OAuth: ``GET /v2/oauth/chooselocation`` (consent page or auto-approval), ``POST /oauth/token``
-  (form body, ``user_type`` Location|Company, HighLevel's response fields, refresh tokens that
-  rotate on every use, ``invalid_grant`` on reuse, one-day access tokens);
-* every resource request needs ``Version: 2021-07-28``, a Bearer token, the operation's scope,
-  a token of the right type (Sub-Account or Agency) and the token's own location;
-* the seven Users operations and Social Planner tags, tag details, statistics, accounts and
-  categories, with the spec's shapes and status codes (201 for the POST reads);
-* NestJS-style errors (400/401/403/422), rate limits (100 requests / 10 s and 200,000 / day
-  per app and location) with ``X-RateLimit-*`` headers and 429 + ``Retry-After``;
-* test controls under ``/__test__/`` to change tags, expire tokens, inject failures, move the
-  clock, inspect and reset the state.
+* all 47 operations of ``apps/users.json`` and ``apps/social-media-posting.json`` are served
+  (:data:`ENDPOINTS`), statefully: users, tags, categories, connected accounts, posts, CSV
+  imports and social network logins live in one world that survives a restart;
+* every request needs a ``Version`` header the official specs define for the operation
+  (``2021-07-28`` always; ``v3`` too where ``apps/v3`` has the same method and path), a Bearer
+  token (Marketplace OAuth, see sandbox_auth), a token of the right type (Sub-Account or
+  Agency), the operation's scope and, for a ``locationId`` in the path, the token's location;
+* the query and body must be what the spec of that version allows (sandbox_validate: exactly
+  the spec's schemas, so free-text fields stay free); then a handler answers with the spec's
+  status and shape, or refuses what the schemas cannot express with a documented status;
+* errors are HighLevel's NestJS shapes (400/401/422, 404 where declared), rate limits are
+  100 requests / 10 s and 200,000 / day per app and location with ``X-RateLimit-*`` headers,
+  429 + ``Retry-After`` over them; no other status is produced;
+* test controls under ``/__test__/`` change tags and categories (which HighLevel's app, not
+  its API, creates and edits), expire a connected account or the tokens, inject failures,
+  move the clock, show and reset the state.
 
 ``SandboxConfig.extra`` keys: ``allowed_scopes`` (the app's scopes), ``install_target``
 (``"company"`` or a location id: what auto-approval installs to; default the main
@@ -21,8 +27,6 @@ sub-account) and ``daily_limit``.
 
 from __future__ import annotations
 
-import hashlib
-import html
 import json
 import os
 from collections.abc import Awaitable, Callable
@@ -30,22 +34,44 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, parse_qsl, urlsplit
 
 from starlette.applications import Starlette
-from starlette.datastructures import ImmutableMultiDict
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from splice.errors import ConfigError
-from splice.sandbox import AuthFailure, OAuthClient, OAuthFailure, OAuthServer, SandboxConfig
+from splice.sandbox import AuthFailure, OAuthClient, OAuthServer, SandboxConfig
 
+from . import sandbox_csv as csvs
 from . import sandbox_data as data
-from .sandbox_data import ApiProblem, RateLimiter, World, unprocessable
+from . import sandbox_posts as posts
+from . import sandbox_social as social
+from . import sandbox_social_oauth as social_oauth
+from . import sandbox_users as users
+from .sandbox_auth import MarketplaceAuth
+from .sandbox_data import World
+from .sandbox_http import (
+    BOTH,
+    COMPANY,
+    LOCATION,
+    MISSING_BODY,
+    ApiProblem,
+    Call,
+    Caller,
+    RateLimiter,
+    error_response,
+    from_unix,
+    json_response,
+    read_json,
+    read_multipart,
+)
+from .sandbox_stats import trace_id
+from .sandbox_validate import JSON_MEDIA, MULTIPART, rules
+from .webhooks import GhlWebhooks
 
-__all__ = ["API_VERSION", "GhlSandbox", "create_app"]
+__all__ = ["API_VERSION", "ENDPOINTS", "Endpoint", "GhlSandbox", "create_app", "seeded_world"]
 
 API_VERSION = "2021-07-28"
 ACCESS_TTL = 86399
@@ -62,97 +88,120 @@ DEFAULT_SCOPES = frozenset({
     "socialplanner/oauth.write", "socialplanner/csv.readonly", "socialplanner/csv.write",
     "locations.readonly", "oauth.readonly", "oauth.write",
 })
-LOCATION, COMPANY = "Location", "Company"
-BOTH = (LOCATION, COMPANY)
 STATE_FORMAT = "splice-ghl-sandbox/1"
 
 Json = dict[str, Any]
+Handler = Callable[[Call], Awaitable[Any]]
 
-
-# -- responses -------------------------------------------------------------------------------
-
-_ERROR_NAMES = {401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
-                422: "Unprocessable Entity", 429: "Too Many Requests"}
-
-
-def error_body(status: int, message: str | list[str]) -> Json:
-    """HighLevel's error shape: ``{statusCode, message}`` plus ``error`` where it sends one."""
-    body: Json = {"statusCode": status, "message": message}
-    if status in _ERROR_NAMES:
-        body["error"] = _ERROR_NAMES[status]
-    return body
-
-
-def error_response(status: int, message: str | list[str],
-                   headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse(error_body(status, message), status_code=status, headers=headers)
-
-
-# -- callers ---------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
-class Caller:
-    """Who a valid access token speaks for."""
+class Endpoint:
+    """One API operation: its manifest id, route, scope, token types and success status."""
 
-    user_type: str
-    company_id: str
-    location_id: str | None
-    user_id: str
-    locations: tuple[str, ...]
+    op_id: str
+    method: str
+    path: str
+    scope: str
+    handler: Handler
+    status: int = 200
+    status_v3: int | None = None  # where the v3 spec declares another success status
+    token_types: tuple[str, ...] = (LOCATION,)
 
-    @classmethod
-    def from_subject(cls, subject: Json) -> Caller:
-        location = subject.get("locationId")
-        locations = (location,) if location else tuple(subject.get("approvedLocations", ()))
-        return cls(subject.get("userType", LOCATION), subject.get("companyId", ""), location,
-                   subject.get("userId", ""), locations)
-
-    def require_location(self, location_id: str) -> None:
-        if location_id not in self.locations:
-            raise ApiProblem(403, "The token does not have access to this location")
-
-    def require_company(self, company_id: str) -> None:
-        if company_id != self.company_id:
-            raise ApiProblem(403, "The token does not have access to this company")
+    def success(self, version: str) -> int:
+        return self.status_v3 if version == "v3" and self.status_v3 else self.status
 
 
-Handler = Callable[[Request, Caller], Awaitable[Json]]
+SP = "/social-media-posting"
+_SCOPE = "socialplanner/"
 
 
-def _digest(token: str) -> str:
-    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+def _endpoints() -> list[Endpoint]:
+    e = Endpoint
+    found = [
+        e("list_users", "GET", "/users/", "users.readonly", users.list_users),
+        e("search_users", "GET", "/users/search", "users.readonly", users.search_users,
+          token_types=BOTH),
+        e("filter_users_by_email", "POST", "/users/search/filter-by-email", "users.readonly",
+          users.filter_by_email, token_types=(COMPANY,)),
+        e("get_user", "GET", "/users/{userId}", "users.readonly", users.get_user,
+          token_types=BOTH),
+        e("update_user", "PUT", "/users/{userId}", "users.write", users.update_user,
+          token_types=BOTH),
+        e("delete_user", "DELETE", "/users/{userId}", "users.write", users.delete_user,
+          token_types=BOTH),
+        e("create_user", "POST", "/users/", "users.write", users.create_user, 201,
+          token_types=BOTH),
+        e("list_tags", "GET", f"{SP}/{{locationId}}/tags", f"{_SCOPE}tag.readonly",
+          social.list_tags),
+        e("get_tag_details", "POST", f"{SP}/{{locationId}}/tags/details",
+          f"{_SCOPE}tag.readonly", social.tag_details, 201),
+        e("get_statistics", "POST", f"{SP}/statistics", f"{_SCOPE}statistics.readonly",
+          social.statistics, 201, 200),
+        e("list_social_accounts", "GET", f"{SP}/{{locationId}}/accounts",
+          f"{_SCOPE}account.readonly", social.list_accounts),
+        e("delete_social_account", "DELETE", f"{SP}/{{locationId}}/accounts/{{id}}",
+          f"{_SCOPE}account.write", social.delete_account),
+        e("list_categories", "GET", f"{SP}/{{locationId}}/categories",
+          f"{_SCOPE}category.readonly", social.list_categories),
+        e("get_category", "GET", f"{SP}/{{locationId}}/categories/{{id}}",
+          f"{_SCOPE}category.readonly", social.get_category),
+        e("list_posts", "POST", f"{SP}/{{locationId}}/posts/list", f"{_SCOPE}post.readonly",
+          posts.list_posts, 201),
+        e("create_post", "POST", f"{SP}/{{locationId}}/posts", f"{_SCOPE}post.write",
+          posts.create_post, 201),
+        e("get_post", "GET", f"{SP}/{{locationId}}/posts/{{id}}", f"{_SCOPE}post.readonly",
+          posts.get_post),
+        e("update_post", "PUT", f"{SP}/{{locationId}}/posts/{{id}}", f"{_SCOPE}post.write",
+          posts.update_post),
+        e("delete_post", "DELETE", f"{SP}/{{locationId}}/posts/{{id}}", f"{_SCOPE}post.write",
+          posts.delete_post),
+        e("bulk_delete_posts", "POST", f"{SP}/{{locationId}}/posts/bulk-delete",
+          f"{_SCOPE}csv.write", posts.bulk_delete_posts, 201),
+        e("upload_csv", "POST", f"{SP}/{{locationId}}/csv", f"{_SCOPE}csv.write",
+          csvs.upload_csv, 201),
+        e("list_csv_imports", "GET", f"{SP}/{{locationId}}/csv", f"{_SCOPE}csv.readonly",
+          csvs.list_csv_imports),
+        e("set_csv_accounts", "POST", f"{SP}/{{locationId}}/set-accounts",
+          f"{_SCOPE}csv.write", csvs.set_csv_accounts, 201),
+        e("get_csv_import", "GET", f"{SP}/{{locationId}}/csv/{{id}}", f"{_SCOPE}csv.readonly",
+          csvs.get_csv_import),
+        e("finalize_csv_import", "PATCH", f"{SP}/{{locationId}}/csv/{{id}}",
+          f"{_SCOPE}csv.write", csvs.finalize_csv_import),
+        e("delete_csv_import", "DELETE", f"{SP}/{{locationId}}/csv/{{id}}",
+          f"{_SCOPE}csv.write", csvs.delete_csv_import),
+        e("delete_csv_post", "DELETE", f"{SP}/{{locationId}}/csv/{{csvId}}/post/{{postId}}",
+          f"{_SCOPE}csv.write", csvs.delete_csv_post),
+    ]
+    lists = {"google": "list_google_locations", "facebook": "list_facebook_pages",
+             "instagram": "list_instagram_accounts", "linkedin": "list_linkedin_pages",
+             "twitter": "get_twitter_profile", "tiktok": "get_tiktok_profile",
+             "tiktok-business": "get_tiktok_business_profile"}
+    attaches = {"google": "attach_google_location", "facebook": "attach_facebook_page",
+                "instagram": "attach_instagram_account", "linkedin": "attach_linkedin_page",
+                "twitter": "attach_twitter_profile", "tiktok": "attach_tiktok_profile"}
+    for platform in social_oauth.PLATFORMS:
+        name = platform.replace("-", "_")
+        found.append(e(f"start_{name}_oauth", "GET", f"{SP}/oauth/{platform}/start",
+                       f"{_SCOPE}oauth.readonly", social_oauth.start(platform)))
+        noun = "locations" if platform == "google" else "accounts"
+        path = f"{SP}/oauth/{{locationId}}/{platform}/{noun}/{{accountId}}"
+        found.append(e(lists[platform], "GET", path, f"{_SCOPE}oauth.readonly",
+                       social_oauth.listing(platform)))
+        if platform in attaches:
+            found.append(e(attaches[platform], "POST", path, f"{_SCOPE}oauth.write",
+                           social_oauth.attach(platform), 201))
+    return found
 
 
-def _int_query(request: Request, name: str, default: int) -> int:
-    raw = request.query_params.get(name)
-    if raw is None or raw == "":
-        return default
-    if not (raw.isascii() and raw.isdigit()):
-        raise unprocessable(f"{name} must be a number string")
-    return int(raw)
+ENDPOINTS: tuple[Endpoint, ...] = tuple(_endpoints())
 
 
-async def _json_body(request: Request) -> Json:
-    """The JSON object in the body (``{}`` when empty); 400 for anything else."""
-    raw = await request.body()
-    if not raw.strip():
-        return {}
-    try:
-        body = json.loads(raw)
-    except ValueError:
-        raise ApiProblem(400, "Request body is not valid JSON") from None
-    if not isinstance(body, dict):
-        raise ApiProblem(400, "Request body must be a JSON object")
-    return body
-
-
-async def _form(request: Request) -> ImmutableMultiDict[str, str]:
-    """An ``application/x-www-form-urlencoded`` body (anything else reads as empty)."""
-    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if kind not in ("", "application/x-www-form-urlencoded"):
-        return ImmutableMultiDict()
-    raw = (await request.body()).decode("utf-8", errors="replace")
-    return ImmutableMultiDict(parse_qsl(raw, keep_blank_values=True))
+def seeded_world(seed: int) -> World:
+    """The deterministic starting world: users, tags, categories, accounts, posts, logins."""
+    world = World.seeded(seed)
+    social_oauth.seed_grants(world)
+    posts.seed_posts(world)
+    return world
 
 
 def _is_int(value: Any) -> bool:
@@ -161,14 +210,15 @@ def _is_int(value: Any) -> bool:
 
 async def _control_body(request: Request) -> Json:
     try:
-        return await _json_body(request)
+        body = await read_json(request)
     except ApiProblem:
         return {}
+    return body if isinstance(body, dict) else {}
 
 
 # -- the sandbox -----------------------------------------------------------------------------
 
-class GhlSandbox:
+class GhlSandbox(MarketplaceAuth):
     """The emulator's state (world, OAuth, clock, limits) and its HTTP routes."""
 
     def __init__(self, config: SandboxConfig | None = None) -> None:
@@ -183,13 +233,15 @@ class GhlSandbox:
                                    int(extra.get("daily_limit", DAILY_LIMIT)))
         self.failures: list[Json] = []
         self.traces = 0
+        self.rules = rules()
+        self.webhooks = GhlWebhooks(self)
         self._reset_state()
         path = self.config.state_path
         if path is not None and Path(path).exists():
             self._load(Path(path))
 
     def _reset_state(self) -> None:
-        self.world = World.seeded(self.config.seed)
+        self.world = seeded_world(self.config.seed)
         self.oauth = OAuthServer(
             clients=[self.client], clock=self.now,
             access_ttl=self.config.access_token_ttl or ACCESS_TTL,
@@ -197,13 +249,17 @@ class GhlSandbox:
         # user type of each pending code / live refresh token, by SHA-256 digest
         self.grant_types: dict[str, list[Any]] = {}
 
-    # -- clock and persistence ----------------------------------------------------------------
+    # -- clock, traces and persistence --------------------------------------------------------
 
     def now(self) -> float:
         return self.config.clock() + self.clock_offset
 
     def now_dt(self) -> datetime:
-        return data.from_unix(self.now())
+        return from_unix(self.now())
+
+    def next_trace_id(self) -> str:
+        self.traces += 1
+        return trace_id(self.world.seed, self.traces)
 
     def snapshot(self) -> Json:
         return {"format": STATE_FORMAT, "clockOffset": self.clock_offset,
@@ -234,115 +290,14 @@ class GhlSandbox:
                 raise ValueError(f"unknown format {state.get('format')!r}")
             self.clock_offset = float(state["clockOffset"])
             self.world = World.from_json(state["world"])
+            if "oauth_grants" not in state["world"]:  # saved before posts and logins existed
+                social_oauth.seed_grants(self.world)
+                posts.seed_posts(self.world)
             self.oauth.load_json(state["oauth"])
             self.grant_types = dict(state["grantTypes"])
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ConfigError(f"HighLevel sandbox state file {path} is unreadable: {exc}",
                               hint="delete it to start from the seed data") from None
-
-    # -- OAuth ------------------------------------------------------------------------------
-
-    def _installer(self, location_id: str | None) -> str:
-        users = self.world.users
-        if location_id is None:
-            return users[data.AGENCY_INSTALLER_INDEX]["id"]
-        for user in users:
-            roles = user["roles"]
-            if roles["type"] == "account" and roles["role"] == "admin" \
-                    and location_id in roles["locationIds"]:
-                return str(user["id"])
-        return str(users[data.AGENCY_INSTALLER_INDEX]["id"])
-
-    def subject_for(self, target: str) -> Json:
-        """The installation a consent creates: ``company`` or a location id."""
-        if target.lower() == "company":
-            return {"userType": COMPANY, "companyId": data.COMPANY_ID,
-                    "approvedLocations": list(data.LOCATIONS), "userId": self._installer(None),
-                    "isBulkInstallation": False, "installToFutureLocations": False,
-                    "approveAllLocations": True}
-        if target not in data.LOCATIONS:
-            raise ApiProblem(400, f"Unknown location {target}")
-        return {"userType": LOCATION, "companyId": data.COMPANY_ID, "locationId": target,
-                "userId": self._installer(target), "isBulkInstallation": False}
-
-    def _approve(self, params: dict[str, str], target: str) -> Response:
-        try:
-            subject = self.subject_for(target)
-        except ApiProblem as exc:
-            return _page("Install failed", f"<p>{html.escape(str(exc.message))}</p>", 400)
-        url = self.oauth.authorize(params, subject)
-        self._prune_grants()
-        code = parse_qs(urlsplit(url).query).get("code")
-        if code:
-            self.grant_types[_digest(code[0])] = [subject["userType"],
-                                                  self.now() + self.oauth.code_ttl]
-        self.save()
-        return RedirectResponse(url, status_code=302)
-
-    async def choose_location(self, request: Request) -> Response:
-        """HighLevel's consent screen: pick a sub-account (or the agency) and approve."""
-        if request.method == "POST":
-            form = await _form(request)
-            params = {k: str(v) for k, v in form.items() if k not in ("decision", "target")}
-        else:
-            params = dict(request.query_params)
-        try:
-            error_redirect = self.oauth.validate_authorize(params)
-        except OAuthFailure as exc:
-            return _page("Invalid request", f"<p>{html.escape(exc.description)}</p>", 400)
-        if error_redirect:
-            return RedirectResponse(error_redirect, status_code=302)
-        if request.method == "POST":
-            if form.get("decision") != "approve":
-                return RedirectResponse(self.oauth.deny(params), status_code=302)
-            return self._approve(params, str(form.get("target") or data.LOCATION_ID))
-        if self.config.auto_approve:
-            return self._approve(params, str(self.config.extra.get("install_target",
-                                                                   data.LOCATION_ID)))
-        return _consent_page(params, request.url.path)
-
-    async def token(self, request: Request) -> Response:
-        """``POST /oauth/token``: code and refresh grants, HighLevel's response fields."""
-        failure = self._take_failure("token")
-        if failure is not None:
-            return self._injected(failure)
-        form = await _form(request)
-        missing = [f"{k} should not be empty" for k in ("client_id", "client_secret",
-                                                          "grant_type") if not form.get(k)]
-        grant = form.get("grant_type")
-        if grant and grant not in ("authorization_code", "refresh_token", "client_credentials"):
-            missing.append("grant_type must be one of the following values: "
-                           "authorization_code, refresh_token, client_credentials")
-        user_type = form.get("user_type")
-        if user_type and user_type not in BOTH:
-            missing.append("user_type must be one of the following values: Company, Location")
-        if missing:
-            return error_response(422, missing)
-        secret_key = {"authorization_code": "code", "refresh_token": "refresh_token"}.get(
-            str(grant))
-        presented = form.get(secret_key) if secret_key else None
-        known = self.grant_types.get(_digest(str(presented))) if presented else None
-        if user_type and known and known[0] != user_type:
-            return _oauth_error(OAuthFailure(
-                400, "invalid_request",
-                f"user_type {user_type} does not match this installation ({known[0]})"))
-        try:
-            body = self.oauth.token(form, request.headers.get("authorization"))
-        except OAuthFailure as exc:
-            if exc.error == "invalid_grant":
-                exc.description = ("Invalid grant: refresh token is invalid"
-                                   if grant == "refresh_token"
-                                   else f"Invalid grant: {exc.description}")
-            self.save()  # a replayed code revokes its grant
-            return _oauth_error(exc)
-        if presented:
-            self.grant_types.pop(_digest(str(presented)), None)
-        self.grant_types[_digest(body["refresh_token"])] = [
-            body["userType"], None if self.oauth.refresh_ttl is None
-            else self.now() + self.oauth.refresh_ttl]
-        self.save()
-        return JSONResponse(_token_body(body),
-                            headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
 
     # -- the resource pipeline --------------------------------------------------------------
 
@@ -366,18 +321,18 @@ class GhlSandbox:
             message = "Injected failure"
         return error_response(status, message, headers)
 
-    async def handle_api(self, request: Request, handler: Handler, scope: str,
-                    token_types: tuple[str, ...], status: int) -> Response:
-        """Version, auth, rate limit, token type, scope; then the handler."""
+    async def handle_api(self, request: Request, endpoint: Endpoint) -> Response:
+        """Version, auth, rate limit, token type, scope, location, request schema; handler."""
         failure = self._take_failure("api")
         if failure is not None:
             return self._injected(failure)
         idle = self.limiter.headers(None)
+        versions = self.rules.versions(endpoint.op_id)
         version = request.headers.get("version")
         if version is None:
             return error_response(400, "Version header was not found", idle)
-        if version != API_VERSION:
-            return error_response(400, f"Version header must be {API_VERSION}", idle)
+        if version not in versions:
+            return error_response(400, f"Version header must be {' or '.join(versions)}", idle)
         try:
             info = self.oauth.check(request.headers.get("authorization"), ())
         except AuthFailure:
@@ -389,187 +344,48 @@ class GhlSandbox:
         if not decision.allowed:
             headers["Retry-After"] = str(decision.retry_after)
             return error_response(429, "Too Many Requests", headers)
-        if caller.user_type not in token_types:
-            return error_response(401, "This authClass type is not allowed to access this "
-                                  "scope. Please reach out to support if this is a mistake",
-                                  headers)
-        if scope not in info.scopes:
-            return error_response(
-                403, f"The token does not have access to this scope: {scope}", headers)
         try:
-            body = await handler(request, caller)
+            if caller.user_type not in endpoint.token_types:
+                raise ApiProblem(401, "This authClass type is not allowed to access this "
+                                      "scope. Please reach out to support if this is a mistake")
+            if endpoint.scope not in info.scopes:
+                raise ApiProblem(
+                    401, f"The token is not authorized for this scope: {endpoint.scope}")
+            path = {k: str(v) for k, v in request.path_params.items()}
+            if "locationId" in path:
+                caller.require_location(path["locationId"])
+            call = await self._checked_call(request, endpoint, version, caller, path)
+            result = await endpoint.handler(call)
         except ApiProblem as exc:
             return error_response(exc.status, exc.message, headers)
-        return JSONResponse(body, status_code=status, headers=headers)
+        if isinstance(result, Response):
+            result.headers.update(headers)
+            return result
+        return json_response(result, endpoint.success(version), headers)
 
-    def route(self, path: str, method: str, handler: Handler, scope: str,
-              token_types: tuple[str, ...] = BOTH, status: int = 200) -> Route:
-        async def endpoint(request: Request) -> Response:
-            return await self.handle_api(request, handler, scope, token_types, status)
-        endpoint.__name__ = handler.__name__
-        return Route(path, endpoint, methods=[method])
-
-    # -- Social Planner ---------------------------------------------------------------------
-
-    async def list_tags(self, request: Request, caller: Caller) -> Json:
-        location = request.path_params["locationId"]
-        caller.require_location(location)
-        skip, limit = _int_query(request, "skip", 0), _int_query(request, "limit", 10)
-        tags, count = self.world.list_tags(location, request.query_params.get("searchText"),
-                                           skip, limit)
-        return {"success": True, "statusCode": 200, "message": "Fetched Tags by Location ID",
-                "results": {"tags": tags, "count": count}}
-
-    async def tag_details(self, request: Request, caller: Caller) -> Json:
-        location = request.path_params["locationId"]
-        caller.require_location(location)
-        body = await _json_body(request)
-        ids = body.get("tagIds")
-        if not isinstance(ids, list):
-            raise unprocessable("tagIds must be an array")
-        if not all(isinstance(i, str) for i in ids):
-            raise unprocessable("each value in tagIds must be a string")
-        tags = self.world.tags_by_ids(location, ids)
-        return {"success": True, "statusCode": 201, "message": "Fetched Tags by Tag IDs",
-                "results": {"tags": tags, "count": len(tags)}}
-
-    async def list_categories(self, request: Request, caller: Caller) -> Json:
-        location = request.path_params["locationId"]
-        caller.require_location(location)
-        skip, limit = _int_query(request, "skip", 0), _int_query(request, "limit", 10)
-        rows, count = self.world.list_categories(
-            location, request.query_params.get("searchText"), skip, limit)
-        return {"success": True, "statusCode": 200,
-                "message": "Fetched Categories by Location ID",
-                "results": {"count": count, "categories": rows}}
-
-    async def list_accounts(self, request: Request, caller: Caller) -> Json:
-        location = request.path_params["locationId"]
-        caller.require_location(location)
-        accounts, groups = self.world.location_accounts(location)
-        return {"success": True, "statusCode": 200, "message": "Fetched Accounts",
-                "results": {"accounts": accounts, "groups": groups}}
-
-    async def statistics(self, request: Request, caller: Caller) -> Json:
-        location = request.query_params.get("locationId")
-        if not location:
-            raise unprocessable("locationId should not be empty")
-        caller.require_location(location)
-        ask = data.statistics_request(await _json_body(request), self.now_dt().date())
-        wanted = set(ask.profile_ids)
-        accounts = [a for a in self.world.accounts
-                    if a["_locationId"] == location and a["profileId"] in wanted
-                    and (ask.platforms is None or a["platform"] in ask.platforms)]
-        self.traces += 1
-        return data.statistics(self.world.seed, accounts, ask.current, ask.previous,
-                               data.trace_id(self.world.seed, self.traces))
-
-    # -- Users ------------------------------------------------------------------------------
-
-    def _visible_user(self, user_id: str, caller: Caller) -> Json:
-        user = self.world.find_user(user_id)
-        if user is None or user["_companyId"] != caller.company_id or (
-                caller.location_id and caller.location_id not in user["roles"]["locationIds"]):
-            raise ApiProblem(400, "User not found")
-        return user
-
-    async def users_by_location(self, request: Request, caller: Caller) -> Json:
-        location = request.query_params.get("locationId")
-        if not location:
-            raise unprocessable("locationId should not be empty")
-        caller.require_location(location)
-        users = self.world.search_users(company_id=caller.company_id, query=None,
-                                        location_id=location, utype=None, role=None, ids=None,
-                                        sort=None, descending=False)
-        return {"users": [data.user_view(u, with_deleted=True) for u in users]}
-
-    async def search_users(self, request: Request, caller: Caller) -> Json:
-        q = request.query_params
-        company = q.get("companyId")
-        if not company:
-            raise unprocessable("companyId should not be empty", "companyId must be a string")
-        caller.require_company(company)
-        skip, limit = _int_query(request, "skip", 0), _int_query(request, "limit", 25)
-        direction = q.get("sortDirection") or "asc"
-        if direction not in ("asc", "desc"):
-            raise unprocessable("sortDirection must be one of the following values: asc, desc")
-        sort = q.get("sort") or None
-        if sort not in (None, "dateAdded", "firstName", "lastName", "email", "name"):
-            raise unprocessable("sort must be one of the following values: dateAdded, "
-                                "firstName, lastName, email, name")
-        if q.get("enabled2waySync") not in (None, "true", "false"):
-            raise unprocessable("enabled2waySync must be a boolean value")
-        location = q.get("locationId") or caller.location_id
-        if location:
-            caller.require_location(location)
-        ids = [i for i in (q.get("ids") or "").split(",") if i] if q.get("ids") else None
-        users = self.world.search_users(
-            company_id=company, query=q.get("query"), location_id=location,
-            utype=q.get("type") or None, role=q.get("role") or None, ids=ids, sort=sort,
-            descending=direction == "desc")
-        return {"users": [data.user_view(u, with_deleted=True)
-                          for u in users[skip: skip + limit]], "count": len(users)}
-
-    async def filter_by_email(self, request: Request, caller: Caller) -> Json:
-        body = await _json_body(request)
-        problems = [f"{k} should not be empty" for k in ("companyId", "emails")
-                    if not isinstance(body.get(k), str) or not body[k]]
-        for key in ("skip", "limit"):
-            if key in body and not (isinstance(body[key], str) and body[key].isascii()
-                                      and body[key].isdigit()):
-                problems.append(f"{key} must be a number string")
-        if "deleted" in body and not isinstance(body["deleted"], bool):
-            problems.append("deleted must be a boolean value")
+    async def _checked_call(self, request: Request, endpoint: Endpoint, version: str,
+                            caller: Caller, path: dict[str, str]) -> Call:
+        query = dict(request.query_params)
+        problems = self.rules.check_query(endpoint.op_id, version, query)
+        call = Call(self, request, caller, version, path, query)
+        spec = self.rules.body(endpoint.op_id, version)
+        if spec is not None and spec["media"] == JSON_MEDIA:
+            body = await read_json(request)
+            if body is MISSING_BODY:
+                if spec["required"]:
+                    problems.append("request body should not be empty")
+            else:
+                problems += self.rules.check_body(endpoint.op_id, version, body)
+                call.body = body
+        elif spec is not None and spec["media"] == MULTIPART:
+            call.parts = await read_multipart(request)
+            if call.parts is None:
+                raise ApiProblem(400, "The request body must be multipart/form-data")
+            fields = {p.name: p.data.decode("utf-8", "replace") for p in call.parts}
+            problems += self.rules.check_body(endpoint.op_id, version, fields)
         if problems:
-            raise unprocessable(*problems)
-        caller.require_company(body["companyId"])
-        return self.world.filter_by_email(body)
-
-    async def get_user(self, request: Request, caller: Caller) -> Json:
-        user = self._visible_user(request.path_params["userId"], caller)
-        return data.user_view(user, with_deleted=False)
-
-    async def create_user(self, request: Request, caller: Caller) -> Json:
-        body = await _json_body(request)
-        problems = data.validate_user_body(body, create=True)
-        if problems:
-            raise unprocessable(*problems)
-        caller.require_company(body["companyId"])
-        for location in body["locationIds"]:
-            caller.require_location(location)
-        if body["type"] == "account" and not body["locationIds"]:
-            raise unprocessable("locationIds should not be empty")
-        if self.world.email_taken(body["email"]):
-            raise ApiProblem(400, "A user with this email already exists")
-        user = self.world.create_user(body, self.now_dt())
-        self.save()
-        return data.user_view(user, with_deleted=False)
-
-    async def update_user(self, request: Request, caller: Caller) -> Json:
-        user = self._visible_user(request.path_params["userId"], caller)
-        body = await _json_body(request)
-        problems = data.validate_user_body(body, create=False)
-        if caller.user_type == COMPANY and not body.get("companyId"):
-            problems.append("companyId should not be empty")
-        if problems:
-            raise unprocessable(*problems)
-        if body.get("companyId"):
-            caller.require_company(body["companyId"])
-        if "email" in body and body["email"].casefold() != user["email"].casefold():
-            raise ApiProblem(400, "Email update is no longer supported due to security reasons")
-        for location in body.get("locationIds", []):
-            caller.require_location(location)
-        World.update_user(user, body)
-        self.save()
-        return data.user_view(user, with_deleted=False)
-
-    async def delete_user(self, request: Request, caller: Caller) -> Json:
-        user = self._visible_user(request.path_params["userId"], caller)
-        user["deleted"] = True
-        self.save()
-        return {"succeded": True,
-                "message": f"Queued deleting user with e-mail {user['email']} and name "
-                           f"{user['name']}. Will take effect in a few minutes."}
+            raise ApiProblem(422, problems)
+        return call
 
     # -- test controls ----------------------------------------------------------------------
 
@@ -585,7 +401,7 @@ class GhlSandbox:
         except ApiProblem as exc:
             return error_response(exc.status, exc.message)
         self.save()
-        return JSONResponse(tag, status_code=201)
+        return json_response(tag, 201)
 
     async def test_update_tag(self, request: Request) -> Response:
         """``{"tag"?: new name, "deleted"?: bool}``: edit a tag and bump its ``updatedAt``."""
@@ -599,12 +415,67 @@ class GhlSandbox:
         except ApiProblem as exc:
             return error_response(exc.status, exc.message)
         self.save()
-        return JSONResponse(tag)
+        return json_response(tag)
+
+    async def test_create_category(self, request: Request) -> Response:
+        """``{"name", "primaryColor"?, "secondaryColor"?, "locationId"?}``: a new post category
+        (made in HighLevel's app; the API has no call for it), stamped with the sandbox clock."""
+        body = await _control_body(request)
+        location = body.get("locationId", data.LOCATION_ID)
+        colors = (body.get("primaryColor", "#0F766E"), body.get("secondaryColor", "#CCFBF1"))
+        if not isinstance(body.get("name"), str) or location not in data.LOCATIONS \
+                or not all(isinstance(c, str) for c in colors):
+            return error_response(422, ["name must be a string", "colors must be strings",
+                                        "locationId must be a sandbox location"])
+        try:
+            category = self.world.create_category(location, body["name"], colors, self.now_dt())
+        except ApiProblem as exc:
+            return error_response(exc.status, exc.message)
+        self.save()
+        return json_response(category, 201)
+
+    async def test_update_category(self, request: Request) -> Response:
+        """``{"name"?, "primaryColor"?, "secondaryColor"?, "deleted"?}``: edit a category and
+        bump its ``updatedAt``."""
+        body = await _control_body(request)
+        texts: Json = {k: body[k] for k in ("name", "primaryColor", "secondaryColor")
+                       if k in body}
+        if not all(isinstance(v, str) and v.strip() for v in texts.values()) \
+                or not isinstance(body.get("deleted", False), bool) \
+                or set(body) - {*texts, "deleted"}:
+            return error_response(422, ["name and colors must be non-empty strings",
+                                        "deleted must be a boolean"])
+        changes = dict(texts)
+        if "deleted" in body:
+            changes["deleted"] = body["deleted"]
+        try:
+            category = self.world.update_category(request.path_params["categoryId"], changes,
+                                                  self.now_dt())
+        except ApiProblem as exc:
+            return error_response(exc.status, exc.message)
+        self.save()
+        return json_response(category)
+
+    async def test_update_account(self, request: Request) -> Response:
+        """``{"isExpired": bool}``: a connected account's access expires now (``expire`` set
+        to the sandbox clock) or is valid again; attaching it anew also renews it."""
+        expired = (await _control_body(request)).get("isExpired")
+        account = next((a for a in self.world.accounts
+                        if a["id"] == request.path_params["accountId"]), None)
+        if not isinstance(expired, bool):
+            return error_response(422, ["isExpired must be a boolean"])
+        if account is None:
+            return error_response(404, f"Account {request.path_params['accountId']} not found")
+        account["isExpired"] = expired
+        if expired:
+            account["expire"] = data.iso(self.now_dt())
+        self.save()
+        return json_response({k: v for k, v in account.items() if not k.startswith("_")})
 
     async def test_expire_tokens(self, request: Request) -> Response:
         self.oauth.expire_access_tokens()
         self.save()
-        return JSONResponse({"ok": True, **self.oauth.stats()})
+        return json_response({"ok": True, **self.oauth.stats()})
 
     async def test_fail_next(self, request: Request) -> Response:
         """``{"count", "status", "retry_after"?, "target"?: "api"|"token"|"all"}``."""
@@ -618,7 +489,7 @@ class GhlSandbox:
                                         "whole number of seconds, target api|token|all"])
         self.failures.append({"count": count, "status": status, "retry_after": retry_after,
                               "target": target})
-        return JSONResponse({"pending": self.failures})
+        return json_response({"pending": self.failures})
 
     async def test_advance_clock(self, request: Request) -> Response:
         """``{"seconds": S}``: move the sandbox clock forward (tokens, new timestamps)."""
@@ -627,12 +498,12 @@ class GhlSandbox:
             return error_response(422, ["seconds must be a number >= 0"])
         self.clock_offset += seconds
         self.save()
-        return JSONResponse({"now": data.iso(self.now_dt()), "clockOffset": self.clock_offset})
+        return json_response({"now": data.iso(self.now_dt()), "clockOffset": self.clock_offset})
 
     async def test_state(self, request: Request) -> Response:
-        return JSONResponse({"now": data.iso(self.now_dt()), "clockOffset": self.clock_offset,
-                             "oauth": self.oauth.stats(), "pendingFailures": self.failures,
-                             "world": self.world.to_json()})
+        return json_response({"now": data.iso(self.now_dt()), "clockOffset": self.clock_offset,
+                              "oauth": self.oauth.stats(), "pendingFailures": self.failures,
+                              "world": self.world.to_json()})
 
     async def test_reset(self, request: Request) -> Response:
         self.clock_offset = 0.0
@@ -641,88 +512,48 @@ class GhlSandbox:
         self.traces = 0
         self._reset_state()
         self.save()
-        return JSONResponse({"ok": True})
+        return json_response({"ok": True})
 
     # -- assembly ---------------------------------------------------------------------------
 
+    def _route(self, path: str, endpoint: Endpoint) -> Route:
+        async def serve(request: Request) -> Response:
+            return await self.handle_api(request, endpoint)
+        serve.__name__ = endpoint.op_id
+        return Route(path, serve, methods=[endpoint.method])
+
     def routes(self) -> list[Route]:
-        r, social = self.route, "/social-media-posting"
-        loc_only = (LOCATION,)
-        return [
+        routes = [
             Route("/v2/oauth/chooselocation", self.choose_location, methods=["GET", "POST"]),
             Route("/oauth/chooselocation", self.choose_location, methods=["GET", "POST"]),
             Route("/oauth/token", self.token, methods=["POST"]),
-            r(f"{social}/{{locationId}}/tags", "GET", self.list_tags,
-              "socialplanner/tag.readonly", loc_only),
-            r(f"{social}/{{locationId}}/tags/details", "POST", self.tag_details,
-              "socialplanner/tag.readonly", loc_only, 201),
-            r(f"{social}/statistics", "POST", self.statistics,
-              "socialplanner/statistics.readonly", loc_only, 201),
-            r(f"{social}/{{locationId}}/accounts", "GET", self.list_accounts,
-              "socialplanner/account.readonly", loc_only),
-            r(f"{social}/{{locationId}}/categories", "GET", self.list_categories,
-              "socialplanner/category.readonly", loc_only),
-            r("/users/", "GET", self.users_by_location, "users.readonly", loc_only),
-            r("/users", "GET", self.users_by_location, "users.readonly", loc_only),
-            r("/users/search", "GET", self.search_users, "users.readonly"),
-            r("/users/search/filter-by-email", "POST", self.filter_by_email, "users.readonly",
-              (COMPANY,)),
-            r("/users/", "POST", self.create_user, "users.write", status=201),
-            r("/users", "POST", self.create_user, "users.write", status=201),
-            r("/users/{userId}", "GET", self.get_user, "users.readonly"),
-            r("/users/{userId}", "PUT", self.update_user, "users.write"),
-            r("/users/{userId}", "DELETE", self.delete_user, "users.write"),
+        ]
+        for endpoint in ENDPOINTS:
+            routes.append(self._route(endpoint.path, endpoint))
+            if endpoint.path == "/users/":  # HighLevel answers without the slash too
+                routes.append(self._route("/users", endpoint))
+        routes += [
             Route("/__test__/tags", self.test_create_tag, methods=["POST"]),
             Route("/__test__/tags/{tagId}", self.test_update_tag, methods=["PATCH"]),
+            Route("/__test__/categories", self.test_create_category, methods=["POST"]),
+            Route("/__test__/categories/{categoryId}", self.test_update_category,
+                  methods=["PATCH"]),
+            Route("/__test__/accounts/{accountId}", self.test_update_account, methods=["PATCH"]),
             Route("/__test__/expire-tokens", self.test_expire_tokens, methods=["POST"]),
             Route("/__test__/fail-next", self.test_fail_next, methods=["POST"]),
             Route("/__test__/advance-clock", self.test_advance_clock, methods=["POST"]),
             Route("/__test__/state", self.test_state, methods=["GET"]),
             Route("/__test__/reset", self.test_reset, methods=["POST"]),
+            *self.webhooks.routes(),
         ]
-
-
-def _token_body(issued: Json) -> Json:
-    """The toolkit's token body in HighLevel's field order, without non-HighLevel fields."""
-    first = ("access_token", "token_type", "expires_in", "refresh_token", "scope", "userType")
-    body = {k: issued[k] for k in first if k in issued}
-    body.update({k: v for k, v in issued.items()
-                 if k not in body and k != "refresh_token_expires_in"})
-    return body
-
-
-def _oauth_error(exc: OAuthFailure) -> JSONResponse:
-    body = {"statusCode": exc.status, "message": exc.description, **exc.body()}
-    headers = {"Cache-Control": "no-store", **exc.headers}
-    return JSONResponse(body, status_code=exc.status, headers=headers)
-
-
-def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
-    return HTMLResponse(
-        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-        f"</head><body><h1>{html.escape(title)}</h1>{body}</body></html>", status_code=status)
-
-
-def _consent_page(params: dict[str, str], action: str) -> HTMLResponse:
-    hidden = "".join(f"<input type='hidden' name='{html.escape(k)}' value='{html.escape(v)}'>"
-                     for k, v in params.items())
-    choices = [(loc, f"Sub-Account: {name}") for loc, name in data.LOCATIONS.items()]
-    choices.append(("company", f"Agency: {data.COMPANY_NAME}"))
-    options = "".join(
-        f"<label><input type='radio' name='target' value='{html.escape(v)}'"
-        f"{' checked' if i == 0 else ''}> {html.escape(label)}</label><br>"
-        for i, (v, label) in enumerate(choices))
-    scopes = "".join(f"<li>{html.escape(s)}</li>" for s in params.get("scope", "").split())
-    body = (f"<p>App <b>{html.escape(params.get('client_id', ''))}</b> asks for:</p>"
-            f"<ul>{scopes}</ul><form method='post' action='{html.escape(action)}'>{hidden}"
-            f"{options}<button name='decision' value='approve'>Approve</button> "
-            f"<button name='decision' value='deny'>Deny</button></form>")
-    return _page("Choose an account", body)
+        return routes
 
 
 async def _not_found(request: Request, exc: Exception) -> Response:
+    """NestJS's answer to an unknown route or method: 404 ``Cannot METHOD /path``."""
     status = exc.status_code if isinstance(exc, HTTPException) else 500
-    return error_response(status, f"Cannot {request.method} {request.url.path}")
+    return error_response(404 if status in (404, 405) else status,
+                          f"Cannot {request.method} {request.url.path}")
 
 
 def create_app(config: SandboxConfig | None = None) -> Starlette:

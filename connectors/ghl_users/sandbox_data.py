@@ -1,23 +1,25 @@
-"""The HighLevel sandbox's model: seed data, queries, rate limits and statistics.
+"""The HighLevel sandbox's model: the world (users, tags, categories, accounts), seed data.
 
-Everything here is plain data and plain functions (no HTTP). Records are dicts shaped like the
-official Users and Social Planner schemas, plus a few private keys that start with ``_``
-(``_companyId``, ``_dateAdded``, ``_scopes``) that never leave the sandbox. Ids come from a
-counter hashed with the seed, so the same seed always yields the same world, and the world
-survives a restart through :meth:`World.to_json` / :meth:`World.from_json`.
+Contract: everything here is plain data and plain functions (no HTTP). Records are dicts
+shaped like the official Users and Social Planner schemas, plus a few private keys that
+start with ``_`` (``_companyId``, ``_dateAdded``, ``_scopes``, ``_locationId``...) that never
+leave the sandbox. Ids come from a counter hashed with the seed, so the same seed always
+yields the same world, and the world survives a restart through :meth:`World.to_json` /
+:meth:`World.from_json`. Posts, CSV imports and social network logins live in the same
+:class:`World`; their rules are in ``sandbox_posts``, ``sandbox_csv`` and
+``sandbox_social_oauth``.
 """
 
 from __future__ import annotations
 
-import collections
 import copy
 import hashlib
-import math
 import random
-import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
+
+from .sandbox_http import ApiProblem, unprocessable
 
 BASE_TIME = datetime(2026, 5, 1, 10, 0, 0, tzinfo=UTC)
 COMPANY_ID = "5DP4iH6HLkQsiKESj6rh"
@@ -112,30 +114,18 @@ def iso(moment: datetime) -> str:
         f"{moment.microsecond // 1000:03d}Z"
 
 
-def from_unix(ts: float) -> datetime:
-    return datetime.fromtimestamp(ts, tz=UTC)
-
-
 def _digest(*parts: object) -> bytes:
     return hashlib.sha256("|".join(str(p) for p in parts).encode("utf-8")).digest()
 
 
-class ApiProblem(Exception):
-    """A request the API refuses: ``status`` and a message (a list for 422)."""
-
-    def __init__(self, status: int, message: str | list[str]) -> None:
-        super().__init__(str(message))
-        self.status = status
-        self.message = message
-
-
-def unprocessable(*messages: str) -> ApiProblem:
-    return ApiProblem(422, list(messages))
+_PERSISTED = ("seed", "counter", "users", "tags", "categories", "accounts", "groups", "posts",
+              "csv_files", "csv_imports", "oauth_grants")
 
 
 @dataclass
 class World:
-    """Users, social tags, categories and accounts of one HighLevel agency."""
+    """Users and the Social Planner (tags, categories, accounts, posts, CSV imports, social
+    network logins) of one HighLevel agency."""
 
     seed: int
     counter: int = 0
@@ -144,6 +134,10 @@ class World:
     categories: list[dict[str, Any]] = field(default_factory=list)
     accounts: list[dict[str, Any]] = field(default_factory=list)
     groups: list[dict[str, Any]] = field(default_factory=list)
+    posts: list[dict[str, Any]] = field(default_factory=list)
+    csv_files: list[dict[str, Any]] = field(default_factory=list)  # uploaded, not imported
+    csv_imports: list[dict[str, Any]] = field(default_factory=list)
+    oauth_grants: list[dict[str, Any]] = field(default_factory=list)  # social network logins
 
     # -- ids, persistence --------------------------------------------------------------------
 
@@ -159,16 +153,14 @@ class World:
         return _digest("hex", self.seed, self.counter).hex()[:24]
 
     def to_json(self) -> dict[str, Any]:
-        return copy.deepcopy({"seed": self.seed, "counter": self.counter, "users": self.users,
-                              "tags": self.tags, "categories": self.categories,
-                              "accounts": self.accounts, "groups": self.groups})
+        return copy.deepcopy({name: getattr(self, name) for name in _PERSISTED})
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> World:
+        """The world saved by :meth:`to_json` (collections a state file lacks start empty)."""
         data = copy.deepcopy(data)
-        return cls(seed=data["seed"], counter=data["counter"], users=data["users"],
-                   tags=data["tags"], categories=data["categories"],
-                   accounts=data["accounts"], groups=data["groups"])
+        return cls(**{name: data.get(name, []) for name in _PERSISTED
+                      if name in data or name not in ("seed", "counter")})
 
     # -- seed ------------------------------------------------------------------------------
 
@@ -276,11 +268,33 @@ class World:
                  and not c["deleted"] and needle in c["name"].casefold()]
         return copy.deepcopy(found[skip: skip + limit]), len(found)
 
+    def create_category(self, location_id: str, name: str, colors: tuple[str, str],
+                        now: datetime) -> dict[str, Any]:
+        """A post category as HighLevel's app makes one (the API only reads categories)."""
+        if not name.strip():
+            raise unprocessable("name should not be empty")
+        category = {"name": name.strip(), "primaryColor": colors[0], "secondaryColor": colors[1],
+                    "locationId": location_id, "_id": self.new_id(),
+                    "createdBy": self.users[INSTALLER_INDEX]["id"], "deleted": False,
+                    "createdAt": iso(now), "updatedAt": iso(now)}
+        self.categories.append(category)
+        return copy.deepcopy(category)
+
+    def update_category(self, category_id: str, changes: dict[str, Any],
+                        now: datetime) -> dict[str, Any]:
+        """Edit a category (name, colours, ``deleted``) and bump its ``updatedAt``."""
+        category = next((c for c in self.categories if c["_id"] == category_id), None)
+        if category is None:
+            raise ApiProblem(404, f"Category {category_id} not found")
+        category.update(changes)
+        category["updatedAt"] = iso(now)
+        return copy.deepcopy(category)
+
     def location_accounts(self, location_id: str) -> tuple[list[dict[str, Any]],
                                                            list[dict[str, Any]]]:
         def public(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             return [{k: copy.deepcopy(v) for k, v in r.items() if not k.startswith("_")}
-                    for r in rows if r["_locationId"] == location_id]
+                    for r in rows if r["_locationId"] == location_id and not r.get("_deleted")]
         return public(self.accounts), public(self.groups)
 
     # -- users -----------------------------------------------------------------------------
@@ -336,19 +350,6 @@ class World:
         if "twilioPhone" in body:
             user["lcPhone"] = dict(body["twilioPhone"])
 
-    def filter_by_email(self, body: dict[str, Any]) -> dict[str, Any]:
-        """``POST /users/search/filter-by-email`` on a checked body: ``{users, count}``."""
-        emails = {e.strip().casefold() for e in body["emails"].split(",") if e.strip()}
-        want_deleted = body.get("deleted", False)
-        users = [u for u in self.users if u["_companyId"] == body["companyId"]
-                 and u["email"].casefold() in emails and u["deleted"] == want_deleted]
-        projection = body.get("projection") or "id,email"
-        fields = (list(USER_FIELDS) if projection == "all"
-                  else [f.strip() for f in projection.split(",") if f.strip() in USER_FIELDS])
-        skip, limit = int(body.get("skip", "0")), int(body.get("limit", "25"))
-        views = [user_view(u, with_deleted=True) for u in users[skip: skip + limit]]
-        return {"users": [{f: v[f] for f in fields} for v in views], "count": len(users)}
-
     def search_users(self, *, company_id: str, query: str | None, location_id: str | None,
                      utype: str | None, role: str | None, ids: list[str] | None,
                      sort: str | None, descending: bool) -> list[dict[str, Any]]:
@@ -386,286 +387,14 @@ def user_view(user: dict[str, Any], *, with_deleted: bool) -> dict[str, Any]:
     return view
 
 
-# -- rate limits ---------------------------------------------------------------------------
+# -- the v3 password policy ------------------------------------------------------------------
 
-@dataclass
-class RateDecision:
-    allowed: bool
-    remaining: int
-    daily_remaining: int
-    retry_after: int = 0
+PASSWORD_RULE = ("password must be at least 12 characters long and contain an uppercase "
+                 "letter, a lowercase letter, a number and a special character")
 
 
-class RateLimiter:
-    """A sliding window burst limit plus a per-UTC-day limit, per (app, location) key."""
-
-    def __init__(self, limit: int, window: float, daily: int) -> None:
-        self.limit, self.window, self.daily = limit, window, daily
-        self._hits: dict[tuple[str, str], collections.deque[float]] = {}
-        self._days: dict[tuple[str, str], tuple[date, int]] = {}
-
-    def hit(self, key: tuple[str, str], now: float) -> RateDecision:
-        hits = self._hits.setdefault(key, collections.deque())
-        while hits and hits[0] <= now - self.window:
-            hits.popleft()
-        today = from_unix(now).date()
-        day, used = self._days.get(key, (today, 0))
-        if day != today:
-            used = 0
-        if len(hits) >= self.limit or used >= self.daily:
-            if used >= self.daily:
-                midnight = datetime.combine(today + timedelta(days=1), datetime.min.time(),
-                                            tzinfo=UTC)
-                wait = midnight.timestamp() - now
-            else:
-                wait = hits[0] + self.window - now
-            return RateDecision(False, max(0, self.limit - len(hits)),
-                                max(0, self.daily - used), max(1, math.ceil(wait)))
-        hits.append(now)
-        self._days[key] = (today, used + 1)
-        return RateDecision(True, self.limit - len(hits), self.daily - used - 1)
-
-    def headers(self, decision: RateDecision | None) -> dict[str, str]:
-        remaining = self.limit if decision is None else decision.remaining
-        daily = self.daily if decision is None else decision.daily_remaining
-        return {"X-RateLimit-Max": str(self.limit), "X-RateLimit-Remaining": str(remaining),
-                "X-RateLimit-Interval-Milliseconds": str(int(self.window * 1000)),
-                "X-RateLimit-Limit-Daily": str(self.daily),
-                "X-RateLimit-Daily-Remaining": str(daily)}
-
-    def reset(self) -> None:
-        self._hits.clear()
-        self._days.clear()
-
-
-# -- statistics -----------------------------------------------------------------------------
-
-_METRIC_RANGES = {"posts": 4, "impressions": 1800, "likes": 120, "comments": 30, "shares": 15}
-_AGE_BUCKETS = ("13-17", "18-24", "25-34", "35-44", "45-54", "55-64", "65+")
-_AGE_WEIGHTS = (2, 14, 27, 24, 16, 10, 7)
-
-
-def _metric(seed: int, profile_id: str, day: date, name: str) -> int:
-    value = int.from_bytes(_digest("stat", seed, profile_id, day.isoformat(), name)[:4], "big")
-    if name == "impressions":
-        return 50 + value % _METRIC_RANGES[name]
-    if name == "reach":
-        return int(_metric(seed, profile_id, day, "impressions") * (0.6 + (value % 20) / 100))
-    if name == "followers":
-        base = 500 + int.from_bytes(_digest("base", seed, profile_id)[:2], "big") % 20000
-        rate = 1 + _digest("rate", seed, profile_id)[0] % 12
-        return base + rate * (day - date(2024, 1, 1)).days + value % 5
-    return value % _METRIC_RANGES[name]
-
-
-def _change(current: float, previous: float) -> float:
-    if previous == 0:
-        return 0.0 if current == 0 else 100.0
-    return round((current - previous) / previous * 100, 2)
-
-
-def _days(start: date, end: date) -> list[date]:
-    return [start + timedelta(days=i) for i in range((end - start).days + 1)]
-
-
-def statistics(seed: int, accounts: list[dict[str, Any]], current: tuple[date, date],
-               previous: tuple[date, date], trace_id: str) -> dict[str, Any]:
-    """The analytics body for ``accounts`` (already filtered by profile id and platform).
-
-    Every number is a pure function of seed, profile id, day and metric, so the same request
-    always gets the same answer and a longer range contains the shorter one's days.
-    """
-    cur_days, prev_days = _days(*current), _days(*previous)
-    platforms = sorted({a["platform"] for a in accounts})
-
-    def series(metric: str, platform: str | None, days: list[date]) -> list[int]:
-        rows = [a for a in accounts if platform is None or a["platform"] == platform]
-        return [sum(_metric(seed, a["profileId"], d, metric) for a in rows) for d in days]
-
-    def total(metric: str, platform: str | None, days: list[date]) -> int:
-        if metric == "followers":
-            return series(metric, platform, days[-1:])[0] if days else 0
-        return sum(series(metric, platform, days))
-
-    def breakdown(metric: str) -> dict[str, Any]:
-        cur, prev = total(metric, None, cur_days), total(metric, None, prev_days)
-        return {"total": cur, "totalChange": _change(cur, prev), "platforms": {
-            p: {"value": total(metric, p, cur_days),
-                "change": _change(total(metric, p, cur_days), total(metric, p, prev_days))}
-            for p in platforms}}
-
-    def engagement(platform: str) -> dict[str, Any]:
-        parts = {m: total(m, platform, cur_days) for m in ("likes", "comments", "shares")}
-        before = sum(total(m, platform, prev_days) for m in ("likes", "comments", "shares"))
-        return {**parts, "change": _change(sum(parts.values()), before)}
-
-    followers = total("followers", None, cur_days)
-    split = _digest("gender", seed, *sorted(a["profileId"] for a in accounts))
-    female_pct = 40 + split[0] % 20
-    unknown_pct = 2 + split[1] % 6
-    shares = {"male": 100 - female_pct - unknown_pct, "female": female_pct,
-              "unknown": unknown_pct}
-    weight_sum = sum(_AGE_WEIGHTS)
-    ages = {b: followers * w // weight_sum for b, w in zip(_AGE_BUCKETS, _AGE_WEIGHTS,
-                                                           strict=True)}
-    ages["25-34"] += followers - sum(ages.values())
-    return {
-        "results": {
-            "dayRange": [_DAY_NAMES[d.weekday()] for d in cur_days],
-            "totals": {m: total(m, None, cur_days)
-                       for m in ("posts", "likes", "followers", "impressions", "comments")},
-            "postPerformance": {
-                "posts": {p: series("posts", p, cur_days) for p in platforms},
-                "impressions": series("impressions", None, cur_days),
-                "likes": series("likes", None, cur_days),
-                "comments": series("comments", None, cur_days),
-            },
-            "breakdowns": {"posts": breakdown("posts"), "impressions": breakdown("impressions"),
-                           "reach": breakdown("reach"),
-                           "engagement": {p: engagement(p) for p in platforms}},
-            "platformTotals": {
-                m: {p: {"total": total(m, p, cur_days), "series": series(m, p, cur_days)}
-                    for p in platforms}
-                for m in ("impressions", "followers", "likes")},
-            "demographics": {
-                "gender": {"totals": {k: {"total": followers * v // 100, "percentage": v}
-                                      for k, v in shares.items()}},
-                "age": {"totals": ages},
-            },
-        },
-        "message": "Analytics Built Successfully",
-        "traceId": trace_id,
-    }
-
-
-@dataclass(frozen=True)
-class StatisticsRequest:
-    """A checked statistics body: which profiles, platforms and day windows."""
-
-    profile_ids: list[str]
-    platforms: list[str] | None
-    current: tuple[date, date]
-    previous: tuple[date, date]
-
-
-def _parse_day(value: Any, name: str) -> date:
-    if not isinstance(value, str):
-        raise ApiProblem(400, f"{name} must be a valid ISO 8601 date string")
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise ApiProblem(400, f"{name} must be a valid ISO 8601 date string") from None
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(UTC)
-    return moment.date()
-
-
-def _parse_range(value: Any, name: str) -> tuple[date, date]:
-    if not isinstance(value, dict):
-        raise ApiProblem(400, f"{name} must be an object with startDate and endDate")
-    start = _parse_day(value.get("startDate"), f"{name}.startDate")
-    end = _parse_day(value.get("endDate"), f"{name}.endDate")
-    if start > end:
-        raise ApiProblem(400, f"{name}.startDate must not be after {name}.endDate")
-    if (end - start).days >= 366:
-        raise ApiProblem(400, f"{name} cannot span more than 366 days")
-    return start, end
-
-
-def statistics_request(body: dict[str, Any], today: date) -> StatisticsRequest:
-    """Check a statistics body; without ranges, the last 7 days before ``today`` and the 7
-    days before those (the v2 behaviour). ``currentRange``/``prevRange`` come from v3."""
-    profiles, platforms = body.get("profileIds"), body.get("platforms")
-    if not isinstance(profiles, list) or not profiles:
-        raise unprocessable("profileIds must contain at least 1 elements",
-                            "profileIds must be an array")
-    if not all(isinstance(p, str) for p in profiles):
-        raise unprocessable("each value in profileIds must be a string")
-    if len(profiles) > 100:
-        raise ApiProblem(400, "Statistics can be requested for at most 100 accounts")
-    if platforms is not None and (not isinstance(platforms, list)
-                                  or any(p not in PLATFORMS for p in platforms)):
-        raise unprocessable("each value in platforms must be one of the following values: "
-                            + ", ".join(PLATFORMS))
-    if "prevRange" in body and "currentRange" not in body:
-        raise ApiProblem(400, "prevRange can only be given together with currentRange")
-    if "currentRange" in body:
-        current = _parse_range(body["currentRange"], "currentRange")
-    else:
-        current = (today - timedelta(days=7), today - timedelta(days=1))
-    if "prevRange" in body:
-        previous = _parse_range(body["prevRange"], "prevRange")
-    else:
-        span = current[1] - current[0] + timedelta(days=1)
-        previous = (current[0] - span, current[1] - span)
-    return StatisticsRequest(list(profiles), platforms, current, previous)
-
-
-def trace_id(seed: int, n: int) -> str:
-    """A deterministic UUID4-looking trace id for the ``n``-th traced response."""
-    return str(uuid.UUID(bytes=_digest("trace", seed, n)[:16], version=4))
-
-
-# -- request validation (class-validator style messages, as HighLevel's NestJS API sends) ----
-
-def _one_of(name: str, values: tuple[str, ...]) -> str:
-    return f"{name} must be one of the following values: {', '.join(values)}"
-
-
-def _strong_password(value: str) -> bool:
+def strong_password(value: str) -> bool:
+    """The policy the v3 spec states for passwords (the date-versioned spec states none)."""
     return (len(value) >= 12 and any(c.isupper() for c in value)
             and any(c.islower() for c in value) and any(c.isdigit() for c in value)
             and any(not c.isalnum() for c in value))
-
-
-def validate_user_body(body: dict[str, Any], *, create: bool) -> list[str]:
-    """Problems with a create-user (``create``) or update-user body, empty when valid."""
-    problems: list[str] = []
-    required = ("companyId", "firstName", "lastName", "email", "password", "type", "role")
-    for name in ("companyId", "firstName", "lastName", "email", "password", "phone", "type",
-                 "role", "profilePhoto", "platformLanguage"):
-        if name not in body:
-            if create and name in required:
-                problems.append(f"{name} should not be empty")
-            continue
-        value = body[name]
-        if not isinstance(value, str):
-            problems.append(f"{name} must be a string")
-        elif create and name in required and not value.strip():
-            problems.append(f"{name} should not be empty")
-    email = body.get("email")
-    if isinstance(email, str) and email and (
-            email.count("@") != 1 or "." not in email.split("@")[1] or " " in email):
-        problems.append("email must be an email")
-    password = body.get("password")
-    if isinstance(password, str) and password and not _strong_password(password):
-        problems.append("password must be at least 12 characters long and contain an uppercase "
-                        "letter, a lowercase letter, a number and a special character")
-    for name, allowed in (("type", USER_TYPES), ("role", USER_ROLES),
-                          ("platformLanguage", LANGUAGES)):
-        if isinstance(body.get(name), str) and body[name] not in allowed:
-            problems.append(_one_of(name, allowed))
-    for name in ("locationIds", "scopes", "scopesAssignedToOnly"):
-        if name not in body:
-            if create and name == "locationIds":
-                problems.append("locationIds must be an array")
-            continue
-        value = body[name]
-        if not isinstance(value, list):
-            problems.append(f"{name} must be an array")
-        elif not all(isinstance(v, str) for v in value):
-            problems.append(f"each value in {name} must be a string")
-    if "permissions" in body:
-        perms = body["permissions"]
-        if not isinstance(perms, dict):
-            problems.append("permissions must be an object")
-        else:
-            problems += [f"permissions.{k} must be a boolean value" for k, v in perms.items()
-                         if k in PERMISSIONS and not isinstance(v, bool)]
-            problems += [f"permissions.{k} is not a known permission" for k in perms
-                         if k not in PERMISSIONS]
-    if "twilioPhone" in body:
-        phones = body["twilioPhone"]
-        if not isinstance(phones, dict) or not all(isinstance(v, str) for v in phones.values()):
-            problems.append("twilioPhone must be an object of locationId to phone number")
-    return problems

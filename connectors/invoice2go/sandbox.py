@@ -1,8 +1,8 @@
 """A local emulator of the assumed Invoice2go API (``shared/reference/invoice2go/CONTRACT.md``).
 
 ``create_app(config)`` returns a Starlette app: the OAuth server (§2), the ``/v1`` resources
-(§5.1–5.7; webhook subscriptions are stored and ``POST .../test`` queues a ``webhook.test``
-event in the store's ``outbox``, but no event is delivered yet), cursor pagination, idempotency
+(§5.1–5.7; every change is delivered as signed webhooks to the subscriptions, see
+``webhooks.py``), cursor pagination, idempotency
 keys, rate limits and the §4 error shape. Everything is deterministic: seed data
 (``sandbox_seed.py``) has fixed timestamps and ids come from a seeded generator.
 
@@ -54,6 +54,7 @@ from .sandbox_data import (
     ts_key,
 )
 from .sandbox_seed import matches, no_filters, parse_filters, seed_store
+from .webhooks import Invoice2goWebhooks
 
 __all__ = ["SCOPES", "create_app"]
 
@@ -163,6 +164,7 @@ class Sandbox:
                                  token_prefix="i2g")
         if self.state_path is not None and self.state_path.exists():
             self._load()
+        self.webhooks = Invoice2goWebhooks(self)
 
     def now(self) -> float:
         return self.config.clock() + self.offset
@@ -293,10 +295,13 @@ class Sandbox:
         return self.respond(reply, rid)
 
     def _run(self, call: Call, handler: Handler, rid: str) -> Reply:
+        before = self.webhooks.before(call)
         try:
-            return handler(call)
+            reply = handler(call)
         except ApiError as exc:
             return self.error_reply(exc, rid)
+        self.webhooks.after(call, before, reply)
+        return reply
 
     def _idempotent(self, call: Call, key: str, handler: Handler,
                     rid: str) -> tuple[Reply, bool]:
@@ -681,6 +686,7 @@ class Sandbox:
             Route("/oauth/authorize", self.authorize_decision, methods=["POST"]),
             Route("/oauth/token", self.token, methods=["POST"]),
             Route("/oauth/revoke", self.revoke, methods=["POST"]),
+            *self.webhooks.routes(),
             Route("/__test__/{action}", self.test_control, methods=["GET", "POST"]),
         ]
 

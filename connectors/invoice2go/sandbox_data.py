@@ -780,7 +780,7 @@ class Store:
         self.get_metric(account_id, metric_id)
         del self.metrics[metric_id]
 
-    # -- webhook subscriptions (events are queued in ``outbox``, not delivered) -----------
+    # -- webhook subscriptions (events go to ``outbox``; webhooks.py delivers them) ------
 
     def get_webhook(self, account_id: str, webhook_id: str) -> dict[str, Any]:
         return self._owned(self.webhooks, account_id, webhook_id, "Webhook")

@@ -1,6 +1,9 @@
 """What every command group shares: consoles, errors -> exit codes, the registry and store.
 
 Exit codes: 0 ok, 1 a run or request failed, 2 bad input (recipe, manifest, option, config).
+A storage fault (disk full, read-only home, locked or corrupt database) is one line naming
+``$SPLICE_HOME`` or the database URL, exit 1 or 2 (:mod:`splice.store.faults`), even when it
+surfaces outside the store as a raw ``OSError`` or driver error.
 """
 
 from __future__ import annotations
@@ -52,6 +55,14 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         except SpliceError as exc:
             warn_failures()
             fail(exc)
+        except Exception as exc:  # a storage fault outside the store: one line, no traceback
+            from ..store.faults import storage_error
+
+            fault = storage_error(exc)
+            if fault is None:
+                raise
+            warn_failures()
+            fail(fault)
         warn_failures()
         return result
     return wrapper
@@ -123,28 +134,70 @@ def load_plan(path: str, registry: Any, store: Any | None) -> Any:
 
 
 
-def print_report(report: Any, as_json: bool) -> None:
+class DryRunStream:
+    """Prints each request of a ``--dry-run`` as soon as it is planned (a run over many
+    events never holds them all); with ``--json`` the output is still one JSON object, its
+    ``requests`` list first."""
+
+    def __init__(self, as_json: bool) -> None:
+        self.as_json = as_json
+        self.count = 0
+
+    def __call__(self, call: Any) -> None:
+        request = {"event": call.event_key, "step": call.step, **call.request}
+        if self.as_json:
+            prefix = '{\n  "requests": [\n' if self.count == 0 else ",\n"
+            text = json.dumps(request, indent=2, default=str).replace("\n", "\n    ")
+            click.echo(f"{prefix}    {text}", nl=False)
+        else:
+            con = console()
+            con.print(f"\n[bold]{esc(call.step)}[/] for event {esc(call.event_key)}")
+            con.print(esc(json.dumps(call.request, indent=2, default=str)))
+        self.count += 1
+
+
+def print_report(report: Any, as_json: bool, stream: DryRunStream | None = None) -> None:
     data = {"run_id": report.run_id, "recipe": report.recipe, "mode": report.mode,
             "events_seen": report.events_seen, "events_new": report.events_new,
             "events_succeeded": report.events_succeeded, "events_failed": report.events_failed,
+            "resumed": report.resumed, "retried": report.retried,
+            "scheduled": report.scheduled, "dead": report.dead,
+            "left_pending": report.left_pending, "waiting_retries": report.waiting_retries,
+            "next_retry_at": report.next_retry_at.isoformat(timespec="seconds")
+            if report.next_retry_at else None,
+            "held_by": report.held_by,
             "seeded": report.seeded, "requests_made": report.requests_made,
             "errors": report.errors}
-    if report.mode == "dry_run":
+    if report.mode == "dry_run" and stream is None:
         data["requests"] = [{"event": c.event_key, "step": c.step, **c.request}
                             for c in report.calls]
     if as_json:
+        if stream is not None:  # close the streamed list, then the rest of the object
+            opened = '{\n  "requests": [' if stream.count == 0 else ""
+            click.echo(f"{opened}\n  ],{json.dumps(data, indent=2, default=str)[1:]}")
+            return
         click.echo(json.dumps(data, indent=2, default=str))
         return
     con = console()
+    if report.held_by:
+        con.print(f"{esc(report.recipe)}: already running ({esc(report.held_by)}); nothing "
+                  "done (use --wait to wait for it)")
+        return
     if report.mode == "dry_run":
-        con.print(f"[bold]dry run[/]: {len(report.calls)} request(s) would be sent "
+        con.print(f"[bold]dry run[/]: {report.planned} request(s) would be sent "
                   "(nothing was sent, no state changed)")
         for c in report.calls:
             con.print(f"\n[bold]{esc(c.step)}[/] for event {esc(c.event_key)}")
             con.print(esc(json.dumps(c.request, indent=2, default=str)))
+    if report.forgotten is not None:
+        con.print(f"reset: forgot {report.forgotten} seen record(s), the cursor and the event "
+                  "history")
     if report.seeded:
         con.print(f"first run: remembered {report.seeded} existing record(s) without firing "
                   "(use --backfill to process them)")
+    if report.resumed or report.retried:
+        con.print(f"finished {report.resumed} event(s) an earlier run left pending, retried "
+                  f"{report.retried} failed event(s) that were due")
     con.print(f"{report.recipe}: {report.events_seen} record(s) seen, {report.events_new} new, "
               f"{report.events_succeeded} succeeded, {report.events_failed} failed, "
               f"{report.requests_made} request(s)" +
@@ -152,5 +205,14 @@ def print_report(report: Any, as_json: bool) -> None:
     err = console(stderr=True)
     for e in report.errors:
         err.print(f"[bold red]error[/]: {esc(e)}")
-    if report.events_failed:
-        err.print(f"retry failed events with: splice runs retry {report.run_id}")
+    if report.left_pending:
+        err.print(f"{report.left_pending} event(s) left pending: the next run resumes them")
+    if report.dead:
+        err.print(f"{report.dead} event(s) moved to the dead letters: `splice runs dead` lists "
+                  "them, `splice runs retry --dead` requeues them")
+    if report.waiting_retries and report.next_retry_at is not None:
+        now = f"; to retry this run's now: splice runs retry {report.run_id}" \
+            if report.scheduled else ""
+        err.print(f"{report.waiting_retries} failed event(s) wait for a retry; the next is due "
+                  f"{report.next_retry_at.strftime('%Y-%m-%d %H:%M:%S')} UTC (the first "
+                  f"`splice run` from then retries it{now})")

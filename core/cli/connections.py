@@ -14,7 +14,12 @@ from typing import Any
 import click
 
 from ..errors import ConfigError, InputError
+from ..http.network import OPTION, check_url
 from .common import console, esc, handle_errors, load_registry, open_store
+from .tables import Column, print_table
+
+# splice.connections.client_credentials.KIND (not imported: it loads httpx and SQLAlchemy)
+CLIENT_CREDENTIALS = "oauth2_client_credentials"
 
 # Token-request fields --token-param may not set: they carry the flow's own values or secrets.
 _RESERVED_TOKEN_PARAMS = frozenset({"client_id", "client_secret", "code", "code_verifier",
@@ -52,7 +57,8 @@ def _public(record: Any) -> dict[str, Any]:
            "expires_at": _iso(config.get("expires_at")),
            "last_refresh_at": config.get("last_refresh_at"),
            "connected_at": config.get("connected_at"), "last_error": config.get("last_error")}
-    for key in ("client_id", "token_params", "refresh_skew"):
+    for key in ("client_id", "token_params", "refresh_skew", "username", "client_id_ref",
+                "client_secret_ref", "requested_scopes", OPTION):
         if config.get(key) is not None:
             out[key] = config[key]
     return out
@@ -82,36 +88,115 @@ def connections() -> None:
 @click.argument("name")
 @click.option("--connector", "connector_id", required=True, help="Connector id.")
 @click.option("--from-env", metavar="VAR",
-              help="Read the key/token from this environment variable (else a hidden prompt).")
+              help="Read the key/token/password from this environment variable (else a "
+                   "hidden prompt).")
 @click.option("--base-url", help="Override the connector's base URL (e.g. a sandbox).")
+@click.option("--username", help="basic auth: the user name (not secret; stored as is).")
+@click.option("--client-id-env", metavar="VAR",
+              help="oauth2_client_credentials: environment variable holding the client id "
+                   "[default: SPLICE_<CONNECTOR>_CLIENT_ID].")
+@click.option("--client-secret-env", metavar="VAR",
+              help="oauth2_client_credentials: environment variable holding the client "
+                   "secret [default: SPLICE_<CONNECTOR>_CLIENT_SECRET].")
+@click.option("--client-secret-file", metavar="PATH",
+              help="oauth2_client_credentials: read the client secret from this file instead.")
+@click.option("--scopes", help="oauth2_client_credentials: space-separated scopes to ask for "
+                               "(default: none named, the server's default).")
+@click.option("--allow-private-network", is_flag=True,
+              help="Let this connection reach loopback, link-local and private addresses "
+                   "(a sandbox, a service on your own network); refused otherwise.")
 @handle_errors
 def connections_add(name: str, connector_id: str, from_env: str | None,
-                    base_url: str | None) -> None:
-    """Add an api_key, bearer or no-auth connection NAME.
+                    base_url: str | None, username: str | None, client_id_env: str | None,
+                    client_secret_env: str | None, client_secret_file: str | None,
+                    scopes: str | None, allow_private_network: bool) -> None:
+    """Add a connection NAME for a connector that does not use the browser OAuth flow.
 
-    The secret is read from a hidden prompt, standard input or --from-env, never from a
+    \b
+    bearer, api_key: the token or key is stored encrypted.
+    basic: --username, and the password stored encrypted.
+    oauth2_client_credentials: the connection keeps *references* to the client id and
+      secret (environment variables or a file), fetches a token now and again whenever
+      it expires; nothing secret is stored.
+    other types (plugins): the secret is stored encrypted as `secret`.
+
+    A secret is read from a hidden prompt, standard input or --from-env, never from a
     command-line argument (which would land in shell history). OAuth connectors use
     `splice connect` instead.
     """
-    connector = load_registry().connector(connector_id)
+    registry = load_registry()
+    connector = registry.connector(connector_id)
+    check_url(base_url or connector.base_url, allowed=allow_private_network,
+              what="the base URL")
+    token_url = connector.auth.get("token_url")
+    if isinstance(token_url, str) and not token_url.startswith("/"):
+        check_url(token_url, allowed=allow_private_network, what="the connector's token_url")
     kind = connector.auth_type
     if kind == "oauth2":
         raise InputError(f"connector '{connector_id}' uses OAuth",
                          hint=f"run `splice connect {connector_id} --name {name}`")
+    if kind == CLIENT_CREDENTIALS:
+        _add_client_credentials(name, connector, registry, base_url, client_id_env,
+                                client_secret_env, client_secret_file, scopes,
+                                allow_private_network)
+        return
     secret: dict[str, Any] = {}
+    config: dict[str, Any] = {}
     if kind == "api_key":
         secret["api_key"] = _secret_value("API key", from_env)
     elif kind == "bearer":
         secret["token"] = _secret_value("Token", from_env)
+    elif kind == "basic":
+        if not username:
+            raise InputError("basic auth needs --username")
+        config["username"] = username
+        secret["password"] = _secret_value("Password", from_env)
+    elif kind != "none":
+        secret["secret"] = _secret_value("Secret", from_env)
     open_store().put_connection(name, connector=connector_id, auth_type=kind, base_url=base_url,
-                            config={}, secret=secret or None)
+                                config={**config, OPTION: True} if allow_private_network
+                                else config, secret=secret or None)
     click.echo(f"connection '{name}' saved ({connector_id}, {kind})")
+
+
+def _add_client_credentials(name: str, connector: Any, registry: Any, base_url: str | None,
+                            id_env: str | None, secret_env: str | None,
+                            secret_file: str | None, scopes: str | None,
+                            allow_private_network: bool = False) -> None:
+    import httpx
+
+    from ..connections.client_credentials import ClientCredentialsAuth, default_refs
+
+    refs = default_refs(connector.id)
+    if id_env:
+        refs["client_id_ref"] = {"$env": id_env}
+    if secret_env and secret_file:
+        raise InputError("use --client-secret-env or --client-secret-file, not both")
+    if secret_env:
+        refs["client_secret_ref"] = {"$env": secret_env}
+    if secret_file:
+        refs["client_secret_ref"] = {"$file": str(Path(secret_file).expanduser().resolve())}
+    config: dict[str, Any] = dict(refs)
+    if scopes:
+        config["requested_scopes"] = scopes.split()
+    if allow_private_network:
+        config[OPTION] = True
+    store = open_store()
+    record = store.put_connection(name, connector=connector.id, auth_type=CLIENT_CREDENTIALS,
+                                  base_url=base_url, config=config)
+    auth = ClientCredentialsAuth(connector, record, store)
+    with httpx.Client() as client:
+        auth.fetch(client)
+    _, words = token_state(store.require_connection(name))
+    click.echo(f"connection '{name}' saved ({connector.id}, {CLIENT_CREDENTIALS}); "
+               f"token fetched: {words}")
 
 
 @connections.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (never secrets).")
+@click.option("--tsv", is_flag=True, help="Tab-separated columns (for scripts).")
 @handle_errors
-def connections_list(as_json: bool) -> None:
+def connections_list(as_json: bool, tsv: bool) -> None:
     """List connections: status (valid / expiring / needs re-auth), scopes, last refresh."""
     rows = [_public(r) for r in open_store().list_connections()]
     if as_json:
@@ -120,21 +205,21 @@ def connections_list(as_json: bool) -> None:
     if not rows:
         click.echo("no connections; create one with `splice connect CONNECTOR --name NAME`")
         return
-    from rich.table import Table
-
     overrides = any(r["base_url"] for r in rows)
-    table = Table("name", "connector", "status", "scopes", "last refresh",
-                  *(["base URL"] if overrides else []))
-    colour = {"valid": "green", "expiring": "yellow", "expired": "yellow",
-              "refresh_interrupted": "red", "reauth_required": "red"}
+    terminal = sys.stdout.isatty() and not tsv
+    table = []
     for r in rows:
         scopes = r["scopes"]
-        shown = " ".join(scopes) if len(scopes) <= 3 else f"{len(scopes)} scopes"
-        table.add_row(esc(r["name"]), r["connector"],
-                      f"[{colour[r['state']]}]{esc(r['status'])}[/]", esc(shown or "-"),
-                      (r["last_refresh_at"] or "-")[:16].replace("T", " "),
-                      *([esc(r["base_url"] or "(default)")] if overrides else []))
-    console().print(table)
+        shown = " ".join(scopes) if not terminal or len(scopes) <= 1 else f"{len(scopes)}"
+        refreshed = r["last_refresh_at"] or "-"
+        table.append([r["name"], r["connector"], r["status"], shown or "-",
+                      refreshed[5:16].replace("T", " ") if terminal else refreshed,
+                      *([r["base_url"] or "(default)"] if overrides else [])])
+    print_table([Column("name", fixed=True), Column("connector", fixed=True),
+                 Column("status"), Column("scopes"), Column("refreshed", fixed=True),
+                 *([Column("base URL")] if overrides else [])], table, tsv=tsv,
+                caption="`splice connections show NAME` lists the scopes" if terminal else
+                None)
 
 
 @connections.command("show")
@@ -162,33 +247,24 @@ def connections_remove(name: str) -> None:
 @click.argument("name")
 @handle_errors
 def connections_test(name: str) -> None:
-    """Call the connector's cheap test operation with connection NAME."""
-    from ..connections.client import connection_client
-    from ..http.request import prepare_call
+    """Call a cheap read with connection NAME: the connector's test operation, or another
+    read its granted scopes allow (a missing scope is named with the command that adds it)."""
+    from ..run.call import probe_connection
 
     store = open_store()
-    record = store.require_connection(name)
-    registry = load_registry()
-    connector = registry.connector(record.connector)
-    op_id = connector.test_operation
-    if not op_id:
-        raise ConfigError(f"connector '{connector.id}' declares no test_operation")
-    op = connector.operations[op_id]
-    fields = record.config.get("fields", {})
-    payload = {k: fields[k] for k in (op.input or {}).get("required", []) if k in fields}
-    client = connection_client(connector, record, store, registry)
-    with client:
-        call = prepare_call(op, connector, payload, base_url=client.base_url)
-        result = client.send(op, call)
+    op, answer, note = probe_connection(load_registry(), store, name)
     _, words = token_state(store.require_connection(name))
-    click.echo(f"connection '{name}' works: {op.ref} answered HTTP "
-               f"{result.response.status_code}; token {words}")
+    got = f" HTTP {answer.status}" if answer.status else \
+        f" with {answer.data['count']} record(s) on the first page"
+    click.echo(f"connection '{name}' works: {op.ref} answered{got}; token {words}")
+    if note:
+        console(stderr=True).print(f"note: {esc(note)}; tested with {op.ref} instead")
 
 
-def _oauth_record(name: str) -> tuple[Any, Any, Any]:
+def _oauth_record(name: str, *kinds: str) -> tuple[Any, Any, Any]:
     store = open_store()
     record = store.require_connection(name)
-    if record.auth_type != "oauth2":
+    if record.auth_type not in (kinds or ("oauth2",)):
         raise InputError(f"connection '{name}' does not use OAuth")
     return store, record, load_registry().connector(record.connector)
 
@@ -197,15 +273,19 @@ def _oauth_record(name: str) -> tuple[Any, Any, Any]:
 @click.argument("name")
 @handle_errors
 def connections_refresh(name: str) -> None:
-    """Refresh an OAuth connection's access token now (rotating its refresh token)."""
+    """Refresh an OAuth connection's access token now (rotating its refresh token), or fetch
+    a new client-credentials token."""
     import httpx
 
+    from ..connections.client_credentials import ClientCredentialsAuth
     from ..connections.oauth import OAuth2Auth
 
-    store, record, connector = _oauth_record(name)
-    auth = OAuth2Auth(connector, record, store)
+    store, record, connector = _oauth_record(name, "oauth2", CLIENT_CREDENTIALS)
     with httpx.Client() as client:
-        auth.refresh(client)
+        if record.auth_type == CLIENT_CREDENTIALS:
+            ClientCredentialsAuth(connector, record, store).fetch(client)
+        else:
+            OAuth2Auth(connector, record, store).refresh(client)
     _, words = token_state(store.require_connection(name))
     click.echo(f"connection '{name}' refreshed: {words}")
 
@@ -289,10 +369,15 @@ def _token_params(pairs: tuple[str, ...]) -> dict[str, str]:
                    "$SPLICE_REFRESH_SKEW or 300].")
 @click.option("--timeout", type=click.FloatRange(min=1), default=300.0, show_default=True,
               help="Seconds to wait for the browser's answer.")
+@click.option("--allow-private-network", is_flag=True,
+              help="Let this connection reach loopback, link-local and private addresses "
+                   "(a sandbox, a service on your own network); refused otherwise. Kept when "
+                   "the connection is renewed.")
 @handle_errors
 def connect(connector_id: str, name: str, scopes: str | None, port: int, no_browser: bool,
             base_url: str | None, client_id_env: str | None, client_secret_env: str | None,
-            token_param: tuple[str, ...], refresh_skew: float | None, timeout: float) -> None:
+            token_param: tuple[str, ...], refresh_skew: float | None, timeout: float,
+            allow_private_network: bool) -> None:
     """Connect an OAuth connector: consent in the browser, tokens stored encrypted.
 
     The client id and secret come from environment variables (--client-id-env /
@@ -310,6 +395,13 @@ def connect(connector_id: str, name: str, scopes: str | None, port: int, no_brow
                          hint=f"choose another --name, or `splice connections remove {name}`")
     old_secret = existing.secret if existing is not None else {}
     old_config = existing.config if existing is not None else {}
+    allowed = allow_private_network or bool(old_config.get(OPTION))
+    check_url(base_url or (existing.base_url if existing else None) or connector.base_url,
+              allowed=allowed, what="the base URL")
+    for key in ("authorize_url", "token_url"):
+        url = connector.auth.get(key)
+        if isinstance(url, str) and not url.startswith("/"):
+            check_url(url, allowed=allowed, what=f"the connector's {key}")
     prefix = f"SPLICE_{connector_id.upper()}"
     client_id = _client_credential("client id", client_id_env or f"{prefix}_CLIENT_ID",
                                    bool(client_id_env), old_config.get("client_id"))
@@ -343,7 +435,7 @@ def connect(connector_id: str, name: str, scopes: str | None, port: int, no_brow
     result = run_connect(connector, store, name=name, client_id=client_id,
                          client_secret=client_secret, scopes=wanted, base_url=base_url,
                          port=port, open_url=open_url, timeout=timeout, token_params=params,
-                         config={"refresh_skew": skew})
+                         config={"refresh_skew": skew, OPTION: True if allowed else None})
     expiry = (time.strftime("%Y-%m-%d %H:%M", time.localtime(result.expires_at))
               if result.expires_at else "no expiry given")
     click.echo(f"connected '{name}' ({connector_id}); scopes: {' '.join(result.scopes)}; "
@@ -384,7 +476,8 @@ def sandbox(connector_id: str, port: int, state_path: Path | None,
         click.echo("  connect to it (sandbox credentials, not secret):")
         click.echo(f"    export {prefix}_CLIENT_ID={config.client_id} "
                    f"{prefix}_CLIENT_SECRET={config.client_secret}")
-        click.echo(f"    splice connect {connector_id} --name my-{connector_id} --base-url {url}")
+        click.echo(f"    splice connect {connector_id} --name my-{connector_id} --base-url {url} "
+                   "--allow-private-network")
         try:
             while True:
                 time.sleep(3600)

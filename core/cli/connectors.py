@@ -15,6 +15,7 @@ from .common import (
     load_registry,
     open_store,
 )
+from .tables import Column, print_table
 
 
 # ---------------------------------------------------------------------------- connectors
@@ -35,27 +36,40 @@ def connectors_list(as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
-    from rich.table import Table
-
-    table = Table("id", "name", "version", "plugin", "auth", "operations", "triggers")
-    for r in rows:
-        table.add_row(*[str(r[k]) for k in ("id", "name", "version", "plugin", "auth",
-                                            "operations", "triggers")])
-    console().print(table)
+    keys = ("id", "name", "version", "plugin", "auth", "operations", "triggers")
+    print_table([Column(k, fixed=k in ("version", "auth", "operations", "triggers"))
+                 for k in keys], [[str(r[k]) for k in keys] for r in rows])
+    actions = sum(r["operations"] for r in rows)
+    triggers = sum(r["triggers"] for r in rows)
+    click.echo(f"{len(rows)} connectors: {actions} actions and {triggers} triggers "
+               f"({actions + triggers} in all)")
 
 
 @connectors.command("show")
-@click.argument("connector_id")
+@click.argument("name", metavar="CONNECTOR[.OPERATION|.TRIGGER]")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @handle_errors
-def connectors_show(connector_id: str, as_json: bool) -> None:
-    """Show a connector's operations, triggers and required scopes."""
+def connectors_show(name: str, as_json: bool) -> None:
+    """Show a connector's operations, triggers and scopes, or one operation's or trigger's
+    fields.
+
+    \b
+    splice connectors show ghl_users                  every operation and trigger
+    splice connectors show ghl_users.create_post      input fields, output fields (a tree)
+    splice connectors show invoice2go.invoice_paid    trigger input and record fields
+    """
+    connector_id, _, member = name.partition(".")
     connector = load_registry().connector(connector_id)
+    if member:
+        from .fields import show_member
+
+        show_member(connector, member, as_json)
+        return
     ops = [{"id": o.id, "method": o.method, "path": o.path, "scopes": o.scopes,
             "title": o.title, "list": o.is_list} for o in connector.operations.values()]
     trigs = [{"id": t.id, "type": t.type, "operation": t.operation, "title": t.title,
               "scopes": connector.operations[t.operation].scopes
-              if t.operation in connector.operations else [], "events": t.events}
+              if t.operation in connector.operations else t.scopes, "events": t.events}
              for t in connector.triggers.values()]
     if as_json:
         click.echo(json.dumps({"id": connector.id, "name": connector.name,
@@ -63,25 +77,18 @@ def connectors_show(connector_id: str, as_json: bool) -> None:
                                "auth": connector.auth_type, "scopes": connector.scopes,
                                "operations": ops, "triggers": trigs}, indent=2))
         return
-    from rich.table import Table
-
-    con = console()
-    con.print(f"[bold]{esc(connector.name)}[/] ({connector.id} {connector.version}, "
-              f"plugin {connector.plugin}) base URL {connector.base_url}, auth "
-              f"{connector.auth_type}")
-    table = Table(title=f"{len(ops)} operations")
-    for column in ("operation", "method", "path", "scopes"):
-        table.add_column(column, overflow="fold")
-    for o in ops:
-        table.add_row(o["id"], o["method"], o["path"], " ".join(o["scopes"]) or "-")
-    con.print(table)
-    table = Table(title=f"{len(trigs)} triggers")
-    for column in ("trigger", "type", "operation / events", "scopes"):
-        table.add_column(column, overflow="fold")
-    for t in trigs:
-        table.add_row(t["id"], t["type"], t["operation"] or ", ".join(t["events"]),
-                      " ".join(t["scopes"]) or "-")
-    con.print(table)
+    click.echo(f"{connector.name} ({connector.id} {connector.version}, plugin "
+               f"{connector.plugin}) base URL {connector.base_url}, auth {connector.auth_type}")
+    click.echo(f"\n{len(ops)} operations:")
+    print_table([Column("operation"), Column("method", fixed=True), Column("path"),
+                 Column("scopes")],
+                [[o["id"], o["method"], o["path"], " ".join(o["scopes"]) or "-"] for o in ops])
+    click.echo(f"\n{len(trigs)} triggers:")
+    print_table([Column("trigger"), Column("type", fixed=True), Column("operation / events"),
+                 Column("scopes")],
+                [[t["id"], t["type"], t["operation"] or ", ".join(t["events"]),
+                  " ".join(t["scopes"]) or "-"] for t in trigs])
+    click.echo(f"\nfields of one: splice connectors show {connector.id}.OPERATION (or .TRIGGER)")
 
 
 @connectors.command("import-openapi")
@@ -166,12 +173,8 @@ def plugins(as_json: bool) -> None:
         click.echo(json.dumps({"plugins": rows, "failures": [
             {"plugin": f.plugin, "reason": f.reason} for f in registry.failures]}, indent=2))
         return
-    from rich.table import Table
-
-    table = Table("plugin", "version", "hooks")
-    for r in rows:
-        table.add_row(r["name"] + (" (built-in)" if r["default"] else ""),
-                      r["version"] or "-", ", ".join(r["hooks"]))
-    console().print(table)
+    print_table([Column("plugin"), Column("version", fixed=True), Column("hooks")],
+                [[r["name"] + (" (built-in)" if r["default"] else ""), r["version"] or "-",
+                  ", ".join(r["hooks"])] for r in rows])
 
 

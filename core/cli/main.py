@@ -6,11 +6,10 @@ Exit codes: 0 ok, 1 a run or request failed, 2 bad input (recipe, manifest, opti
 from __future__ import annotations
 
 import os
-import sys
 
 import click
 
-from . import connections, connectors, recipes, runs
+from . import authoring, connections, connectors, recipes, registry, runs, serve, webhooks
 from .common import setup_logging
 
 
@@ -36,7 +35,7 @@ class SpliceGroup(click.Group):
         return command
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        if os.environ.get("SPLICE_NO_PLUGIN_COMMANDS") is None and "--help" not in sys.argv:
+        if os.environ.get("SPLICE_NO_PLUGIN_COMMANDS") is None:
             self._load()
         return super().list_commands(ctx)
 
@@ -65,10 +64,16 @@ def cli(ctx: click.Context, verbose: bool) -> None:
 
 
 
+assert authoring.connectors is connectors.connectors  # its commands joined the group
+
 for _command in (connectors.connectors, connectors.call, connectors.plugins, recipes.validate,
                  recipes.run, recipes.test_recipe, recipes.demo, runs.runs,
-                 connections.connections, connections.connect, connections.sandbox):
+                 connections.connections, connections.connect, connections.sandbox,
+                 registry.recipes, serve.serve):
     cli.add_command(_command)
+
+
+_ = webhooks  # its commands join the `connections` group
 
 
 def main() -> None:

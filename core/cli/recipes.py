@@ -13,6 +13,7 @@ from ..errors import DocumentError
 from .common import (
     EXIT_BAD_INPUT,
     EXIT_FAILED,
+    DryRunStream,
     console,
     esc,
     handle_errors,
@@ -56,36 +57,58 @@ def validate(recipes: tuple[str, ...], skip_connections: bool) -> None:
 @click.option("--watch", "mode", flag_value="watch",
               help="Poll on the recipe's interval until Ctrl-C.")
 @click.option("--dry-run", is_flag=True,
-              help="Render and validate; print the requests that would be sent; send nothing "
-                   "and change no state.")
+              help="Render and validate; print each request that would be sent as it is "
+                   "planned; send nothing and change no state.")
 @click.option("--backfill", is_flag=True,
               help="On the first run, fire on existing records instead of only remembering them.")
-@click.option("--max-pages", type=click.IntRange(min=1), help="Stop polling after N pages.")
+@click.option("--reset", is_flag=True,
+              help="Forget the trigger's seen records, cursor and event history first (with "
+                   "--backfill: process every existing record again).")
+@click.option("--wait", is_flag=True,
+              help="If another run of the recipe is going on, wait for it instead of exiting.")
+@click.option("--max-pages", type=click.IntRange(min=1),
+              help="Read at most N pages of trigger records in this poll [default: the "
+                   "trigger's max_pages, else 1000]; the next poll continues from there.")
 @click.option("--json", "as_json", is_flag=True, help="Print the run report as JSON.")
 @click.pass_context
 @handle_errors
-def run(ctx: click.Context, recipe: str, mode: str, dry_run: bool, backfill: bool,
-        max_pages: int | None, as_json: bool) -> None:
-    """Run RECIPE: poll its trigger, dedupe, and run the steps of every new event.
+def run(ctx: click.Context, recipe: str, mode: str, dry_run: bool, backfill: bool, reset: bool,
+        wait: bool, max_pages: int | None, as_json: bool) -> None:
+    """Run RECIPE: retry its failed events that are due, poll its trigger, dedupe, and run the
+    steps of every new event.
 
     The first run of a recipe remembers the records that already exist and fires on nothing
     (unless --backfill); later runs fire on new or changed records only. A failed event is
-    kept and can be retried with `splice runs retry`.
+    retried by a later run after a back-off, and dead-lettered after its last attempt (see
+    `splice runs dead`). One run of a recipe at a time: a second one exits saying which run
+    holds it (or waits, with --wait).
     """
     from ..run.runner import Runner
 
     registry = load_registry()
     store = open_store()
     plan = load_plan(recipe, registry, store)
+    if not plan.polls:
+        from ..errors import InputError
+
+        raise InputError(f"{recipe}: '{plan.trigger.ref}' is a webhook trigger: its events "
+                         "arrive at `splice serve`",
+                         hint=f"splice recipes add {recipe} && splice serve")
+    _check_state(store, plan, recipe, backfill=backfill, reset=reset, dry_run=dry_run)
     verbose = ctx.obj.get("verbose", False)
     interactive = sys.stderr.isatty() and not as_json
     while True:
         runner = Runner(plan, store, registry, verbose=verbose)
-        report = _with_progress(runner, interactive, plan, mode="dry_run" if dry_run else
-                                ("watch" if mode == "watch" else "once"),
-                                backfill=backfill, max_pages=max_pages)
-        runner.close()
-        print_report(report, as_json)
+        stream = DryRunStream(as_json) if dry_run else None
+        runner.on_call = stream
+        try:
+            report = _with_progress(runner, interactive, plan, mode="dry_run" if dry_run else
+                                    ("watch" if mode == "watch" else "once"),
+                                    backfill=backfill, max_pages=max_pages, wait=wait,
+                                    on_wait=_waiting, reset=reset)
+        finally:
+            runner.close()
+        print_report(report, as_json, stream)
         if mode != "watch" or dry_run:
             break
         try:
@@ -94,13 +117,45 @@ def run(ctx: click.Context, recipe: str, mode: str, dry_run: bool, backfill: boo
         except KeyboardInterrupt:
             console(stderr=True).print("stopped")
             break
-        backfill = False
+        backfill = reset = False
     if not report.ok:
         sys.exit(EXIT_FAILED)
 
 
+def _waiting(info: Any) -> None:
+    console(stderr=True).print(f"waiting: this recipe is already running ({info.describe()})")
+
+
+def _check_state(store: Any, plan: Any, path: str, *, backfill: bool, reset: bool,
+                 dry_run: bool) -> None:
+    """--reset and --backfill against the state the trigger already has; warn when another
+    recipe file shares this recipe's id."""
+    from ..errors import InputError
+    from ..store.ownership import claim_source
+
+    recipe, trigger = plan.recipe.id, plan.trigger.ref
+    if not dry_run:
+        other = claim_source(store, recipe, trigger, plan.recipe.source)
+        if other is not None:
+            console(stderr=True).print(
+                f"[yellow]warning[/]: {esc(path)} shares the recipe id '{esc(recipe)}' (and "
+                f"its state: seen records, cursor, events) with {esc(other)}; give one of them "
+                "its own `id:`")
+    if reset:
+        if dry_run:
+            raise InputError("--reset changes state; it cannot be combined with --dry-run")
+        return  # the run resets under the recipe's lease
+    if backfill and store.trigger_initialized(recipe, trigger):
+        seen = store.seen_count(recipe, trigger)
+        raise InputError(
+            f"--backfill only applies to a recipe's first run; '{plan.recipe.name}' already "
+            f"has state ({seen} record(s) seen), so nothing would be backfilled",
+            hint=f"to process every existing record again: splice run {path} --backfill "
+                 "--reset (writes carry the same idempotency keys as before)")
+
+
 def _with_progress(runner: Any, interactive: bool, plan: Any, **kwargs: Any) -> Any:
-    if not interactive:
+    if not interactive or kwargs.get("wait"):
         return runner.run(**kwargs)
     from rich.status import Status
 
@@ -121,12 +176,14 @@ def demo(keep: bool) -> None:
     """Run the main job end to end on the built-in sandboxes, with no account anywhere.
 
     Starts the HighLevel and Invoice2go sandboxes on free loopback ports, connects to both
-    through the real OAuth flow (approved automatically), runs every recipe in recipes/ and
-    prints what happened. Run it again: it finds nothing new and sends nothing.
+    through the real OAuth flow (approved automatically), starts `splice serve` and creates a
+    HighLevel user whose signed webhook makes an Invoice2go client, runs every recipe in
+    recipes/ and prints what happened. Run it again: it finds nothing new and sends nothing.
     """
     from ..run.demo import run_demo
+    from ..serve.demo import webhook_leg
 
-    summary = run_demo(keep=keep, out=click.echo)
+    summary = run_demo(keep=keep, out=click.echo, legs=(webhook_leg,))
     if not getattr(summary, "ok", True):
         sys.exit(EXIT_FAILED)
 

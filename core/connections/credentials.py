@@ -1,12 +1,18 @@
-"""The built-in auth types' credentials: ``bearer``, ``api_key`` and ``oauth2`` as httpx auth.
+"""Static credentials as ``httpx.Auth`` flows: bearer token, API key, HTTP basic.
 
-Registered by the default plugin ``splice.default_plugins.auth``, which imports this module
-only when a connection first needs one (so commands that send nothing, like ``splice
-validate``, do not load httpx and the OAuth machinery).
+What each kind sends (the values come from the connection's encrypted secret):
+
+* ``bearer``: ``Authorization: Bearer <token>``;
+* ``api_key``: the key, after the manifest's ``prefix``, in the header ``auth.name``
+  (``in: header``) or the query parameter ``auth.name`` (``in: query``);
+* ``basic``: ``Authorization: Basic base64(<username>:<password>)`` (RFC 7617, UTF-8).
+
+The flows do no I/O and never put a credential in an error message.
 """
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Generator
 from typing import Any
 
@@ -14,11 +20,11 @@ import httpx
 
 from ..errors import ConfigError
 from ..model.manifest import Connector
-from .oauth import OAuth2Auth
+from ..secrets import REDACTOR
 
 
 class HeaderAuth(httpx.Auth):
-    """A static credential in a header (or query parameter)."""
+    """A static credential in a header, or in a query parameter (``in_query``)."""
 
     def __init__(self, name: str, value: str, *, in_query: bool = False) -> None:
         self.name, self.value, self.in_query = name, value, in_query
@@ -31,7 +37,16 @@ class HeaderAuth(httpx.Auth):
         yield request
 
 
-def _secret(connection: Any, key: str) -> str:
+def basic_header(username: str, password: str) -> str:
+    """The ``Authorization`` value of HTTP basic auth (RFC 7617, UTF-8)."""
+    raw = f"{username}:{password}".encode()
+    encoded = base64.b64encode(raw).decode("ascii")
+    REDACTOR.add(encoded)  # an API that echoes the header is masked in errors and logs
+    return "Basic " + encoded
+
+
+def stored_secret(connection: Any, key: str) -> str:
+    """One value of the connection's secret, or a ConfigError saying how to store it."""
     value = connection.secret.get(key)
     if not value:
         raise ConfigError(f"connection '{connection.name}' has no {key.replace('_', ' ')} stored",
@@ -40,16 +55,21 @@ def _secret(connection: Any, key: str) -> str:
     return str(value)
 
 
-def bearer(connector: Connector, connection: Any, store: Any) -> httpx.Auth:
-    return HeaderAuth("Authorization", f"Bearer {_secret(connection, 'token')}")
+def bearer_auth(connector: Connector, connection: Any, store: Any) -> httpx.Auth:
+    return HeaderAuth("Authorization", f"Bearer {stored_secret(connection, 'token')}")
 
 
-def api_key(connector: Connector, connection: Any, store: Any) -> httpx.Auth:
+def api_key_auth(connector: Connector, connection: Any, store: Any) -> httpx.Auth:
     auth = connector.auth
-    value = auth.get("prefix", "") + _secret(connection, "api_key")
+    value = auth.get("prefix", "") + stored_secret(connection, "api_key")
     return HeaderAuth(auth["name"], value, in_query=auth.get("in") == "query")
 
 
-def oauth2(connector: Connector, connection: Any, store: Any) -> httpx.Auth:
-    """Bearer tokens that refresh themselves; events go to the store's event table."""
-    return OAuth2Auth(connector, connection, store)
+def basic_auth(connector: Connector, connection: Any, store: Any) -> httpx.Auth:
+    username = connection.config.get("username") or connection.secret.get("username")
+    if not username:
+        raise ConfigError(f"connection '{connection.name}' has no username",
+                          hint=f"add it with `splice connections add {connection.name} "
+                               f"--connector {connection.connector} --username NAME`")
+    header = basic_header(str(username), stored_secret(connection, "password"))
+    return HeaderAuth("Authorization", header)

@@ -45,6 +45,7 @@ import sqlalchemy as sa
 
 from ..errors import AuthError, ConfigError
 from ..model.manifest import Connector
+from ..secrets import REDACTOR, redact_text
 
 log = logging.getLogger("splice.oauth")
 
@@ -116,7 +117,9 @@ def _client_request(connector: Connector, url: str, *, client_id: str, client_se
     headers = {"Accept": "application/json"}
     if auth.get("client_auth", "body") == "basic":  # RFC 6749 §2.3.1: form-encode, then base64
         raw = f"{quote(client_id, safe='')}:{quote(client_secret, safe='')}".encode()
-        headers["Authorization"] = "Basic " + base64.b64encode(raw).decode()
+        encoded = base64.b64encode(raw).decode()
+        REDACTOR.add(encoded)  # masked if the token endpoint echoes it
+        headers["Authorization"] = "Basic " + encoded
     else:
         data = {**data, "client_id": client_id, "client_secret": client_secret}
     extensions = {"timeout": TOKEN_TIMEOUT.as_dict()}
@@ -203,8 +206,8 @@ def describe_oauth_error(response: httpx.Response) -> str:
     if isinstance(detail, list):
         detail = "; ".join(str(d) for d in detail)
     if isinstance(detail, str) and detail and detail != code:
-        return f"{code} ({detail[:200]})"
-    return code
+        return f"{redact_text(code, 80)} ({redact_text(detail, 200)})"
+    return redact_text(code, 80)
 
 
 def refresh_skew(record: Any) -> float:

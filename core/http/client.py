@@ -21,10 +21,12 @@ from typing import Any
 import httpx
 import tenacity
 
-from ..errors import AuthError, HTTPError, SpliceError
+from ..errors import AuthError, HTTPError, RequestError, SpliceError
 from ..model.durations import human
 from ..model.manifest import Connector, Operation
+from ..secrets import redact_data, redact_text
 from .body import decode_json
+from .breaker import CircuitBreaker
 from .pagination import Page, paginate
 from .ratelimit import BudgetExhausted, RateLimiter
 from .request import PreparedCall, dig, tls_context
@@ -59,41 +61,48 @@ def retry_after_seconds(response: httpx.Response,
 
 
 def error_message(connector: Connector, response: httpx.Response) -> str:
+    """The API's own error message, made safe to show: known secrets and anything under a
+    secret-like key masked, and cut to 300 characters (error bodies may echo credentials)."""
     try:
-        body = response.json()
+        body = redact_data(response.json())
     except ValueError:
-        text = response.text.strip()
-        return text[:200] if text else response.reason_phrase
+        text = response.text[:2000].strip()
+        return redact_text(text) if text else response.reason_phrase
     for path in connector.error_message_paths or ["error.message", "message", "error_description",
                                                   "error"]:
         value = dig(body, path)
         if isinstance(value, list):
-            value = "; ".join(str(v) for v in value)
+            value = "; ".join(str(v) for v in value[:20])
         if isinstance(value, str) and value:
             details = dig(body, "error.details")
             if isinstance(details, list) and details:
                 parts = [f"{d.get('field')}: {d.get('issue')}" for d in details
                          if isinstance(d, dict)]
                 value += " (" + "; ".join(parts[:5]) + ")"
-            return value
+            return redact_text(value)
     return response.reason_phrase
 
 
-def raise_for_status(op: Operation, connector: Connector, response: httpx.Response) -> None:
+def raise_for_status(op: Operation, connector: Connector, response: httpx.Response,
+                     connection: str | None = None,
+                     granted: list[str] | None = None) -> None:
     if response.is_success:
         return
     status = response.status_code
     message = f"{op.ref}: HTTP {status}: {error_message(connector, response)}"
+    name = connection or "NAME"
     if status in (401, 403):
         hint = None
         challenge = response.headers.get("WWW-Authenticate", "")
         if status == 403 and "scope=" in challenge:
             scope = challenge.split("scope=", 1)[1].strip().strip('"')
             message += f" (missing scope '{scope}')"
-            hint = (f"reconnect with the scope: splice connect {connector.id} --name <connection>"
-                    f" --scopes {scope}")
+            wanted = " ".join([*(s for s in granted or [] if s != scope), scope])
+            hint = f"reconnect with the scope: splice connect {connector.id} --name {name} " \
+                   f"--scopes \"{wanted}\""
         elif status == 401:
-            hint = "the credentials were refused; `splice connections test NAME` checks them"
+            hint = (f"the credentials were refused; `splice connections test {name}` checks "
+                    "them")
         raise AuthError(message, status=status, hint=hint)
     if status == 409:
         raise HTTPError(message, status=status,
@@ -179,6 +188,10 @@ class ApiClient:
     (a longer ``Retry-After`` stops instead of waiting). A request that is not idempotent (POST,
     PATCH without the connector's idempotency header) is retried only when it provably never
     reached the API: connect errors, pool timeouts and 429.
+
+    With a ``breaker`` (:mod:`splice.http.breaker`) every 5xx or network failure counts
+    towards opening the connection's circuit, and once it is open nothing more is sent:
+    :class:`~splice.errors.CircuitOpen` instead of the next try.
     """
 
     def __init__(self, connector: Connector, *, base_url: str, auth: httpx.Auth | None = None,
@@ -186,8 +199,12 @@ class ApiClient:
                  sleep: Callable[[float], None] = time.sleep,
                  on_request: OnRequest | None = None, limiter: RateLimiter | None = None,
                  clock: Callable[[], float] = time.time,
-                 max_attempts: int = MAX_ATTEMPTS) -> None:
+                 max_attempts: int = MAX_ATTEMPTS, breaker: CircuitBreaker | None = None,
+                 connection: str | None = None, scopes: list[str] | None = None) -> None:
         self.connector = connector
+        self.breaker = breaker
+        self.connection = connection  # its name and granted scopes, for the fixing command
+        self.scopes = scopes
         self.base_url = base_url
         timeouts = {**DEFAULT_TIMEOUTS, **connector.timeouts}
         self.timeout = httpx.Timeout(**timeouts)
@@ -238,8 +255,15 @@ class ApiClient:
         attempts: list[Attempt] = []
 
         def attempt_once() -> _Outcome:
+            if self.breaker is not None and not self.breaker.allow():
+                return _Outcome(stop=self.breaker.error())  # not sent
             budget_wait = self.limiter.acquire(self.sleep) if self.limiter else 0.0
-            request = call.to_request()
+            try:
+                request = call.to_request()
+            except (httpx.InvalidURL, httpx.LocalProtocolError, UnicodeError, ValueError,
+                    TypeError) as exc:  # the same on every try: fail the call, send nothing
+                raise RequestError(f"{op.ref}: the request cannot be built "
+                                   f"({type(exc).__name__}); nothing was sent") from None
             if timeout is not None:  # the operation's own read timeout
                 request.extensions = {**request.extensions, "timeout": timeout.as_dict()}
             started = time.monotonic()
@@ -261,6 +285,7 @@ class ApiClient:
                               time.monotonic() - started, budget_wait=budget_wait,
                               sent=outcome.sent)
             attempts.append(attempt)
+            self._count(attempt)
             self._plan_retry(op, outcome, attempt, idempotent)
             if self.on_request:
                 self.on_request(request, response, attempt)
@@ -279,13 +304,26 @@ class ApiClient:
                             "not retried: the request may have reached the API and it is not "
                             "idempotent (declare the connector's `idempotency` header)") from None
         assert outcome.response is not None
-        raise_for_status(op, self.connector, outcome.response)
+        raise_for_status(op, self.connector, outcome.response, self.connection, self.scopes)
         return CallResult(outcome.response, attempts)
+
+    def _count(self, attempt: Attempt) -> None:
+        """Tell the breaker how the API answered (5xx and network errors are failures)."""
+        if self.breaker is None:
+            return
+        if attempt.error is not None or (attempt.status or 0) >= 500:
+            self.breaker.failure(f"HTTP {attempt.status}" if attempt.status else
+                                 str(attempt.error))
+        else:
+            self.breaker.success()
 
     def _plan_retry(self, op: Operation, outcome: _Outcome, attempt: Attempt,
                     idempotent: bool) -> None:
         """Decide whether and when ``outcome`` is retried (sets retry/delay/stop)."""
         response, status = outcome.response, attempt.status
+        if self.breaker is not None and self.breaker.is_open:
+            outcome.stop = self.breaker.error()  # no further try to a dead API
+            return
         if outcome.error is not None:
             outcome.retry = idempotent or not outcome.sent
         elif status in RETRY_STATUSES:

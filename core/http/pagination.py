@@ -12,8 +12,9 @@ Kinds (the manifest's ``pagination.type``):
 Every kind stops on an empty page; offset and page stop on a short page or when
 ``total_path`` says everything was read. Guards: a cursor or URL served twice, or a page
 identical to the one before (an API that ignores the page parameter), stops with a warning
-(following it would only fetch pages already read). ``max_pages`` bounds one run; each
-:class:`Page` carries ``next``, a JSON checkpoint from which ``paginate(resume=...)`` continues.
+(following it would only fetch pages already read). ``max_pages`` bounds one run (default: the
+manifest's ``max_pages``, else :data:`DEFAULT_MAX_PAGES`, 1,000); each :class:`Page` carries
+``next``, a JSON checkpoint from which ``paginate(resume=...)`` continues.
 """
 
 from __future__ import annotations
@@ -27,9 +28,10 @@ from typing import Any, Protocol
 from urllib.parse import urljoin
 
 from ..model.manifest import Operation
-from .request import PreparedCall, dig, ensure_under_base, extract_records
+from .request import PreparedCall, dig, ensure_under_base, extract_records, normalize_url
 
 log = logging.getLogger("splice.pagination")
+DEFAULT_MAX_PAGES = 1000
 
 
 class PageSender(Protocol):
@@ -143,7 +145,7 @@ class _State:
             nxt = response.links.get("next", {}).get("url")
         if not nxt:
             return False
-        self.url = urljoin(self.url, str(nxt))
+        self.url = normalize_url(urljoin(self.url, str(nxt)))
         ensure_under_base(self.url, self.client.base_url)
         self.params = {}
         return True
@@ -162,7 +164,7 @@ def paginate(client: PageSender, op: Operation, call: PreparedCall, *,
     if resume and not state.restore(resume):
         log.warning("%s: ignoring a checkpoint that does not fit %s pagination; starting from "
                     "the first page", op.ref, state.kind)
-    limit = max_pages or state.spec.get("max_pages")
+    limit = max_pages or state.spec.get("max_pages") or DEFAULT_MAX_PAGES
     seen = {state.marker()}
     previous: list[Any] | None = None
     number = 0
@@ -190,7 +192,8 @@ def paginate(client: PageSender, op: Operation, call: PreparedCall, *,
         yield Page(body, records, number, state.checkpoint() if more else None)
         if not more:
             return
-        if limit and number >= limit:
-            log.info("%s: stopped after max_pages=%d; the page checkpoint continues from there",
-                     op.ref, limit)
+        if number >= limit:
+            log.log(logging.INFO if max_pages else logging.WARNING,
+                    "%s: stopped after %d pages (the page limit); the next poll continues from "
+                    "there", op.ref, limit)
             return

@@ -287,6 +287,13 @@ class RateLimiter:
         where = "shared" if self.shared else "in-process"
         return f"RateLimiter({self.label!r}, {[str(w) for w in self._windows]}, {where})"
 
+    def remaining(self) -> int | None:
+        """Requests left in the API's current window, as its rate-limit headers last said
+        (None: no header told, or the window has passed)."""
+        with self._lock:
+            rep = self._reported.get("window")
+            return rep.remaining if rep is not None and rep.until > self.clock() else None
+
     def acquire(self, sleep: Callable[[float], None] = time.sleep) -> float:
         """Wait until every budget has room and take one slot; return the seconds waited.
 

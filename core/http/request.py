@@ -1,9 +1,12 @@
 """Request building: an operation and its (validated) input become a :class:`PreparedCall`.
 
 Guards, all applied before anything is sent: path values are percent-encoded as one segment;
-header names and values with CR, LF or NUL are refused; the final URL must stay under the
-connection's base URL. ``dig`` and ``extract_records`` read values and record lists out of
-response bodies.
+header names and values with CR, LF, NUL or other control characters, and non-ASCII header
+values, are refused (a :class:`~splice.errors.RequestError` fails that one event, never the
+run); the URL's dot segments are removed and the result, also read with ``%2E``, ``%2F`` and
+``%5C`` decoded (as a server might), must stay under the connection's base URL; a request whose
+estimated JSON size passes ``SPLICE_MAX_REQUEST_BYTES`` (10 MB) is refused whole. ``dig`` and
+``extract_records`` read values and record lists out of response bodies.
 """
 
 from __future__ import annotations
@@ -20,8 +23,10 @@ from urllib.parse import quote, urlsplit
 import httpx
 
 from ..errors import RequestError
+from ..mapping.bounds import MAX_REQUEST_ENV, json_size, max_request_bytes
 from ..model.manifest import MISSING, PATH_PARAM, Connector, Operation
 from .body import encode_json
+from .multipart import FilePart
 
 
 def _segment(value: Any, name: str) -> str:
@@ -55,12 +60,27 @@ def query_value(value: Any) -> str:
 
 _BAD_VALUE = re.compile(r"[\r\n\x00]")
 _BAD_NAME = re.compile(r"[\r\n\x00:]")
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+_TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 
 
 def check_header(name: str, value: str) -> str:
+    """``value``, unless the header could not be sent as one clean line of ASCII.
+
+    The messages name the header, never its value (it may carry a secret)."""
+    shown = name.strip() if name.isascii() and name.isprintable() else "(a header)"
     if _BAD_VALUE.search(value) or _BAD_NAME.search(name):
-        raise RequestError(f"header '{name.strip()}' contains a line break or NUL; refused",
+        raise RequestError(f"header '{shown}' contains a line break or NUL; refused",
                            hint="header values must be a single line")
+    if not _TOKEN.match(name):
+        raise RequestError(f"header name '{shown}' has a character a header name cannot hold",
+                           hint="header names are ASCII letters, digits and !#$%&'*+.^_`|~-")
+    if not value.isascii():
+        raise RequestError(f"header '{shown}' has a non-ASCII character; HTTP header values "
+                           "must be ASCII", hint="encode the value in the template, e.g. "
+                           "`{{ value | urlencode }}`, or send it in the body")
+    if _CONTROL.search(value):
+        raise RequestError(f"header '{shown}' contains a control character; refused")
     return value
 
 
@@ -68,12 +88,45 @@ def join_url(base_url: str, path: str) -> str:
     return base_url.rstrip("/") + path
 
 
+def remove_dot_segments(path: str) -> str:
+    """RFC 3986 section 5.2.4: ``/a/b/../c/./d`` -> ``/a/c/d`` (never above the root)."""
+    segments = path.split("/")
+    out: list[str] = []
+    last = len(segments) - 1
+    for i, segment in enumerate(segments):
+        if segment in (".", ".."):
+            if segment == ".." and len(out) > 1:
+                out.pop()
+            if i == last:
+                out.append("")
+            continue
+        out.append(segment)
+    return "/".join(out)
+
+
+_DECODED = re.compile(r"%(2[eEfF]|5[cC])")
+
+
+def _decoded(path: str) -> str:
+    """``%2E``, ``%2F`` and ``%5C`` decoded, and ``\\`` read as ``/`` (as some servers do)."""
+    return _DECODED.sub(lambda m: chr(int(m.group(1), 16)), path).replace("\\", "/")
+
+
+def normalize_url(url: str) -> str:
+    """The URL with the dot segments of its path removed (what a server would resolve)."""
+    parts = urlsplit(url)
+    path = remove_dot_segments(parts.path)
+    return url if path == parts.path else parts._replace(path=path).geturl()
+
+
 @functools.lru_cache(maxsize=1024)  # most operations have one URL per connection
 def _under_base(url: str, base_url: str) -> bool:
     u, b = urlsplit(url), urlsplit(base_url)
-    base_path = b.path.rstrip("/") + "/"
-    return (u.scheme, u.hostname, u.port) == (b.scheme, b.hostname, b.port) and \
-        (u.path + "/").startswith(base_path)
+    base_path = remove_dot_segments(b.path).rstrip("/") + "/"
+    if (u.scheme, u.hostname, u.port) != (b.scheme, b.hostname, b.port):
+        return False
+    return all((remove_dot_segments(path) + "/").startswith(base_path)
+               for path in (u.path, _decoded(u.path)))
 
 
 def ensure_under_base(url: str, base_url: str) -> None:
@@ -99,11 +152,16 @@ class PreparedCall:
     headers: dict[str, str]
     json_body: Any = MISSING
     form_body: dict[str, str] | None = None
+    files: list[FilePart] | None = None   # multipart: file parts (form_body: the fields)
 
     def to_request(self) -> httpx.Request:
         kwargs: dict[str, Any] = {"params": self.params or None, "headers": self.headers}
         if self.json_body is not MISSING:
             kwargs["content"] = encode_json(self.json_body)  # orjson (splice.http.body)
+        elif self.files is not None:
+            kwargs["data"] = self.form_body or {}
+            # a list keeps one part per entry, even for an empty field set
+            kwargs["files"] = [(part.name, part.read()) for part in self.files]
         elif self.form_body is not None:
             kwargs["data"] = self.form_body
         request = httpx.Request(self.method, _parsed_url(self.url), **kwargs)
@@ -117,7 +175,10 @@ class PreparedCall:
             out["query"] = self.params
         if self.json_body is not MISSING:
             out["json"] = self.json_body
-        if self.form_body is not None:
+        if self.files is not None:
+            out["multipart"] = {"fields": self.form_body or {},
+                                "files": {p.name: p.describe() for p in self.files}}
+        elif self.form_body is not None:
             out["form"] = self.form_body
         return out
 
@@ -127,7 +188,13 @@ def prepare_call(op: Operation, connector: Connector, payload: Mapping[str, Any]
                  rendered_query: Mapping[str, Any] | None = None,
                  rendered_body: Any = MISSING,
                  idempotency_key: str | None = None) -> PreparedCall:
-    """Build the request for ``op`` from a validated payload."""
+    """Build the request for ``op`` from a validated payload (refused whole, before anything
+    is sent, when it is too big or would leave the base URL)."""
+    limit = max_request_bytes()
+    if json_size([payload, rendered_headers, rendered_query,
+                  None if rendered_body is MISSING else rendered_body], limit) > limit:
+        raise RequestError(f"{op.ref}: the request would be larger than {limit:,} bytes; "
+                           f"nothing was sent (limit: {MAX_REQUEST_ENV})")
     used = set(op.path_params)
 
     def fill(match: Any) -> str:
@@ -136,7 +203,7 @@ def prepare_call(op: Operation, connector: Connector, payload: Mapping[str, Any]
             raise RequestError(f"{op.ref}: path parameter '{name}' has no value")
         return _segment(payload[name], name)
 
-    url = join_url(base_url, PATH_PARAM.sub(fill, op.path))
+    url = normalize_url(join_url(base_url, PATH_PARAM.sub(fill, op.path)))
     ensure_under_base(url, base_url)
     params: dict[str, str] = {}
     if rendered_query is not None:
@@ -159,7 +226,12 @@ def prepare_call(op: Operation, connector: Connector, payload: Mapping[str, Any]
         else:
             body = {k: v for k, v in payload.items() if k not in used}
             body = body if body else MISSING
-        if body is not MISSING:
+        if op.body_encoding == "multipart":
+            fields = dict(body) if isinstance(body, Mapping) else {}
+            call.files = [FilePart.from_input(name, fields.pop(name)) for name in op.files
+                          if fields.get(name) is not None]
+            call.form_body = {k: query_value(v) for k, v in fields.items() if v is not None}
+        elif body is not MISSING:
             if op.body_encoding == "form":
                 call.form_body = {k: query_value(v) for k, v in dict(body).items()
                                   if v is not None}

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import re
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -25,8 +26,8 @@ from types import MappingProxyType
 from typing import Any
 
 from jinja2 import Template, nodes
+from jinja2.exceptions import FilterArgumentError, TemplateSyntaxError, UndefinedError
 from jinja2.exceptions import TemplateError as JinjaTemplateError
-from jinja2.exceptions import TemplateSyntaxError, UndefinedError
 from jinja2.nodes import EvalContext
 from jinja2.parser import Parser
 from jinja2.sandbox import SecurityError
@@ -43,6 +44,17 @@ from .analysis import (
     references,
     single_expression,
 )
+from .bounds import (
+    MAX_SOURCE_ENV,
+    MAX_TOTAL_ENV,
+    MIN_TEMPLATE_COST,
+    Bounds,
+    CountedLoop,
+    TemplateLimitError,
+    install,
+    start,
+)
+from .codegen import LOOP, count_loops, needs_budget
 from .environment import (
     EMIT,
     EMIT_DEEP,
@@ -62,6 +74,7 @@ from .environment import (
     finalize,
     text_of,
 )
+from .filter_guards import guard_filters
 from .filters import FILTERS, FilterError
 
 __all__ = [
@@ -162,14 +175,16 @@ class CompiledMapping:
         self._refs: list[Reference] = []
         try:
             skeleton = self._skeleton(mapping, (), text_only)
-        except RecursionError:
+            self._build = _builder(skeleton)
+            self._uses_now = any(ref.root == "now" for ref in self._refs)
+            self._uses_globals = any(n.name in GLOBALS and n.ctx == "load"
+                                     for tree in self._trees for n in tree.find_all(nodes.Name))
+            self._eval_ctx = EvalContext(engine.environment)
+            self._bounds = engine.environment.bounds
+            self._needs_budget = any(needs_budget(tree) for tree in self._trees)
+            self._template = self._compile() if self.fields else None
+        except (RecursionError, MemoryError, SyntaxError):  # SyntaxError: Python's nesting limits
             raise TemplateError(f"{where}: the mapping is nested too deeply") from None
-        self._build = _builder(skeleton)
-        self._uses_now = any(ref.root == "now" for ref in self._refs)
-        self._uses_globals = any(n.name in GLOBALS and n.ctx == "load"
-                                 for tree in self._trees for n in tree.find_all(nodes.Name))
-        self._eval_ctx = EvalContext(engine.environment)
-        self._template = self._compile() if self.fields else None
         self._root = self._template.root_render_func if self._template else None
 
     def label(self, path: tuple[str | int, ...]) -> str:
@@ -191,12 +206,16 @@ class CompiledMapping:
             parent = {**parent, "now": datetime.now(UTC)}
         ctx = RenderContext(self._engine.environment, parent, self._eval_ctx)
         slots = ctx.slots
+        previous = start(self._bounds) if self._needs_budget else None
         try:
             deque(self._root(ctx), 0)
         except Exception as exc:  # noqa: BLE001 - every failure becomes a TemplateError
             error = self._runtime_error(exc, len(slots), context)
         else:
             return self._build(slots)
+        finally:
+            if self._needs_budget:
+                install(previous)
         raise error  # outside the handler: the original (which may quote data) is not chained
 
     def __repr__(self) -> str:
@@ -226,6 +245,7 @@ class CompiledMapping:
     def _compile(self) -> Template:
         body: list[nodes.Node] = []
         for field, tree in zip(self.fields, self._trees, strict=True):
+            count_loops(tree)
             body.append(_field_statement(field, tree))
         template = nodes.Template(body, lineno=1)
         template.set_environment(self._engine.environment)
@@ -263,11 +283,18 @@ class CompiledMapping:
         if isinstance(exc, SecurityError):
             return TemplateSecurityError(f"{label}: refused by the sandbox: "
                                          f"{_redacted(str(exc), context)}")
-        if isinstance(exc, FilterError | NotData):
+        if isinstance(exc, TemplateLimitError):
+            return TemplateError(f"{label}: {exc}", hint="templates map data; see the bounds in "
+                                                         "docs/templates.md")
+        if isinstance(exc, FilterError | NotData | FilterArgumentError):
             return TemplateError(f"{label}: {exc}")
         if isinstance(exc, UndefinedError):
             return TemplateError(f"{label}: uses an undefined value")
-        return TemplateError(f"{label}: {type(exc).__name__}: {_redacted(str(exc), context)}")
+        if isinstance(exc, RecursionError):
+            return TemplateError(f"{label}: the template recursed too deeply")
+        if isinstance(exc, MemoryError):
+            return TemplateError(f"{label}: the template ran out of memory")
+        return TemplateError(f"{label}: {_safe_message(exc)}")
 
     def _line_suffix(self, exc: Exception, field: TemplateField) -> str:
         if "\n" not in field.source.strip():
@@ -364,6 +391,37 @@ def _missing_hint(exc: MissingValue, context: Mapping[str, Any]) -> str | None:
     return f"did you mean {close[0]!r}? {known}" if close else known
 
 
+_SAFE_MESSAGES = re.compile("|".join([
+    r"unsupported operand type\(s\) for [^:]{1,5}: '\w+' and '\w+'",
+    r"can only concatenate \w+ \(not \"\w+\"\) to \w+",
+    r"'\w+' object is not (?:iterable|callable|subscriptable|an iterator)",
+    r"object of type '\w+' has no len\(\)",
+    r"'[<>=!]{1,2}' not supported between instances of '\w+' and '\w+'",
+    r"(?:integer |float )?(?:division|modulo)(?: or modulo)? by zero",
+    r"can't multiply sequence by non-int of type '\w+'",
+    r"bad operand type for (?:unary [-+~]|abs\(\)): '\w+'",
+    r"Object of type \w+ is not JSON serializable",
+    r"sequence item \d+: expected str instance, \w+ found",
+    r"(?:list|tuple|string) index out of range",
+    r"unhashable type: '\w+'",
+    r"math range error|(?:int|float) too large to convert to float|Result too large",
+    r"cannot convert float (?:infinity|NaN) to integer",
+    r"Exceeds the limit \(\d+ digits\) for integer string conversion[\w ,:;()]*",
+    r"not (?:enough|all) arguments (?:for|converted during) (?:format string|string formatting)",
+    r"\w+\(\) (?:takes|got|missing) [\w ,'()]*",
+]))
+
+
+def _safe_message(exc: Exception) -> str:
+    """What went wrong, without any value: the exception's message only when it is one of
+    Python's messages that name types, never data; else just the kind of error."""
+    kind = type(exc).__name__
+    message = str(exc)
+    if len(message) <= 200 and _SAFE_MESSAGES.fullmatch(message):
+        return f"{kind}: {message}"
+    return f"{kind} (details hidden: error messages may quote data, which may be secret)"
+
+
 def _redacted(message: str, context: Mapping[str, Any]) -> str:
     """The message, unless it quotes anything from the context (which may hold secrets)."""
     hidden = "(details hidden: the error message quotes data from the context)"
@@ -392,16 +450,21 @@ def _redacted(message: str, context: Mapping[str, Any]) -> str:
 class TemplateEngine:
     """Compiles recipe templates in one sandboxed Jinja environment shared by a run."""
 
-    def __init__(self, filters: Mapping[str, Callable[..., Any]] | None = None) -> None:
+    def __init__(self, filters: Mapping[str, Callable[..., Any]] | None = None,
+                 bounds: Bounds | None = None) -> None:
         env = SandboxEnvironment(undefined=ValueUndefined, autoescape=False,
-                                 keep_trailing_newline=True, finalize=finalize)
-        env.filters.update(FILTERS if filters is None else filters)
+                                 keep_trailing_newline=True, finalize=finalize, optimized=False)
+        env.bounds = bounds or Bounds.from_env()
+        table = {**env.filters, **(FILTERS if filters is None else filters)}
+        env.filters = guard_filters(table, env.bounds)
         env.filters.update({EMIT: emit, EMIT_DEEP: emit_deep, EMIT_TEXT: emit_text,
-                            TEXT: text_of})
+                            TEXT: text_of, LOOP: CountedLoop})
         self.environment = env
         self.globals = MappingProxyType({k: env.globals[k] for k in GLOBALS})
         env.globals = dict(self.globals)
         self._cache: dict[tuple[str, str, str], CompiledMapping] = {}
+        self._compiled = 0  # characters of distinct template sources parsed (bounded)
+        self._sources: set[str] = set()
 
     @property
     def filters(self) -> Mapping[str, Callable[..., Any]]:
@@ -410,11 +473,26 @@ class TemplateEngine:
                                  if " " not in k})
 
     def parse(self, source: str, label: str) -> nodes.Template:
-        """Parse and statically check one template string; errors name ``label``."""
+        """Parse and statically check one template string; errors name ``label``.
+
+        Compiling costs time, so templates are bounded too: one template's length, and what
+        this engine compiles in all (see :mod:`splice.mapping.bounds`)."""
+        bounds = self.environment.bounds
+        if len(source) > bounds.max_source:
+            raise TemplateError(f"{label}: the template is longer than {bounds.max_source:,} "
+                                f"characters (limit: {MAX_SOURCE_ENV})")
+        if source not in self._sources:  # the same text compiled again costs nothing new
+            self._sources.add(source)
+            self._compiled += max(len(source), MIN_TEMPLATE_COST)
+        if self._compiled > bounds.max_total:
+            raise TemplateError(f"{label}: the templates are longer than {bounds.max_total:,} "
+                                f"characters in all (limit: {MAX_TOTAL_ENV})")
         try:
             tree = self.environment.parse(source)
         except TemplateSyntaxError as exc:
             raise _compile_error(label, exc) from None
+        except RecursionError:
+            raise TemplateError(f"{label}: the template is nested too deeply") from None
         check_security(tree, label)
         check_names(tree, self.environment, label)
         return tree

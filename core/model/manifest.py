@@ -13,11 +13,13 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from jsonschema import Draft202012Validator
 
 from ..errors import ConfigError, DocumentError, Problem
 from .documents import Document, load_document
+from .durations import DAY, parse_period
 from .schema import (
     Checker,
     bundled_checker,
@@ -26,7 +28,7 @@ from .schema import (
     subschema,
 )
 
-_CODE_VERSION = "manifest-checks-1"  # bump when check_manifest's rules change
+_CODE_VERSION = "manifest-checks-2"  # bump when check_manifest's rules change
 PATH_PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 BODY_METHODS = {"POST", "PUT", "PATCH"}
 MISSING = object()
@@ -49,6 +51,7 @@ class Operation:
     headers: dict[str, str] = field(default_factory=dict)
     body: Any = MISSING
     body_encoding: str = "json"
+    files: list[str] = field(default_factory=list)
     records: str | None = None
     pagination: dict[str, Any] | None = None
     sample: Any = MISSING
@@ -131,13 +134,24 @@ class Trigger:
     filter: str | None = None
     cursor: dict[str, str] | None = None
     events: list[str] = field(default_factory=list)
+    scopes: list[str] = field(default_factory=list)  # webhook: what the app needs for them
     signature: dict[str, Any] | None = None
     output: Any = None
     sample: Any = MISSING
+    record: str | None = None            # webhook: path of the record inside the event
+    delivery_id: dict[str, str] | None = None   # webhook: {header: X} or {path: p}
+    event_type: dict[str, str] | None = None    # webhook: {header: X} or {path: p}
+    match_connection: list[str] = field(default_factory=list)
+    revokes_connection: bool = False
 
     @property
     def ref(self) -> str:
         return f"{self.connector_id}.{self.id}"
+
+    @property
+    def record_path(self) -> tuple[str, ...]:
+        """Where the record is inside a delivered event (empty: the whole event)."""
+        return tuple(self.record.split(".")) if self.record else ()
 
 
 @dataclass
@@ -160,6 +174,7 @@ class Connector:
     idempotency: dict[str, Any] | None = None
     error_message_paths: list[str] = field(default_factory=list)
     test_operation: str | None = None
+    webhook_subscription: dict[str, str] | None = None
     source: str = "<memory>"
     plugin: str = ""
     sandbox: str | None = None
@@ -173,6 +188,8 @@ class Connector:
         declared = list((self.auth.get("scopes") or {}).keys())
         for op in self.operations.values():
             declared += [s for s in op.scopes if s not in declared]
+        for trigger in self.triggers.values():
+            declared += [s for s in trigger.scopes if s not in declared]
         return declared
 
     def operation(self, op_id: str) -> Operation:
@@ -190,8 +207,11 @@ class Connector:
                               f"{did_you_mean(trigger_id, self.triggers)}") from None
 
     def trigger_output(self, trigger: Trigger) -> Any:
-        """Schema of one event of ``trigger``."""
+        """Schema of one event of ``trigger`` (for a webhook: of the record it carries)."""
         if trigger.output is not None:
+            if trigger.record_path:
+                found = subschema(trigger.output, trigger.record_path)
+                return True if found is None else found
             return trigger.output
         if trigger.operation and trigger.operation in self.operations:
             return self.operations[trigger.operation].record_schema
@@ -300,6 +320,10 @@ def check_manifest(doc: Document) -> list[Problem]:
             if exc is not None:
                 problems.append(doc.problem((*base, name, *exc.absolute_path),
                                             f"not a valid JSON Schema: {exc.message}"))
+        if _has_dot_segment(op["path"]):
+            problems.append(doc.problem((*base, "path"), "the path has a '.' or '..' segment "
+                                        "(also when percent-encoded); operation paths stay under "
+                                        "base_url"))
         props = op["input"].get("properties", {}) if isinstance(op["input"], dict) else {}
         required = op["input"].get("required", []) if isinstance(op["input"], dict) else []
         for param in PATH_PARAM.findall(op["path"]):
@@ -312,6 +336,17 @@ def check_manifest(doc: Document) -> list[Problem]:
                     problems.append(doc.problem((*base, "query"),
                                     f"query parameter '{q}' is not a property of input"
                                     f"{did_you_mean(q, props)}"))
+        for name in op.get("files", []):
+            if name not in props:
+                problems.append(doc.problem((*base, "files"),
+                                f"file input '{name}' is not a property of input"
+                                f"{did_you_mean(name, props)}"))
+        if op.get("files") and op.get("body_encoding") != "multipart":
+            problems.append(doc.problem((*base, "files"),
+                                        "`files` needs body_encoding: multipart"))
+        if op.get("body_encoding") == "multipart" and op["method"] not in BODY_METHODS:
+            problems.append(doc.problem((*base, "body_encoding"),
+                                        f"a {op['method']} request has no body"))
         if "sample" in op and not problems:
             for path, msg, _ in Checker(op["output"]).errors(op["sample"]):
                 problems.append(doc.problem((*base, "sample", *path),
@@ -331,11 +366,78 @@ def check_manifest(doc: Document) -> list[Problem]:
             if exc is not None:
                 problems.append(doc.problem((*base, "output"),
                                             f"not a valid JSON Schema: {exc.message}"))
+            else:
+                record = trig.get("record")
+                if record and subschema(trig["output"], tuple(record.split(".")),
+                                        strict=True) is None:
+                    problems.append(doc.problem((*base, "record"),
+                                                f"'{record}' is not in the trigger's output"))
+        if trig["type"] != "webhook":
+            for name in ("record", "delivery_id", "scopes", "event_type", "match_connection",
+                         "revokes_connection", "signature"):
+                if name in trig:
+                    problems.append(doc.problem((*base, name), f"'{name}' is only for "
+                                                "webhook triggers", key=True))
+    subscription = data.get("webhook_subscription") or {}
+    for role in ("create", "update", "delete"):
+        wanted = subscription.get(role)
+        if wanted is not None and wanted not in ops:
+            problems.append(doc.problem(("webhook_subscription", role),
+                                        f"unknown operation '{wanted}'"
+                                        f"{did_you_mean(str(wanted), ops)}"))
+    create = ops.get(subscription.get("create", ""))
+    if create is not None:
+        props = create["input"].get("properties", {}) if isinstance(create["input"], dict) \
+            else {}
+        missing = [name for name in ("url", "events") if name not in props]
+        if missing:
+            problems.append(doc.problem(("webhook_subscription", "create"),
+                                        f"operation '{subscription['create']}' takes no "
+                                        f"{' or '.join(missing)} input"))
+    try:
+        base_url = urlsplit(data["base_url"])
+        if not base_url.hostname:
+            raise ValueError("no host")
+    except ValueError:
+        problems.append(doc.problem(("base_url",), "not a valid URL"))
+    else:
+        if _has_dot_segment(base_url.path):
+            problems.append(doc.problem(("base_url",), "the base URL's path has a '.' or '..' "
+                                        "segment"))
+    for i, window in enumerate(data.get("rate_limits") or []):
+        if parse_period(window["per"]) > 31 * DAY:
+            problems.append(doc.problem(("rate_limits", i, "per"), "a rate-limit window must "
+                                        "be at most 31 days"))
     test_op = data.get("test_operation")
     if test_op and test_op not in ops:
         problems.append(doc.problem(("test_operation",),
                                     f"unknown operation '{test_op}'{did_you_mean(test_op, ops)}"))
     return problems
+
+
+def connector_from_document(doc: Document, *, plugin: str = "",
+                            sandbox: str | None = None) -> Connector:
+    """A :class:`Connector` from a document that passed the meta-schema, without the other
+    checks (``splice connectors check`` reports those next to what a recipe would hit)."""
+    return _build(doc, plugin=plugin, sandbox=sandbox)
+
+
+def _pagination(spec: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Integers as integers (``page_size: 1e2`` is valid JSON Schema and must be sent as 100)."""
+    if spec is None:
+        return None
+    return {k: int(v) if k in ("page_size", "max_pages", "start") and isinstance(v, float)
+            else v for k, v in spec.items()}
+
+
+_DOT_SEGMENT = re.compile(r"^(?:\.|%2[eE]){1,2}$")
+
+
+def _has_dot_segment(path: str) -> bool:
+    """Whether a path has a ``.`` or ``..`` segment, literally or percent-encoded (a ``{name}``
+    placeholder is filled with one encoded segment later, so it cannot add one)."""
+    return any(_DOT_SEGMENT.match(segment)
+               for segment in re.split(r"/|%2[fF]|\\|%5[cC]", path))
 
 
 def _build(doc: Document, *, plugin: str, sandbox: str | None) -> Connector:
@@ -349,7 +451,8 @@ def _build(doc: Document, *, plugin: str, sandbox: str | None) -> Connector:
             description=op.get("description", ""), scopes=list(op.get("scopes", [])),
             query=op.get("query"), headers=dict(op.get("headers", {})),
             body=op.get("body", MISSING), body_encoding=op.get("body_encoding", "json"),
-            records=op.get("records"), pagination=op.get("pagination"),
+            files=list(op.get("files", [])),
+            records=op.get("records"), pagination=_pagination(op.get("pagination")),
             sample=op.get("sample", MISSING), timeout=op.get("timeout"),
             idempotent=op.get("idempotent"), defaults=dict(op.get("defaults", {})),
             deprecated=bool(op.get("deprecated", False)))
@@ -360,8 +463,12 @@ def _build(doc: Document, *, plugin: str, sandbox: str | None) -> Connector:
             description=t.get("description", ""), operation=t.get("operation"),
             defaults=dict(t.get("defaults", {})), key=t.get("key"), version=t.get("version"),
             filter=t.get("filter"), cursor=t.get("cursor"), events=list(t.get("events", [])),
+            scopes=list(t.get("scopes", [])),
             signature=t.get("signature"), output=t.get("output"),
-            sample=t.get("sample", MISSING))
+            sample=t.get("sample", MISSING), record=t.get("record"),
+            delivery_id=t.get("delivery_id"), event_type=t.get("event_type"),
+            match_connection=list(t.get("match_connection", [])),
+            revokes_connection=bool(t.get("revokes_connection", False)))
     return Connector(
         id=cid, name=data["name"], version=str(data["version"]), base_url=data["base_url"],
         auth=dict(data["auth"]), operations=operations, triggers=triggers,
@@ -370,5 +477,6 @@ def _build(doc: Document, *, plugin: str, sandbox: str | None) -> Connector:
         rate_limit_headers=dict(data.get("rate_limit_headers", {})),
         timeouts=dict(data.get("timeouts", {})), idempotency=data.get("idempotency"),
         error_message_paths=list(data.get("error_message_paths", [])),
-        test_operation=data.get("test_operation"), source=doc.path, plugin=plugin,
+        test_operation=data.get("test_operation"),
+        webhook_subscription=data.get("webhook_subscription"), source=doc.path, plugin=plugin,
         sandbox=sandbox)

@@ -124,7 +124,7 @@ def describe(error: ValidationError) -> tuple[tuple[str | int, ...], str, bool]:
         hint = did_you_mean(key, known) or (f"; allowed keys: {', '.join(known)}" if known else "")
         return (*path, key), f"unknown key '{key}'{hint}", True
     if v == "propertyNames" and isinstance(inst, dict):
-        return path, f"invalid name: {error.message.split(' is not ')[0]} does not match " \
+        return path, "a key does not match " \
                      f"{schema.get('propertyNames', {}).get('pattern', 'the naming rule')}", False
     if v == "type":
         return path, f"expected {_plural_type(error.validator_value)}, got {type_name(inst)}", False

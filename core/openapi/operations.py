@@ -90,7 +90,7 @@ class OperationBuilder:
         if headers:
             result["headers"] = headers
         body = self._body(op, where, properties, required, has_headers=bool(headers))
-        for key in ("body_encoding", "body"):
+        for key in ("body_encoding", "files", "body"):
             if key in body:
                 result[key] = body[key]
         if query or (method in ("get", "delete") and set(properties) - set(path_names)):
@@ -150,10 +150,20 @@ class OperationBuilder:
         raw = (self.deref(content[media]) or {}).get("schema", {}) if media else {}
         schema = self.converter.convert(raw, self.resolver.root)
         out: dict[str, Any] = {}
-        if media and "form" in media:
+        if media and media.startswith("multipart/"):
+            out["body_encoding"] = "multipart"
+            flat = _object_properties(schema)
+            if flat is None:
+                self.warn(f"{where}: multipart body that is not an object; sent without parts")
+            else:  # binary properties become file parts, the rest form fields
+                files = [n for n, sub in flat[0].items() if _is_binary(sub)]
+                if files:
+                    out["files"] = files
+                    schema = {**schema, "properties": {
+                        n: (file_schema(self.descriptions) if n in files else sub)
+                        for n, sub in flat[0].items()}}
+        elif media and "form" in media:
             out["body_encoding"] = "form"
-            if media.startswith("multipart/"):
-                self.warn(f"{where}: multipart/form-data body is sent url-encoded (no file parts)")
         elif media and "json" not in media and media != "*/*":
             self.warn(f"{where}: {media} body is not supported; it is sent as JSON")
         flat = _object_properties(schema)
@@ -188,6 +198,35 @@ class OperationBuilder:
         if raw is None:
             return {}
         return self.converter.convert(raw, self.resolver.root)
+
+
+def file_schema(descriptions: bool = True) -> dict[str, Any]:
+    """The file reference a multipart ``files`` input takes (``schemas/file.schema.json``);
+    without ``descriptions`` its prose is left out, like the spec's."""
+    import json
+    from importlib import resources
+
+    data = json.loads(resources.files("splice").joinpath("schemas/file.schema.json")
+                      .read_text("utf-8"))
+
+    def strip(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {k: strip(v) for k, v in node.items()
+                    if not k.startswith("$") and (descriptions or k != "description")}
+        if isinstance(node, list):
+            return [strip(v) for v in node]
+        return node
+
+    return strip(data)  # type: ignore[no-any-return]
+
+
+def _is_binary(schema: Any) -> bool:
+    """A ``format: binary`` string (an OpenAPI 3.0 file), or an array of them."""
+    if not isinstance(schema, dict):
+        return False
+    if schema.get("format") == "binary" or schema.get("contentMediaType"):
+        return True
+    return False
 
 
 def _pick_media(content: dict) -> str | None:

@@ -27,9 +27,10 @@ import httpx
 
 from ..connections.status import needed_scopes
 from ..errors import AuthError, ConfigError
+from ..http.network import OPTION as PRIVATE_NETWORK
 from .report import RunReport
 
-__all__ = ["CONNECTIONS", "Changes", "DemoSummary", "RecipeResult", "Sandboxes",
+__all__ = ["CONNECTIONS", "Changes", "DemoSummary", "LegResult", "RecipeResult", "Sandboxes",
            "approve_in_sandbox", "connect_to_sandbox", "diff_invoice2go", "ensure_connection",
            "recipes_dir", "run_demo", "summary_lines"]
 
@@ -41,12 +42,14 @@ SANDBOX_KEY = "demo_sandbox"  # connection config: the sandbox data file that is
 
 
 def recipes_dir() -> Path:
-    """The project's ``recipes/`` folder (next to ``core/`` in a source checkout)."""
-    path = Path(__file__).resolve().parents[2] / "recipes"
-    if not path.is_dir():
-        raise ConfigError(f"no recipes folder at {path}",
-                          hint="run the demo from a source checkout (`pip install -e .`)")
-    return path
+    """The recipes the demo runs: ``splice/recipes`` in an installed wheel (package data),
+    else the project's ``recipes/`` next to ``core/`` in a source checkout."""
+    here = Path(__file__).resolve().parents[1]
+    for path in (here / "recipes", here.parent / "recipes"):
+        if path.is_dir() and any(path.glob("*.y*ml")):
+            return path
+    raise ConfigError(f"no recipes folder at {here / 'recipes'} or {here.parent / 'recipes'}",
+                      hint="reinstall splice: its wheel ships the recipes as package data")
 
 
 # ---------------------------------------------------------------------------- sandboxes
@@ -120,7 +123,8 @@ def connect_to_sandbox(connector: Any, store: Any, *, name: str, base_url: str,
 
     return connect(connector, store, name=name, client_id=config.client_id,
                    client_secret=config.client_secret, scopes=scopes, base_url=base_url,
-                   open_url=approve_in_sandbox, timeout=30.0)
+                   open_url=approve_in_sandbox, timeout=30.0,
+                   config={PRIVATE_NETWORK: True})  # a sandbox listens on 127.0.0.1
 
 
 # ---------------------------------------------------------------------------- connections
@@ -157,10 +161,11 @@ def ensure_connection(store: Any, connector: Any, name: str, sandboxes: Sandboxe
         store.update_tokens(name, None, {SANDBOX_KEY: issuer})
         return (f"connected {name} ({cid}) through OAuth ({reason}); scopes: "
                 f"{' '.join(result.scopes)}")
-    if record.base_url != url:
+    if record.base_url != url or not record.config.get(PRIVATE_NETWORK):
         # A new port on every run: point the connection at it and keep its tokens.
         store.put_connection(name, connector=record.connector, auth_type=record.auth_type,
-                             base_url=url, config=record.config, secret=record.secret)
+                             base_url=url, config={**record.config, PRIVATE_NETWORK: True},
+                             secret=record.secret)
     return f"{name} ({cid}) already connected; using its stored tokens"
 
 
@@ -218,6 +223,19 @@ class Changes:
 
 
 @dataclass
+class LegResult:
+    """What an extra leg of the demo did (``splice serve``'s webhook leg)."""
+
+    title: str
+    lines: list[str]
+    ok: bool = True
+
+
+#: an extra leg: (sandboxes, store, registry, out) -> what it did; runs before the recipes
+Leg = Callable[[Sandboxes, Any, Any, Callable[[str], None]], LegResult]
+
+
+@dataclass
 class DemoSummary:
     """The outcome of :func:`run_demo`."""
 
@@ -226,10 +244,11 @@ class DemoSummary:
     connections: list[str]
     recipes: list[RecipeResult]
     changes: Changes
+    legs: list[LegResult] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return all(r.ok for r in self.recipes)
+        return all(r.ok for r in self.recipes) and all(leg.ok for leg in self.legs)
 
     @property
     def events_new(self) -> int:
@@ -306,9 +325,12 @@ def _run_recipe(path: Path, store: Any, registry: Any, sandboxes: Sandboxes) -> 
     except DocumentError as exc:
         result.problems.extend(str(p) for p in exc.problems)
         return result
+    if plan.webhooks:
+        result.note = "webhook triggers: run by `splice serve` (the webhook leg)"
+        return result
     activity = ACTIVITY.get(plan.trigger.ref)
     passes: list[tuple[bool, Callable[[Sandboxes], str] | None]] = [(True, None)]
-    if activity is not None and not store.trigger_initialized(recipe.name, plan.trigger.ref):
+    if activity is not None and not store.trigger_initialized(recipe.id, plan.trigger.ref):
         passes = [(False, None), (False, activity)]
     for backfill, before_run in passes:
         try:
@@ -358,8 +380,9 @@ def _order(paths: list[Path]) -> list[Path]:
 
 
 def run_demo(*, keep: bool = False, out: Callable[[str], None] = print,
-             home: Path | None = None) -> DemoSummary:
-    """Run every recipe against fresh or saved sandboxes and report what changed."""
+             home: Path | None = None, legs: tuple[Leg, ...] = ()) -> DemoSummary:
+    """Run every recipe against fresh or saved sandboxes and report what changed; ``legs``
+    run first, once the connections are made."""
     from ..plugins import get_registry
     from ..store.database import Store
 
@@ -381,6 +404,7 @@ def run_demo(*, keep: bool = False, out: Callable[[str], None] = print,
             for line in lines:
                 out(f"  {line}")
             before = sandboxes.state("invoice2go")
+            leg_results = [leg(sandboxes, store, registry, out) for leg in legs]
             results = []
             for path in paths:
                 out(f"running {path.name} ...")
@@ -388,7 +412,8 @@ def run_demo(*, keep: bool = False, out: Callable[[str], None] = print,
             changes = diff_invoice2go(before, sandboxes.state("invoice2go"))
         finally:
             store.close()
-        summary = DemoSummary(root, dict(sandboxes.urls), lines, results, changes)
+        summary = DemoSummary(root, dict(sandboxes.urls), lines, results, changes,
+                              leg_results)
         for line in summary_lines(summary):
             out(line)
         if keep:
@@ -407,6 +432,8 @@ def summary_lines(summary: DemoSummary) -> list[str]:
         if r.note:
             lines.append(f"    ({r.note})")
         lines.extend(f"    error: {e}" for e in r.errors[:5])
+    for leg in summary.legs:
+        lines += ["", f"{leg.title}:", *(f"  {line}" for line in leg.lines)]
     c = summary.changes
     lines += ["", "What changed in the Invoice2go sandbox:",
               f"  invoices tagged   {c.invoices_tagged} ({c.tags_added} tag(s) added)",

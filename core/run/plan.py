@@ -19,9 +19,10 @@ from ..errors import DocumentError, Problem, TemplateError
 from ..mapping.templates import CompiledExpression, CompiledMapping, TemplateEngine, is_template
 from ..model.documents import Document
 from ..model.manifest import Connector, Operation, Trigger
-from ..model.recipe import Recipe, StepSpec
+from ..model.recipe import Recipe, StepSpec, TriggerSpec
 from ..model.schema import did_you_mean, iter_errors, property_names, subschema, validator_for
 from ..plugins import Registry
+from .record_keys import FieldGetter, record_key_function
 
 ROOTS = {"trigger", "steps", "item", "loop", "recipe", "now", "connection"}
 PURE_REF = re.compile(
@@ -48,6 +49,27 @@ class StepPlan:
 
 
 @dataclass
+class Source:
+    """One trigger of a recipe compiled: where its events come from and how they are keyed.
+    A recipe with ``triggers:`` has several; their events share the primary trigger's state."""
+
+    spec: TriggerSpec
+    connector: Connector
+    trigger: Trigger
+    key: CompiledExpression | FieldGetter | None
+    version: CompiledExpression | FieldGetter | None
+    filter: CompiledExpression | None
+
+    @property
+    def connection(self) -> str | None:
+        return self.spec.connection
+
+    @property
+    def is_webhook(self) -> bool:
+        return self.trigger.type == "webhook"
+
+
+@dataclass
 class Plan:
     recipe: Recipe
     connector: Connector
@@ -59,6 +81,17 @@ class Plan:
     filter: CompiledExpression | None
     steps: list[StepPlan] = field(default_factory=list)
     required_scopes: dict[str, set[str]] = field(default_factory=dict)  # connection -> scopes
+    sources: list[Source] = field(default_factory=list)  # every trigger, the primary first
+
+    @property
+    def polls(self) -> bool:
+        """Whether the primary trigger is polled (not webhook-only)."""
+        return self.trigger.type != "webhook"
+
+    @property
+    def webhooks(self) -> list[Source]:
+        """The webhook triggers of the recipe."""
+        return [s for s in self.sources if s.is_webhook]
 
     @property
     def operation(self) -> Operation | None:
@@ -77,7 +110,7 @@ class Plan:
 class _Checker:
     recipe: Recipe
     registry: Registry
-    engine: TemplateEngine
+    template_engine: TemplateEngine
     connections: Mapping[str, Any] | None
     problems: list[Problem] = field(default_factory=list)
     needs: dict[str, set[str]] = field(default_factory=dict)  # connection -> scopes used
@@ -92,7 +125,7 @@ class _Checker:
     # -- compile helpers --------------------------------------------------------------------
     def mapping(self, value: Any, path: tuple[str | int, ...]) -> CompiledMapping | None:
         try:
-            return self.engine.compile_mapping(value, where=_dotted(path))
+            return self.template_engine.compile_mapping(value, where=_dotted(path))
         except TemplateError as exc:
             self.add(*split_label(exc.message, path))
             return None
@@ -102,7 +135,7 @@ class _Checker:
         if source is None:
             return None
         try:
-            return self.engine.compile_expression(source, where=_dotted(path))
+            return self.template_engine.compile_expression(source, where=_dotted(path))
         except TemplateError as exc:
             self.add(*split_label(exc.message, path))
             return None
@@ -171,10 +204,10 @@ class _Checker:
                     self.add(at, f"'{ref.root}' is not available here")
                 continue
             schema = scope[ref.root]
-            self._check_path(ref.root, ref.path, schema, at)
+            self.check_path(ref.root, ref.path, schema, at)
 
-    def _check_path(self, root: str, path: tuple[str | int, ...], schema: Any,
-                    at: tuple[str | int, ...]) -> None:
+    def check_path(self, root: str, path: tuple[str | int, ...], schema: Any,
+                   at: tuple[str | int, ...], whose: str = "") -> None:
         node = schema
         for i, part in enumerate(path):
             nxt = subschema(node, (part,), strict=True)
@@ -184,7 +217,7 @@ class _Checker:
                 hint = did_you_mean(part, names) if isinstance(part, str) else ""
                 if not hint and names:
                     hint = f" (available: {', '.join(names[:12])})"
-                self.add(at, f"'{shown}' does not exist in the {_what(root)}{hint}")
+                self.add(at, f"'{shown}' does not exist in the {_what(root)}{whose}{hint}")
                 return
             node = nxt
 
@@ -320,7 +353,8 @@ def build_plan(recipe: Recipe, registry: Registry, template_engine: TemplateEngi
     template; check the paths templates read and the types of literal values.
     """
     ck = _Checker(recipe, registry, template_engine, connections)
-    connector, trigger = _resolve_trigger(ck, recipe)
+    resolved = _resolve_triggers(ck, recipe)
+    connector, trigger = resolved[recipe.primary] if resolved else (None, None)
     base_scope = _base_scope(recipe)
     parts = _compile_trigger(ck, recipe, connector, trigger, base_scope) \
         if connector is not None and trigger is not None else None
@@ -328,31 +362,84 @@ def build_plan(recipe: Recipe, registry: Registry, template_engine: TemplateEngi
     step_schemas: dict[str, Any] = {}
     step_plans = [plan for step in recipe.steps if (plan := _plan_step(
         ck, step, {**base_scope, "trigger": trigger_schema}, step_schemas)) is not None]
+    sources = _other_sources(ck, recipe, resolved, step_plans)
     if ck.problems:
         raise DocumentError(sorted(ck.problems, key=lambda p: (p.line, p.column)))
     assert connector is not None and trigger is not None and parts is not None
+    primary = Source(recipe.triggers[recipe.primary], connector, trigger, parts["key"],
+                     parts["version"], parts["filter"])
     return Plan(recipe=recipe, connector=connector, trigger=trigger, steps=step_plans,
-                required_scopes=ck.needs, **parts)
+                required_scopes=ck.needs, sources=[primary, *sources], **parts)
 
 
-def _resolve_trigger(ck: _Checker, recipe: Recipe) -> tuple[Connector | None, Trigger | None]:
-    """The trigger's connector and declaration, or a problem saying what exists instead."""
-    trig_path = ("trigger", "use")
-    connector = ck.connector(recipe.trigger_use, trig_path)
+def _resolve_triggers(ck: _Checker, recipe: Recipe
+                      ) -> list[tuple[Connector | None, Trigger | None]]:
+    """Each trigger's connector and declaration (a problem says what exists instead); picks
+    the primary trigger: the one polled, webhooks feed the same events."""
+    resolved = [_resolve_trigger(ck, spec) for spec in recipe.triggers]
+    polled = [i for i, (_c, t) in enumerate(resolved) if t is not None and t.type != "webhook"]
+    if len(polled) > 1:
+        ck.add((*recipe.triggers[polled[1]].path, "use"), "a recipe polls one trigger; "
+               "the others of `triggers` must be webhook triggers")
+    if polled:
+        recipe.set_primary(polled[0])
+    for spec, (_c, trigger) in zip(recipe.triggers, resolved, strict=True):
+        if trigger is None or trigger.type != "webhook":
+            continue
+        for key, what in (("with", spec.with_), ("every", spec.every_given)):
+            if what:
+                ck.add((*spec.path, key), f"'{spec.use}' is a webhook trigger: it takes no "
+                                          f"`{key}` (deliveries arrive at `splice serve`)",
+                       key=True)
+        if spec.connection is None:
+            ck.add(spec.path, "missing required key 'connection' (webhook deliveries arrive "
+                              "at the connection's URL, /hooks/CONNECTION)")
+    return resolved
+
+
+def _resolve_trigger(ck: _Checker, spec: TriggerSpec) -> tuple[Connector | None, Trigger | None]:
+    trig_path = (*spec.path, "use")
+    connector = ck.connector(spec.use, trig_path)
     if connector is None:
         return None, None
-    tid = recipe.trigger_id
+    tid = spec.trigger_id
     if tid not in connector.triggers:
         hint = did_you_mean(tid, connector.triggers)
         if tid in connector.operations:
             hint = f" ('{tid}' is an action; triggers: {', '.join(connector.triggers)})"
         ck.add(trig_path, f"connector '{connector.id}' has no trigger '{tid}'{hint}")
         return connector, None
-    trigger = connector.triggers[tid]
-    if trigger.type == "webhook":
-        ck.add(trig_path, f"'{recipe.trigger_use}' is a webhook trigger; webhook "
-                          "triggers are declared but not served by this version")
-    return connector, trigger
+    return connector, connector.triggers[tid]
+
+
+def _other_sources(ck: _Checker, recipe: Recipe,
+                   resolved: list[tuple[Connector | None, Trigger | None]],
+                   steps: list[StepPlan]) -> list[Source]:
+    """The triggers besides the primary: keys compiled, connections checked, and every
+    ``trigger.<path>`` the steps read checked against their records too."""
+    out = []
+    for i, (spec, (connector, trigger)) in enumerate(zip(recipe.triggers, resolved,
+                                                         strict=True)):
+        if i == recipe.primary or connector is None or trigger is None:
+            continue
+        ck.connection(spec.connection, connector, (*spec.path, "connection"), trigger.scopes)
+        schema = connector.trigger_output(trigger)
+        for step in steps:
+            for part, compiled in (("when", step.when), ("for_each", step.for_each),
+                                   ("with", step.mapping)):
+                for ref in compiled.references() if compiled is not None else ():
+                    if ref.root == "trigger":
+                        at = ("steps", step.index, part, *ref.field)
+                        ck.check_path("trigger", ref.path, schema, at,
+                                      f" of {trigger.ref}")
+        engine = ck.template_engine
+        out.append(Source(spec, connector, trigger,
+                          _record_expression(engine, trigger.key, f"{trigger.ref}.key"),
+                          _record_expression(engine, trigger.version, f"{trigger.ref}.version"),
+                          engine.compile_expression(trigger.filter,
+                                                    where=f"{trigger.ref}.filter")
+                          if trigger.filter else None))
+    return out
 
 
 def _base_scope(recipe: Recipe) -> dict[str, Any]:
@@ -369,22 +456,24 @@ def _base_scope(recipe: Recipe) -> dict[str, Any]:
 def _compile_trigger(ck: _Checker, recipe: Recipe, connector: Connector, trigger: Trigger,
                      base_scope: dict[str, Any]) -> dict[str, Any]:
     """The trigger's input, defaults, dedupe key, version and filter, compiled and checked."""
-    engine = ck.engine
+    template_engine = ck.template_engine
     op = connector.operations.get(trigger.operation) if trigger.operation else None
     cscope = {**base_scope, "connection": connection_schema(connector)}
-    trigger_input = ck.mapping(recipe.trigger_with, ("trigger", "with"))
-    ck.references(trigger_input, ("trigger", "with"), cscope)
+    base = recipe.trigger_path
+    trigger_input = ck.mapping(recipe.trigger_with, (*base, "with"))
+    ck.references(trigger_input, (*base, "with"), cscope)
     defaults = {**(op.defaults if op else {}), **trigger.defaults}
     if op is not None:
-        ck.literals(recipe.trigger_with, op.input, ("trigger", "with"), cscope, defaults)
-    ck.connection(recipe.trigger_connection, connector, ("trigger", "connection"),
-                  op.scopes if op else [])
+        ck.literals(recipe.trigger_with, op.input, (*base, "with"), cscope, defaults)
+    ck.connection(recipe.trigger_connection, connector, (*base, "connection"),
+                  op.scopes if op else trigger.scopes)
     return {
         "trigger_input": trigger_input,
-        "trigger_defaults": engine.compile_mapping(defaults, where=f"{trigger.ref}.defaults"),
-        "key": _record_expression(engine, trigger.key, f"{trigger.ref}.key"),
-        "version": _record_expression(engine, trigger.version, f"{trigger.ref}.version"),
-        "filter": engine.compile_expression(trigger.filter, where=f"{trigger.ref}.filter")
+        "trigger_defaults": template_engine.compile_mapping(
+            defaults, where=f"{trigger.ref}.defaults"),
+        "key": _record_expression(template_engine, trigger.key, f"{trigger.ref}.key"),
+        "version": _record_expression(template_engine, trigger.version, f"{trigger.ref}.version"),
+        "filter": template_engine.compile_expression(trigger.filter, where=f"{trigger.ref}.filter")
         if trigger.filter else None,
     }
 
@@ -438,94 +527,16 @@ def _plan_step(ck: _Checker, step: StepSpec, scope: dict[str, Any],
     if mapping is None:
         return None
     return StepPlan(spec=step, connector=sconn, operation=op, mapping=mapping,
-                    defaults=ck.engine.compile_mapping(op.defaults, where=f"{op.ref}.defaults"),
+                    defaults=ck.template_engine.compile_mapping(
+                        op.defaults, where=f"{op.ref}.defaults"),
                     when=when, for_each=for_each)
 
 
-class FieldGetter:
-    """A trigger key such as ``{{ record.id }}`` read straight from the record.
-
-    Dedupe keys are computed for every polled record; for a plain field path this is
-    several times cheaper than a template call. Anything else stays a compiled template.
-    """
-
-    def __init__(self, compiled: CompiledExpression, root: str, path: tuple[str, ...]):
-        self.compiled, self.root, self.path = compiled, root, path
-
-    def __call__(self, context: dict[str, Any]) -> Any:
-        node = context.get(self.root)
-        for part in self.path:
-            if not isinstance(node, dict) or part not in node:
-                return self.compiled(context)  # let the template explain what is missing
-            node = node[part]
-        if isinstance(node, (dict, list)) or node is None:
-            return self.compiled(context)
-        return node
-
-    def references(self) -> Any:
-        return self.compiled.references()
-
-
-_SCALARS = frozenset({str, int, float, bool})
-
-
-def record_key_function(key: CompiledExpression | FieldGetter | None,
-                        version: CompiledExpression | FieldGetter | None,
-                        filter: CompiledExpression | None) -> Callable[[Any], str | None]:
-    """The function behind ``Plan.record_key``.
-
-    It runs for every polled record, so the usual case (no filter, a key and a version that
-    are top-level fields such as ``{{ record.id }}`` and ``{{ record.updated_at }}``) reads
-    both fields straight from the record; anything else, including a missing or non-scalar
-    field, goes through the templates (which explain what is missing).
-    """
-
-    def general(record: Any) -> str | None:
-        ctx = {"record": record, "event": record}
-        if filter is not None and not filter(ctx):
-            return None
-        if key is None:
-            return None
-        text = str(key(ctx))
-        if version is not None:
-            text = f"{text}@{version(ctx)}"
-        return text
-
-    def field_of(expr: Any) -> str | None:
-        if isinstance(expr, FieldGetter) and len(expr.path) == 1:
-            return expr.path[0]
-        return None
-
-    name = field_of(key)
-    if filter is not None or name is None:
-        return general
-    if version is None:
-        def key_only(record: Any) -> str | None:
-            if type(record) is dict:
-                value = record.get(name)
-                if type(value) in _SCALARS:
-                    return str(value)
-            return general(record)
-        return key_only
-    version_name = field_of(version)
-    if version_name is None:
-        return general
-
-    def key_and_version(record: Any) -> str | None:
-        if type(record) is dict:
-            value, stamp = record.get(name), record.get(version_name)
-            if type(value) in _SCALARS and type(stamp) in _SCALARS:
-                return f"{value}@{stamp}"
-        return general(record)
-
-    return key_and_version
-
-
-def _record_expression(engine: TemplateEngine, source: str | None, where: str
+def _record_expression(template_engine: TemplateEngine, source: str | None, where: str
                        ) -> CompiledExpression | FieldGetter | None:
     if not source:
         return None
-    compiled = engine.compile_expression(source, where=where)
+    compiled = template_engine.compile_expression(source, where=where)
     m = PURE_REF.match(source)
     if m and re.fullmatch(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)+", m.group(1)):
         root, *path = m.group(1).split(".")

@@ -15,7 +15,7 @@ from ..errors import SpliceError
 from ..http.request import dig, extract_records
 from ..model.manifest import MISSING, Operation
 from ..secrets import redact_headers
-from .steps import StepExecutor, loop_vars
+from .steps import StepExecutor, for_each_items, loop_vars
 
 
 @dataclass
@@ -53,7 +53,8 @@ def trial_steps(runner: StepExecutor, event: Any, *, send: bool = False,
                 out.append(StepTrial(label, op.ref, "skipped"))
                 ctx["steps"][step.spec.id or f"_{step.index}"] = None
                 continue
-            items = step.for_each(sctx) if step.for_each is not None else [None]
+            items = for_each_items(step, step.for_each(sctx)) if step.for_each is not None \
+                else [None]
             outputs = []
             for i, item in enumerate((items or [])[:max_items]):
                 ictx = sctx if step.for_each is None else {

@@ -4,6 +4,12 @@
 schema, reserves the idempotency key, sends, and records the result through the run journal.
 A retried event reuses the results of steps that already succeeded and re-sends a failed write
 with the same ``Idempotency-Key``. It never polls: :class:`~splice.run.runner.Runner` adds that.
+
+It only runs events its caller claimed (``splice.store.queue``) and, with a ``lease``, checks
+before each event that the lease is still held. A failed event is classified
+(:mod:`splice.run.retry`): retried later after a back-off, or dead-lettered with the command
+that fixes it. Each connection's client has a circuit breaker (:mod:`splice.http.breaker`)
+whose state is loaded from and saved to the store (:meth:`StepExecutor.save_breakers`).
 """
 
 from __future__ import annotations
@@ -17,20 +23,37 @@ from typing import Any
 import httpx
 
 from ..connections.client import connection_client, public_fields
-from ..errors import ConfigError, SpliceError, TemplateError, ValidationFailed
+from ..errors import (
+    CircuitOpen,
+    ConfigError,
+    LeaseLost,
+    OutcomeUnknown,
+    SpliceError,
+    StorageError,
+    TemplateError,
+    ValidationFailed,
+)
+from ..http.breaker import CircuitBreaker
 from ..http.client import ApiClient, Attempt
 from ..http.ratelimit import BudgetExhausted
 from ..http.request import PreparedCall, prepare_call
 from ..mapping.templates import TemplateEngine
 from ..model.manifest import MISSING, Connector, Operation
 from ..secrets import redact_headers
+from ..store.breakers import load_breaker, save_breaker
 from ..store.database import Store
 from ..store.journal import COMMIT_EVERY, Journal
+from ..store.leases import Lease
 from ..store.ledger import PendingEvent
-from .plan import Plan, StepPlan
+from .plan import Plan, StepPlan, split_label
 from .report import RunReport
+from .retry import classify, next_attempt_at
 
-log = logging.getLogger("splice.engine")
+#: errors that stop the run without failing the event: nothing more is sent
+STOPS = (BudgetExhausted, CircuitOpen, StorageError, LeaseLost)
+_IN_FLIGHT = "\x00in_flight"  # context flag: this step's request was sent by a dead run
+
+log = logging.getLogger("splice.run")
 KEY_SEP = "\x1f"
 
 
@@ -74,6 +97,8 @@ class StepExecutor:
         self._connections: dict[str, Any] = {}
         self._public: dict[tuple[str | None, str], dict[str, Any]] = {}
         self._recipe_context: dict[str, Any] | None = None
+        self._breakers: dict[str, CircuitBreaker] = {}
+        self.lease: Lease | None = None  # checked before each event when set
 
     # -- connections ------------------------------------------------------------------------
     def connection(self, name: str | None, connector: Connector) -> Any:
@@ -94,10 +119,30 @@ class StepExecutor:
             self._public[key] = public_fields(connector, self.connection(name, connector), name)
         return self._public[key]
 
+    def breaker(self, name: str | None, connector: Connector) -> CircuitBreaker:
+        """The circuit breaker of a connection, as the last run left it."""
+        key = name or f"connector:{connector.id}"
+        if key not in self._breakers:
+            saved = load_breaker(self.store, key)
+            threshold = self.plan.recipe.retry.breaker
+            self._breakers[key] = CircuitBreaker(key, threshold) if saved is None else \
+                CircuitBreaker(key, threshold, state=saved.state, failures=saved.failures,
+                               opened_at=saved.opened_at, last_error=saved.last_error)
+        return self._breakers[key]
+
+    def save_breakers(self) -> list[CircuitBreaker]:
+        """Remember every breaker this executor used; returns the ones left open."""
+        for breaker in self._breakers.values():
+            save_breaker(self.store, breaker.name, state="open" if breaker.is_open else
+                         "closed", failures=breaker.failures, opened_at=breaker.opened_at,
+                         last_error=breaker.last_error)
+        return [b for b in self._breakers.values() if b.is_open]
+
     def client(self, name: str | None, connector: Connector) -> ApiClient:
         key = f"{name}\x00{connector.id}"
         if key not in self._clients:
-            kwargs: dict[str, Any] = {"transport": self.transport, "on_request": self._trace}
+            kwargs: dict[str, Any] = {"transport": self.transport, "on_request": self._trace,
+                                      "breaker": self.breaker(name, connector)}
             if self.sleep is not None:
                 kwargs["sleep"] = self.sleep
             self._clients[key] = connection_client(connector, self.connection(name, connector),
@@ -112,6 +157,15 @@ class StepExecutor:
     @property
     def requests_made(self) -> int:
         return sum(c.requests_made for c in self._clients.values())
+
+    def rate_budgets(self) -> dict[str, int]:
+        """connection -> requests left in its API's window, as the API last said."""
+        out: dict[str, int] = {}
+        for key, client in self._clients.items():
+            left = client.limiter.remaining() if client.limiter is not None else None
+            if left is not None:
+                out[key.split("\x00", 1)[0]] = left
+        return out
 
     def _trace(self, request: httpx.Request, response: httpx.Response | None,
                attempt: Attempt) -> None:
@@ -143,7 +197,7 @@ class StepExecutor:
         Problems name the recipe's file:line:column.
         """
         merged = render_defaults(self.template_engine(), op.defaults, context, defaults)
-        merged.update(mapping(context) or {})
+        merged.update(self.located(mapping, context, base) or {})
         errors = op.input_checker.errors(merged)
         if errors:
             doc = self.plan.recipe.doc
@@ -151,6 +205,16 @@ class StepExecutor:
             raise ValidationFailed(f"{op.ref} input is not valid (nothing was sent):\n  " +
                                    "\n  ".join(parts))
         return merged
+
+    def located(self, template: Any, context: dict[str, Any], base: tuple[str | int, ...]
+                ) -> Any:
+        """``template(context)``; a failure is reported at the recipe's file:line:column."""
+        try:
+            return template(context)
+        except TemplateError as exc:
+            path, message = split_label(exc.message, base)
+            problem = self.plan.recipe.doc.problem(path, message)
+            raise type(exc)(str(problem), hint=exc.hint) from None
 
     def prepare(self, op: Operation, connector: Connector, connection: str | None,
                 payload: dict[str, Any], idem: str | None = None) -> PreparedCall:
@@ -165,15 +229,7 @@ class StepExecutor:
         if not op.headers and not isinstance(op.query, dict) and op.body is MISSING:
             return {}
         ctx = {"input": payload, "connection": self.public_connection(connection, connector)}
-        out: dict[str, Any] = {}
-        if op.headers:
-            out["rendered_headers"] = {k: str(v) for k, v in
-                                       self._op_template(op, "headers", op.headers)(ctx).items()}
-        if isinstance(op.query, dict):
-            out["rendered_query"] = self._op_template(op, "query", op.query)(ctx)
-        if op.body is not MISSING:
-            out["rendered_body"] = self._op_template(op, "body", op.body)(ctx)
-        return out
+        return rendered_parts(op, ctx, lambda part, value: self._op_template(op, part, value))
 
     def _op_template(self, op: Operation, part: str, value: Any) -> Any:
         """An operation's header/query/body template, compiled once per runner."""
@@ -190,45 +246,72 @@ class StepExecutor:
 
     # -- steps ------------------------------------------------------------------------------
     def process_event(self, event: PendingEvent, report: RunReport) -> bool:
-        """Run every step for one event. A new event (no id yet) has no step results, so the
-        ledger is only consulted for stored ones (resumed or retried)."""
+        """Run every step for one claimed event. A new event has no step results, so the
+        ledger is only consulted for stored ones (resumed or retried).
+
+        A failure is classified: retried by a later run (``next_attempt_at``), or dead at
+        once or after the recipe's last attempt. An error that concerns every event (refused
+        credentials, a missing connection) is raised after the event is recorded, and so are
+        the ones that leave it pending (budget, open circuit, storage, lost lease)."""
         journal = self._journal
         assert journal is not None
+        if self.lease is not None:
+            self.lease.check()  # never a side effect after another process took over
+        if event.id is not None and not event.fresh:  # resumed or retried: its keys so far
+            for key, place in self.store.event_idempotency_keys(event.id).items():
+                event.keys.setdefault(key, place)
         ctx: dict[str, Any] = {**self.base_context(), "trigger": event.payload, "steps": {}}
         try:
             for step in self.plan.steps:
                 ctx["steps"][step.spec.id or f"_{step.index}"] = self._run_step(
                     step, event, ctx)
-        except BudgetExhausted:
-            raise  # nothing was sent: the event stays pending and the next run resumes it
+        except STOPS:
+            raise  # nothing more was sent: the event stays pending and the next run resumes it
         except SpliceError as exc:
-            journal.finish(event, "failed", error=str(exc))
-            report.errors.append(f"event {event.key}: {exc}")
+            self._failed(event, exc, report)
             return False
         journal.finish(event, "succeeded")
         return True
+
+    def _failed(self, event: PendingEvent, exc: SpliceError, report: RunReport) -> None:
+        """Record a failed attempt: retry later, or dead-letter with the fixing command."""
+        assert self._journal is not None
+        policy = self.plan.recipe.retry
+        verdict = classify(exc, recipe_path=self.plan.recipe.path, event_id=event.id)
+        attempt = event.prior_attempts + 1
+        message = str(exc)
+        if verdict.retryable and attempt < policy.attempts:
+            when = next_attempt_at(policy, attempt, _now())
+            self._journal.finish(event, "failed", error=message,
+                                 error_class=verdict.error_class, next_attempt_at=when)
+            report.errors.append(f"event {event.key}: {message}")
+            report.scheduled += 1
+        else:
+            if verdict.fix:
+                message += f"\n  fix: {verdict.fix}"
+            self._journal.finish(event, "dead", error=message, error_class=verdict.error_class)
+            report.errors.append(f"event {event.key} (dead letter {event.id}): {message}")
+            report.dead += 1
+        if verdict.stops_run:
+            report.events_failed += 1
+            raise exc
 
     def _run_step(self, step: StepPlan, event: PendingEvent, ctx: dict[str, Any]) -> Any:
         journal = self._journal
         assert journal is not None
         ctx = {**ctx, "connection": self.public_connection(step.connection, step.connector)}
-        if step.when is not None and not step.when(ctx):
+        base = ("steps", step.index)
+        if step.when is not None and not self.located(step.when, ctx, (*base, "when")):
             journal.step(event, step.index, step_id=step.spec.id, status="skipped", attempts=0)
             return None
         items: list[Any] = [None]
         if step.for_each is not None:
-            value = step.for_each(ctx)
-            if value is None:
-                value = []
-            if not isinstance(value, list):
-                raise ValidationFailed(f"{step.spec.label}.for_each must give a list, got "
-                                       f"{type(value).__name__}")
-            items = value
+            items = for_each_items(step, self.located(step.for_each, ctx, (*base, "for_each")))
         outputs: list[Any] = [None] * len(items)
         todo: list[tuple[int, int, dict[str, Any]]] = []
         for i, item in enumerate(items):
             item_index = i if step.for_each is not None else -1
-            done = None if event.id is None else \
+            done = None if event.id is None or event.fresh else \
                 self.store.get_step_result(event.id, step.index, item_index)
             if done is not None and done.status == "succeeded":
                 outputs[i] = done.output
@@ -236,6 +319,9 @@ class StepExecutor:
             item_ctx = ctx
             if step.for_each is not None:
                 item_ctx = {**ctx, "item": item, "loop": loop_vars(i, len(items))}
+            if done is None and not event.fresh and \
+                    self._sent_key(event, step.index, item_index) is not None:
+                item_ctx = {**item_ctx, _IN_FLIGHT: True}  # sent before, never answered
             todo.append((i, item_index, item_ctx))
         workers = min(step.spec.concurrency, len(todo))
         if workers <= 1:
@@ -271,8 +357,8 @@ class StepExecutor:
         """Render, validate, reserve the idempotency key, send, record."""
         journal, op = self._journal, step.operation
         assert journal is not None
-        idem = idempotency_key(self.plan.recipe.name, self.plan.trigger.ref, event.key,
-                               step.index, item_index)
+        idem = self._sent_key(event, step.index, item_index) or idempotency_key(
+            self.plan.recipe.id, self.plan.trigger.ref, event.key, step.index, item_index)
         request: dict[str, Any] | None = None
         attempts: list[Attempt] = []
         try:
@@ -282,7 +368,13 @@ class StepExecutor:
             request = call.describe()
             request["headers"] = call.headers  # redacted when recorded
             client = self.client(step.connection, step.connector)
-            journal.reserve(event, idem, step.index, item_index)
+            unsafe = op.writes and not client.retries_writes(op, call)
+            if ctx.get(_IN_FLIGHT) and unsafe:
+                raise OutcomeUnknown(
+                    f"{op.ref}: an earlier run died while this request was in flight, and the "
+                    "API takes no idempotency key for it, so it may have been applied; it is "
+                    "not sent again by itself")
+            journal.reserve(event, idem, step.index, item_index, durable=unsafe)
             output = self.send(client, op, call, attempts)
         except BudgetExhausted:
             raise
@@ -299,6 +391,15 @@ class StepExecutor:
                      status="succeeded", idempotency_key=idem, request=request, output=output,
                      attempts=len(attempts))
         return output
+
+    @staticmethod
+    def _sent_key(event: PendingEvent, step_index: int, item_index: int) -> str | None:
+        """The idempotency key an earlier attempt of this step used (kept across upgrades
+        that changed how keys are made)."""
+        for key, (step, item, _status) in event.keys.items():
+            if step == step_index and item == item_index:
+                return key
+        return None
 
     def send(self, client: ApiClient, op: Operation, call: PreparedCall,
               attempts: list[Attempt]) -> Any:
@@ -317,20 +418,52 @@ class StepExecutor:
         return body
 
 
-def render_defaults(engine: Any, defaults: dict[str, Any], context: dict[str, Any],
+def for_each_items(step: StepPlan, value: Any) -> list[Any]:
+    """The list a ``for_each`` gave, refused (failing the event before anything is sent) when
+    it is not a list or longer than the step's ``max_items`` (default 10,000)."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise ValidationFailed(f"{step.spec.label}.for_each must give a list, got "
+                               f"{type(value).__name__}")
+    if len(value) > step.spec.max_items:
+        raise ValidationFailed(f"{step.spec.label}.for_each gave {len(value):,} items, more "
+                               f"than the step's max_items ({step.spec.max_items:,}); nothing "
+                               "was sent for this event",
+                               hint="raise `max_items` on the step if the list is meant to be "
+                                    "that long")
+    return value
+
+
+def rendered_parts(op: Operation, ctx: dict[str, Any],
+                   compile_part: Callable[[str, Any], Any]) -> dict[str, Any]:
+    """The keyword arguments of ``prepare_call`` for an operation's header, query and body
+    templates, rendered with ``ctx`` (``input`` and ``connection``)."""
+    out: dict[str, Any] = {}
+    if op.headers:
+        out["rendered_headers"] = {k: str(v) for k, v in
+                                   compile_part("headers", op.headers)(ctx).items()}
+    if isinstance(op.query, dict):
+        out["rendered_query"] = compile_part("query", op.query)(ctx)
+    if op.body is not MISSING:
+        out["rendered_body"] = compile_part("body", op.body)(ctx)
+    return out
+
+
+def render_defaults(template_engine: Any, defaults: dict[str, Any], context: dict[str, Any],
                     compiled: Any = None) -> dict[str, Any]:
     """Operation/trigger defaults rendered for ``context``. A default that reads something
     the context lacks (``connection.locationId`` on an agency token) is left out."""
     if not defaults:
         return {}
     try:
-        whole = compiled or engine.compile_mapping(defaults, where="defaults")
+        whole = compiled or template_engine.compile_mapping(defaults, where="defaults")
         return dict(whole(context) or {})
     except TemplateError:
         out: dict[str, Any] = {}
         for key, value in defaults.items():
             try:
-                out.update(engine.compile_mapping({key: value}, where="defaults")(context))
+                out.update(template_engine.compile_mapping({key: value}, where="defaults")(context))
             except TemplateError:
                 continue
         return out

@@ -32,7 +32,10 @@ class TrialReport:
 def sample_event(runner: Runner) -> Any:
     plan = runner.plan
     if plan.trigger.sample is not MISSING:
-        return plan.trigger.sample
+        record = plan.trigger.sample
+        for part in plan.trigger.record_path:  # a webhook's sample is the delivered event
+            record = record.get(part) if isinstance(record, dict) else None
+        return record
     op = plan.operation
     if op is not None and op.sample is not MISSING:
         records = extract_records(op, op.sample)

@@ -4,7 +4,8 @@ A connector's sandbox is a Starlette app built by a factory (``create_app(config
 manifest; :func:`serve` runs it with uvicorn on a free loopback port in a thread, and
 :class:`OAuthServer` gives it an OAuth 2.0 server (authorization code + PKCE, rotating refresh
 tokens, expiry, revocation) with :class:`AuthFailure`/:class:`OAuthFailure` mapped to the
-provider's error shapes. ``splice sandbox CONNECTOR`` and ``splice demo`` start them.
+provider's error shapes, and :class:`WebhookSender` delivers signed webhooks with retries.
+``splice sandbox CONNECTOR`` and ``splice demo`` start them.
 
 This is the public home of the kit; ``splice.sandboxes`` and ``splice.sandbox_oauth`` are the
 old module paths, kept for one release.
@@ -20,8 +21,10 @@ from .oauth_server import (
     redirect_uri_matches,
 )
 from .server import HOST, SandboxConfig, free_port, load_factory, serve
+from .webhooks import DEFAULT_SCHEDULE, WebhookSender
 
 __all__ = [
+    "DEFAULT_SCHEDULE",
     "HOST",
     "AuthFailure",
     "OAuthClient",
@@ -29,6 +32,7 @@ __all__ = [
     "OAuthServer",
     "SandboxConfig",
     "TokenInfo",
+    "WebhookSender",
     "free_port",
     "load_factory",
     "pkce_challenge",

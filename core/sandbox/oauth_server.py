@@ -2,7 +2,9 @@
 
 Both sandboxes (Invoice2go, HighLevel) use it for the authorization-code grant with optional
 PKCE (S256 only), refresh tokens that rotate on every use, RFC 7009 revocation and bearer
-checks on resource routes. It knows nothing about HTTP frameworks: routes hand it the query or
+checks on resource routes. The client-credentials grant (RFC 6749 §4.4) issues an access
+token alone (no refresh token) to an authenticated client, for machine-to-machine APIs.
+It knows nothing about HTTP frameworks: routes hand it the query or
 form fields and the ``Authorization`` header, and turn :class:`OAuthFailure` /
 :class:`AuthFailure` into responses.
 
@@ -47,6 +49,7 @@ class OAuthClient:
     client_secret: str
     redirect_uris: list[str]
     allowed_scopes: set[str]
+    subject: dict[str, Any] = field(default_factory=dict)  # client credentials: who it is
 
 
 @dataclass
@@ -192,6 +195,7 @@ class OAuthServer:
         self._rng = rng
         self._lock = threading.RLock()
         self._state = _State()
+        self.issued_client_tokens = 0  # client-credentials tokens issued (tests count them)
 
     # -- authorization endpoint -------------------------------------------------------------
 
@@ -292,8 +296,11 @@ class OAuthServer:
                 return self._code_grant(client, form)
             if grant_type == "refresh_token":
                 return self._refresh_grant(client, form)
+            if grant_type == "client_credentials":
+                return self._client_credentials_grant(client, form)
         raise OAuthFailure(400, "unsupported_grant_type",
-                           "grant_type must be authorization_code or refresh_token.")
+                           "grant_type must be authorization_code, refresh_token or "
+                           "client_credentials.")
 
     def _code_grant(self, client: OAuthClient, form: Mapping[str, str]) -> dict[str, Any]:
         code = form.get("code")
@@ -344,6 +351,22 @@ class OAuthServer:
         del self._state.refresh[key]  # rotation: the old refresh token dies now
         return self._issue(client.client_id, requested, entry.scopes, entry.subject,
                            entry.grant_id)
+
+    def _client_credentials_grant(self, client: OAuthClient, form: Mapping[str, str]
+                                  ) -> dict[str, Any]:
+        """RFC 6749 §4.4: the client acts for itself; no refresh token is issued."""
+        requested = _scopes(form.get("scope")) or set(client.allowed_scopes)
+        unknown = requested - client.allowed_scopes
+        if unknown:
+            raise OAuthFailure(400, "invalid_scope",
+                               f"Scope not allowed for this client: {_scope_str(unknown)}.")
+        access = self._new_token("at")
+        self._state.access[_digest(access)] = _Token(
+            client.client_id, set(requested), dict(client.subject),
+            self.clock() + self.access_ttl, self._new_token("grant"))
+        self.issued_client_tokens += 1
+        return {**client.subject, "access_token": access, "token_type": "Bearer",
+                "expires_in": self.access_ttl, "scope": _scope_str(requested)}
 
     def _issue(self, client_id: str, access_scopes: set[str], grant_scopes: set[str],
                subject: dict[str, Any], grant_id: str) -> dict[str, Any]:

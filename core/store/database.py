@@ -2,9 +2,15 @@
 
 ``Store.open()`` uses ``SPLICE_DATABASE_URL`` or ``sqlite:///<home>/splice.db``. SQLite runs
 in WAL mode (``synchronous=NORMAL``: an application crash loses nothing, a power cut may lose
-the last commits), with a 30 s busy timeout, foreign keys on, and every write transaction
+the last commits; token writes commit with ``synchronous=FULL``, fsync'd before they
+return, because a provider that rotated a refresh token already forgot the old one), with a
+30 s busy timeout (``SPLICE_DB_TIMEOUT``), foreign keys on, and every write transaction
 opened with ``BEGIN IMMEDIATE`` so concurrent processes queue instead of failing. The same
 code runs on PostgreSQL (install a driver such as ``psycopg``).
+
+A disk that is full, a read-only home, a lock held past the timeout or a corrupt file raise
+one :class:`~splice.errors.StorageError` line (:mod:`splice.store.faults`), never a driver
+traceback.
 
 Secrets live only in ``connections.secret``, Fernet-encrypted by ``SecretBox``; ``config``
 holds non-secret fields (scopes, token fields, expiry, status) and refuses secret-looking keys.
@@ -29,26 +35,29 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import StaticPool
 
-from ..errors import ConfigError
+from ..errors import ConfigError, StorageError
 from ..secrets import REDACTOR, SecretBox, home
-from ..sqlite import enable_wal
+from .engine import create_engine, set_synchronous
+from .faults import busy_timeout, describe_location, storage_error
 from .ledger import DeadLetter, EventRecord, LedgerMixin, RunRecord, StepResult
 from .migrations import migrate
+from .queue import QueueMixin
 from .seen import SeenKeysMixin
 from .tables import (
     connections,
     dialect_insert,
-    json_dumps,
     now,
     prebuilt,
     schema_version,
     seen,
     seen_scope,
     trigger_state,
+)
+from .tables import (
+    events as events_table,
 )
 
 __all__ = [
@@ -61,7 +70,6 @@ __all__ = [
 ]
 
 URL_ENV = "SPLICE_DATABASE_URL"
-BUSY_TIMEOUT_S = 30
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,99}$")
 _SECRET_CONFIG_KEYS = frozenset({
     "access_token", "refresh_token", "id_token", "token", "client_secret", "api_key",
@@ -135,56 +143,15 @@ def _merge(base: Mapping[str, Any] | None, updates: Mapping[str, Any] | None) ->
     return merged
 
 
-# --------------------------------------------------------------------------- engine
+def _folder(url: sa.URL) -> Path | None:
+    """The directory of a SQLite database file."""
+    database = url.database or ""
+    if url.get_backend_name() != "sqlite" or database in ("", ":memory:"):
+        return None
+    return Path(database).expanduser().parent
 
 
-def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:
-    dbapi_conn.isolation_level = None  # SQLAlchemy's "begin" event issues BEGIN itself
-    cursor = dbapi_conn.cursor()
-    try:
-        cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_S * 1000}")
-        cursor.execute("PRAGMA foreign_keys = ON")
-        enable_wal(cursor)
-        cursor.execute("PRAGMA synchronous = NORMAL")
-    finally:
-        cursor.close()
-
-
-def _sqlite_on_begin(conn: Connection) -> None:
-    write = conn.get_execution_options().get("splice_write", False)
-    conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
-
-
-def _create_engine(url: str) -> Engine:
-    parsed = sa.make_url(url)
-    backend = parsed.get_backend_name()
-    common: dict[str, Any] = {"json_serializer": json_dumps}
-    if backend == "sqlite":
-        database = parsed.database or ""
-        if database in ("", ":memory:") or parsed.query.get("mode") == "memory":
-            engine = sa.create_engine(parsed, poolclass=StaticPool,
-                                      connect_args={"check_same_thread": False}, **common)
-        else:
-            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-            engine = sa.create_engine(parsed, connect_args={"timeout": BUSY_TIMEOUT_S}, **common)
-        event.listen(engine, "connect", _sqlite_on_connect)
-        event.listen(engine, "begin", _sqlite_on_begin)
-        return engine
-    if backend == "postgresql":
-        try:
-            engine = sa.create_engine(parsed, pool_pre_ping=True, **common)
-        except ModuleNotFoundError as exc:
-            raise ConfigError(f"no PostgreSQL driver installed ({exc.name})",
-                              hint="pip install 'psycopg[binary]'") from None
-        return engine
-    raise ConfigError(f"unsupported database {backend!r} in {parsed.render_as_string()}",
-                      hint="use a sqlite:/// or postgresql:// URL")
-
-
-# --------------------------------------------------------------------------- store
-
-
-class Store(SeenKeysMixin, LedgerMixin):
+class Store(SeenKeysMixin, QueueMixin, LedgerMixin):
     """splice's state: connections, trigger state and the run ledger, in short transactions."""
 
     def __init__(self, engine: Engine, *, box: SecretBox | None = None) -> None:
@@ -198,17 +165,29 @@ class Store(SeenKeysMixin, LedgerMixin):
     def open(cls, url: str | None = None, *, box: SecretBox | None = None) -> Store:
         """Open (creating and migrating if needed) the store at ``url``."""
         url = url or os.environ.get(URL_ENV) or f"sqlite:///{home() / 'splice.db'}"
-        engine = _create_engine(url)
+        engine = create_engine(url)
         try:
             migrate(engine)
-        except sa.exc.OperationalError as exc:
+        except (sa.exc.DBAPIError, OSError) as exc:
             engine.dispose()
-            where = engine.url.render_as_string(hide_password=True)
-            raise ConfigError(f"cannot open the state database {where}: {exc.orig}") from None
+            fault = storage_error(exc, describe_location(engine.url), _folder(engine.url))
+            if fault is None:
+                raise
+            raise fault from None
         except BaseException:
             engine.dispose()
             raise
         return cls(engine, box=box)
+
+    @property
+    def location(self) -> str:
+        """Where the state is, as errors name it: ``$SPLICE_HOME/splice.db (...)`` or the
+        database URL without its password."""
+        return describe_location(self.engine.url)
+
+    def fault(self, exc: BaseException, where: str | None = None) -> StorageError | None:
+        """The :class:`StorageError` for a storage failure of this store, or None."""
+        return storage_error(exc, where or self.location, _folder(self.engine.url))
 
     def close(self) -> None:
         """Release pooled database connections."""
@@ -246,16 +225,30 @@ class Store(SeenKeysMixin, LedgerMixin):
         return getattr(self._local, "conn", None)
 
     @contextmanager
-    def _tx(self, write: bool) -> Iterator[Connection]:
+    def _tx(self, write: bool, durable: bool = False) -> Iterator[Connection]:
         ambient = self._ambient()
         if ambient is not None:  # inside locked_refresh on this thread: join its transaction
             yield ambient
             return
-        with self.engine.connect() as conn:
-            if write:
-                conn.execution_options(splice_write=True)
-            with conn.begin():
-                yield conn
+        try:
+            with self.engine.connect() as conn:
+                if write:
+                    conn.execution_options(splice_write=True)
+                if durable:
+                    set_synchronous(conn, "FULL")
+                try:
+                    with conn.begin():
+                        if durable and conn.dialect.name == "postgresql":
+                            conn.exec_driver_sql("SET LOCAL synchronous_commit = on")
+                        yield conn
+                finally:
+                    if durable:
+                        set_synchronous(conn, "NORMAL")
+        except sa.exc.DBAPIError as exc:
+            fault = self.fault(exc)
+            if fault is None:
+                raise
+            raise fault from None
 
     @contextmanager
     def batch(self) -> Iterator[None]:
@@ -267,14 +260,20 @@ class Store(SeenKeysMixin, LedgerMixin):
         if self._ambient() is not None:
             yield
             return
-        with self.engine.connect() as conn:
-            conn.execution_options(splice_write=True)
-            with conn.begin():
-                self._local.conn = conn
-                try:
-                    yield
-                finally:
-                    self._local.conn = None
+        try:
+            with self.engine.connect() as conn:
+                conn.execution_options(splice_write=True)
+                with conn.begin():
+                    self._local.conn = conn
+                    try:
+                        yield
+                    finally:
+                        self._local.conn = None
+        except sa.exc.DBAPIError as exc:
+            fault = self.fault(exc)
+            if fault is None:
+                raise
+            raise fault from None
 
     def _read(self) -> Any:
         return self._tx(write=False)
@@ -296,7 +295,10 @@ class Store(SeenKeysMixin, LedgerMixin):
         else:
             digest = hashlib.sha256(url.render_as_string(hide_password=True).encode())
             path = home() / "runlog" / digest.hexdigest()[:16]
-        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as exc:
+            raise self.fault(exc, describe_location(path=path)) or exc from None
         return path
 
     def _write(self) -> Any:
@@ -325,7 +327,7 @@ class Store(SeenKeysMixin, LedgerMixin):
         stamp = now()
         values = {"connector": connector, "auth_type": auth_type, "base_url": base_url,
                   "config": dict(config or {}), "secret": ciphertext, "updated_at": stamp}
-        with self._write() as conn:
+        with self._tx(write=True, durable=secret is not None) as conn:
             conn.execute(dialect_insert(conn, connections).values(
                 name=name, version=1, created_at=stamp, **values,
             ).on_conflict_do_update(index_elements=["name"], set_={
@@ -372,7 +374,7 @@ class Store(SeenKeysMixin, LedgerMixin):
         _register_secrets(dict(secret or {}))
         box = self.secret_box()
         for _ in range(5):
-            with self._write() as conn:
+            with self._tx(write=True, durable=secret is not None) as conn:
                 row = conn.execute(sa.select(connections.c.config, connections.c.secret,
                                              connections.c.version)
                                    .where(connections.c.name == name)).first()
@@ -405,33 +407,48 @@ class Store(SeenKeysMixin, LedgerMixin):
         (``SELECT ... FOR UPDATE``). Store calls made inside the block on this thread join the
         locked transaction, which is committed when the block exits, even on an exception: a
         rotated refresh token must never be lost. Compare the yielded ``version`` with the one
-        you had to see whether a sibling already refreshed. Keep the block short: on SQLite
-        other writers wait (up to 30 s) until it ends, and that includes another ``Store``
+        you had to see whether a sibling already refreshed. The commit is durable (SQLite
+        ``synchronous=FULL``, PostgreSQL ``synchronous_commit=on``). Keep the block short: on
+        SQLite other writers wait (up to 30 s) until it ends, and that includes another ``Store``
         in this process, so write through this one inside the block.
         """
         if self._ambient() is not None:
             raise RuntimeError("locked_refresh cannot be nested")
-        with self.engine.connect() as conn:
-            conn.execution_options(splice_write=True)
-            tx = conn.begin()
-            if conn.dialect.name == "postgresql":
-                conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{BUSY_TIMEOUT_S}s'")
-            row = conn.execute(sa.select(connections).where(connections.c.name == name)
-                               .with_for_update()).first()
-            if row is None:
-                tx.rollback()
-                raise ConfigError(f"no connection named {name!r}")
-            self._local.conn = conn
-            try:
-                yield self._record(row)
-            finally:
-                self._local.conn = None
+        try:
+            with self.engine.connect() as conn:
+                conn.execution_options(splice_write=True)
+                set_synchronous(conn, "FULL")  # the rotated token is fsync'd before it is used
                 try:
-                    tx.commit()
-                except Exception:
-                    if tx.is_active:
-                        tx.rollback()
-                    raise
+                    yield from self._locked(conn, name)
+                finally:
+                    set_synchronous(conn, "NORMAL")
+        except sa.exc.DBAPIError as exc:
+            fault = self.fault(exc)
+            if fault is None:
+                raise
+            raise fault from None
+
+    def _locked(self, conn: Connection, name: str) -> Iterator[ConnectionRecord]:
+        tx = conn.begin()
+        if conn.dialect.name == "postgresql":
+            conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{int(busy_timeout())}s'")
+            conn.exec_driver_sql("SET LOCAL synchronous_commit = on")
+        row = conn.execute(sa.select(connections).where(connections.c.name == name)
+                           .with_for_update()).first()
+        if row is None:
+            tx.rollback()
+            raise ConfigError(f"no connection named {name!r}")
+        self._local.conn = conn
+        try:
+            yield self._record(row)
+        finally:
+            self._local.conn = None
+            try:
+                tx.commit()
+            except Exception:
+                if tx.is_active:
+                    tx.rollback()
+                raise
 
     # ----------------------------------------------------------------- triggers
 
@@ -495,12 +512,15 @@ class Store(SeenKeysMixin, LedgerMixin):
             self._add_seen(conn, recipe, trigger, seen)
             self._upsert_trigger(conn, recipe, trigger, **values)
 
-    def reset_trigger(self, recipe: str, trigger: str) -> None:
-        """Forget the trigger's cursor, seen keys and initialisation (next poll is a baseline)."""
+    def reset_trigger(self, recipe: str, trigger: str, *, events: bool = False) -> int:
+        """Forget the trigger's cursor, seen keys and initialisation (next poll is a
+        baseline); with ``events`` also its events (their step results, keys and dead
+        letters go with them). Returns how many seen keys were forgotten."""
         with self._write() as conn:
-            conn.execute(seen.delete().where(seen.c.scope == seen_scope(recipe, trigger)))
+            gone = conn.execute(seen.delete().where(seen.c.scope == seen_scope(recipe, trigger)))
             conn.execute(trigger_state.delete().where(trigger_state.c.recipe == recipe,
                                                       trigger_state.c.trigger == trigger))
-
-
-# --------------------------------------------------------------------------- migrations
+            if events:
+                conn.execute(events_table.delete().where(events_table.c.recipe == recipe,
+                                                         events_table.c.trigger == trigger))
+        return max(gone.rowcount, 0)

@@ -20,6 +20,12 @@ is written (both stay in the run log). The runner asks ``in_flight`` before trea
 unseen. The commit's SQLite work releases the GIL and its Python part mostly runs while the
 runner waits on API responses.
 
+A full disk cannot strand a sent request: the log directory keeps a *ballast* file (256 KiB of
+reserved space, made when a run starts: a disk too full for it stops the run before anything
+is sent). When an append finds the disk full, the ballast is deleted, the line written into the
+space it freed, and :class:`~splice.errors.StorageError` stops the run; the next run (with
+space again) recovers the line like any other.
+
 A live run holds an ``flock`` on its lock file. After a crash the next run of the recipe first
 moves the dead run's logged events into the ledger (``recover``), so what the crash repeats is
 what it always was: at most the request in flight, re-sent with the same idempotency key. An
@@ -29,6 +35,7 @@ segment) is written as an update of the same rows.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -36,6 +43,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import datetime
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -47,6 +55,7 @@ except ImportError:  # pragma: no cover - not POSIX: no liveness check, logs of 
 
 from ..secrets import REDACTOR
 from .database import Store
+from .faults import describe_location
 from .ledger import MISSING_CHECKPOINT, PendingEvent, redact_step
 from .tables import NO_ITEM, json_dumps
 
@@ -56,6 +65,7 @@ _TEXTS = frozenset({"request", "output", "request_json", "output_json"})
 COMMIT_EVERY = 100  # events per group commit (a page of 100 records is one group)
 MAX_DELAY = 1.0     # seconds an event may wait for its group commit
 IN_FLIGHT = 2       # groups being committed at once (a commit ending a page waits for none)
+BALLAST = 256 * 1024  # bytes kept free in the log directory for the last lines of a run
 
 
 class Journal:
@@ -96,16 +106,27 @@ class Journal:
             self._touch(event)
         return event
 
-    def stored_event(self, event_id: int, key: str, payload: Any) -> PendingEvent:
-        """An event the ledger already holds (resumed or retried)."""
-        return PendingEvent(key, payload, self.run_id, id=event_id, changed=False)
+    def stored_event(self, event_id: int, key: str, payload: Any,
+                     prior_attempts: int = 0) -> PendingEvent:
+        """An event the ledger already holds (resumed or retried) that this run claimed."""
+        return PendingEvent(key, payload, self.run_id, id=event_id, changed=False,
+                            prior_attempts=prior_attempts)
+
+    def claimed_event(self, event_id: int, key: str, payload: Any) -> PendingEvent:
+        """A new event this run just claimed (``Store.claim_new_events``): it has a row but
+        no step results yet."""
+        return PendingEvent(key, payload, self.run_id, id=event_id, changed=False, fresh=True)
 
     def reserve(self, event: PendingEvent, key: str, step_index: int,
-                item_index: int = NO_ITEM) -> None:
+                item_index: int = NO_ITEM, *, durable: bool = False) -> None:
         """``key`` is about to be sent. The event's earlier results are logged first, so a
-        crash during this request never repeats a step that already succeeded."""
+        crash during this request never repeats a step that already succeeded. ``durable``
+        logs the reservation itself too (a write the API cannot deduplicate: after a crash
+        the next run must know it may have been applied)."""
         with self._lock:
             event.keys.setdefault(key, (step_index, item_index, "reserved"))
+            if durable:
+                event.unlogged.add(key)
             self._touch(event)
             if event.unlogged:
                 self._log(event)
@@ -123,10 +144,13 @@ class Journal:
                 event.unlogged.add(done_key)
             self._touch(event)
 
-    def finish(self, event: PendingEvent, status: str, error: str | None = None) -> None:
-        """The event's outcome (``succeeded`` or ``failed``, one attempt), logged durably."""
+    def finish(self, event: PendingEvent, status: str, error: str | None = None, *,
+               error_class: str | None = None, next_attempt_at: datetime | None = None) -> None:
+        """The event's outcome (``succeeded``, ``failed`` with when it is retried, or ``dead``;
+        one attempt), logged durably."""
         with self._lock:
             event.status, event.error = status, error
+            event.error_class, event.next_attempt_at = error_class, next_attempt_at
             event.attempts += 1
             event.changed = True
             self._touch(event)
@@ -205,9 +229,49 @@ class Journal:
         if error is not None:
             raise error
 
+    def _ballast(self) -> Path:
+        return self._log_dir / "ballast"
+
+    def reserve_space(self) -> None:
+        """Make sure the ballast exists (a StorageError when the disk cannot hold it)."""
+        path = self._ballast()
+        try:
+            if path.exists() and path.stat().st_size >= BALLAST:
+                return
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+            try:
+                os.write(fd, b"\0" * BALLAST)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            path.unlink(missing_ok=True)
+            raise self._fault(exc) from None
+
+    def _fault(self, exc: OSError) -> Exception:
+        return self.store.fault(exc, describe_location(path=self._log_dir)) or exc
+
+    def _append(self, data: bytes) -> None:
+        """Append to the current segment; a full disk uses the ballast, then stops the run."""
+        assert self._log_fd is not None
+        try:
+            os.write(self._log_fd, data)
+            return
+        except OSError as exc:
+            fault = self._fault(exc)
+            if getattr(exc, "errno", None) not in (errno.ENOSPC, errno.EDQUOT):
+                raise fault from None
+        self._ballast().unlink(missing_ok=True)  # its space is for exactly this line
+        try:
+            os.write(self._log_fd, data)
+        except OSError as exc:
+            raise self._fault(exc) from None
+        raise fault from None  # logged: stop before anything else is sent
+
     def recover(self) -> int:
         """Move what dead runs of this trigger logged but never committed into the ledger;
-        returns how many events that was."""
+        returns how many events that was. Reserves the log's ballast first."""
+        self.reserve_space()
         found: dict[str, PendingEvent] = {}
         dead: list[tuple[list[Path], Path, int | None]] = []
         directory = self._log_dir
@@ -256,6 +320,16 @@ class Journal:
                     os.close(self._lock_fd)
                     self._lock_fd = None
 
+    def close_quietly(self) -> None:
+        """:meth:`close` after a storage fault: errors are ignored, the log files stay."""
+        with self._lock:
+            self._pending = []  # their errors were reported; their log segments stay
+            self._in_flight = frozenset()
+            try:
+                self.close()
+            except Exception:  # noqa: BLE001 - the fault was reported already
+                pass
+
     def _lock_path(self) -> Path:
         return self._log_dir / f"{self._prefix}.{self.run_id}.lock"
 
@@ -285,7 +359,8 @@ class Journal:
         done = [u for u in event.unlogged if isinstance(u, tuple)]
         small = {"key": event.key, "id": event.id, "status": event.status,
                  "error": REDACTOR.redact(event.error) if event.error else None,
-                 "attempts": event.attempts,
+                 "attempts": event.attempts, "class": event.error_class,
+                 "next": event.next_attempt_at,
                  "keys": [[k, *event.keys[k]] for k in event.unlogged if isinstance(k, str)],
                  "meta": [[s, i, {k: v for k, v in event.steps[(s, i)].items()
                                   if k not in _TEXTS}] for s, i in done]}
@@ -299,14 +374,17 @@ class Journal:
         parts.append(',"texts":[' + ",".join(texts) + "]}\n")
         line = "".join(parts)
         if self._log_fd is None:
-            if self._lock_fd is None:  # first: the lock file that says this run is alive
-                self._lock_fd = os.open(self._lock_path(), os.O_RDWR | os.O_CREAT, 0o600)
-                if fcntl is not None:
-                    fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
-            self._segment += 1
-            self._log_fd = os.open(self._segment_path(self._segment),
-                                   os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        os.write(self._log_fd, line.encode())
+            try:
+                if self._lock_fd is None:  # first: the lock file that says this run is alive
+                    self._lock_fd = os.open(self._lock_path(), os.O_RDWR | os.O_CREAT, 0o600)
+                    if fcntl is not None:
+                        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+                self._segment += 1
+                self._log_fd = os.open(self._segment_path(self._segment),
+                                       os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            except OSError as exc:
+                raise self._fault(exc) from None
+        self._append(line.encode())
         event.unlogged.clear()
 
     def _touch(self, event: PendingEvent) -> None:
@@ -353,6 +431,9 @@ def _merge(found: dict[str, PendingEvent], entry: dict[str, Any], run_id: str) -
         event.payload = entry.get("payload")
     event.status, event.error = entry["status"], entry.get("error")
     event.attempts = entry.get("attempts", 0)
+    event.error_class = entry.get("class")
+    when = entry.get("next")
+    event.next_attempt_at = datetime.fromisoformat(when) if isinstance(when, str) else None
     for (step_index, item_index, meta), (request, output) in zip(
             entry.get("meta", []), entry.get("texts", []), strict=True):
         event.steps[(step_index, item_index)] = {**meta, "request": request, "output": output}

@@ -1,16 +1,15 @@
-"""The run ledger: runs, events, step results, idempotency keys and dead letters.
+"""The run ledger: runs, events, step results and idempotency keys.
 
-It also holds the SQLAlchemy ``metadata`` and column types the whole state schema shares;
-``splice.state`` adds the connection and trigger tables and mixes ``LedgerMixin`` into ``Store``.
+Delivery model: an event is *claimed* (its row inserted as ``pending`` with the claiming run's
+id, see :mod:`splice.store.queue`) before any step runs; each step's result is saved per
+``(event, step_index, item_index)`` so a retry skips what already succeeded; a write action
+reserves its idempotency key *before* the request and completes it after, so a crash in
+between resends with the same key instead of writing twice.
 
-Delivery model: an event is recorded (status ``pending``) before any step runs; each step's
-result is saved per ``(event, step_index, item_index)`` so a retry skips what already
-succeeded; a write action reserves its idempotency key *before* the request and completes it
-after, so a crash in between resends with the same key instead of writing twice.
-
-Dead letters: an event the engine gives up on (e.g. failed N times) is moved to
-``dead_letters`` with the reason; its status becomes ``dead`` so ``failed_events`` (what
-``splice run --retry`` replays) no longer returns it, until ``requeue_dead_letter``.
+A run records into :mod:`splice.store.journal`, which writes here in groups
+(``write_group``): event statuses (with the retry schedule and error class of failed ones,
+and the dead letters of events given up on), step results and idempotency keys in ONE
+transaction.
 """
 
 from __future__ import annotations
@@ -34,7 +33,6 @@ from .tables import (
     Encoded,
     JSONColumn,
     UTCDateTime,
-    dead_letters,
     dialect_insert,
     events,
     idempotency_keys,
@@ -74,6 +72,8 @@ class EventRecord:
     run_id: str | None
     created_at: datetime
     updated_at: datetime
+    next_attempt_at: datetime | None = None
+    error_class: str | None = None
 
 
 @dataclass(frozen=True)
@@ -148,6 +148,10 @@ class PendingEvent:
     keys: dict[str, tuple[int, int, str]] = field(default_factory=dict)
     unlogged: set[Any] = field(default_factory=set)  # steps and keys not in the run log yet
     payload_json: str | None = None  # the payload's JSON text, once serialized
+    next_attempt_at: datetime | None = None  # failed: when a later run retries it
+    error_class: str | None = None  # failed or dead: see splice.run.retry
+    fresh: bool = False  # claimed new by this run: no step results to look up
+    prior_attempts: int = 0  # attempts the row had when this run claimed it
 
     def written(self) -> None:
         """Its group was committed: nothing is pending any more."""
@@ -167,24 +171,9 @@ class DeadLetter:
     reason: str | None
     attempts: int
     created_at: datetime
-
-
-def _insert_event(conn: Connection, recipe: str, trigger: str, key: str, payload: Any,
-                  run_id: str | None) -> tuple[int, bool]:
-    """(id, created) of the event for ``key``: inserted as pending unless it exists."""
-    stored = storage_key(key)
-    stamp = now()
-    inserted = conn.execute(prebuilt(conn, "insert_event", lambda c: dialect_insert(
-        c, events).on_conflict_do_nothing(index_elements=["recipe", "trigger", "key"])),
-        {"recipe": recipe, "trigger": trigger, "key": stored, "payload": payload,
-         "status": "pending", "attempts": 0, "run_id": run_id, "created_at": stamp,
-         "updated_at": stamp})
-    event_id = int(conn.execute(prebuilt(conn, "event_id", lambda c: sa.select(
-        events.c.id).where(events.c.recipe == sa.bindparam("b_recipe"),
-                           events.c.trigger == sa.bindparam("b_trigger"),
-                           events.c.key == sa.bindparam("b_key"))),
-        {"b_recipe": recipe, "b_trigger": trigger, "b_key": stored}).scalar_one())
-    return event_id, inserted.rowcount == 1
+    error_class: str | None = None
+    key: str | None = None       # the event's key (record id and version)
+    trigger: str | None = None
 
 
 def _upsert_step(conn: Connection) -> Any:
@@ -212,6 +201,8 @@ def _event_status_stmt(conn: Connection) -> Any:
             status=sa.bindparam("b_status"), last_error=sa.bindparam("b_error"),
             updated_at=sa.bindparam("b_now"),
             attempts=events.c.attempts + sa.bindparam("b_inc"),
+            next_attempt_at=sa.bindparam("b_next", type_=UTCDateTime),
+            error_class=sa.bindparam("b_class", type_=sa.String),
             run_id=sa.func.coalesce(sa.bindparam("b_run", type_=sa.String), events.c.run_id)))
 
 
@@ -339,11 +330,16 @@ class LedgerMixin:
                         **values: Any) -> None:
         raise NotImplementedError
 
+    def _write_dead_letters(self, conn: Connection, event_ids: list[int],
+                            stamp: datetime) -> None:
+        raise NotImplementedError
+
     # ----------------------------------------------------------------- runs
 
-    def start_run(self, recipe: str, *, mode: str = "once", recipe_path: str | None = None) -> str:
+    def start_run(self, recipe: str, *, mode: str = "once", recipe_path: str | None = None,
+                  run_id: str | None = None) -> str:
         """Record a new run (status ``running``) and return its id."""
-        run_id = str(uuid.uuid4())
+        run_id = run_id or str(uuid.uuid4())
         with self._write() as conn:
             conn.execute(runs.insert().values(
                 id=run_id, recipe=recipe, recipe_path=recipe_path,
@@ -410,12 +406,25 @@ class LedgerMixin:
             if new:
                 assigned = self._insert_events(conn, recipe, trigger, new, stamp)
             ids = {id(p): assigned.get(id(p), p.id) for p in group}
-            updates = [{"b_id": ids[id(p)], "b_status": p.status,
-                        "b_error": _redact_text(p.error), "b_now": stamp,
-                        "b_inc": p.attempts, "b_run": p.run_id}
-                       for p in group if p.changed and id(p) not in assigned]
-            if updates:
-                conn.execute(_event_status_stmt(conn), updates)
+            changed = [p for p in group if p.changed and id(p) not in assigned]
+            if changed and conn.dialect.name == "sqlite":  # the hot path: driver executemany
+                when = sqlite_time(stamp)
+                conn.exec_driver_sql(
+                    "UPDATE events SET status = ?, last_error = ?, updated_at = ?, "
+                    "attempts = attempts + ?, next_attempt_at = ?, error_class = ?, "
+                    "run_id = coalesce(?, run_id) WHERE id = ?",
+                    [(p.status, _redact_text(p.error), when, p.attempts,
+                      sqlite_time(p.next_attempt_at), p.error_class, p.run_id, ids[id(p)])
+                     for p in changed])
+            elif changed:
+                conn.execute(_event_status_stmt(conn), [
+                    {"b_id": ids[id(p)], "b_status": p.status, "b_error": _redact_text(p.error),
+                     "b_now": stamp, "b_inc": p.attempts, "b_run": p.run_id,
+                     "b_next": p.next_attempt_at, "b_class": p.error_class} for p in changed])
+            dead = [i for p in group if p.changed and p.status == "dead"
+                    and (i := ids[id(p)]) is not None]
+            if dead:
+                self._write_dead_letters(conn, dead, stamp)
             keys = [{"key": key, "event_id": ids[id(p)], "step_index": step, "item_index": item,
                      "status": status, "created_at": stamp,
                      "completed_at": stamp if status == "done" else None}
@@ -441,46 +450,38 @@ class LedgerMixin:
                        new: list[PendingEvent], stamp: datetime) -> dict[int, int]:
         """Insert ``new`` events (with their final status) and their seen keys; returns
         ``{id(pending): event id}``. An event some other process recorded meanwhile keeps its
-        row and gets this run's status as an update."""
+        row and gets this run's status as an update.
+
+        Runs claim their events before sending (``splice.store.queue``), so this only inserts
+        what a journal recorded without a claim (a run log written by an older splice)."""
         by_key = {storage_key(p.key): p for p in new}
-        existing: dict[str, int] = {}
-        stmt = prebuilt(conn, "event_ids", lambda c: sa.select(events.c.key, events.c.id).where(
-            events.c.recipe == sa.bindparam("b_recipe"),
-            events.c.trigger == sa.bindparam("b_trigger"),
-            events.c.key.in_(sa.bindparam("b_keys", expanding=True))))
-        keys = list(by_key)
-        for start in range(0, len(keys), 500):
-            existing.update(conn.execute(stmt, {"b_recipe": recipe, "b_trigger": trigger,
-                                                "b_keys": keys[start:start + 500]}).all())
-        sqlite = conn.dialect.name == "sqlite"
         rows = [{"recipe": recipe, "trigger": trigger, "key": key,
-                 "payload": Encoded(p.payload_json) if sqlite and p.payload_json is not None
-                 else p.payload,
-                 "status": p.status, "attempts": p.attempts,
+                 "payload": p.payload, "status": p.status, "attempts": p.attempts,
                  "last_error": _redact_text(p.error), "run_id": p.run_id,
-                 "created_at": stamp, "updated_at": stamp}
-                for key, p in by_key.items() if key not in existing]
-        assigned: dict[int, int] = {}
-        fresh = [p for key, p in by_key.items() if key not in existing]
-        if rows and sqlite:
-            # Under this write transaction's lock nobody else inserts: number them ourselves
-            # and insert with one driver executemany (no RETURNING round per row).
-            top = conn.exec_driver_sql("SELECT coalesce(max(id), 0) FROM events").scalar_one()
-            for n, row in enumerate(rows, start=1):
-                row["id"] = top + n
-            names = list(rows[0])
-            conn.exec_driver_sql(
-                f"INSERT INTO events ({', '.join(_quoted(n) for n in names)}) "
-                f"VALUES ({', '.join('?' for _ in names)})", _sqlite_rows(events, names, rows))
-            assigned = {id(p): top + n for n, p in enumerate(fresh, start=1)}
-        elif rows:
-            inserted = conn.execute(prebuilt(conn, "insert_events", lambda c: events.insert()
-                                             .returning(events.c.id,
-                                                        sort_by_parameter_order=True)), rows)
-            for p, event_id in zip(fresh, inserted.scalars(), strict=True):
-                assigned[id(p)] = int(event_id)
-        for key, event_id in existing.items():  # rare: treat as a status update
-            by_key[key].id = event_id
+                 "created_at": stamp, "updated_at": stamp,
+                 "next_attempt_at": p.next_attempt_at, "error_class": p.error_class}
+                for key, p in by_key.items()]
+        # ON CONFLICT DO NOTHING: a row another process inserted meanwhile is not an error
+        # (a read-then-insert raised IntegrityError on PostgreSQL).
+        inserted: dict[str, int] = {}
+        stmt = prebuilt(conn, "insert_events_returning", lambda c: dialect_insert(c, events)
+                        .on_conflict_do_nothing(index_elements=["recipe", "trigger", "key"])
+                        .returning(events.c.key, events.c.id))
+        for start in range(0, len(rows), 500):
+            inserted.update(conn.execute(stmt, rows[start:start + 500]).all())
+        assigned = {id(by_key[key]): int(event_id) for key, event_id in inserted.items()}
+        others = [key for key in by_key if key not in inserted]
+        if others:  # rare: recorded by another process; treat as a status update
+            for start in range(0, len(others), 500):
+                found = conn.execute(prebuilt(conn, "event_ids", lambda c: sa.select(
+                    events.c.key, events.c.id).where(
+                    events.c.recipe == sa.bindparam("b_recipe"),
+                    events.c.trigger == sa.bindparam("b_trigger"),
+                    events.c.key.in_(sa.bindparam("b_keys", expanding=True)))),
+                    {"b_recipe": recipe, "b_trigger": trigger,
+                     "b_keys": others[start:start + 500]}).all()
+                for key, event_id in found:
+                    by_key[key].id = event_id
         self._add_seen(conn, recipe, trigger, [p.key for p in new])
         return assigned
 
@@ -509,43 +510,6 @@ class LedgerMixin:
         """Events recorded but not processed yet (e.g. a webhook inbox, or a crashed run)."""
         return self._events_with("pending", recipe, limit)
 
-    # ----------------------------------------------------------------- dead letters
-
-    def dead_letter(self, event_id: int, reason: str | None = None) -> None:
-        """Give up on an event: mark it ``dead`` and list it in ``dead_letters``."""
-        stamp = now()
-        with self._write() as conn:
-            row = conn.execute(sa.select(events.c.recipe, events.c.attempts, events.c.last_error)
-                               .where(events.c.id == event_id)).first()
-            if row is None:
-                raise KeyError(f"no event with id {event_id}")
-            reason = _redact_text(reason if reason is not None else row.last_error)
-            conn.execute(dialect_insert(conn, dead_letters).values(
-                event_id=event_id, recipe=row.recipe, reason=reason, attempts=row.attempts,
-                created_at=stamp,
-            ).on_conflict_do_update(index_elements=["event_id"],
-                                    set_={"reason": reason, "attempts": row.attempts}))
-            conn.execute(events.update().where(events.c.id == event_id)
-                         .values(status="dead", updated_at=stamp))
-
-    def dead_letters(self, recipe: str | None = None) -> list[DeadLetter]:
-        """Dead-lettered events, oldest first."""
-        query = sa.select(dead_letters).order_by(dead_letters.c.created_at)
-        if recipe is not None:
-            query = query.where(dead_letters.c.recipe == recipe)
-        with self._read() as conn:
-            return [DeadLetter(**row._mapping) for row in conn.execute(query)]
-
-    def requeue_dead_letter(self, event_id: int) -> bool:
-        """Put a dead event back as ``failed`` with zero attempts; False if it was not dead."""
-        with self._write() as conn:
-            gone = conn.execute(dead_letters.delete().where(dead_letters.c.event_id == event_id))
-            if gone.rowcount != 1:
-                return False
-            conn.execute(events.update().where(events.c.id == event_id)
-                         .values(status="failed", attempts=0, updated_at=now()))
-            return True
-
     # ----------------------------------------------------------------- step results
 
     def get_step_result(self, event_id: int, step_index: int, item_index: int = NO_ITEM
@@ -558,6 +522,16 @@ class LedgerMixin:
                 step_results.c.item_index == sa.bindparam("b_item"))),
                 {"b_event": event_id, "b_step": step_index, "b_item": item_index}).first()
         return None if row is None else StepResult(**row._mapping)
+
+    def event_idempotency_keys(self, event_id: int) -> dict[str, tuple[int, int, str]]:
+        """The idempotency keys an event's steps were sent with: ``{key: (step, item,
+        status)}``."""
+        with self._read() as conn:
+            rows = conn.execute(sa.select(
+                idempotency_keys.c.key, idempotency_keys.c.step_index,
+                idempotency_keys.c.item_index, idempotency_keys.c.status).where(
+                idempotency_keys.c.event_id == event_id)).all()
+        return {r.key: (r.step_index, r.item_index, r.status) for r in rows}
 
     def idempotency_key_status(self, key: str) -> str | None:
         """``reserved``, ``done`` or None for an unknown key."""

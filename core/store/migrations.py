@@ -15,8 +15,21 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from ..errors import ConfigError
+from .breakers import circuit_breakers
 from .connection_events import create_table as create_connection_events
-from .tables import metadata, now, schema_version, seen, seen_scope, trigger_state
+from .inbox import create_tables as create_inbox_tables
+from .leases import leases
+from .registry import create_table as create_registry
+from .tables import (
+    dead_letters,
+    events,
+    metadata,
+    now,
+    schema_version,
+    seen,
+    seen_scope,
+    trigger_state,
+)
 
 _PG_MIGRATION_LOCK = 0x5311CE  # advisory lock id serialising concurrent migrations
 
@@ -35,9 +48,28 @@ def _initial_schema(conn: Connection) -> None:
 
 
 def _add_trigger_checkpoint(conn: Connection) -> None:
-    column = trigger_state.c.checkpoint
-    kind = column.type.compile(dialect=conn.dialect)
-    conn.execute(sa.text(f"ALTER TABLE trigger_state ADD COLUMN checkpoint {kind}"))
+    _add_column(conn, trigger_state, "checkpoint")
+
+
+def _add_column(conn: Connection, table: sa.Table, name: str) -> None:
+    kind = table.c[name].type.compile(dialect=conn.dialect)
+    conn.execute(sa.text(f"ALTER TABLE {table.name} ADD COLUMN {name} {kind}"))
+
+
+def _delivery(conn: Connection) -> None:
+    """Leases, the retry schedule and error class of events, circuit breakers, the recipe
+    file of a trigger's state."""
+    _add_column(conn, events, "next_attempt_at")
+    _add_column(conn, events, "error_class")
+    _add_column(conn, dead_letters, "error_class")
+    _add_column(conn, trigger_state, "source")
+    leases.create(conn, checkfirst=True)
+    circuit_breakers.create(conn, checkfirst=True)
+
+
+def _serve_tables(conn: Connection) -> None:
+    create_registry(conn)
+    create_inbox_tables(conn)
 
 
 def _compact_seen_keys(conn: Connection) -> None:
@@ -59,7 +91,9 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _initial_schema),
     Migration(2, "connection events", create_connection_events),
     Migration(3, "trigger page checkpoint", _add_trigger_checkpoint),
-    Migration(4, "compact seen keys", _compact_seen_keys),
+    Migration(4, "leases, retry schedule, circuit breakers", _delivery),
+    Migration(5, "serve: recipe registry, webhook inbox, serve instances", _serve_tables),
+    Migration(6, "compact seen keys", _compact_seen_keys),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 

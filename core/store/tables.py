@@ -1,9 +1,11 @@
 """The state database's schema: every table, the column types they share, and JSON encoding.
 
-One ``metadata`` for SQLite and PostgreSQL: connections, trigger state and seen keys (read
-and written by :mod:`splice.store.database`), the run ledger's runs, events, step results,
-idempotency keys and dead letters (:mod:`splice.store.ledger`), and connection events
-(:mod:`splice.store.connection_events`). Migrations live in :mod:`splice.store.migrations`.
+One ``metadata`` for SQLite and PostgreSQL: connections, trigger state and seen keys (read and
+written by :mod:`splice.store.database`), the run ledger's runs, events, step results,
+idempotency keys and dead letters (:mod:`splice.store.ledger`, :mod:`splice.store.queue`),
+connection events (:mod:`splice.store.connection_events`), leases
+(:mod:`splice.store.leases`) and circuit breakers (:mod:`splice.store.breakers`). Migrations
+live in :mod:`splice.store.migrations`.
 """
 
 from __future__ import annotations
@@ -20,10 +22,12 @@ from sqlalchemy.engine import Connection, Dialect
 
 from ..errors import ConfigError
 
-RUN_MODES = ("once", "watch", "dry_run", "retry", "test")
+RUN_MODES = ("once", "watch", "dry_run", "retry", "test", "serve", "webhook")
 RUN_STATUSES = ("running", "succeeded", "failed", "interrupted")
 RUN_COUNTERS = ("events_seen", "events_new", "events_failed", "requests_made")
 EVENT_STATUSES = ("pending", "succeeded", "failed", "dead")
+ERROR_CLASSES = ("auth", "scope", "budget", "validation", "client", "server", "network",
+                 "config", "unknown")
 STEP_STATUSES = ("succeeded", "failed", "skipped")
 NO_ITEM = -1  # item_index of a step that is not inside for_each
 
@@ -163,9 +167,11 @@ events = sa.Table(
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("attempts", sa.Integer, nullable=False, default=0),
     sa.Column("last_error", sa.Text),
-    sa.Column("run_id", sa.ForeignKey("runs.id", ondelete="SET NULL")),
+    sa.Column("run_id", sa.ForeignKey("runs.id", ondelete="SET NULL")),  # the claiming run
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Column("next_attempt_at", UTCDateTime),  # failed: when the next run retries it
+    sa.Column("error_class", sa.String(16)),    # failed/dead: one of ERROR_CLASSES
     sa.UniqueConstraint("recipe", "trigger", "key"),
     sa.Index(None, "recipe", "status"),
     sa.Index(None, "run_id"),
@@ -210,6 +216,7 @@ dead_letters = sa.Table(
     sa.Column("reason", sa.Text),
     sa.Column("attempts", sa.Integer, nullable=False),
     sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("error_class", sa.String(16)),
     sa.Index(None, "recipe"),
 )
 
@@ -266,6 +273,7 @@ trigger_state = sa.Table(
     sa.Column("cursor", sa.Text),
     sa.Column("checkpoint", JSONType),  # where an unfinished listing resumes (engine)
     sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Column("source", sa.String),  # the recipe file that last ran it (shared-id warning)
 )
 
 # One row per dedupe key a trigger has seen: the key and the trigger's scope (a 64-bit hash of

@@ -1,0 +1,1 @@
+"""Tools for connector authors: checks, the plugin scaffold, catalog coverage."""

@@ -1,0 +1,50 @@
+"""``splice serve``: run every enabled recipe, receive webhooks, answer the JSON API."""
+
+from __future__ import annotations
+
+import logging
+
+import click
+
+from .common import handle_errors, load_registry, open_store
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on (loopback by default; put a TLS proxy in front "
+                   "to receive webhooks from the internet).")
+@click.option("--port", type=click.IntRange(1, 65535), default=8750, show_default=True)
+@click.option("--public-url", metavar="URL",
+              help="The URL providers deliver webhooks to, when it is not http://HOST:PORT "
+                   "(a tunnel or reverse proxy); REST-hook subscriptions use it.")
+@click.option("--workers", type=click.IntRange(1, 64), default=4, show_default=True,
+              help="Recipe jobs (polls, webhook batches) run at once.")
+@click.option("--inbox-max", type=click.IntRange(1), default=10_000, show_default=True,
+              help="Deliveries waiting to be processed before new ones get 503 + "
+                   "Retry-After.")
+@click.option("--shutdown-grace", type=click.FloatRange(0, 8), default=7.0, show_default=True,
+              metavar="SECONDS",
+              help="On SIGTERM, how long running recipe jobs may finish before they are "
+                   "abandoned (safely: the next start resumes them).")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
+              default="info", show_default=True, help="JSON logs on stderr from this level.")
+@handle_errors
+def serve(host: str, port: int, public_url: str | None, workers: int, inbox_max: int,
+          shutdown_grace: float, log_level: str) -> None:
+    """Run every enabled recipe until stopped (SIGTERM or Ctrl-C).
+
+    \b
+    Polling recipes run on their interval (with jitter; one poll of a recipe at a time);
+    webhook deliveries to /hooks/CONNECTION are verified, stored, acknowledged and processed;
+    changed recipe files are picked up without a restart (an invalid new version keeps the
+    old one running). The JSON API (/api, bearer token printed on first start), /healthz and
+    /metrics are on the same port. Register recipes first: `splice recipes add FILE`.
+    """
+    from ..serve.config import ServeConfig
+    from ..serve.logs import setup_json_logging
+    from ..serve.server import serve_forever
+
+    setup_json_logging(getattr(logging, log_level.upper()))
+    config = ServeConfig(host=host, port=port, public_url=public_url, workers=workers,
+                         inbox_max=inbox_max, shutdown_grace=shutdown_grace)
+    serve_forever(open_store(), load_registry(), config, out=click.echo)
