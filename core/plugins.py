@@ -20,16 +20,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
 from . import hookspecs
 from .errors import ConfigError, DocumentError, PluginError
-from .model.manifest import Connector, load_manifest
-from .model.schema import did_you_mean
 from .secrets import home
 from .signatures import SignatureSpec, check_scheme
+
+if TYPE_CHECKING:  # the manifest model (jsonschema, YAML) is imported when a manifest loads:
+    from .model.manifest import Connector  # `splice --help` loads plugins, not manifests
 
 ENTRY_POINT_GROUP = "splice"
 CONNECTORS_PATH_ENV = "SPLICE_CONNECTORS_PATH"
@@ -122,6 +123,8 @@ class Registry:
         unless an earlier manifest holds the id."""
         if index in self._loaded:
             return self._loaded[index]
+        from .model.manifest import load_manifest
+
         item = self._pending[index]
         try:
             connector: Connector | None = load_manifest(item.source, plugin=item.plugin,
@@ -199,6 +202,8 @@ class Registry:
             raise ConfigError(f"connector '{connector_id}' is installed but its manifest is "
                               "not valid", hint="`splice plugins` shows why")
         if connector is None:
+            from .model.schema import did_you_mean
+
             raise ConfigError(f"unknown connector '{connector_id}'"
                               f"{did_you_mean(connector_id, self.ids)}",
                               hint="`splice connectors list` shows the installed connectors")
@@ -375,6 +380,7 @@ def signature_problems(connector: Connector, schemes: dict[str, Any]) -> str | N
     """Located problems of webhook triggers' signature blocks: a scheme nobody registered, or
     a default ``public_key`` the scheme cannot load."""
     from .model.documents import Document, load_document
+    from .model.schema import did_you_mean
 
     problems = []
     for tid, trigger in connector.triggers.items():
