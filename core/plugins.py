@@ -63,6 +63,15 @@ class PluginFailure:
         return f"plugin '{self.plugin}' skipped: {self.reason}"
 
 
+def load_manifest(source: str | Path | dict[str, Any], *, plugin: str = "",
+                  sandbox: str | None = None) -> Connector:
+    """``splice.model.manifest.load_manifest``, imported on first use (with jsonschema and
+    YAML: ``splice --help`` loads the plugins but no manifest)."""
+    from .model.manifest import load_manifest as load
+
+    return load(source, plugin=plugin, sandbox=sandbox)
+
+
 _TOP_LEVEL_ID = re.compile(r"""^id:[ \t]*(["']?)([A-Za-z0-9_.-]+)\1[ \t]*(?:#.*)?$""",
                            re.MULTILINE)
 
@@ -123,8 +132,6 @@ class Registry:
         unless an earlier manifest holds the id."""
         if index in self._loaded:
             return self._loaded[index]
-        from .model.manifest import load_manifest
-
         item = self._pending[index]
         try:
             connector: Connector | None = load_manifest(item.source, plugin=item.plugin,
