@@ -13,21 +13,24 @@ its name and the reason, and skipped: the rest of splice keeps working.
 from __future__ import annotations
 
 import importlib
+import json
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
 from . import hookspecs
 from .errors import ConfigError, DocumentError, PluginError
-from .model.manifest import Connector, load_manifest
-from .model.schema import did_you_mean
 from .secrets import home
 from .signatures import SignatureSpec, check_scheme
+
+if TYPE_CHECKING:  # the manifest model (jsonschema, YAML) is imported when a manifest loads:
+    from .model.manifest import Connector  # `splice --help` loads plugins, not manifests
 
 ENTRY_POINT_GROUP = "splice"
 CONNECTORS_PATH_ENV = "SPLICE_CONNECTORS_PATH"
@@ -60,60 +63,158 @@ class PluginFailure:
         return f"plugin '{self.plugin}' skipped: {self.reason}"
 
 
+def load_manifest(source: str | Path | dict[str, Any], *, plugin: str = "",
+                  sandbox: str | None = None) -> Connector:
+    """``splice.model.manifest.load_manifest``, imported on first use (with jsonschema and
+    YAML: ``splice --help`` loads the plugins but no manifest)."""
+    from .model.manifest import load_manifest as load
+
+    return load(source, plugin=plugin, sandbox=sandbox)
+
+
+_TOP_LEVEL_ID = re.compile(r"""^id:[ \t]*(["']?)([A-Za-z0-9_.-]+)\1[ \t]*(?:#.*)?$""",
+                           re.MULTILINE)
+
+
 @dataclass
 class _Pending:
     plugin: str
     source: str | Path | dict[str, Any]
     sandbox: str | None
 
+    def declared_id(self) -> str | None:
+        """The manifest's ``id`` read without checking the manifest (a dict's key, a JSON
+        file's member, a YAML file's top-level ``id:`` line); None when it cannot be read
+        that way (the manifest is then loaded to find out)."""
+        if isinstance(self.source, dict):
+            value = self.source.get("id")
+            return value if isinstance(value, str) else None
+        try:
+            text = Path(self.source).read_text("utf-8")
+        except (OSError, UnicodeDecodeError):
+            return None
+        if text.lstrip().startswith("{"):
+            try:
+                value = json.loads(text).get("id")
+            except (ValueError, AttributeError):
+                return None
+            return value if isinstance(value, str) else None
+        match = _TOP_LEVEL_ID.search(text)
+        return match.group(2) if match else None
+
 
 @dataclass
 class Registry:
-    """Everything the loaded plugins registered."""
+    """Everything the loaded plugins registered.
+
+    Connector manifests are checked lazily: ``connector(id)`` (and ``get``) load and check
+    only the manifests that declare that id; ``connectors`` loads every one (listing them all,
+    ``splice plugins``). A manifest is loaded at most once; its failure is recorded once.
+    """
 
     filters: dict[str, Callable[..., Any]] = field(default_factory=dict)
     auth_types: dict[str, Callable[..., Any]] = field(default_factory=dict)
     signature_schemes: dict[str, Any] = field(default_factory=dict)
     failures: list[PluginFailure] = field(default_factory=list)
     _pending: list[_Pending] = field(default_factory=list)
-    _connectors: dict[str, Connector] | None = None
+    _loaded: dict[int, Connector | None] = field(default_factory=dict)  # None: it failed
+    _owner: dict[str, int] = field(default_factory=dict)  # id -> index of the one that won
+    _index: dict[str, list[int]] | None = None
+    _all = False
+
+    def _fail(self, plugin: str, reason: str) -> None:
+        failure = PluginFailure(plugin, reason)
+        if failure not in self.failures:
+            self.failures.append(failure)
+
+    def _load(self, index: int) -> Connector | None:
+        """Pending manifest ``index``, loaded and checked once, registered under its id
+        unless an earlier manifest holds the id."""
+        if index in self._loaded:
+            return self._loaded[index]
+        item = self._pending[index]
+        try:
+            connector: Connector | None = load_manifest(item.source, plugin=item.plugin,
+                                                        sandbox=item.sandbox)
+        except DocumentError as exc:
+            self._fail(item.plugin, f"invalid connector manifest:\n{exc}")
+            connector = None
+        if connector is not None:
+            unknown = signature_problems(connector, self.signature_schemes)
+            if unknown:
+                self._fail(item.plugin, f"invalid connector manifest:\n{unknown}")
+                connector = None
+        self._loaded[index] = connector
+        if connector is not None:
+            owner = self._owner.setdefault(connector.id, index)
+            if owner != index:
+                self._duplicate(connector.id, index)
+                self._loaded[index] = None
+                return None
+        return connector
+
+    def _duplicate(self, connector_id: str, index: int) -> None:
+        other = self._pending[self._owner[connector_id]]
+        self._fail(self._pending[index].plugin,
+                   f"connector id '{connector_id}' is already registered by plugin "
+                   f"'{other.plugin}'; plugin '{self._pending[index].plugin}' must use "
+                   "another id")
+
+    def _ids(self) -> dict[str, list[int]]:
+        """Declared id -> pending manifests declaring it, in registration order."""
+        if self._index is None:
+            index: dict[str, list[int]] = {}
+            for number, item in enumerate(self._pending):
+                declared = item.declared_id()
+                if declared is None:  # only a full load can tell
+                    connector = self._load(number)
+                    declared = connector.id if connector is not None else None
+                if declared is not None:
+                    index.setdefault(declared, []).append(number)
+            self._index = index
+        return self._index
+
+    @property
+    def ids(self) -> list[str]:
+        """Ids of every registered connector manifest (none of them checked)."""
+        return sorted(self._ids())
+
+    def get(self, connector_id: str) -> Connector | None:
+        """The connector with this id, its manifest checked now if not before; None when no
+        valid manifest declares it (a failure is recorded for an invalid one)."""
+        for number in self._ids().get(connector_id, []):
+            connector = self._load(number)
+            if connector is not None and connector.id == connector_id:
+                for later in self._ids()[connector_id]:
+                    if later != number and later not in self._loaded:
+                        self._loaded[later] = None
+                        self._duplicate(connector_id, later)
+                return connector
+        owner = self._owner.get(connector_id)
+        return self._loaded.get(owner) if owner is not None else None
 
     @property
     def connectors(self) -> dict[str, Connector]:
-        """Connectors by id; manifests are parsed and checked on first access."""
-        if self._connectors is None:
-            self._connectors = {}
-            for item in self._pending:
-                try:
-                    connector = load_manifest(item.source, plugin=item.plugin,
-                                              sandbox=item.sandbox)
-                except DocumentError as exc:
-                    self.failures.append(PluginFailure(
-                        item.plugin, f"invalid connector manifest:\n{exc}"))
-                    continue
-                unknown = signature_problems(connector, self.signature_schemes)
-                if unknown:
-                    self.failures.append(PluginFailure(
-                        item.plugin, f"invalid connector manifest:\n{unknown}"))
-                    continue
-                other = self._connectors.get(connector.id)
-                if other is not None:
-                    self.failures.append(PluginFailure(
-                        item.plugin, f"connector id '{connector.id}' is already registered by "
-                                     f"plugin '{other.plugin}'; plugin '{item.plugin}' "
-                                     "must use another id"))
-                    continue
-                self._connectors[connector.id] = connector
-        return self._connectors
+        """Connectors by id; every manifest is parsed and checked on first access."""
+        if not self._all:
+            for number in range(len(self._pending)):
+                self._load(number)
+            self._all = True
+        loaded = {c.id: c for c in self._loaded.values() if c is not None}
+        return {cid: loaded[cid] for cid in sorted(loaded, key=lambda c: self._owner[c])}
 
     def connector(self, connector_id: str) -> Connector:
-        try:
-            return self.connectors[connector_id]
-        except KeyError:
+        connector = self.get(connector_id)
+        if connector is None and connector_id in self._ids():
+            raise ConfigError(f"connector '{connector_id}' is installed but its manifest is "
+                              "not valid", hint="`splice plugins` shows why")
+        if connector is None:
+            from .model.schema import did_you_mean
+
             raise ConfigError(f"unknown connector '{connector_id}'"
-                              f"{did_you_mean(connector_id, self.connectors)}",
-                              hint="`splice connectors list` shows the installed connectors") \
-                from None
+                              f"{did_you_mean(connector_id, self.ids)}",
+                              hint="`splice connectors list` shows the installed connectors")
+        return connector
 
 
 _loaded = False
@@ -286,6 +387,7 @@ def signature_problems(connector: Connector, schemes: dict[str, Any]) -> str | N
     """Located problems of webhook triggers' signature blocks: a scheme nobody registered, or
     a default ``public_key`` the scheme cannot load."""
     from .model.documents import Document, load_document
+    from .model.schema import did_you_mean
 
     problems = []
     for tid, trigger in connector.triggers.items():

@@ -28,9 +28,6 @@ from typing import Any
 from urllib.parse import quote, quote_plus
 
 import platformdirs
-from cryptography.fernet import Fernet, InvalidToken
-from cryptography.hazmat.primitives.hashes import SHA256
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from .errors import ConfigError
 
@@ -69,11 +66,23 @@ def home() -> Path:
 # --------------------------------------------------------------------------- encryption
 
 
+def _fernet() -> Any:
+    """cryptography's Fernet, imported when a secret is first encrypted, decrypted or keyed
+    (commands that never touch one, like ``splice validate``, do not pay ~25 ms for it)."""
+    from cryptography.fernet import Fernet
+
+    return Fernet
+
+
 def _fernet_key(value: str) -> bytes:
     """``value`` itself if it is a Fernet key, else a key derived from it with HKDF-SHA256."""
+    from cryptography.hazmat.primitives.hashes import SHA256
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+    fernet = _fernet()
     raw = value.strip().encode()
     try:
-        Fernet(raw)
+        fernet(raw)
         return raw
     except (ValueError, binascii.Error):
         pass
@@ -87,7 +96,7 @@ def _read_key_file(path: Path) -> bytes | None:
     if not data:
         return None
     try:
-        Fernet(data)
+        _fernet()(data)
     except (ValueError, binascii.Error):
         return None
     return data
@@ -97,7 +106,7 @@ def _load_or_create_key_file(path: Path) -> bytes:
     """Read the key file, creating it (0600, exclusive create) if it does not exist yet."""
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        key = Fernet.generate_key()
+        key = _fernet().generate_key()
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:
@@ -125,12 +134,12 @@ class SecretBox:
     """Fernet encryption of JSON-able dicts (the ``secret`` column of stored connections)."""
 
     def __init__(self, key: bytes | str) -> None:
-        self._fernet = Fernet(key if isinstance(key, bytes) else key.encode())
+        self._fernet = _fernet()(key if isinstance(key, bytes) else key.encode())
 
     @staticmethod
     def generate_key() -> str:
         """A fresh random Fernet key, suitable for ``SPLICE_SECRET_KEY``."""
-        return Fernet.generate_key().decode()
+        return str(_fernet().generate_key().decode())
 
     @classmethod
     def from_env(cls, home_dir: Path | None = None) -> SecretBox:
@@ -148,6 +157,8 @@ class SecretBox:
 
     def decrypt(self, token: bytes) -> dict[str, Any]:
         """Decrypt a token made by ``encrypt``; a different key raises ``ConfigError``."""
+        from cryptography.fernet import InvalidToken
+
         try:
             plain = self._fernet.decrypt(bytes(token))
         except InvalidToken:

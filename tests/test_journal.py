@@ -120,6 +120,41 @@ def test_keys_of_a_group_being_committed_are_in_flight(store, monkeypatch):
     journal.close()
 
 
+def test_two_groups_in_flight_and_nothing_after_a_failed_one(store, monkeypatch):
+    """The commit ending a page does not wait for the group before it; a group that fails
+    stops the ones queued behind it (their events stay in the run log for the next run)."""
+    gate, calls = threading.Event(), []
+    real = store.write_group
+
+    def gated_write(recipe, trigger, group, *args, **kwargs):
+        calls.append([e.key for e in group])
+        assert gate.wait(10)
+        if [e.key for e in group] == ["b"]:
+            raise RuntimeError("disk full")
+        return real(recipe, trigger, group, *args, **kwargs)
+
+    monkeypatch.setattr(store, "write_group", gated_write)
+    journal = Journal(store, "r", "t", store.start_run("r"))
+    _record(journal, "a")
+    journal.commit()
+    _record(journal, "b")
+    journal.commit()  # returns at once: two groups in flight
+    assert journal.in_flight() == {"a", "b"}
+    _record(journal, "c")
+    gate.set()
+    with pytest.raises(RuntimeError, match="disk full"):
+        journal.commit(wait=True)  # a third group waits for the first: b's error surfaces
+    with pytest.raises(RuntimeError, match="disk full"):
+        journal.commit(wait=True)
+    assert calls == [["a"], ["b"]]  # c's group never reached the ledger
+    assert store.filter_unseen("r", "t", ["a", "b", "c"]) == {"b", "c"}
+    journal.close()
+    recovered = Journal(store, "r", "t", store.start_run("r"))
+    monkeypatch.setattr(store, "write_group", real)
+    assert recovered.recover() == 2  # b and c, from the run log
+    assert store.filter_unseen("r", "t", ["a", "b", "c"]) == set()
+
+
 def test_an_in_memory_store_commits_on_the_calling_thread(tmp_path, monkeypatch):
     monkeypatch.setenv("SPLICE_HOME", str(tmp_path))
     with Store.open("sqlite://") as memory:

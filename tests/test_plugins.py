@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from splice import hookimpl, plugins
+from splice.errors import ConfigError
 
-from .conftest import register_test_plugin
+from .conftest import invoke, register_test_plugin
 
 GOOD_MANIFEST = """\
 id: echo_api
@@ -228,3 +229,43 @@ def test_hook_register_connectors_failure_is_reported():
     failures = [str(f) for f in plugins.get_registry().failures]
     assert failures == ["plugin 'raiser' skipped: hook register_connectors raised "
                         "RuntimeError: boom"]
+
+
+def test_manifests_are_checked_only_when_a_command_uses_them(tmp_path, monkeypatch):
+    """Cold start: a recipe is validated with only its own connectors' manifests checked; an
+    invalid manifest of another plugin is reported by the commands that list them all."""
+    from splice.model import manifest as manifest_module
+
+    root = Path(__file__).resolve().parent.parent
+    good = tmp_path / "good.yaml"
+    good.write_text((root / "bench/connector.yaml").read_text())
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("id: broken_api\nname: x\nversion: '1'\nbase_url: http://x\n"
+                   "auth: {type: none}\noperations:\n  op: {method: FETCH, path: /x}\n")
+
+    class Two:
+        @hookimpl
+        def register_connectors(self, register):
+            register(bad)
+            register(good)
+
+    register_test_plugin(Two(), "two")
+    checked = []
+    real = manifest_module.check_manifest
+    monkeypatch.setattr(manifest_module, "check_manifest",
+                        lambda doc: checked.append(doc.path) or real(doc))
+    monkeypatch.setenv("SPLICE_CACHE_DIR", str(tmp_path / "cache"))
+    registry = plugins.get_registry()
+    assert {"benchapi", "broken_api", "invoice2go"} <= set(registry.ids)
+    assert checked == []  # ids are read without checking anything
+    assert registry.connector("benchapi").id == "benchapi"
+    assert checked == [str(good)] and registry.failures == []
+    result = invoke("validate", "--skip-connections", str(root / "bench/recipe.yaml"))
+    assert result.exit_code == 0, result.output
+    assert "broken_api" not in result.output and checked == [str(good)]
+    with pytest.raises(ConfigError, match="installed but its manifest is not valid"):
+        registry.connector("broken_api")
+    assert [f.plugin for f in registry.failures] == ["two"]
+    assert "invalid connector manifest" in registry.failures[0].reason
+    assert set(registry.connectors) >= {"benchapi", "invoice2go", "ghl_users"}
+    assert len(registry.failures) == 1  # found once, reported once

@@ -51,8 +51,9 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return fn(*args, **kwargs)
+            result = fn(*args, **kwargs)
         except SpliceError as exc:
+            warn_failures()
             fail(exc)
         except Exception as exc:  # a storage fault outside the store: one line, no traceback
             from ..store.faults import storage_error
@@ -60,7 +61,10 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             fault = storage_error(exc)
             if fault is None:
                 raise
+            warn_failures()
             fail(fault)
+        warn_failures()
+        return result
     return wrapper
 
 
@@ -76,16 +80,32 @@ def setup_logging(verbose: bool) -> None:
     root.propagate = False
 
 
+_LOADED: list[Any] = []  # the registry, once a command loaded it
+_WARNED: set[str] = set()
+
+
 def load_registry() -> Any:
+    """The plugin registry. Connector manifests are checked when a command first uses them
+    (only those it touches); plugin failures are printed as warnings as they are found."""
     from ..plugins import get_registry
 
     registry = get_registry()
-    _ = registry.connectors
-    if registry.failures:
-        err = console(stderr=True)
-        for failure in registry.failures:
-            err.print(f"[yellow]warning[/]: {esc(str(failure))}")
+    if not _LOADED or _LOADED[0] is not registry:  # (tests rebuild the registry)
+        _LOADED[:] = [registry]
+        _WARNED.clear()
+    warn_failures()
     return registry
+
+
+def warn_failures() -> None:
+    """Print, once each, the plugin failures found so far (a plugin that did not import, a
+    manifest that did not pass its checks)."""
+    for registry in _LOADED:
+        for failure in registry.failures:
+            text = str(failure)
+            if text not in _WARNED:
+                _WARNED.add(text)
+                console(stderr=True).print(f"[yellow]warning[/]: {esc(text)}")
 
 
 def open_store() -> Any:

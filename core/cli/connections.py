@@ -13,16 +13,39 @@ from typing import Any
 
 import click
 
-from ..connections.client_credentials import KIND as CLIENT_CREDENTIALS
-from ..connections.status import default_scopes, token_state
 from ..errors import ConfigError, InputError
-from ..http.network import OPTION, check_url
 from .common import console, esc, handle_errors, load_registry, open_store
 from .tables import Column, print_table
+
+# splice.connections.client_credentials.KIND (not imported: it loads httpx and SQLAlchemy)
+CLIENT_CREDENTIALS = "oauth2_client_credentials"
+OPTION = "allow_private_network"  # splice.http.network.OPTION (not imported: it loads httpx)
 
 # Token-request fields --token-param may not set: they carry the flow's own values or secrets.
 _RESERVED_TOKEN_PARAMS = frozenset({"client_id", "client_secret", "code", "code_verifier",
                                     "grant_type", "redirect_uri", "refresh_token"})
+
+
+def token_state(record: Any) -> tuple[str, str]:
+    """``splice.connections.status.token_state``, imported on use (it pulls in OAuth and
+    SQLAlchemy, which ``splice --help`` must not pay for)."""
+    from ..connections.status import token_state as state
+
+    return state(record)
+
+
+def check_url(url: str, *, allowed: bool, what: str) -> None:
+    """``splice.http.network.check_url``, imported on use (it loads httpx)."""
+    from ..http.network import check_url as check
+
+    check(url, allowed=allowed, what=what)
+
+
+def default_scopes(connector: Any) -> list[str]:
+    """``splice.connections.status.default_scopes``, imported on use."""
+    from ..connections.status import default_scopes as scopes
+
+    return scopes(connector)
 
 
 def _iso(stamp: Any) -> str | None:

@@ -164,6 +164,7 @@ def plugins(as_json: bool) -> None:
     from ..plugins import plugin_infos
 
     registry = load_registry()
+    registry.connectors  # noqa: B018 - every manifest checked: this lists their failures
     infos = plugin_infos()
     rows: list[dict[str, Any]] = [
         {"name": i.name, "version": i.version, "hooks": i.hooks, "default": i.default}

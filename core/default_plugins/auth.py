@@ -5,38 +5,43 @@ the connection's secret (:mod:`splice.connections.credentials`). ``oauth2``: the
 authorization-code grant with refresh (:mod:`splice.connections.oauth`).
 ``oauth2_client_credentials``: machine-to-machine tokens fetched and re-fetched on expiry
 (:mod:`splice.connections.client_credentials`).
+
+Each factory's module is imported when a connection first needs it, so commands that send
+nothing (``splice validate``) load neither httpx nor the OAuth machinery.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-import httpx
-
-from ..connections.client_credentials import KIND as CLIENT_CREDENTIALS
-from ..connections.client_credentials import ClientCredentialsAuth
-from ..connections.credentials import HeaderAuth, api_key_auth, basic_auth, bearer_auth
-from ..connections.oauth import OAuth2Auth
 from ..hookspecs import hookimpl
-from ..model.manifest import Connector
 
-__all__ = ["HeaderAuth", "client_credentials", "oauth2", "register_auth_types"]
+__all__ = ["AUTH_TYPES", "register_auth_types"]
+
+# auth type -> (module under splice.connections, the factory or auth class it calls)
+AUTH_TYPES: dict[str, tuple[str, str]] = {
+    "bearer": ("credentials", "bearer_auth"),
+    "api_key": ("credentials", "api_key_auth"),
+    "basic": ("credentials", "basic_auth"),
+    "oauth2": ("oauth", "OAuth2Auth"),
+    "oauth2_client_credentials": ("client_credentials", "ClientCredentialsAuth"),
+}
 
 
-def oauth2(connector: Connector, connection: Any, store: Any) -> httpx.Auth:
-    """Bearer tokens that refresh themselves; events go to the store's event table."""
-    return OAuth2Auth(connector, connection, store)
+def _factory(kind: str, module: str, name: str) -> Callable[..., Any]:
+    def build(connector: Any, connection: Any, store: Any) -> Any:
+        from ..connections import client_credentials, credentials, oauth
 
+        loaded = {"credentials": credentials, "oauth": oauth,
+                  "client_credentials": client_credentials}[module]
+        return getattr(loaded, name)(connector, connection, store)
 
-def client_credentials(connector: Connector, connection: Any, store: Any) -> httpx.Auth:
-    """Tokens from the client-credentials grant, fetched again before expiry and on 401."""
-    return ClientCredentialsAuth(connector, connection, store)
+    build.__name__ = build.__qualname__ = kind
+    return build
 
 
 @hookimpl
 def register_auth_types(register: Any) -> None:
-    register("bearer", bearer_auth)
-    register("api_key", api_key_auth)
-    register("basic", basic_auth)
-    register("oauth2", oauth2)
-    register(CLIENT_CREDENTIALS, client_credentials)
+    for kind, (module, name) in AUTH_TYPES.items():
+        register(kind, _factory(kind, module, name))

@@ -25,6 +25,7 @@ from ..errors import AuthError, HTTPError, RequestError, SpliceError
 from ..model.durations import human
 from ..model.manifest import Connector, Operation
 from ..secrets import redact_data, redact_text
+from .body import decode_json
 from .breaker import CircuitBreaker
 from .pagination import Page, paginate
 from .ratelimit import BudgetExhausted, RateLimiter
@@ -165,10 +166,13 @@ class CallResult:
     attempts: list[Attempt] = field(default_factory=list)
 
     def json(self) -> Any:
-        if not self.response.content:
+        """The body as JSON (decoded with orjson, see ``splice.http.body``), its text when
+        it is not JSON, None when empty."""
+        content = self.response.content
+        if not content:
             return None
         try:
-            return self.response.json()
+            return decode_json(content)
         except ValueError:
             return self.response.text
 

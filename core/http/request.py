@@ -25,6 +25,7 @@ import httpx
 from ..errors import RequestError
 from ..mapping.bounds import MAX_REQUEST_ENV, json_size, max_request_bytes
 from ..model.manifest import MISSING, PATH_PARAM, Connector, Operation
+from .body import encode_json
 from .multipart import FilePart
 
 
@@ -156,14 +157,17 @@ class PreparedCall:
     def to_request(self) -> httpx.Request:
         kwargs: dict[str, Any] = {"params": self.params or None, "headers": self.headers}
         if self.json_body is not MISSING:
-            kwargs["json"] = self.json_body
+            kwargs["content"] = encode_json(self.json_body)  # orjson (splice.http.body)
         elif self.files is not None:
             kwargs["data"] = self.form_body or {}
             # a list keeps one part per entry, even for an empty field set
             kwargs["files"] = [(part.name, part.read()) for part in self.files]
         elif self.form_body is not None:
             kwargs["data"] = self.form_body
-        return httpx.Request(self.method, _parsed_url(self.url), **kwargs)
+        request = httpx.Request(self.method, _parsed_url(self.url), **kwargs)
+        if self.json_body is not MISSING:
+            request.headers.setdefault("Content-Type", "application/json")
+        return request
 
     def describe(self) -> dict[str, Any]:
         out: dict[str, Any] = {"method": self.method, "url": self.url}

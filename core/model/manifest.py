@@ -16,18 +16,16 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from jsonschema import Draft202012Validator
-from jsonschema.exceptions import SchemaError
 
 from ..errors import ConfigError, DocumentError, Problem
 from .documents import Document, load_document
 from .durations import DAY, parse_period
 from .schema import (
     Checker,
-    bundled_validator,
+    bundled_checker,
     did_you_mean,
-    iter_errors,
+    schema_error,
     subschema,
-    validator_for,
 )
 
 _CODE_VERSION = "manifest-checks-2"  # bump when check_manifest's rules change
@@ -269,13 +267,13 @@ def _cache_dir() -> Path:
 
 
 def _cache_get(raw: bytes) -> Any:
-    import json
+    import orjson
 
     key = _cache_key(raw)
     if key in _MEMORY_CACHE:
         return _MEMORY_CACHE[key]
     try:
-        data = json.loads((_cache_dir() / f"{key}.json").read_text("utf-8"))
+        data = orjson.loads((_cache_dir() / f"{key}.json").read_bytes())
     except (OSError, ValueError):
         return None
     _MEMORY_CACHE[key] = data
@@ -283,18 +281,23 @@ def _cache_get(raw: bytes) -> Any:
 
 
 def _cache_put(raw: bytes, data: Any) -> None:
-    import json
     import os
     import tempfile
 
+    import orjson
+
     key = _cache_key(raw)
     _MEMORY_CACHE[key] = data
+    try:  # exactly what was parsed, or nothing: a YAML date or a non-string key is not cached
+        text = orjson.dumps(data, option=orjson.OPT_PASSTHROUGH_DATETIME)
+    except TypeError:
+        return
     try:
         folder = _cache_dir()
         folder.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(text)
         os.replace(tmp, folder / f"{key}.json")
     except OSError:
         pass  # a read-only cache only costs speed
@@ -306,16 +309,15 @@ def check_manifest(doc: Document) -> list[Problem]:
     if not isinstance(data, dict):
         return [doc.problem((), "a manifest must be a mapping (id, name, operations, ...)")]
     problems = [doc.problem(path, msg, key=at_key)
-                for path, msg, at_key in iter_errors(bundled_validator("connector"), data)]
+                for path, msg, at_key in bundled_checker("connector").errors(data)]
     if problems:
         return problems
     ops: dict[str, Any] = data.get("operations", {})
     for op_id, op in ops.items():
         base = ("operations", op_id)
         for name in ("input", "output"):
-            try:
-                Draft202012Validator.check_schema(op[name])
-            except SchemaError as exc:
+            exc = schema_error(op[name])
+            if exc is not None:
                 problems.append(doc.problem((*base, name, *exc.absolute_path),
                                             f"not a valid JSON Schema: {exc.message}"))
         if _has_dot_segment(op["path"]):
@@ -346,7 +348,7 @@ def check_manifest(doc: Document) -> list[Problem]:
             problems.append(doc.problem((*base, "body_encoding"),
                                         f"a {op['method']} request has no body"))
         if "sample" in op and not problems:
-            for path, msg, _ in iter_errors(validator_for(op["output"]), op["sample"]):
+            for path, msg, _ in Checker(op["output"]).errors(op["sample"]):
                 problems.append(doc.problem((*base, "sample", *path),
                                             f"sample does not match output: {msg}"))
     for trig_id, trig in (data.get("triggers") or {}).items():
@@ -360,9 +362,8 @@ def check_manifest(doc: Document) -> list[Problem]:
                 problems.append(doc.problem((*base, "operation"),
                                 f"operation '{op_id}' declares no `records` path to poll"))
         if "output" in trig:
-            try:
-                Draft202012Validator.check_schema(trig["output"])
-            except SchemaError as exc:
+            exc = schema_error(trig["output"])
+            if exc is not None:
                 problems.append(doc.problem((*base, "output"),
                                             f"not a valid JSON Schema: {exc.message}"))
             else:

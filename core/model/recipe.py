@@ -19,7 +19,7 @@ from typing import Any
 from ..errors import DocumentError
 from .documents import Document, load_document
 from .durations import DAY, parse_period
-from .schema import bundled_validator, iter_errors
+from .schema import bundled_checker
 
 DEFAULT_EVERY = 300
 MIN_EVERY, MAX_EVERY = 1.0, 31 * DAY  # a poll interval outside this is a mistake
@@ -159,7 +159,7 @@ def recipe_from_document(doc: Document) -> Recipe:
         raise DocumentError([doc.problem((), "a recipe must be a mapping with name, trigger "
                                              "and steps")])
     problems = [doc.problem(path, msg, key=at_key)
-                for path, msg, at_key in iter_errors(bundled_validator("recipe"), data)]
+                for path, msg, at_key in bundled_checker("recipe").errors(data)]
     raw_steps = data.get("steps")
     steps: list[Any] = raw_steps if isinstance(raw_steps, list) else []
     ids: dict[str, int] = {}

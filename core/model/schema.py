@@ -11,12 +11,12 @@ import difflib
 import json
 import re
 from collections.abc import Iterator
-from functools import cache
+from functools import cache, cached_property
 from importlib import resources
 from typing import Any
 
 from jsonschema import Draft202012Validator
-from jsonschema.exceptions import ValidationError
+from jsonschema.exceptions import SchemaError, ValidationError
 
 JSON_TYPES = {dict: "an object", list: "a list", str: "a string", bool: "a boolean",
               int: "an integer", float: "a number", type(None): "null"}
@@ -38,19 +38,54 @@ def bundled_validator(name: str) -> Draft202012Validator:
     return Draft202012Validator(bundled_schema(name))
 
 
+@cache
+def bundled_checker(name: str) -> Checker:
+    """A Checker (fast path first) for one of splice's own schemas."""
+    return Checker(bundled_schema(name))
+
+
+@cache
+def _meta_checker() -> Checker:
+    return Checker(Draft202012Validator.META_SCHEMA)
+
+
+def schema_error(schema: Any) -> SchemaError | None:
+    """Why ``schema`` is not a valid Draft 2020-12 JSON Schema (jsonschema's
+    ``check_schema``, its error), None when it is; valid schemas take the fast path."""
+    if _meta_checker().is_valid(schema):
+        return None
+    try:
+        Draft202012Validator.check_schema(schema)
+    except SchemaError as exc:
+        return exc
+    return None
+
+
 def validator_for(schema: dict[str, Any] | bool) -> Draft202012Validator:
     return Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
 
 
 class Checker:
-    """A schema's validator with a compiled fast path (``splice.fastcheck``): ``errors``
-    answers a valid instance without jsonschema and explains an invalid one with it."""
+    """A schema's validator with a compiled fast path (jsonschema-rs, ``splice.model.fastpath``):
+    ``errors`` answers a valid instance without jsonschema and explains an invalid one with it
+    (jsonschema is built on first need)."""
 
     def __init__(self, schema: dict[str, Any] | bool) -> None:
-        from .fastcheck import compile_check
+        from .fastpath import compile_fast_path
 
-        self.validator = validator_for(schema)
-        self._fast = compile_check(schema)
+        self.schema = schema
+        self._fast = compile_fast_path(schema)
+
+    @cached_property
+    def validator(self) -> Draft202012Validator:
+        """jsonschema's validator: the authority, and the messages."""
+        return validator_for(self.schema)
+
+    def is_valid(self, instance: Any) -> bool:
+        """Whether jsonschema accepts ``instance`` (the fast path first)."""
+        if self._fast is not None and self._fast(instance):
+            return True
+        return bool(self.validator.is_valid(instance))
 
     def errors(self, instance: Any) -> list[tuple[tuple[str | int, ...], str, bool]]:
         """Readable problems of ``instance`` (see ``iter_errors``); empty when valid."""

@@ -10,8 +10,9 @@ action's input schema; required inputs are mapped.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from ..errors import DocumentError, Problem, TemplateError
@@ -21,6 +22,7 @@ from ..model.manifest import Connector, Operation, Trigger
 from ..model.recipe import Recipe, StepSpec, TriggerSpec
 from ..model.schema import did_you_mean, iter_errors, property_names, subschema, validator_for
 from ..plugins import Registry
+from .record_keys import FieldGetter, record_key_function
 
 ROOTS = {"trigger", "steps", "item", "loop", "recipe", "now", "connection"}
 PURE_REF = re.compile(
@@ -97,6 +99,12 @@ class Plan:
             return self.connector.operations[self.trigger.operation]
         return None
 
+    @cached_property
+    def record_key(self) -> Callable[[Any], str | None]:
+        """The dedupe key of one polled record, None to skip it: the trigger's filter, then
+        its key, then ``key@version`` when it declares a version."""
+        return record_key_function(self.key, self.version, self.filter)
+
 
 @dataclass
 class _Checker:
@@ -135,12 +143,17 @@ class _Checker:
     # -- checks -----------------------------------------------------------------------------
     def connector(self, use: str, path: tuple[str | int, ...]) -> Connector | None:
         cid = use.split(".", 1)[0]
-        conns = self.registry.connectors
-        if cid not in conns:
-            self.add(path, f"unknown connector '{cid}'{did_you_mean(cid, conns)}; "
+        connector = self.registry.get(cid)  # only the manifests a recipe uses are checked
+        if connector is None:
+            installed = self.registry.ids
+            if cid in installed:
+                self.add(path, f"connector '{cid}' is installed but its manifest is not valid "
+                               "(see the warning above); `splice plugins` shows why")
+                return None
+            self.add(path, f"unknown connector '{cid}'{did_you_mean(cid, installed)}; "
                            "`splice connectors list` shows what is installed")
             return None
-        return conns[cid]
+        return connector
 
     def connection(self, name: str | None, connector: Connector, path: tuple[str | int, ...],
                    scopes: list[str]) -> None:
@@ -517,30 +530,6 @@ def _plan_step(ck: _Checker, step: StepSpec, scope: dict[str, Any],
                     defaults=ck.template_engine.compile_mapping(
                         op.defaults, where=f"{op.ref}.defaults"),
                     when=when, for_each=for_each)
-
-
-class FieldGetter:
-    """A trigger key such as ``{{ record.id }}`` read straight from the record.
-
-    Dedupe keys are computed for every polled record; for a plain field path this is
-    several times cheaper than a template call. Anything else stays a compiled template.
-    """
-
-    def __init__(self, compiled: CompiledExpression, root: str, path: tuple[str, ...]):
-        self.compiled, self.root, self.path = compiled, root, path
-
-    def __call__(self, context: dict[str, Any]) -> Any:
-        node = context.get(self.root)
-        for part in self.path:
-            if not isinstance(node, dict) or part not in node:
-                return self.compiled(context)  # let the template explain what is missing
-            node = node[part]
-        if isinstance(node, (dict, list)) or node is None:
-            return self.compiled(context)
-        return node
-
-    def references(self) -> Any:
-        return self.compiled.references()
 
 
 def _record_expression(template_engine: TemplateEngine, source: str | None, where: str

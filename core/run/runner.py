@@ -107,16 +107,7 @@ class Runner(StepExecutor):
             after = page[-1]["id"]
 
     def event_key(self, record: Any) -> str | None:
-        plan = self.plan
-        ctx = {"record": record, "event": record}
-        if plan.filter is not None and not plan.filter(ctx):
-            return None
-        key = str(plan.key(ctx)) if plan.key is not None else None
-        if key is None:
-            return None
-        if plan.version is not None:
-            key = f"{key}@{plan.version(ctx)}"
-        return key
+        return self.plan.record_key(record)
 
     def run(self, *, mode: str = "once", backfill: bool = False,
             max_pages: int | None = None, wait: bool = False,
@@ -254,11 +245,10 @@ class Runner(StepExecutor):
         if poll.dry:
             report.seeded += len(store.filter_unseen(recipe, trig, keys))
         else:
-            with store.batch():
-                report.seeded += store.add_seen(recipe, trig, keys)
-                store.set_checkpoint(recipe, trig, resume)
-        for _k, record in keyed:
-            poll.see(record)
+            report.seeded += store.seed_page(recipe, trig, keys, resume)
+        if poll.cursor_field:
+            for _k, record in keyed:
+                poll.see(record)
 
     def _fire_page(self, poll: _Poll, keyed: list[tuple[str, Any]], resume: Any,
                    report: RunReport) -> None:

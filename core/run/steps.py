@@ -95,6 +95,8 @@ class StepExecutor:
         self.commit_every = commit_every
         self._journal: Journal | None = None
         self._connections: dict[str, Any] = {}
+        self._public: dict[tuple[str | None, str], dict[str, Any]] = {}
+        self._recipe_context: dict[str, Any] | None = None
         self._breakers: dict[str, CircuitBreaker] = {}
         self.lease: Lease | None = None  # checked before each event when set
 
@@ -112,7 +114,10 @@ class StepExecutor:
         return self._connections[name]
 
     def public_connection(self, name: str | None, connector: Connector) -> dict[str, Any]:
-        return public_fields(connector, self.connection(name, connector), name)
+        key = (name, connector.id)  # per run, like the connection record it is read from
+        if key not in self._public:
+            self._public[key] = public_fields(connector, self.connection(name, connector), name)
+        return self._public[key]
 
     def breaker(self, name: str | None, connector: Connector) -> CircuitBreaker:
         """The circuit breaker of a connection, as the last run left it."""
@@ -177,9 +182,11 @@ class StepExecutor:
 
     # -- templates --------------------------------------------------------------------------
     def base_context(self) -> dict[str, Any]:
-        r = self.plan.recipe
-        return {"recipe": {"name": r.name, "description": r.description, "vars": r.vars},
-                "now": self.now()}
+        if self._recipe_context is None:
+            r = self.plan.recipe
+            self._recipe_context = {"name": r.name, "description": r.description,
+                                    "vars": r.vars}
+        return {"recipe": self._recipe_context, "now": self.now()}
 
     def render_input(self, op: Operation, defaults: Any, mapping: Any, context: dict[str, Any],
                      base: tuple[str | int, ...]) -> dict[str, Any]:

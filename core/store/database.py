@@ -45,14 +45,15 @@ from .faults import busy_timeout, describe_location, storage_error
 from .ledger import DeadLetter, EventRecord, LedgerMixin, RunRecord, StepResult
 from .migrations import migrate
 from .queue import QueueMixin
+from .seen import SeenKeysMixin
 from .tables import (
     connections,
     dialect_insert,
     now,
     prebuilt,
     schema_version,
-    seen_keys,
-    storage_key,
+    seen,
+    seen_scope,
     trigger_state,
 )
 from .tables import (
@@ -69,22 +70,11 @@ __all__ = [
 ]
 
 URL_ENV = "SPLICE_DATABASE_URL"
-_CHUNK = 500  # bound parameters per IN (...) query; SQLite allows 32766, old builds 999
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,99}$")
 _SECRET_CONFIG_KEYS = frozenset({
     "access_token", "refresh_token", "id_token", "token", "client_secret", "api_key",
     "apikey", "password", "secret", "private_key",
 })
-
-# --------------------------------------------------------------------------- tables
-
-
-
-def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
-    """Consecutive slices of ``items`` of at most ``size`` elements."""
-    for start in range(0, len(items), size):
-        yield items[start:start + size]
-
 
 # --------------------------------------------------------------------------- records
 
@@ -161,7 +151,7 @@ def _folder(url: sa.URL) -> Path | None:
     return Path(database).expanduser().parent
 
 
-class Store(QueueMixin, LedgerMixin):
+class Store(SeenKeysMixin, QueueMixin, LedgerMixin):
     """splice's state: connections, trigger state and the run ledger, in short transactions."""
 
     def __init__(self, engine: Engine, *, box: SecretBox | None = None) -> None:
@@ -512,42 +502,6 @@ class Store(QueueMixin, LedgerMixin):
         with self._write() as conn:
             self._upsert_trigger(conn, recipe, trigger, checkpoint=checkpoint)
 
-    def filter_unseen(self, recipe: str, trigger: str, keys: Iterable[str]) -> set[str]:
-        """The subset of ``keys`` not seen before (one indexed query per 500 keys)."""
-        by_stored = {storage_key(key): key for key in keys}
-        if not by_stored:
-            return set()
-        seen: set[str] = set()
-        with self._read() as conn:
-            stmt = prebuilt(conn, "seen_in", lambda c: sa.select(seen_keys.c.key).where(
-                seen_keys.c.recipe == sa.bindparam("b_recipe"),
-                seen_keys.c.trigger == sa.bindparam("b_trigger"),
-                seen_keys.c.key.in_(sa.bindparam("b_keys", expanding=True))))
-            for chunk in _chunks(list(by_stored), _CHUNK):
-                seen.update(conn.execute(stmt, {"b_recipe": recipe, "b_trigger": trigger,
-                                                "b_keys": chunk}).scalars())
-        return {key for stored, key in by_stored.items() if stored not in seen}
-
-    def add_seen(self, recipe: str, trigger: str, keys: Iterable[str]) -> int:
-        """Remember ``keys`` as seen; keys already there are left alone. Returns how many
-        were new."""
-        with self._write() as conn:
-            return self._add_seen(conn, recipe, trigger, keys)
-
-    def _add_seen(self, conn: Connection, recipe: str, trigger: str, keys: Iterable[str]) -> int:
-        rows = [(key, recipe, trigger) for key in dict.fromkeys(storage_key(k) for k in keys)]
-        if not rows:
-            return 0
-        # The hottest write of a poll: a plain driver-level executemany (no per-row SQLAlchemy
-        # parameter processing). Both SQLite and PostgreSQL accept this ON CONFLICT form.
-        mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
-        sql = (f"INSERT INTO seen_keys (key, recipe, trigger) VALUES ({mark}, {mark}, {mark}) "
-               "ON CONFLICT (key, recipe, trigger) DO NOTHING")
-        added = 0
-        for chunk in _chunks(rows, 1000):
-            added += max(conn.exec_driver_sql(sql, chunk).rowcount, 0)  # sums the inserts
-        return added
-
     def advance_trigger(self, recipe: str, trigger: str, *, seen: Iterable[str] = (),
                         cursor: str | None = None, initialized: bool = True) -> None:
         """In one transaction: add seen keys, save the cursor (if given), set ``initialized``."""
@@ -558,19 +512,12 @@ class Store(QueueMixin, LedgerMixin):
             self._add_seen(conn, recipe, trigger, seen)
             self._upsert_trigger(conn, recipe, trigger, **values)
 
-    def seen_count(self, recipe: str, trigger: str) -> int:
-        """How many keys the trigger has seen (a table scan: for status displays)."""
-        with self._read() as conn:
-            return int(conn.execute(sa.select(sa.func.count()).select_from(seen_keys).where(
-                seen_keys.c.recipe == recipe, seen_keys.c.trigger == trigger)).scalar_one())
-
     def reset_trigger(self, recipe: str, trigger: str, *, events: bool = False) -> int:
         """Forget the trigger's cursor, seen keys and initialisation (next poll is a
         baseline); with ``events`` also its events (their step results, keys and dead
         letters go with them). Returns how many seen keys were forgotten."""
         with self._write() as conn:
-            gone = conn.execute(seen_keys.delete().where(seen_keys.c.recipe == recipe,
-                                                         seen_keys.c.trigger == trigger))
+            gone = conn.execute(seen.delete().where(seen.c.scope == seen_scope(recipe, trigger)))
             conn.execute(trigger_state.delete().where(trigger_state.c.recipe == recipe,
                                                       trigger_state.c.trigger == trigger))
             if events:

@@ -14,7 +14,9 @@ commit rewrites a dozen b-tree pages of four tables), so the runner records into
 
 The group commit runs on a background thread while the runner goes on with the next requests
 (its log lines go to a new segment file; a group's segment is deleted once the group is in the
-ledger). Only one group is in flight; the runner asks ``in_flight`` before treating a key as
+ledger). At most ``IN_FLIGHT`` (two) groups are being committed at once, in order, so the
+commit that ends a page never waits for the one before it; after a failed group nothing later
+is written (both stay in the run log). The runner asks ``in_flight`` before treating a key as
 unseen. The commit's SQLite work releases the GIL and its Python part mostly runs while the
 runner waits on API responses.
 
@@ -62,6 +64,7 @@ __all__ = ["COMMIT_EVERY", "MAX_DELAY", "Journal"]
 _TEXTS = frozenset({"request", "output", "request_json", "output_json"})
 COMMIT_EVERY = 100  # events per group commit (a page of 100 records is one group)
 MAX_DELAY = 1.0     # seconds an event may wait for its group commit
+IN_FLIGHT = 2       # groups being committed at once (a commit ending a page waits for none)
 BALLAST = 256 * 1024  # bytes kept free in the log directory for the last lines of a run
 
 
@@ -91,8 +94,9 @@ class Journal:
         self._log_fd: int | None = None    # the current segment
         self._segment = 0
         self._committer: ThreadPoolExecutor | None = None
-        self._pending: Future[None] | None = None
+        self._pending: list[tuple[Future[None], frozenset[str]]] = []  # oldest first
         self._in_flight: frozenset[str] = frozenset()
+        self._failed: BaseException | None = None
 
     # -- recording --------------------------------------------------------------------------
     def new_event(self, key: str, payload: Any) -> PendingEvent:
@@ -173,7 +177,7 @@ class Journal:
         """Hand the group (with its checkpoint) to the committer; ``wait``: until it and every
         earlier group are in the ledger. An error of a background commit is raised here."""
         with self._lock:
-            self._wait()
+            self._wait(keep=IN_FLIGHT - 1)
             if self._dirty or self._checkpoint is not MISSING_CHECKPOINT:
                 group = list(self._dirty.values())
                 segment = self._close_segment()
@@ -181,12 +185,13 @@ class Journal:
                 if self.store.single_connection:  # in-memory SQLite: no second thread
                     self._write(group, self._checkpoint, segment)
                 else:
-                    self._in_flight = frozenset(e.key for e in group if e.id is None)
                     if self._committer is None:
                         self._committer = ThreadPoolExecutor(
                             1, thread_name_prefix="splice-commit")
-                    self._pending = self._committer.submit(self._write, group,
-                                                           self._checkpoint, segment)
+                    keys = frozenset(e.key for e in group if e.id is None)
+                    self._pending.append((self._committer.submit(
+                        self._write, group, self._checkpoint, segment), keys))
+                    self._in_flight = self._in_flight | keys
             self._dirty.clear()
             self._checkpoint = MISSING_CHECKPOINT
             self._finished = 0
@@ -200,17 +205,29 @@ class Journal:
         return self._in_flight
 
     def _write(self, group: list[PendingEvent], checkpoint: Any, segment: Path | None) -> None:
-        self.store.write_group(self.recipe, self.trigger, group, checkpoint)
+        if self._failed is not None:  # an earlier group failed: keep the order, write nothing
+            raise self._failed        # (both stay in the run log for the next run)
+        try:
+            self.store.write_group(self.recipe, self.trigger, group, checkpoint)
+        except BaseException as exc:
+            self._failed = exc
+            raise
         if segment is not None:
             segment.unlink(missing_ok=True)  # all of it is in the ledger now
 
-    def _wait(self) -> None:
-        pending, self._pending = self._pending, None
-        if pending is not None:
+    def _wait(self, keep: int = 0) -> None:
+        """Wait until at most ``keep`` groups are still being committed; the first error of
+        a finished one is raised."""
+        error: BaseException | None = None
+        while self._pending and (len(self._pending) > keep or self._pending[0][0].done()):
+            future, _keys = self._pending.pop(0)
             try:
-                pending.result()
-            finally:
-                self._in_flight = frozenset()
+                future.result()
+            except BaseException as exc:  # noqa: BLE001 - re-raised below, after the rest
+                error = error or exc
+            self._in_flight = frozenset().union(*(k for _f, k in self._pending))
+        if error is not None:
+            raise error
 
     def _ballast(self) -> Path:
         return self._log_dir / "ballast"
@@ -306,7 +323,8 @@ class Journal:
     def close_quietly(self) -> None:
         """:meth:`close` after a storage fault: errors are ignored, the log files stay."""
         with self._lock:
-            self._pending = None  # its error was reported; its log segment stays
+            self._pending = []  # their errors were reported; their log segments stay
+            self._in_flight = frozenset()
             try:
                 self.close()
             except Exception:  # noqa: BLE001 - the fault was reported already

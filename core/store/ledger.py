@@ -31,6 +31,7 @@ from .tables import (
     RUN_MODES,
     RUN_STATUSES,
     Encoded,
+    JSONColumn,
     UTCDateTime,
     dialect_insert,
     events,
@@ -263,7 +264,7 @@ def _sqlite_rows(table: sa.Table, names: list[str], rows: list[dict[str, Any]]
         return times[value]
 
     converters = [when if isinstance(table.c[n].type, UTCDateTime) else
-                  sqlite_json if isinstance(table.c[n].type, sa.JSON) else None
+                  sqlite_json if isinstance(table.c[n].type, (sa.JSON, JSONColumn)) else None
                   for n in names]
     special = [(i, c) for i, c in enumerate(converters) if c is not None]
     out = []

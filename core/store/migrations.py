@@ -20,7 +20,16 @@ from .connection_events import create_table as create_connection_events
 from .inbox import create_tables as create_inbox_tables
 from .leases import leases
 from .registry import create_table as create_registry
-from .tables import dead_letters, events, metadata, now, schema_version, trigger_state
+from .tables import (
+    dead_letters,
+    events,
+    metadata,
+    now,
+    schema_version,
+    seen,
+    seen_scope,
+    trigger_state,
+)
 
 _PG_MIGRATION_LOCK = 0x5311CE  # advisory lock id serialising concurrent migrations
 
@@ -63,12 +72,28 @@ def _serve_tables(conn: Connection) -> None:
     create_inbox_tables(conn)
 
 
+def _compact_seen_keys(conn: Connection) -> None:
+    """``seen_keys`` (key, recipe, trigger, first_seen_at) becomes ``seen`` (key, scope): every
+    key is copied under its trigger's scope, one INSERT ... SELECT per trigger. The
+    ``first_seen_at`` stamps are not kept (nothing read them; they were a third of a row)."""
+    old = sa.table("seen_keys", sa.column("key"), sa.column("recipe"), sa.column("trigger"))
+    seen.create(conn, checkfirst=True)
+    pairs = conn.execute(sa.select(old.c.recipe, old.c.trigger).distinct()).all()
+    for recipe, trigger in pairs:
+        conn.execute(seen.insert().from_select(
+            ["key", "scope"],
+            sa.select(old.c.key, sa.literal(seen_scope(recipe, trigger), sa.BigInteger))
+            .where(old.c.recipe == recipe, old.c.trigger == trigger)))
+    conn.execute(sa.text("DROP TABLE seen_keys"))
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _initial_schema),
     Migration(2, "connection events", create_connection_events),
     Migration(3, "trigger page checkpoint", _add_trigger_checkpoint),
     Migration(4, "leases, retry schedule, circuit breakers", _delivery),
     Migration(5, "serve: recipe registry, webhook inbox, serve instances", _serve_tables),
+    Migration(6, "compact seen keys", _compact_seen_keys),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from .tables import dead_letters, events, seen_keys, trigger_state
+from .tables import dead_letters, events, seen, seen_scope, trigger_state
 
 __all__ = ["adopt_state", "claim_source"]
 
@@ -46,9 +46,11 @@ def adopt_state(store: Any, old: str, new: str, trigger: str) -> bool:
 
         if has(new) or not has(old):
             return False
-        for table in (trigger_state, seen_keys, events):
+        for table in (trigger_state, events):
             conn.execute(table.update().where(table.c.recipe == old,
                                               table.c.trigger == trigger).values(recipe=new))
+        conn.execute(seen.update().where(seen.c.scope == seen_scope(old, trigger))
+                     .values(scope=seen_scope(new, trigger)))  # seen keys: under new's scope
         moved = sa.select(events.c.id).where(events.c.recipe == new,
                                              events.c.trigger == trigger)
         conn.execute(dead_letters.update().where(dead_letters.c.event_id.in_(moved))
