@@ -72,3 +72,13 @@ def test_pyproject_lists_every_package() -> None:
             parts = init.parent.relative_to(ROOT / folder).parts
             found.add(".".join((top, *parts)))
     assert listed == found
+
+
+def test_names_the_cli_repeats_to_start_fast_match_their_sources() -> None:
+    """cli/connections.py spells two names out (importing them would load httpx at start-up)."""
+    from splice.cli import connections as cli_connections
+    from splice.connections import client_credentials
+    from splice.http import network
+
+    assert cli_connections.OPTION == network.OPTION
+    assert cli_connections.CLIENT_CREDENTIALS == client_credentials.KIND
