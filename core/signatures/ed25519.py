@@ -9,7 +9,8 @@ from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+from .pem import load_public_key
 
 
 class Ed25519:
@@ -17,12 +18,7 @@ class Ed25519:
     key_kind = "public_key"
 
     def load_key(self, text: str) -> Ed25519PublicKey:
-        try:
-            key = load_pem_public_key(text.encode("ascii"))
-        except (ValueError, TypeError, UnicodeEncodeError, AttributeError) as exc:
-            raise ValueError(f"not a PEM public key ({type(exc).__name__})") from None
-        if not isinstance(key, Ed25519PublicKey):
-            raise ValueError(f"not an Ed25519 public key (got {type(key).__name__})")
+        key: Ed25519PublicKey = load_public_key(text, Ed25519PublicKey, "Ed25519")
         return key
 
     def verify(self, key: Any, message: bytes, signature: bytes) -> bool:

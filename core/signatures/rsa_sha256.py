@@ -11,7 +11,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
-from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+from .pem import load_public_key
 
 
 class RsaSha256:
@@ -19,12 +20,7 @@ class RsaSha256:
     key_kind = "public_key"
 
     def load_key(self, text: str) -> RSAPublicKey:
-        try:
-            key = load_pem_public_key(text.encode("ascii"))
-        except (ValueError, TypeError, UnicodeEncodeError, AttributeError) as exc:
-            raise ValueError(f"not a PEM public key ({type(exc).__name__})") from None
-        if not isinstance(key, RSAPublicKey):
-            raise ValueError(f"not an RSA public key (got {type(key).__name__})")
+        key: RSAPublicKey = load_public_key(text, RSAPublicKey, "RSA")
         if key.key_size < 2048:
             raise ValueError(f"RSA key of {key.key_size} bits is too short (at least 2048)")
         return key
