@@ -125,16 +125,31 @@ class Sandbox:
         return open_url
 
 
-@pytest.fixture(scope="module")
-def sandbox() -> Iterator[Sandbox]:
-    """HighLevel's real limits (100 requests / 10 s) on a clock that moves only when told."""
-    config = SandboxConfig(client_id=CLIENT_ID, client_secret=CLIENT_SECRET, clock=lambda: NOW,
-                           auto_approve=False)
+def serve_sandbox(**config: Any) -> Iterator[Sandbox]:
+    """The HighLevel sandbox served on loopback (consent given by a script), with ``config``
+    passed on to its SandboxConfig; the module fixtures of the HighLevel tests yield from it."""
+    settings = SandboxConfig(client_id=CLIENT_ID, client_secret=CLIENT_SECRET,
+                             auto_approve=False, **config)
     transport = SharedTransport()
-    with serve(create_app(config)) as base_url, \
+    with serve(create_app(settings)) as base_url, \
             httpx.Client(base_url=base_url, timeout=10, transport=transport) as http:
         yield Sandbox(base_url, http, transport)
     transport.inner.close()
+
+
+def connected(sandbox: Sandbox) -> Iterator[Ghl]:
+    """Seed data, no tokens, fresh limits; then a connection with every manifest scope."""
+    sandbox.control("reset")
+    api = open_connection(sandbox)
+    yield api
+    api.close()
+    api.store.close()
+
+
+@pytest.fixture(scope="module")
+def sandbox() -> Iterator[Sandbox]:
+    """HighLevel's real limits (100 requests / 10 s) on a clock that moves only when told."""
+    yield from serve_sandbox(clock=lambda: NOW)
 
 
 # ------------------------------------------------------------------------------ the engine
@@ -252,12 +267,7 @@ def open_agency_connection(sandbox: Sandbox) -> Ghl:
 
 @pytest.fixture
 def ghl(sandbox: Sandbox) -> Iterator[Ghl]:
-    """Seed data, no tokens, fresh limits; then a connection with every manifest scope."""
-    sandbox.control("reset")
-    api = open_connection(sandbox)
-    yield api
-    api.close()
-    api.store.close()
+    yield from connected(sandbox)
 
 
 def seeded_tags(sandbox: Sandbox) -> list[dict[str, Any]]:

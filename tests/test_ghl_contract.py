@@ -30,13 +30,11 @@ from jsonschema import Draft202012Validator
 
 from splice.http.request import PreparedCall
 from splice.model.manifest import MISSING
-from splice.sandbox import SandboxConfig, serve
 from splice_connectors.ghl_users import MANIFEST
-from splice_connectors.ghl_users.sandbox import ENDPOINTS, create_app
+from splice_connectors.ghl_users.sandbox import ENDPOINTS
 from splice_connectors.ghl_users.sandbox_data import COMPANY_ID, LOCATION_ID
 from splice_connectors.ghl_users.sandbox_http import BOTH, COMPANY, LOCATION
 
-from .conftest import SharedTransport
 from .ghl_spec import (
     ENUM_AS_OBJECT_V2,
     FORMATS,
@@ -53,16 +51,16 @@ from .ghl_spec import (
 )
 from .test_ghl_connector import (
     AGENCY_ONLY,
-    CLIENT_ID,
-    CLIENT_SECRET,
     CSV_TEXT,
     NOW,
     PAYLOADS,
     Ghl,
     Sandbox,
     api_headers,
+    connected,
     open_agency_connection,
     open_connection,
+    serve_sandbox,
 )
 from .test_ghl_manifest import EXCEPTIONS
 
@@ -117,22 +115,12 @@ def specs() -> OfficialSpecs:
 
 @pytest.fixture(scope="module")
 def sandbox() -> Iterator[Sandbox]:
-    config = SandboxConfig(client_id=CLIENT_ID, client_secret=CLIENT_SECRET, clock=lambda: NOW,
-                           auto_approve=False, rate_limit=(100_000, 10.0))
-    transport = SharedTransport()
-    with serve(create_app(config)) as base_url, \
-            httpx.Client(base_url=base_url, timeout=10, transport=transport) as http:
-        yield Sandbox(base_url, http, transport)
-    transport.inner.close()
+    yield from serve_sandbox(clock=lambda: NOW, rate_limit=(100_000, 10.0))
 
 
 @pytest.fixture
 def ghl(sandbox: Sandbox) -> Iterator[Ghl]:
-    sandbox.control("reset")
-    api = open_connection(sandbox)
-    yield api
-    api.close()
-    api.store.close()
+    yield from connected(sandbox)
 
 
 # -- the request splice builds, seen by the spec ---------------------------------------------

@@ -29,24 +29,20 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
-from splice.sandbox import SandboxConfig, serve
-from splice_connectors.ghl_users.sandbox import create_app
 from splice_connectors.ghl_users.sandbox_data import LOCATION_ID
 
-from .conftest import SharedTransport, invoke
+from .conftest import invoke
 from .test_ghl_connector import (
-    CLIENT_ID,
-    CLIENT_SECRET,
     CONNECTION,
     CSV_TEXT,
     Ghl,
     Sandbox,
     account_ids,
+    connected,
     oauth_event,
-    open_connection,
+    serve_sandbox,
 )
 
 FIRST_FOUR = {"tag_created", "tag_updated", "user_created", "statistics_refreshed"}
@@ -54,23 +50,13 @@ FIRST_FOUR = {"tag_created", "tag_updated", "user_created", "statistics_refreshe
 
 @pytest.fixture(scope="module")
 def sandbox() -> Iterator[Sandbox]:
-    """HighLevel's sandbox on the real clock (the default), consent given by a script."""
-    config = SandboxConfig(client_id=CLIENT_ID, client_secret=CLIENT_SECRET,
-                           auto_approve=False)
-    transport = SharedTransport()
-    with serve(create_app(config)) as base_url, \
-            httpx.Client(base_url=base_url, timeout=10, transport=transport) as http:
-        yield Sandbox(base_url, http, transport)
-    transport.inner.close()
+    """HighLevel's sandbox on the real clock (the default)."""
+    yield from serve_sandbox()
 
 
 @pytest.fixture
 def ghl(sandbox: Sandbox) -> Iterator[Ghl]:
-    sandbox.control("reset")
-    api = open_connection(sandbox)
-    yield api
-    api.close()
-    api.store.close()
+    yield from connected(sandbox)
 
 
 def _moment(days: float) -> str:
