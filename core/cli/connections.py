@@ -245,8 +245,12 @@ def connections_remove(name: str) -> None:
 
     The provider still holds the grant: run `splice connections revoke NAME` first to end it.
     """
-    if not open_store().delete_connection(name):
+    from ..store.endpoints import forget_connection
+
+    store = open_store()
+    if not store.delete_connection(name):
         raise ConfigError(f"no connection named '{name}'")
+    forget_connection(store, name)  # its disabled endpoints
     click.echo(f"connection '{name}' removed")
 
 

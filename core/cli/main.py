@@ -9,7 +9,8 @@ import os
 
 import click
 
-from . import authoring, connections, connectors, recipes, registry, runs, serve, webhooks
+from . import (authoring, connections, connectors, endpoints, recipes, registry, runs, serve,
+               webhooks)
 from .common import setup_logging
 
 
@@ -73,7 +74,7 @@ for _command in (connectors.connectors, connectors.call, connectors.plugins, rec
     cli.add_command(_command)
 
 
-_ = webhooks  # its commands join the `connections` group
+_ = webhooks, endpoints  # their commands join the `connections` group
 
 
 def main() -> None:

@@ -1,9 +1,9 @@
 """``splice call``: one operation, by hand, with a stored connection.
 
 Handy to look things up while writing a recipe (which social profiles does this location
-have?) or to check a connection. The input is validated against the operation's input schema
-and the connection's granted scopes are checked (as for a recipe) before anything is sent;
-list operations follow every page.
+have?) or to check a connection. The input is validated against the operation's input schema,
+the connection's granted scopes are checked (as for a recipe) and a disabled endpoint is
+refused, all before anything is sent; list operations follow every page.
 """
 
 from __future__ import annotations
@@ -15,11 +15,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..connections.client import connection_client, public_fields
+from ..connections.endpoints import check_enabled
 from ..connections.status import check_scopes, probe_operation
 from ..errors import InputError, ValidationFailed
 from ..http.request import prepare_call
 from ..mapping.templates import TemplateEngine
 from ..model.schema import subschema
+from ..store.endpoints import disabled as disabled_endpoints
 from .steps import render_defaults, rendered_parts
 
 NON_STRING = {"integer", "number", "boolean", "array", "object", "null"}
@@ -82,6 +84,7 @@ def send_operation(registry: Any, store: Any, ref: str, *, connection: str | Non
         raise ValidationFailed(f"{op.ref} input is not valid (nothing was sent):\n  " +
                                "\n  ".join(problems))
     check_scopes(connector, record, op)  # as a recipe would: before anything is sent
+    check_enabled(store, connector, connection, op.id)
     parts = rendered_parts(
         op, {"input": merged, "connection": context["connection"]},
         lambda part, value: template_engine.compile_mapping(value, where=f"{op.ref}.{part}"))
@@ -103,7 +106,7 @@ def probe_connection(registry: Any, store: Any, name: str) -> tuple[Any, Answer,
     connection's scopes allow (:func:`splice.connections.status.probe_operation`)."""
     record = store.require_connection(name)
     connector = registry.connector(record.connector)
-    op, note = probe_operation(connector, record)
+    op, note = probe_operation(connector, record, disabled_endpoints(store, name))
     fields = record.config.get("fields") or {}
     payload = {k: fields[k] for k in (op.input or {}).get("required", []) if k in fields}
     answer = send_operation(registry, store, op.ref, connection=name, payload=payload,

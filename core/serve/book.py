@@ -29,6 +29,7 @@ from ..model.documents import parse_document
 from ..model.recipe import recipe_from_document
 from ..run.plan import Plan, build_plan
 from ..store import registry as reg
+from ..store.endpoints import disabled_by_connection
 
 log = logging.getLogger("splice.serve.recipes")
 
@@ -55,7 +56,7 @@ def check_text(text: str, path: str, registry: Any, store: Any) -> Plan:
     recipe = recipe_from_document(parse_document(text, path))
     connections = {c.name: c for c in store.list_connections()}
     return build_plan(recipe, registry, TemplateEngine(registry.filters),
-                      connections=connections)
+                      connections=connections, disabled=disabled_by_connection(store))
 
 
 @dataclass
