@@ -94,6 +94,17 @@ class Plan:
         """The webhook triggers of the recipe."""
         return [s for s in self.sources if s.is_webhook]
 
+    def refused(self, disabled: Mapping[str, set[str]]) -> str | None:
+        """Why the plan may not run now (an endpoint it uses was disabled since it was
+        built: connection -> disabled ids), or None."""
+        uses = [(s.connection, s.connector, s.trigger.id) for s in self.sources] + \
+            [(s.connection, s.connector, s.operation.id) for s in self.steps]
+        for name, connector, endpoint in uses:
+            blocked = disabled_in(connector, endpoint, disabled.get(name or "", ()))
+            if name and blocked:
+                return refusal(connector, name, endpoint, blocked)
+        return None
+
     @property
     def operation(self) -> Operation | None:
         if self.trigger.operation:
