@@ -12,19 +12,21 @@ from __future__ import annotations
 
 import hmac
 import http.server
+import os
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
-from ..errors import AuthError, ConfigError
+from ..errors import AuthError, ConfigError, InputError
 from ..model.manifest import Connector
 from ..sandbox.server import HOST
+from ..store.database import check_connection_name
 from .oauth import (
     authorize_url,
     describe_oauth_error,
@@ -283,3 +285,49 @@ class PendingAuthorizations:
         cutoff = time.time() - self.ttl
         for key in [k for k, a in self._items.items() if a.created_at < cutoff]:
             del self._items[key]
+
+
+def renewal(connector: Connector, store: Any, name: str, *, client_id: str = "",
+            client_secret: str = "", scopes: list[str] | None = None,
+            base_url: str | None = None, allow_private_network: bool = False,
+            default_scopes: list[str] | None = None,
+            environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The keyword arguments of :func:`begin` for connecting ``name`` from the dashboard,
+    as ``splice connect`` settles them: a value given wins, else the connection being
+    renewed keeps its client id and secret, base URL, token parameters, scopes, refresh skew
+    and private-network choice, else ``SPLICE_<CONNECTOR>_CLIENT_ID``/``_CLIENT_SECRET``.
+    URLs are checked against private networks unless allowed."""
+    from ..http.network import OPTION, check_url
+
+    env = os.environ if environ is None else environ
+    check_connection_name(name)
+    existing = store.get_connection(name)
+    if existing is not None and existing.connector != connector.id:
+        raise InputError(f"connection '{name}' belongs to connector '{existing.connector}'",
+                         hint="choose another name, or remove that connection first")
+    old_config = existing.config if existing is not None else {}
+    old_secret = existing.secret if existing is not None else {}
+    allowed = allow_private_network or bool(old_config.get(OPTION))
+    base_url = (base_url or "").strip() or (existing.base_url if existing else None)
+    check_url(base_url or connector.base_url, allowed=allowed, what="the base URL")
+    for key in ("authorize_url", "token_url"):
+        url = connector.auth.get(key)
+        if isinstance(url, str) and not url.startswith("/"):
+            check_url(url, allowed=allowed, what=f"the connector's {key}")
+    prefix = f"SPLICE_{connector.id.upper()}"
+    client_id = client_id.strip() or str(old_config.get("client_id") or "") or \
+        env.get(f"{prefix}_CLIENT_ID", "")
+    client_secret = client_secret.strip() or str(old_secret.get("client_secret") or "") or \
+        env.get(f"{prefix}_CLIENT_SECRET", "")
+    for label, value, var in (("client id", client_id, "CLIENT_ID"),
+                              ("client secret", client_secret, "CLIENT_SECRET")):
+        if not value:
+            raise InputError(f"no OAuth {label} for {connector.id}",
+                             hint=f"enter it, or set {prefix}_{var} where splice serve runs")
+    wanted = list(scopes or []) or list(default_scopes or connector.scopes)
+    wanted += [s for s in (existing.scopes if existing and not scopes else []) if s not in wanted]
+    return {"name": name, "client_id": client_id, "client_secret": client_secret,
+            "scopes": wanted, "base_url": base_url,
+            "token_params": old_config.get("token_params"),
+            "config": {"refresh_skew": old_config.get("refresh_skew"),
+                       OPTION: True if allowed else None}}

@@ -65,10 +65,9 @@ def call_operation(registry: Any, store: Any, ref: str, *, connection: str | Non
                           max_pages=max_pages).data
 
 
-def send_operation(registry: Any, store: Any, ref: str, *, connection: str | None,
-                   payload: dict[str, Any], max_pages: int | None = None) -> Answer:
-    """Render the operation's defaults, validate the input, check the connection's scopes,
-    then send (a list operation: every page, or ``max_pages``)."""
+def _prepare(registry: Any, store: Any, ref: str, connection: str | None,
+             payload: dict[str, Any]) -> tuple[Any, Any, Any, dict[str, Any], Any,
+                                               dict[str, Any]]:
     cid, _, op_id = ref.partition(".")
     connector = registry.connector(cid)
     op = connector.operation(op_id)
@@ -78,6 +77,23 @@ def send_operation(registry: Any, store: Any, ref: str, *, connection: str | Non
     template_engine = TemplateEngine(registry.filters)
     merged = render_defaults(template_engine, op.defaults, context)
     merged.update(payload)
+    return connector, op, record, context, template_engine, merged
+
+
+def input_problems(registry: Any, store: Any, ref: str, *, connection: str | None,
+                   payload: dict[str, Any]) -> list[tuple[tuple[str | int, ...], str]]:
+    """(path, message) of each reason ``payload`` (with the operation's defaults, as
+    :func:`send_operation` fills them) does not fit the input schema; nothing is sent."""
+    _c, op, _r, _ctx, _e, merged = _prepare(registry, store, ref, connection, payload)
+    return [(tuple(p), m) for p, m, _ in op.input_checker.errors(merged)]
+
+
+def send_operation(registry: Any, store: Any, ref: str, *, connection: str | None,
+                   payload: dict[str, Any], max_pages: int | None = None) -> Answer:
+    """Render the operation's defaults, validate the input, check the connection's scopes,
+    then send (a list operation: every page, or ``max_pages``)."""
+    connector, op, record, context, template_engine, merged = _prepare(
+        registry, store, ref, connection, payload)
     problems = [f"{'.'.join(map(str, p)) or 'input'}: {m}"
                 for p, m, _ in op.input_checker.errors(merged)]
     if problems:
