@@ -192,8 +192,12 @@ def test_remove_forgets_disabled_endpoints(sandboxes: Any) -> None:
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_store_round_trip(backend: str, tmp_path: Path) -> None:
     from splice.store.database import Store
-    from splice.store.endpoints import (disabled, disabled_by_connection, forget_connection,
-                                        set_enabled)
+    from splice.store.endpoints import (
+        disabled,
+        disabled_by_connection,
+        forget_connection,
+        set_enabled,
+    )
 
     def check(store: Any) -> None:
         assert set_enabled(store, "a", "x", False) is True

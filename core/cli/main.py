@@ -9,8 +9,17 @@ import os
 
 import click
 
-from . import (authoring, connections, connectors, endpoints, recipes, registry, runs, serve,
-               webhooks)
+from . import (
+    authoring,
+    connections,
+    connectors,
+    endpoints,
+    recipes,
+    registry,
+    runs,
+    serve,
+    webhooks,
+)
 from .common import setup_logging
 
 

@@ -77,8 +77,8 @@ def list_endpoints(connector: Connector, record: Any, disabled: Iterable[str]
         out.append(Endpoint(op.id, op.ref, "operation", op.title, op.method, op.path, None,
                             None, list(op.scopes), missing(op.scopes), op.id not in off))
     for trig in connector.triggers.values():
-        op = connector.operations.get(trig.operation or "")
-        scopes = list(op.scopes) if op is not None else list(trig.scopes)
+        listing = connector.operations.get(trig.operation or "")
+        scopes = list(listing.scopes) if listing is not None else list(trig.scopes)
         out.append(Endpoint(trig.id, trig.ref, "trigger", trig.title, None, None, trig.type,
                             trig.operation, scopes, missing(scopes), trig.id not in off))
     return out

@@ -42,8 +42,8 @@ from ..mapping.templates import TemplateEngine
 from ..model.manifest import MISSING, Connector, Operation
 from ..secrets import redact_headers
 from ..store.breakers import load_breaker, save_breaker
-from ..store.endpoints import disabled as disabled_endpoints
 from ..store.database import Store
+from ..store.endpoints import disabled as disabled_endpoints
 from ..store.journal import COMMIT_EVERY, Journal
 from ..store.leases import Lease
 from ..store.ledger import PendingEvent

@@ -4,11 +4,11 @@ Read: recipes (status, schedule, which path delivered events first), runs, event
 step results, dead letters, recent webhook deliveries (never their bodies), connections (never
 a secret), connectors and their operations. Act: enable/disable a recipe, run it now, retry an
 event, requeue a dead letter; list a connection's endpoints and enable or disable one (a
-recipe using a disabled endpoint is not enabled or run: 409 with the reason). Every route but ``/api/openapi.json`` needs
-``Authorization: Bearer TOKEN`` (the token ``splice serve`` prints and keeps 0600 in
-``$SPLICE_HOME/serve.token``) or a signed-in dashboard session (whose POSTs carry its CSRF
-token, see :mod:`splice.web.security`); the document at ``/api/openapi.json`` describes them
-all.
+recipe using a disabled endpoint is not enabled or run: 409 with the reason). Every route but
+``/api/openapi.json`` needs ``Authorization: Bearer TOKEN`` (the token ``splice serve`` prints
+and keeps 0600 in ``$SPLICE_HOME/serve.token``) or a signed-in dashboard session (whose POSTs
+carry its CSRF token, see :mod:`splice.web.security`); the document at ``/api/openapi.json``
+describes them all.
 """
 
 from __future__ import annotations

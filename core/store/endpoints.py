@@ -12,7 +12,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from .tables import disabled_endpoints, dialect_insert, now
+from .tables import dialect_insert, disabled_endpoints, now
 
 __all__ = ["disabled", "disabled_by_connection", "forget_connection", "set_enabled"]
 

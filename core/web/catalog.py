@@ -71,14 +71,16 @@ def _entries(connector: Connector) -> list[Entry]:
                       fields(op.input), fields(op.output), sample, op.deprecated)
         out.append(entry)
     for trig in connector.triggers.values():
-        op = connector.operations.get(trig.operation or "")
+        listing = connector.operations.get(trig.operation or "")
         output = connector.trigger_output(trig)
         sample = trig.sample if trig.sample is not MISSING else example(output)
         request = {"webhook": "webhook delivery", "event": "engine event"}.get(
             trig.type, f"polls {trig.operation}" if trig.operation else trig.type)
         entry = Entry(connector.id, connector.name, "trigger", trig.id, trig.title or trig.id,
-                      trig.description, list(op.scopes if op is not None else trig.scopes),
-                      request, fields(op.input) if op is not None else [], fields(output),
+                      trig.description,
+                      list(listing.scopes if listing is not None else trig.scopes),
+                      request, fields(listing.input) if listing is not None else [],
+                      fields(output),
                       sample)
         out.append(entry)
     for entry in out:

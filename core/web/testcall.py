@@ -188,7 +188,7 @@ def routes(dash: Any) -> list[BaseRoute]:
         payload = parse_form(fields, form)
         status = 400
         context["problems"] = _attach(fields, input_problems(
-                dash.registry, dash.store, op.ref, connection=record.name, payload=payload))
+            dash.registry, dash.store, op.ref, connection=record.name, payload=payload))
         if not any(f.error for f in fields) and not context["problems"]:
             try:
                 answer = send_operation(dash.registry, dash.store, op.ref,
