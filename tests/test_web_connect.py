@@ -17,13 +17,13 @@ SECRET = "splice-demo-secret"
 APPS = {"ghl_users": "my-highlevel", "invoice2go": "my-invoice2go"}
 
 
-def script_errors(page: Any) -> list[str]:
+def script_errors(tab: Any) -> list[str]:
     """Console errors but the 400 answers of forms sent with mistakes (shown inline)."""
-    return [e for e in page.console_errors
+    return [e for e in tab.console_errors
             if "status of 400 (Bad Request)" not in e]
 
 
-def connect_in_browser(dash: Any, page: Any, connector: str, name: str,
+def connect_in_browser(dash: Any, page: Any, connector: str, name: str,  # noqa: F811
                        screenshot: str | None = None) -> None:
     """What a person does on /connections: fill the app's form, approve (the sandbox
     approves by itself), land on the connection's page."""
