@@ -65,18 +65,29 @@ def require_browser() -> None:
     pytest.skip(reason)
 
 
+# One Playwright and one browser per test session. Each module that imports ``chromium``
+# gets its own session fixture, so they share these (a second sync Playwright cannot start
+# while one runs) and the last one to finish closes them.
+_SHARED: dict[str, Any] = {"users": 0}
+
+
 @pytest.fixture(scope="session")
 def chromium() -> Iterator[Any]:
     require_browser()
     from playwright.sync_api import sync_playwright
 
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium_path(), headless=True,
-                                    args=CHROMIUM_FLAGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
+    if _SHARED["users"] == 0:
+        _SHARED["playwright"] = sync_playwright().start()
+        _SHARED["browser"] = _SHARED["playwright"].chromium.launch(
+            executable_path=chromium_path(), headless=True, args=CHROMIUM_FLAGS)
+    _SHARED["users"] += 1
+    try:
+        yield _SHARED["browser"]
+    finally:
+        _SHARED["users"] -= 1
+        if _SHARED["users"] == 0:
+            _SHARED.pop("browser").close()
+            _SHARED.pop("playwright").stop()
 
 
 def _new_page(chromium: Any, **options: Any) -> Iterator[Any]:
