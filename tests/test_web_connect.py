@@ -224,3 +224,20 @@ def test_test_call_form_inline_errors_then_a_successful_call(dashboard: Any,  # 
                                        "my-invoice2go", check=True).stdout)
     assert any(c["name"] == hostile for c in clients["records"])
     assert script_errors(page) == []
+
+
+def test_catalog_search_matches_word_starts_and_ranks_the_exact_id_first() -> None:
+    from splice.plugins import get_registry
+    from splice.web.catalog import catalog, search
+
+    entries = catalog(get_registry())
+    tagged = {e.ref for e in search(entries, q="tag")}
+    assert {"ghl_users.list_tags", "ghl_users.tag_created",
+            "invoice2go.add_invoice_tags"} <= tagged
+    assert "ghl_users.list_instagram_accounts" not in tagged  # "tag" inside a word
+    assert search(entries, q="add_invoice_tags")[0].ref == "invoice2go.add_invoice_tags"
+    assert search(entries, q="invoice2go.list_clients")[0].ref == "invoice2go.list_clients"
+    writes = search(entries, scope="invoices:write", kind="action")
+    assert writes and all("invoices:write" in e.scopes and e.kind == "action" for e in writes)
+    assert search(entries, q="zzzz") == []
+    assert {e.connector for e in entries} == {"ghl_users", "invoice2go", "splice"}

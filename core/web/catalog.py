@@ -1,7 +1,7 @@
 """The catalog at ``/catalog``: every connector's operations and triggers, searchable.
 
-``GET /catalog`` lists them all (``q``: words that must all appear in the id, title,
-description, path, scopes or field names; ``connector``, ``scope`` and ``kind`` filter), as a
+``GET /catalog`` lists them all (``q``: words that must each start a word of the id,
+title, description, path, scopes or field names; ``connector``, ``scope`` and ``kind`` filter), as a
 page or, for htmx (``HX-Request``), just the results table, so the filter form updates the
 list as the person types. ``GET /catalog/{connector}/{id}`` shows one: its scopes, request,
 input and output fields (from the JSON Schemas) and a sample record. The entries are built
@@ -11,6 +11,7 @@ once per registry from the manifests.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +26,7 @@ from ..model.manifest import MISSING, Connector
 __all__ = ["Entry", "catalog", "routes", "search"]
 
 KINDS = ("action", "trigger")
+_WORD = re.compile(r"[a-z0-9]+")  # ids split at _ . / - too: "tag" finds tag_created
 
 
 @dataclass
@@ -43,11 +45,16 @@ class Entry:
     output: list[Field] = field(default_factory=list)
     sample: Any = None
     deprecated: bool = False
-    text: str = ""                # lower-cased words the search matches
+    text: str = ""                # " word word ...": a query word matches a word's start
 
     @property
     def ref(self) -> str:
         return f"{self.connector}.{self.id}"
+
+    @property
+    def app(self) -> str:
+        """The connector's short name: "HighLevel" of "HighLevel (Users + Social Planner)"."""
+        return self.connector_name.split(" (")[0]
 
     @property
     def href(self) -> str:
@@ -84,9 +91,9 @@ def _entries(connector: Connector) -> list[Entry]:
                       sample)
         out.append(entry)
     for entry in out:
-        entry.text = " ".join([entry.ref, entry.title, entry.description, entry.request,
-                               entry.connector_name, *entry.scopes, *_names(entry.input),
-                               *_names(entry.output)]).lower()
+        entry.text = " " + " ".join(_WORD.findall(" ".join([
+            entry.ref, entry.title, entry.description, entry.request, entry.connector_name,
+            *entry.scopes, *_names(entry.input), *_names(entry.output)]).lower()))
     return out
 
 
@@ -104,13 +111,19 @@ def catalog(registry: Any) -> list[Entry]:
 
 def search(entries: list[Entry], *, q: str = "", connector: str = "", scope: str = "",
            kind: str = "") -> list[Entry]:
-    """The entries matching every word of ``q`` and each filter given."""
-    words = q.lower().split()
-    return [e for e in entries
-            if (not connector or e.connector == connector)
-            and (not scope or scope in e.scopes)
-            and (not kind or e.kind == kind)
-            and all(w in e.text for w in words)]
+    """The entries where every word of ``q`` starts a word of theirs (``tag`` finds
+    ``tag_created`` and ``tags``, not ``instagram``), and each filter given; an entry whose
+    id is the query comes first, then those whose id holds it."""
+    words = [" " + w for w in _WORD.findall(q.lower())]
+    found = [e for e in entries
+             if (not connector or e.connector == connector)
+             and (not scope or scope in e.scopes)
+             and (not kind or e.kind == kind)
+             and all(w in e.text for w in words)]
+    wanted = q.strip().lower()
+    if wanted:  # an exact id first, then ids holding the query, in catalog order
+        found.sort(key=lambda e: (wanted not in (e.id, e.ref), wanted not in e.ref))
+    return found
 
 
 def routes(dash: Any) -> list[BaseRoute]:
