@@ -11,7 +11,7 @@ from typing import Any
 
 from splice.run.demo import recipes_dir
 
-from .browser import chromium, dashboard, page, shot  # noqa: F401 - fixtures
+from .browser import chromium, dashboard, page, phone_page, shot  # noqa: F401 - fixtures
 
 SECRET = "splice-demo-secret"
 APPS = {"ghl_users": "my-highlevel", "invoice2go": "my-invoice2go"}
@@ -241,3 +241,18 @@ def test_catalog_search_matches_word_starts_and_ranks_the_exact_id_first() -> No
     assert writes and all("invoices:write" in e.scopes and e.kind == "action" for e in writes)
     assert search(entries, q="zzzz") == []
     assert {e.connector for e in entries} == {"ghl_users", "invoice2go", "splice"}
+
+
+def test_catalog_and_connections_fit_a_phone(dashboard: Any,  # noqa: F811
+                                             phone_page: Any) -> None:  # noqa: F811
+    dashboard.login(phone_page, "/connections")
+    connect_in_browser(dashboard, phone_page, "invoice2go", "my-invoice2go")
+    for path, name in (("/catalog", "catalog-phone"),
+                       ("/connections", "connections-phone"),
+                       ("/connections/my-invoice2go", "connection-phone"),
+                       ("/connections/my-invoice2go/call/create_client", "call-phone")):
+        phone_page.goto(dashboard.url + path)
+        width = phone_page.evaluate("() => document.documentElement.scrollWidth")
+        assert width <= 390, (path, width)  # tables scroll inside their card, not the page
+        shot(phone_page, name)
+    assert script_errors(phone_page) == []
