@@ -223,3 +223,32 @@ def test_store_round_trip(backend: str, tmp_path: Path) -> None:
             check(store)
         finally:
             store.close()
+
+
+def test_serve_loads_a_refused_recipe_again_once_the_endpoint_is_enabled(
+        sandboxes: Any, recipe: Path) -> None:
+    from splice.plugins import get_registry
+    from splice.serve.book import RecipeBook, text_hash
+    from splice.store import registry as reg
+    from splice.store.database import Store
+    from splice.store.endpoints import set_enabled
+
+    store = Store.open()
+    try:
+        text = recipe.read_text()
+        reg.register(store, "tags", "tags", str(recipe), text, text_hash(text))
+        book = RecipeBook(store, get_registry())
+        book.refresh()
+        assert book.recipes["tags"].plan is not None
+        set_enabled(store, HL, "get_tag_details", False)
+        book = RecipeBook(store, get_registry())  # serve starts again: builds every plan
+        book.refresh()
+        loaded = book.recipes["tags"]
+        assert loaded.plan is None and "ghl_users.get_tag_details is disabled" in \
+            (loaded.problems or "")
+        assert book.refresh() == []  # nothing changed: nothing reloaded
+        set_enabled(store, HL, "get_tag_details", True)
+        assert book.refresh() == ["tags"]
+        assert book.recipes["tags"].plan is not None
+    finally:
+        store.close()
