@@ -251,3 +251,30 @@ def test_the_api_lists_and_toggles_endpoints_and_refuses_a_recipe_using_one(
     assert missing.status_code == 404 and "has no operation or trigger 'nope'" \
         in missing.json()["error"]
     assert api.get("/api/connections/nobody/endpoints").status_code == 404
+
+
+def test_an_oauth_answer_is_taken_once_by_the_session_that_started_it() -> None:
+    from urllib.parse import parse_qs
+
+    from splice.connections.authorize import PendingAuthorizations, begin
+    from splice.plugins import get_registry
+
+    connector = get_registry().connector("invoice2go")
+    auth = begin(connector, name="c", client_id="id", client_secret=SECRET, scopes=["a"],
+                 base_url="http://127.0.0.1:9", redirect_uri="http://127.0.0.1:8/oauth/callback",
+                 owner="session-1")
+    query = parse_qs(urlsplit(auth.url).query)
+    assert query["state"] == [auth.state] and query["code_challenge_method"] == ["S256"]
+    assert SECRET not in auth.url and SECRET not in repr(auth)
+    assert auth.verifier and auth.verifier not in auth.url
+    pending = PendingAuthorizations(ttl=60)
+    pending.add(auth)
+    assert pending.take("wrong-state", "session-1") is None
+    assert pending.take(auth.state, "session-2") is None  # another browser: refused...
+    assert pending.take(auth.state, "session-1") is None  # ...and the state is spent
+    pending.add(auth)
+    assert pending.take(auth.state, "session-1") is auth
+    assert pending.take(auth.state, "session-1") is None  # one answer only
+    auth.created_at -= 120
+    pending.add(auth)
+    assert pending.take(auth.state, "session-1") is None  # older than the ttl
