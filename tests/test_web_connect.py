@@ -223,7 +223,40 @@ def test_test_call_form_inline_errors_then_a_successful_call(dashboard: Any,  # 
     clients = json.loads(dashboard.cli("call", "invoice2go.list_clients", "-c",
                                        "my-invoice2go", check=True).stdout)
     assert any(c["name"] == hostile for c in clients["records"])
+
+    page.goto(dashboard.url + "/connections/my-invoice2go/call/create_invoice")
+    status = page.locator("#field-document_status")
+    assert status.evaluate("e => e.tagName") == "SELECT"
+    assert status.locator("option").all_inner_texts() == ["—", "unsent", "sent"]
+    assert page.locator("#field-part_payment option").all_inner_texts() == [
+        "—", "true", "false"]
+    assert "required" in (page.locator("label[for='field-items']").get_attribute("class")
+                          or "")
+    shot(page, "call-form-enums")
     assert script_errors(page) == []
+
+
+def test_form_values_are_parsed_by_type_with_errors_at_their_field() -> None:
+    from splice.plugins import get_registry
+    from splice.web.testcall import form_fields, parse_form
+
+    op = get_registry().connector("invoice2go").operations["create_invoice"]
+    fields = form_fields(op)
+    by_name = {f.name: f for f in fields}
+    assert by_name["document_status"].kind == "select"
+    assert by_name["part_payment"].kind == "boolean"
+    assert by_name["account_id"].defaulted and not by_name["account_id"].required
+    payload = parse_form(fields, {"f.client_id": "c1", "f.document_status": "sent",
+                                  "f.part_payment": "false", "f.items": "[oops"})
+    assert payload == {"client_id": "c1", "document_status": "sent", "part_payment": False}
+    assert by_name["items"].error.startswith("expected JSON")
+    assert by_name["items"].value == "[oops"  # shown again for fixing
+    terms = next(f for f in form_fields(get_registry().connector("invoice2go")
+                                        .operations["create_client"])
+                 if f.name == "payment_terms_days")
+    assert parse_form([terms], {"f.payment_terms_days": "x"}) == {}
+    assert terms.error == "expected a whole number"
+    assert parse_form([terms], {"f.payment_terms_days": "30"}) == {"payment_terms_days": 30}
 
 
 def test_catalog_search_matches_word_starts_and_ranks_the_exact_id_first() -> None:
