@@ -278,3 +278,24 @@ def test_an_oauth_answer_is_taken_once_by_the_session_that_started_it() -> None:
     auth.created_at -= 120
     pending.add(auth)
     assert pending.take(auth.state, "session-1") is None  # older than the ttl
+
+
+def test_connect_refuses_a_private_server_unless_allowed_and_names_missing_clients(
+        dashboard: Any) -> None:  # noqa: F811
+    http = signed_in(dashboard)
+    csrf = _csrf(http.get("/connections").text)
+    form = {"csrf": csrf, "connector": "invoice2go", "name": "i2g", "client_id": "splice-demo",
+            "client_secret": SECRET, "base_url": "http://169.254.169.254/latest"}
+    private = http.post("/connections/connect", data=form)
+    assert private.status_code == 400 and "169.254.169.254" in private.text
+    assert "consent-link" not in private.text and SECRET not in private.text
+    no_secret = http.post("/connections/connect", data={**form, "client_secret": "",
+                                                        "base_url": ""})
+    assert no_secret.status_code == 400
+    assert "no OAuth client secret for invoice2go" in no_secret.text
+    assert "SPLICE_INVOICE2GO_CLIENT_SECRET" in no_secret.text
+    connect(dashboard, http, "invoice2go", "my-invoice2go")
+    clash = http.post("/connections/connect", data={**form, "connector": "ghl_users",
+                                                    "name": "my-invoice2go", "base_url": ""})
+    assert clash.status_code == 400 and "belongs to connector &#39;invoice2go&#39;" in clash.text
+    assert dashboard.store.get_connection("i2g") is None

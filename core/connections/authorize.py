@@ -287,6 +287,30 @@ class PendingAuthorizations:
             del self._items[key]
 
 
+def connect_target(connector: Connector, store: Any, name: str, *, base_url: str | None,
+                   allow_private_network: bool) -> tuple[Any, str | None, bool]:
+    """(the connection being renewed or None, the base URL, whether private networks are
+    allowed) for connecting ``name``: the name is valid and not another connector's, the
+    base URL defaults to the renewed connection's, private networks stay allowed once they
+    were, and the base URL and the absolute OAuth URLs are checked against them."""
+    from ..http.network import OPTION, check_url
+
+    check_connection_name(name)
+    existing = store.get_connection(name)
+    if existing is not None and existing.connector != connector.id:
+        raise InputError(f"connection '{name}' belongs to connector '{existing.connector}'",
+                         hint=f"choose another name, or `splice connections remove {name}`")
+    allowed = allow_private_network or bool(existing is not None
+                                            and existing.config.get(OPTION))
+    base_url = (base_url or "").strip() or (existing.base_url if existing else None)
+    check_url(base_url or connector.base_url, allowed=allowed, what="the base URL")
+    for key in ("authorize_url", "token_url"):
+        url = connector.auth.get(key)
+        if isinstance(url, str) and not url.startswith("/"):
+            check_url(url, allowed=allowed, what=f"the connector's {key}")
+    return existing, base_url, allowed
+
+
 def renewal(connector: Connector, store: Any, name: str, *, client_id: str = "",
             client_secret: str = "", scopes: list[str] | None = None,
             base_url: str | None = None, allow_private_network: bool = False,
@@ -297,23 +321,13 @@ def renewal(connector: Connector, store: Any, name: str, *, client_id: str = "",
     renewed keeps its client id and secret, base URL, token parameters, scopes, refresh skew
     and private-network choice, else ``SPLICE_<CONNECTOR>_CLIENT_ID``/``_CLIENT_SECRET``.
     URLs are checked against private networks unless allowed."""
-    from ..http.network import OPTION, check_url
+    from ..http.network import OPTION
 
     env = os.environ if environ is None else environ
-    check_connection_name(name)
-    existing = store.get_connection(name)
-    if existing is not None and existing.connector != connector.id:
-        raise InputError(f"connection '{name}' belongs to connector '{existing.connector}'",
-                         hint="choose another name, or remove that connection first")
+    existing, base_url, allowed = connect_target(connector, store, name, base_url=base_url,
+                                                 allow_private_network=allow_private_network)
     old_config = existing.config if existing is not None else {}
     old_secret = existing.secret if existing is not None else {}
-    allowed = allow_private_network or bool(old_config.get(OPTION))
-    base_url = (base_url or "").strip() or (existing.base_url if existing else None)
-    check_url(base_url or connector.base_url, allowed=allowed, what="the base URL")
-    for key in ("authorize_url", "token_url"):
-        url = connector.auth.get(key)
-        if isinstance(url, str) and not url.startswith("/"):
-            check_url(url, allowed=allowed, what=f"the connector's {key}")
     prefix = f"SPLICE_{connector.id.upper()}"
     client_id = client_id.strip() or str(old_config.get("client_id") or "") or \
         env.get(f"{prefix}_CLIENT_ID", "")
