@@ -29,15 +29,16 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from ..run.routing import RouteIndex
 from ..store import inbox
 from ..store import registry as reg
 from .api import Api
 from .book import RecipeBook
 from .config import ServeConfig
+from .dispatch import Dispatcher
 from .ingest import InboxWriter
 from .metrics import CONTENT_TYPE_LATEST, Metrics
 from .receiver import Receiver
-from .routing import RouteIndex
 from .scheduler import Scheduler
 from .subscriptions import reconcile, wanted_events
 
@@ -59,7 +60,8 @@ class Service:
         self.writer = InboxWriter(store, on_stored=self._stored)
         self.receiver = Receiver(store, registry, self.writer, self.metrics, config,
                                  depth=lambda: self._depth, routed=self._routed)
-        self.scheduler = Scheduler(self)
+        self.scheduler: Scheduler | Dispatcher = Dispatcher(self) if config.broker_url \
+            else Scheduler(self)
         self.api = Api(self)
         self.started = False
         self._last_prune = 0.0
