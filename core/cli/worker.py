@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 
 import click
@@ -38,8 +39,16 @@ def worker(concurrency: int, queues: str, pool: str, log_level: str,
     the state database makes each action happen once. Start as many workers, on as many
     hosts, as the APIs' budgets allow. SIGTERM finishes the running tasks, then exits.
     """
+    from ..serve.logs import setup_json_logging
     from ..worker.broker import broker_url, check_broker
 
+    handler = setup_json_logging(getattr(logging, log_level.upper()))
+    celery_log = logging.getLogger("celery")  # task failures, lost connections
+    celery_log.handlers[:] = [handler]
+    celery_log.setLevel(max(logging.WARNING, getattr(logging, log_level.upper())))
+    celery_log.propagate = False
+    for name in ("httpx", "httpcore"):  # one line a request: only with --log-level debug
+        logging.getLogger(name).setLevel(max(logging.WARNING, celery_log.level))
     url = broker_url(required=True)
     assert url is not None
     check_broker(url)

@@ -37,11 +37,13 @@ from .steps import StepExecutor
 
 @dataclass
 class ClaimedReport:
-    """What one :class:`ClaimedRun` did; ``busy``: keys or ids a live run holds (not done
-    here: ask again later)."""
+    """What one :class:`ClaimedRun` did. ``done``: the delivered keys that need nothing more
+    from the caller (run here, or found seen or finished); ``busy``: keys whose event a live
+    run holds (ask again later)."""
 
     report: RunReport
     busy: list[str] = field(default_factory=list)
+    done: set[str] = field(default_factory=set)
     handled: int = 0  # events claimed and run, or found finished
 
 
@@ -110,6 +112,7 @@ class ClaimedRun(StepExecutor):
                                          [(k, r) for k, r in batch.items() if k in unseen])
             others = store.event_states(recipe, trig, [k for k in batch if k not in new])
             out.handled += len(batch) - len(others) - len(new)  # seen, never an event
+            out.done.update(k for k in batch if k not in new and k not in others)
             by_id = {event_id: key for key, (event_id, _status) in others.items()}
             ids = [*ids, *by_id]
         else:
@@ -127,19 +130,22 @@ class ClaimedRun(StepExecutor):
                     out.busy.append(key)  # a live run holds it
                 else:
                     out.handled += 1  # finished (succeeded, dead) or failed, not yet due
+                    out.done.add(key)
         for key, event_id in new.items():
             report.events_new += 1
-            self._one(journal.claimed_event(event_id, key, batch[key]), out)
+            self._one(journal.claimed_event(event_id, key, batch[key]), key, out)
         for event in resumed:
             report.resumed += 1
             self._one(journal.stored_event(event.id, event.key, event.payload,
-                                           prior_attempts=event.attempts), out)
+                                           prior_attempts=event.attempts),
+                      by_id.get(event.id, event.key), out)
 
-    def _one(self, event: Any, out: ClaimedReport) -> None:
+    def _one(self, event: Any, key: str, out: ClaimedReport) -> None:
         assert self._journal is not None
         if self.process_event(event, out.report):
             out.report.events_succeeded += 1
         else:
             out.report.events_failed += 1
         out.handled += 1
+        out.done.add(key)
         self._journal.commit_if_due()

@@ -3,9 +3,10 @@
 Serve then runs no recipe itself; ``splice worker`` processes do (:mod:`splice.worker`). One
 thread, every ``tick`` (and at once when a delivery was stored):
 
-- **deliveries**: new inbox rows never sent are sent to the broker (``splice.deliver``), in
-  any serve process (rows are taken with ``FOR UPDATE SKIP LOCKED``); when the broker refuses
-  they are sent again on the next turn;
+- **deliveries**: new inbox rows never sent are sent to the broker (``splice.deliver``, up to
+  ``ROWS_PER_MESSAGE`` rows a message: those stored together), in any serve process (rows
+  are taken with ``FOR UPDATE SKIP LOCKED``); when the broker refuses they are sent again on
+  the next turn;
 - **the reconciler**: the inbox in the database is the source of truth. A row still not done
   ``requeue_after`` seconds after it was sent is sent again (a message lost with a Redis
   restart, a task that failed), and so are events left pending by a dead run (a killed worker)
@@ -39,6 +40,7 @@ log = logging.getLogger("splice.serve.dispatch")
 LEASE = "scheduler"
 FIRST_POLL_WITHIN = 60.0
 EVENTS_PER_MESSAGE = 20
+ROWS_PER_MESSAGE = 8  # deliveries stored together go together (one run per recipe)
 
 
 def _now() -> datetime:
@@ -181,9 +183,9 @@ class Dispatcher:
                 return
             sent = 0
             try:
-                for row_id in ids:
-                    self.sender.deliver(row_id)
-                    sent += 1
+                for start in range(0, len(ids), ROWS_PER_MESSAGE):
+                    self.sender.deliver(ids[start:start + ROWS_PER_MESSAGE])
+                    sent = min(len(ids), start + ROWS_PER_MESSAGE)
             except SpliceError:
                 inbox.unqueue(self.store, ids[sent:])
                 self._sent("deliver", False)

@@ -234,17 +234,16 @@ def unqueue(store: Any, ids: list[int]) -> None:
                          .values(enqueued_at=None))
 
 
-def get_row(store: Any, row_id: int) -> tuple[InboxRow, str] | None:
-    """One row with its status (``new``/``done``), or None when it is gone."""
+def new_rows(store: Any, ids: list[int]) -> list[InboxRow]:
+    """The rows of ``ids`` still ``new`` (a worker's: done ones need nothing more)."""
+    if not ids:
+        return []
     with store._read() as conn:
-        row = conn.execute(sa.select(inbox.c.id, inbox.c.connection, inbox.c.delivery_id,
-                                     inbox.c.event_type, inbox.c.body, inbox.c.received_at,
-                                     inbox.c.status).where(inbox.c.id == row_id)).first()
-    if row is None:
-        return None
-    values = dict(row._mapping)
-    status = values.pop("status")
-    return InboxRow(**values), str(status)
+        rows = conn.execute(sa.select(inbox.c.id, inbox.c.connection, inbox.c.delivery_id,
+                                      inbox.c.event_type, inbox.c.body, inbox.c.received_at)
+                            .where(inbox.c.id.in_(ids), inbox.c.status == "new")
+                            .order_by(inbox.c.id)).all()
+    return [InboxRow(**r._mapping) for r in rows]
 
 
 def finish(store: Any, outcomes: dict[int, str]) -> None:

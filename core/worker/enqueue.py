@@ -32,15 +32,15 @@ class Enqueuer:
                                retry=True, retry_policy={"max_retries": 1,
                                                          "interval_start": 0.1,
                                                          "interval_step": 0.2,
-                                                         "timeout": 2.0})
+                                                         "interval_max": 0.5})
         except Exception as exc:  # kombu/redis errors: the broker did not take it
             raise ConfigError(f"the broker at {describe(self.url)} did not take a task "
                               f"({type(exc).__name__})") from None
         self.sent += 1
 
-    def deliver(self, row_id: int) -> None:
-        """Process inbox row ``row_id``."""
-        self._send(DELIVER, [row_id])
+    def deliver(self, row_ids: list[int]) -> None:
+        """Process inbox rows ``row_ids``."""
+        self._send(DELIVER, [row_ids])
 
     def run_events(self, recipe: str, ids: list[int], now: bool = False) -> None:
         """Run stored events of ``recipe`` (``now``: failed ones even if not due yet)."""

@@ -1,8 +1,8 @@
 """The worker's tasks; each one idempotent under redelivery.
 
-- ``splice.deliver(row_id)``: an inbox row routed to the recipes that listen (as serve routes
-  it) and each recipe's records run by a :class:`~splice.run.claimed.ClaimedRun`; the row is
-  marked done once every record is handled. A record whose event another live worker holds
+- ``splice.deliver(row_ids)``: inbox rows routed to the recipes that listen (as serve routes
+  them) and each recipe's records run by one :class:`~splice.run.claimed.ClaimedRun`; a row is
+  marked done once every record of it is handled. A record whose event another live worker holds
   (the same message delivered twice) is tried again a little later; a row already done is
   acknowledged and nothing else happens.
 - ``splice.run_events(recipe, ids, now)``: stored events by id (a poll's new events, the
@@ -129,24 +129,24 @@ CONTEXT = Context()
 # ------------------------------------------------------------------------------- the work
 
 
-def deliver_row(ctx: Context, row_id: int) -> bool:
-    """Process one inbox row; False when part of it is held by a live run (try later)."""
+def deliver_rows(ctx: Context, row_ids: list[int]) -> list[int]:
+    """Process inbox rows (one run per recipe for all of them); the ids of rows that are
+    not finished because a live run holds one of their records (try them later)."""
     store, registry = ctx.store, ctx.registry
-    got = inbox.get_row(store, row_id)
-    if got is None or got[1] == "done":
-        return True
-    row = got[0]
+    rows = inbox.new_rows(store, row_ids)
+    if not rows:
+        return []
     ctx.refresh()
-    per_recipe, _counts, finished = route([row], ctx.index, store, registry)
+    per_recipe, _counts, finished = route(rows, ctx.index, store, registry)
     if finished:
         inbox.finish(store, finished)
-        return True
-    notes: list[str] = []
-    complete = True
+    notes: dict[int, list[str]] = {}
+    waiting: set[int] = set()
     for name, items in per_recipe.items():
         plan = ctx.plan(name)
         if plan is None:
-            notes.append(f"{name}: disabled")
+            for item in items:
+                notes.setdefault(item.row_id, []).append(f"{name}: disabled")
             continue
         runner = ClaimedRun(plan, store, registry)
         try:
@@ -154,16 +154,20 @@ def deliver_row(ctx: Context, row_id: int) -> bool:
         finally:
             runner.close()
         report = result.report
-        if result.handled < len(items):
-            complete = False
         if report.events_new:
             reg.add_webhook_first(store, name, report.events_new)
         for error in report.errors[:3]:
             log.warning("recipe '%s': %s", plan.recipe.name, error, extra={"recipe": name})
-        notes.append(f"{plan.recipe.name}: run {str(report.run_id)[:8]}")
-    if complete:
-        inbox.finish(store, {row_id: "; ".join(notes)})
-    return complete
+        for item in items:
+            if item.key in result.done:
+                notes.setdefault(item.row_id, []).append(
+                    f"{plan.recipe.name}: run {str(report.run_id)[:8]}")
+            else:
+                waiting.add(item.row_id)
+    done = {row_id: "; ".join(sorted(set(n))) for row_id, n in notes.items()
+            if row_id not in waiting and row_id not in finished}
+    inbox.finish(store, done)
+    return sorted(waiting)
 
 
 def run_events(ctx: Context, recipe_id: str, ids: list[int], now: bool = False) -> int:
@@ -225,13 +229,24 @@ def worker_app(url: str) -> Any:
 
 
 def register(app: Any) -> None:
-    """Register the tasks on ``app``."""
+    """Register the tasks on ``app`` (and say on stderr when the worker is ready)."""
+    from celery.signals import worker_ready
+
     CONTEXT.enqueuer = Enqueuer(app.conf.broker_url, app=app)
 
+    def ready(sender: Any = None, **_kw: Any) -> None:
+        from .watch import BrokerWatch
+
+        BrokerWatch(app.conf.broker_url, sender).start()
+        log.info("splice worker ready")
+
+    worker_ready.connect(ready, weak=False)
+
     @app.task(name=DELIVER, bind=True, acks_late=True, max_retries=None)
-    def deliver(self: Any, row_id: int) -> None:
-        if not deliver_row(CONTEXT, int(row_id)):
-            raise self.retry(countdown=RETRY_BUSY)
+    def deliver(self: Any, row_ids: list[int]) -> None:
+        waiting = deliver_rows(CONTEXT, [int(i) for i in row_ids])
+        if waiting:  # a live run holds some of their records: look again soon
+            raise self.retry(args=(waiting,), countdown=RETRY_BUSY)
 
     @app.task(name=RUN_EVENTS, acks_late=True)
     def run_events_task(recipe_id: str, ids: list[int], now: bool = False) -> None:
