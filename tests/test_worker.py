@@ -240,3 +240,23 @@ def test_two_schedulers_poll_each_recipe_once_per_interval(fleet: dict[str, Any]
         assert all(b[0] >= a[1] for a, b in zip(polls, polls[1:], strict=False)), recipe
         assert 3 <= len(polls) <= elapsed + 1, (recipe, len(polls))  # one per 1 s interval
     assert crm.state.notes == []  # the first poll of each remembered what exists
+
+
+def test_worker_and_serve_say_clearly_when_the_broker_is_missing_or_away(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from .conftest import invoke
+
+    monkeypatch.delenv("SPLICE_BROKER_URL", raising=False)
+    result = invoke("worker")
+    assert result.exit_code == 2
+    assert "SPLICE_BROKER_URL is not set" in result.output and "redis-server" in result.output
+    monkeypatch.setenv("SPLICE_BROKER_URL", f"redis://:pw-secret-1@127.0.0.1:{free_port()}/0")
+    for args in (["worker"], ["serve", "--port", str(free_port())]):
+        result = invoke(*args)
+        assert result.exit_code == 2, result.output
+        assert "does not answer" in result.output
+        assert "pw-secret-1" not in result.output  # the password is never shown
+    monkeypatch.setenv("SPLICE_BROKER_URL", "amqp://guest@127.0.0.1//")
+    result = invoke("worker")
+    assert result.exit_code == 2 and "must be a redis:// URL" in result.output
+    assert "--concurrency" in invoke("worker", "--help").output

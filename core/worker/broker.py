@@ -41,8 +41,20 @@ def describe(url: str) -> str:
     return f"{parts.scheme}://{host}{parts.path}"
 
 
+def require_extra() -> None:
+    """Celery and redis are an extra (``pip install 'splice[worker]'``): say so when absent."""
+    for module in ("celery", "redis"):
+        try:
+            __import__(module)
+        except ImportError:
+            raise ConfigError(f"{module} is not installed: workers need the `worker` extra",
+                              hint="pip install 'splice[worker]'") from None
+
+
 def check_broker(url: str, timeout: float = 3.0) -> None:
-    """Raise a :class:`ConfigError` saying so when the broker does not answer a PING."""
+    """Raise a :class:`ConfigError` saying so when the broker does not answer a PING (or
+    the worker extra is not installed)."""
+    require_extra()
     import redis
 
     client = redis.Redis.from_url(url, socket_connect_timeout=timeout,
