@@ -11,8 +11,7 @@ import pytest
 
 from splice.http.ratelimit import Window
 from splice.model.recipe import load_recipe
-from splice.run.budget import KeyBudget, RecipeCost, WindowUse, nice_interval, plan_budget, \
-    suggest
+from splice.run.budget import KeyBudget, RecipeCost, WindowUse, nice_interval, plan_budget, suggest
 from splice.run.plan import build_plan
 from splice.store.queries import poll_costs
 

@@ -32,14 +32,14 @@ from ..http.ratelimit import Window, budget_key
 from ..model.durations import DAY, human, parse_period
 from ..store.queries import poll_costs
 
-__all__ = ["TARGET", "BudgetPlan", "KeyBudget", "RecipeCost", "WindowUse", "every_text", "nice_interval",
-           "plan_budget", "recipe_costs", "suggest"]
+__all__ = ["TARGET", "BudgetPlan", "KeyBudget", "RecipeCost", "WindowUse", "every_text",
+           "nice_interval", "plan_budget", "recipe_costs", "suggest"]
 
 TARGET = 0.8  # suggest a longer interval when the recipes use more than this share of a window
 RUNS_MEASURED = 20  # the last finished polls a recipe's cost is measured from
 
-_NICE = [60.0 * m for m in (1, 2, 5, 10, 15, 20, 30)] + [3600.0 * h for h in (1, 2, 3, 4, 6, 8, 12)] \
-    + [DAY * d for d in (1, 2, 7)]
+_NICE = [60.0 * m for m in (1, 2, 5, 10, 15, 20, 30)] + \
+    [3600.0 * h for h in (1, 2, 3, 4, 6, 8, 12)] + [DAY * d for d in (1, 2, 7)]
 
 
 @dataclass(frozen=True)

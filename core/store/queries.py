@@ -194,29 +194,38 @@ def poll_costs(store: Any, recipe: str, limit: int = 20) -> list[PollCost]:
 
 @dataclass(frozen=True)
 class SentStep:
-    """A succeeded step's request body as stored (redacted), for charts."""
+    """A succeeded step's request body as stored (redacted), for charts; ``record``: the
+    event's trigger record when asked for."""
 
     event_id: int
     item_index: int
     body: Any
     finished_at: datetime | None
+    record: Any = None
 
 
-def sent_steps(store: Any, recipe: str, step_index: int, limit: int = 2000) -> list[SentStep]:
-    """The request bodies (``json``, else ``form``) the step ``step_index`` of ``recipe``
-    sent successfully, newest events first, at most ``limit`` results."""
+def sent_steps(store: Any, recipe: str, step_index: int, limit: int = 2000,
+               with_record: bool = False) -> list[SentStep]:
+    """The request bodies (``json``, else ``form``) the step ``step_index`` of ``recipe`` (its
+    id) sent successfully, newest events first, at most ``limit`` results."""
     newest = sa.select(events.c.id).where(events.c.recipe == recipe).order_by(
         events.c.id.desc()).limit(limit).subquery()
-    query = sa.select(step_results.c.event_id, step_results.c.item_index,
-                      step_results.c.request, step_results.c.finished_at).where(
+    columns = [step_results.c.event_id, step_results.c.item_index, step_results.c.request,
+               step_results.c.finished_at]
+    if with_record:
+        columns.append(events.c.payload)
+    query = sa.select(*columns).where(
         step_results.c.event_id.in_(sa.select(newest.c.id)),
         step_results.c.step_index == step_index,
         step_results.c.status == "succeeded").order_by(
         step_results.c.event_id.desc(), step_results.c.item_index).limit(limit)
+    if with_record:
+        query = query.join_from(step_results, events, events.c.id == step_results.c.event_id)
     out = []
     with store._read() as conn:
         for row in conn.execute(query):
             request = row.request if isinstance(row.request, dict) else {}
             body = request.get("json", request.get("form"))
-            out.append(SentStep(int(row.event_id), int(row.item_index), body, row.finished_at))
+            out.append(SentStep(int(row.event_id), int(row.item_index), body, row.finished_at,
+                                row.payload if with_record else None))
     return out
