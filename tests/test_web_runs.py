@@ -54,11 +54,12 @@ class LiveTags:
         return queries.list_events(self.dash.store, recipe=self.recipe_id, status=status)
 
 
-def connect(dash: Any) -> None:
+def connect(dash: Any, recipes: tuple[Path, ...] = (TAGS,)) -> None:
+    """The connections the recipes name, through the sandboxes' OAuth flow."""
     for cid, name in CONNECTIONS.items():
         connector = dash.sandboxes.connectors[cid]
         ensure_connection(dash.store, connector, name, dash.sandboxes,
-                          needed_scopes(connector, [TAGS]))
+                          needed_scopes(connector, list(recipes)))
 
 
 def start_tags(dash: Any, tmp_path: Path, prefix: str) -> LiveTags:

@@ -127,8 +127,12 @@ class BudgetPlan:
 
 
 def _window_name(w: Window) -> str:
-    names = {DAY: "daily", 3600.0: "hourly", 60.0: "per-minute"}
-    return f"{names[w.seconds]} budget" if w.seconds in names else f"{w} budget"
+    names = {DAY: "daily", 3600.0: "hourly", 60.0: "per-minute", 1.0: "per-second"}
+    if w.seconds in names:
+        return f"{names[w.seconds]} budget"
+    if w.seconds < 60:
+        return f"{w.seconds:g}-second budget"
+    return f"{human(w.seconds)} budget"
 
 
 def _burst(use: WindowUse, costs: list[RecipeCost]) -> bool:

@@ -21,8 +21,8 @@ from ..store import registry as reg
 
 __all__ = ["BarGeometry", "LineGeometry", "bars", "line", "routes"]
 
-WIDTH, HEIGHT = 640, 220
-LEFT, RIGHT, TOP, BOTTOM = 56, 16, 14, 30
+WIDTH, HEIGHT = 520, 220
+LEFT, RIGHT, TOP, BOTTOM = 64, 32, 14, 30
 
 
 def nice_max(value: float) -> float:
