@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 
 from .ledger import DeadLetter, EventRecord, RunRecord, StepResult
@@ -204,16 +205,30 @@ class SentStep:
     record: Any = None
 
 
-def sent_steps(store: Any, recipe: str, step_index: int, limit: int = 2000,
+def _json(value: Any) -> Any:
+    """A JSON column read as its raw text (SQLite) or as the driver decoded it (PostgreSQL)."""
+    if isinstance(value, str | bytes):
+        try:
+            return orjson.loads(value)
+        except orjson.JSONDecodeError:
+            return None
+    return value
+
+
+def sent_steps(store: Any, recipe: str, step_index: int, limit: int = 1000,
                with_record: bool = False) -> list[SentStep]:
     """The request bodies (``json``, else ``form``) the step ``step_index`` of ``recipe`` (its
-    id) sent successfully, newest events first, at most ``limit`` results."""
+    id) sent successfully, newest events first, at most ``limit`` results.
+
+    JSON columns are read as text and decoded with orjson (several times faster than the
+    column type's decoding: a chart reads hundreds of them)."""
     newest = sa.select(events.c.id).where(events.c.recipe == recipe).order_by(
         events.c.id.desc()).limit(limit).subquery()
-    columns = [step_results.c.event_id, step_results.c.item_index, step_results.c.request,
+    columns = [step_results.c.event_id, step_results.c.item_index,
+               sa.type_coerce(step_results.c.request, sa.Text).label("request"),
                step_results.c.finished_at]
     if with_record:
-        columns.append(events.c.payload)
+        columns.append(sa.type_coerce(events.c.payload, sa.Text).label("payload"))
     query = sa.select(*columns).where(
         step_results.c.event_id.in_(sa.select(newest.c.id)),
         step_results.c.step_index == step_index,
@@ -224,8 +239,9 @@ def sent_steps(store: Any, recipe: str, step_index: int, limit: int = 2000,
     out = []
     with store._read() as conn:
         for row in conn.execute(query):
-            request = row.request if isinstance(row.request, dict) else {}
+            request = _json(row.request)
+            request = request if isinstance(request, dict) else {}
             body = request.get("json", request.get("form"))
             out.append(SentStep(int(row.event_id), int(row.item_index), body, row.finished_at,
-                                row.payload if with_record else None))
+                                _json(row.payload) if with_record else None))
     return out
