@@ -60,17 +60,14 @@ def cli(*args: str) -> None:
             raise
 
 
-def real_runs(store: Any, registry: Any, sandboxes: Any) -> None:
+def real_runs(store: Any, registry: Any, sandboxes: Any, recipes: list[Path]) -> None:
     """Run the seed recipes for real: the rows the history is copied from."""
     from splice.mapping.templates import TemplateEngine
     from splice.model.recipe import load_recipe
     from splice.run.plan import build_plan
     from splice.run.runner import Runner
 
-    def run(path: Path, backfill: bool = False, text: str | None = None) -> None:
-        if text is not None:
-            path = Path(tempfile.mkdtemp()) / path.name
-            path.write_text(text)
+    def run(path: Path, backfill: bool = False) -> None:
         plan = build_plan(load_recipe(path), registry, TemplateEngine(registry.filters),
                           connections={c.name: c for c in store.list_connections()})
         runner = Runner(plan, store, registry)
@@ -80,12 +77,12 @@ def real_runs(store: Any, registry: Any, sandboxes: Any) -> None:
             runner.close()
         assert report.ok, report.errors
 
-    tags, stats, _users = RECIPES
+    tags, stats, _users = recipes
     run(tags)
     for name in ("Kord Industries", "Daily Planet", "Wayne Enterprises"):
         sandboxes.control("ghl_users", "POST", "tags", {"tag": name})
     run(tags)
-    run(stats, backfill=True, text=stats.read_text().replace("  days: 1 ", "  days: 7 "))
+    run(stats, backfill=True)
 
 
 def fill(store: Any, total: int) -> dict[str, int]:
@@ -251,8 +248,11 @@ def main() -> None:
             connector = sandboxes.connectors[cid]
             ensure_connection(store, connector, name, sandboxes,
                               needed_scopes(connector, RECIPES))
-        cli("recipes", "add", *map(str, RECIPES))
-        real_runs(store, registry, sandboxes)
+        week = home / "ghl_statistics_7_days.yaml"  # the statistics recipe, a week a push
+        week.write_text(RECIPES[1].read_text().replace("  days: 1 ", "  days: 7 "))
+        recipes = [RECIPES[0], week, RECIPES[2]]
+        cli("recipes", "add", *map(str, recipes))
+        real_runs(store, registry, sandboxes, recipes)
         t0 = time.perf_counter()
         counts = fill(store, args.runs)
         print(f"history: {counts} in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
@@ -266,8 +266,11 @@ def main() -> None:
             for _ in range(100):  # the keyset of page 100 (50 a page)
                 deep = page.runs_page(store, limit=50, after=deep).after
             tags = next(r.name for r in service.book.recipes.values() if "tag" in r.id)
-            extra = ["/runs?status=failed", f"/runs?recipe={httpx.QueryParams({'r': tags})['r']}",
+            extra = ["/runs?status=failed", f"/runs?{httpx.QueryParams({'recipe': tags})}",
                      f"/runs?{httpx.QueryParams({'after': deep})}"]
+            for r in service.book.recipes.values():  # every recipe's charts (the statistics)
+                if f"/recipes/{r.id}/charts" not in found:
+                    extra.append(f"/recipes/{r.id}/charts")
             base50, base95, _, _ = measure(http, "/healthz", args.requests)
             rows = []
             for path in [*found, *extra]:

@@ -22,7 +22,7 @@ from ..store.queries import SentStep, sent_steps
 
 __all__ = ["Chart", "LIMIT", "READERS", "Series", "recipe_charts"]
 
-LIMIT = 1000
+LIMIT = 500
 MAX_POINTS = 90  # days a line shows at most
 MAX_BARS = 30
 

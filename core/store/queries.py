@@ -215,7 +215,7 @@ def _json(value: Any) -> Any:
     return value
 
 
-def sent_steps(store: Any, recipe: str, step_index: int, limit: int = 1000,
+def sent_steps(store: Any, recipe: str, step_index: int, limit: int = 500,
                with_record: bool = False) -> list[SentStep]:
     """The request bodies (``json``, else ``form``) the step ``step_index`` of ``recipe`` (its
     id) sent successfully, newest events first, at most ``limit`` results.
@@ -224,24 +224,26 @@ def sent_steps(store: Any, recipe: str, step_index: int, limit: int = 1000,
     column type's decoding: a chart reads hundreds of them)."""
     newest = sa.select(events.c.id).where(events.c.recipe == recipe).order_by(
         events.c.id.desc()).limit(limit).subquery()
-    columns = [step_results.c.event_id, step_results.c.item_index,
-               sa.type_coerce(step_results.c.request, sa.Text).label("request"),
-               step_results.c.finished_at]
-    if with_record:
-        columns.append(sa.type_coerce(events.c.payload, sa.Text).label("payload"))
-    query = sa.select(*columns).where(
+    query = sa.select(step_results.c.event_id, step_results.c.item_index,
+                      sa.type_coerce(step_results.c.request, sa.Text).label("request"),
+                      step_results.c.finished_at).where(
         step_results.c.event_id.in_(sa.select(newest.c.id)),
         step_results.c.step_index == step_index,
         step_results.c.status == "succeeded").order_by(
         step_results.c.event_id.desc(), step_results.c.item_index).limit(limit)
-    if with_record:
-        query = query.join_from(step_results, events, events.c.id == step_results.c.event_id)
-    out = []
     with store._read() as conn:
-        for row in conn.execute(query):
-            request = _json(row.request)
-            request = request if isinstance(request, dict) else {}
-            body = request.get("json", request.get("form"))
-            out.append(SentStep(int(row.event_id), int(row.item_index), body, row.finished_at,
-                                _json(row.payload) if with_record else None))
+        rows = conn.execute(query).all()
+        records: dict[int, Any] = {}
+        if with_record and rows:  # one trigger record per event, not one per step result
+            ids = sorted({int(r.event_id) for r in rows})
+            records = {int(i): _json(p) for i, p in conn.execute(sa.select(
+                events.c.id, sa.type_coerce(events.c.payload, sa.Text)).where(
+                events.c.id.in_(ids)))}
+    out = []
+    for row in rows:
+        request = _json(row.request)
+        request = request if isinstance(request, dict) else {}
+        body = request.get("json", request.get("form"))
+        out.append(SentStep(int(row.event_id), int(row.item_index), body, row.finished_at,
+                            records.get(int(row.event_id))))
     return out
