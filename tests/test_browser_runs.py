@@ -14,7 +14,8 @@ from .test_web_runs import break_and_fail, start_tags
 
 def test_watch_a_run_arrive_live_then_fix_a_failure_and_retry_it(
         dashboard: Any, page: Any, tmp_path: Path) -> None:  # noqa: F811
-    live = start_tags(dashboard, tmp_path, "social,")  # a comma: Invoice2go refuses the tag
+    # A tag prefix with a comma: Invoice2go refuses the tag (a bad mapping).
+    live = start_tags(dashboard, tmp_path, "social,", "Tag invoices from social tags")
     dashboard.login(page, "/runs")
     page.wait_for_selector("table#runs-table tbody tr")
     shot(page, "runs")

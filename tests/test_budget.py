@@ -108,6 +108,7 @@ def test_suggestion_under_the_target_says_the_share_only() -> None:
     assert suggest(kb) == "at every 5m this recipe uses 1.4% of the daily budget"
     assert not kb.over
     assert nice_interval(61) == "2m" and nice_interval(3600 * 5) == "6h"
+    assert nice_interval(1.7) == "2s" and nice_interval(86400 * 3) == "7d"
 
 
 def test_validate_budget_prints_the_same_numbers_as_the_planner(world: World) -> None:  # noqa: F811

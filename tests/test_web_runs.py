@@ -36,6 +36,7 @@ class LiveTags:
     dash: Any
     path: Path
     recipe_id: str
+    name: str = NAME
 
     def write(self, prefix: str) -> None:
         text = TAGS.read_text()
@@ -43,7 +44,7 @@ class LiveTags:
         text = (text.replace("  tag_prefix: social-\n", f"  tag_prefix: '{prefix}'\n")
                 .replace("  every: 15m\n", "  every: 1s\n")
                 .replace("name: Tag Invoice2go invoices from HighLevel social tags",
-                         f"name: {NAME}"))
+                         f"name: {self.name}"))
         self.path.write_text(text)
 
     def loaded_prefix(self) -> str | None:
@@ -62,16 +63,16 @@ def connect(dash: Any, recipes: tuple[Path, ...] = (TAGS,)) -> None:
                           needed_scopes(connector, list(recipes)))
 
 
-def start_tags(dash: Any, tmp_path: Path, prefix: str) -> LiveTags:
+def start_tags(dash: Any, tmp_path: Path, prefix: str, name: str = NAME) -> LiveTags:
     """Connections, then the tag recipe (polling every second) registered and seeded."""
     connect(dash)
-    live = LiveTags(dash, tmp_path / "tags.yaml", "")
+    live = LiveTags(dash, tmp_path / "tags.yaml", "", name)
     live.write(prefix)
     result = invoke("recipes", "add", str(live.path))
     assert result.exit_code == 0, result.output
     (row,) = reg.list_all(dash.store)
     live.recipe_id = row.id
-    wait_for(lambda: [r for r in dash.store.list_runs(recipe=NAME) if r.status == "succeeded"],
+    wait_for(lambda: [r for r in dash.store.list_runs(recipe=name) if r.status == "succeeded"],
              timeout=30)
     return live
 

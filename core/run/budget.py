@@ -38,7 +38,8 @@ __all__ = ["TARGET", "BudgetPlan", "KeyBudget", "RecipeCost", "WindowUse", "ever
 TARGET = 0.8  # suggest a longer interval when the recipes use more than this share of a window
 RUNS_MEASURED = 20  # the last finished polls a recipe's cost is measured from
 
-_NICE = [60.0 * m for m in (1, 2, 5, 10, 15, 20, 30)] + \
+_NICE = [float(s) for s in (1, 2, 5, 10, 15, 20, 30)] + \
+    [60.0 * m for m in (1, 2, 5, 10, 15, 20, 30)] + \
     [3600.0 * h for h in (1, 2, 3, 4, 6, 8, 12)] + [DAY * d for d in (1, 2, 7)]
 
 
