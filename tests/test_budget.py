@@ -32,13 +32,18 @@ def test_costs_are_measured_from_the_last_polls_of_the_tag_recipe(world: World) 
     first = world.run(TAGS)  # seeds the existing tags: pages only, no event
     world.sandboxes.control("ghl_users", "POST", "tags", {"tag": "Kord Industries"})
     second = world.run(TAGS)  # one new tag: its steps run
-    third = world.run(TAGS)   # nothing new
-    assert (first.events_new, second.events_new, third.events_new) == (0, 1, 0)
+    world.sandboxes.control("ghl_users", "POST", "tags", {"tag": "Daily Planet"})
+    third = world.run(TAGS)   # another one
+    assert (first.events_new, second.events_new, third.events_new) == (0, 1, 1)
     state = world.invoice2go()
-    kord = next(c for c in state["clients"] if c["name"] == "Kord Industries")
-    invoices = [i for i in state["invoices"] if i["client_id"] == kord["id"]
-                and i["document_status"] != "void"]
-    assert invoices
+
+    def invoices(name: str) -> int:
+        client = next(c for c in state["clients"] if c["name"] == name)
+        return len([i for i in state["invoices"] if i["client_id"] == client["id"]
+                    and i["document_status"] != "void"])
+
+    kord, planet = invoices("Kord Industries"), invoices("Daily Planet")
+    assert kord and planet
 
     plan = _plan(world, TAGS)
     recipe_id = plan.recipe.id  # type: ignore[attr-defined]
@@ -54,16 +59,18 @@ def test_costs_are_measured_from_the_last_polls_of_the_tag_recipe(world: World) 
     (hl_cost,) = ghl.costs
     (i2g_cost,) = i2g.costs
     assert hl_cost.measured == i2g_cost.measured == 3
-    # The poll that found nothing is all trigger pages; the median of the three polls.
-    pages = sorted([first.requests_made, second.requests_made - 2 - len(invoices) - 1,
-                    third.requests_made])[1]
+    # The trigger's pages are what no step result accounts for: every poll reads the same
+    # pages of tags (the seeding poll, which ran no step, shows how many).
+    pages = first.requests_made
+    assert second.requests_made == pages + 3 + kord  # details, clients, invoices, tagged
     assert hl_cost.pages == pages
-    assert hl_cost.events == pytest.approx(1 / 3)
+    assert hl_cost.events == pytest.approx(2 / 3)
     # Per event: get_tag_details on HighLevel; list_clients, one list_invoices (one client
     # named like the tag) and one add_invoice_tags per invoice on Invoice2go.
     assert hl_cost.step_calls == 1
-    assert i2g_cost.step_calls == 2 + len(invoices)
-    assert hl_cost.per_poll == pytest.approx(pages + 1 / 3)
+    assert i2g_cost.step_calls == pytest.approx(2 + (kord + planet) / 2)
+    assert hl_cost.per_poll == pytest.approx(pages + 2 / 3)
+    assert i2g_cost.per_poll == pytest.approx(2 / 3 * (2 + (kord + planet) / 2))
     # Declared windows: 100 / 10 s and 200,000 / day per location; 120 / min per connection.
     windows = {str(w.window): w for w in ghl.windows}
     assert set(windows) == {"100 per 10 s", "200000 per 1 d"}
