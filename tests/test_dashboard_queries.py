@@ -5,20 +5,45 @@ recipes really sent to the Invoice2go sandbox."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 
 from splice.run.retry import ADVICE, explain
 from splice.run.series import recipe_charts
 from splice.store.database import Store
 from splice.store.ledger import PendingEvent
-from splice.store.queries import dead_letter_page, runs_page, runs_since
-from splice.store.tables import runs
+from splice.store.queries import (
+    dead_letter_page,
+    events_since,
+    runs_page,
+    runs_since,
+    sent_steps,
+)
+from splice.store.tables import runs, step_results
 
+from .pg import schema_url
 from .test_budget import _plan
 from .test_recipes import STATS, TAGS, World, _social_metrics, _with_days, world  # noqa: F401
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest) -> Iterator[Store]:
+    """The state database on SQLite and on PostgreSQL (a schema of its own)."""
+    if request.param == "sqlite":
+        opened = Store.open()
+        yield opened
+        opened.close()
+        return
+    with schema_url() as url:
+        opened = Store.open(url)
+        try:
+            yield opened
+        finally:
+            opened.close()
 
 
 def _runs(store: Store, count: int, *, same_time: bool = False) -> list[str]:
@@ -29,7 +54,8 @@ def _runs(store: Store, count: int, *, same_time: bool = False) -> list[str]:
         store.finish_run(run_id, status="failed" if i % 3 == 0 else "succeeded")
         stamp = base if same_time else base + timedelta(seconds=i)
         with store._write() as conn:
-            conn.execute(runs.update().where(runs.c.id == run_id).values(started_at=stamp))
+            conn.execute(runs.update().where(runs.c.id == run_id).values(
+                started_at=stamp, finished_at=stamp + timedelta(seconds=1)))
         ids.append(run_id)
     return ids
 
@@ -46,8 +72,7 @@ def _all_pages(store: Store, **kw: object) -> list[str]:
     raise AssertionError("paging did not end")
 
 
-def test_run_pages_cover_every_run_once_newest_first() -> None:
-    store = Store.open()
+def test_run_pages_cover_every_run_once_newest_first(store: Store) -> None:
     ids = _runs(store, 10)
     assert _all_pages(store) == list(reversed(ids))
     assert _all_pages(store, recipe="alpha") == [i for n, i in reversed(list(enumerate(ids)))
@@ -58,26 +83,33 @@ def test_run_pages_cover_every_run_once_newest_first() -> None:
     assert runs_page(store, after="not a keyset").runs[0].id == ids[-1]  # ignored, first page
 
 
-def test_run_pages_break_ties_on_the_run_id() -> None:
-    store = Store.open()
+def test_run_pages_break_ties_on_the_run_id(store: Store) -> None:
     ids = _runs(store, 7, same_time=True)
     assert _all_pages(store) == sorted(ids, reverse=True)
 
 
-def test_runs_since_includes_runs_still_going() -> None:
-    store = Store.open()
-    old = _runs(store, 2)
+def test_runs_since_includes_runs_still_going_within_the_horizon(store: Store) -> None:
+    old = _runs(store, 2)  # started in 2026-01
     going = store.start_run("gamma", mode="serve")
+    stale = store.start_run("gamma", mode="serve")  # "running" since long ago: not followed
     with store._write() as conn:
         conn.execute(runs.update().where(runs.c.id == going).values(
+            started_at=datetime(2026, 1, 1, 0, 30, tzinfo=UTC)))
+        conn.execute(runs.update().where(runs.c.id == stale).values(
             started_at=datetime(2020, 1, 1, tzinfo=UTC)))
-    found = {r.id for r in runs_since(store, datetime(2025, 6, 1, tzinfo=UTC))}
-    assert going in found and set(old) <= found
-    assert {r.id for r in runs_since(store, datetime.now(UTC) + timedelta(hours=1))} == {going}
+    since = datetime(2026, 1, 1, 1, 0, tzinfo=UTC)
+    assert {r.id for r in runs_since(store, since)} == {going}
+    assert {r.id for r in runs_since(store, datetime(2026, 1, 1, tzinfo=UTC))} == \
+        set(old) | {going}
+    group = [PendingEvent(key="k", payload={}, run_id=going)]
+    store.write_group("gamma", "t", group)
+    assert [e.id for e in events_since(store, datetime.now(UTC) - timedelta(minutes=1),
+                                       [going])] == [group[0].id]
+    assert events_since(store, datetime.now(UTC) + timedelta(minutes=1), [going]) == []
+    assert events_since(store, since, []) == []
 
 
-def test_dead_letters_page_newest_first() -> None:
-    store = Store.open()
+def test_dead_letters_page_newest_first(store: Store) -> None:
     run_id = store.start_run("r")
     group = [PendingEvent(key=f"k{i}", payload={"i": i}, run_id=run_id) for i in range(5)]
     store.write_group("r", "t", group)
@@ -91,6 +123,25 @@ def test_dead_letters_page_newest_first() -> None:
     rest = dead_letter_page(store, limit=3, before=first[-1].event_id)
     assert [d.event_id for d in rest] == list(reversed(ids))[3:]
     assert first[0].key == "k4" and first[0].error_class == "client"
+
+
+def test_sent_steps_read_bodies_and_one_record_per_event(store: Store) -> None:
+    run_id = store.start_run("r")
+    group = [PendingEvent(key=f"k{i}", payload={"tag": f"t{i}"}, run_id=run_id)
+             for i in range(3)]
+    store.write_group("r", "t", group)
+    rows = [{"event_id": p.id, "run_id": run_id, "step_index": 1, "item_index": item,
+             "status": "succeeded" if item < 2 else "failed",
+             "request": {"method": "PATCH", "json": {"tags": [f"x{item}"]}},
+             "output": {"ok": True}, "attempts": 1} for p in group for item in range(3)]
+    with store._write() as conn:
+        conn.execute(step_results.insert(), rows)
+    sent = sent_steps(store, "r", 1, with_record=True)
+    assert [(s.event_id, s.item_index) for s in sent] == [
+        (p.id, i) for p in reversed(group) for i in range(2)]  # newest first, failed left out
+    assert sent[0].body == {"tags": ["x0"]} and sent[0].record == {"tag": "t2"}
+    assert sent_steps(store, "r", 1, limit=1)[0].record is None
+    assert sent_steps(store, "other", 1) == []
 
 
 def test_explain_takes_the_fix_the_engine_wrote_else_the_class_advice() -> None:

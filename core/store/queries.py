@@ -10,7 +10,7 @@ written. Every read is bounded by a ``limit``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
@@ -103,20 +103,31 @@ def runs_page(store: Any, *, recipe: str | None = None, status: str | None = Non
     return RunPage(found, f"{last.started_at.isoformat()}|{last.id}" if last else None)
 
 
-def runs_since(store: Any, since: datetime, limit: int = 200) -> list[RunRecord]:
-    """Runs started or finished at or after ``since`` (the live feed's one query a tick).
+LIVE_HORIZON = timedelta(hours=1)  # a run older than this is not followed live
 
-    Runs still going are included, so a run's change from running to done is seen."""
-    query = sa.select(runs).where(sa.or_(
-        runs.c.started_at >= since, runs.c.finished_at >= since,
-        runs.c.status == "running")).order_by(runs.c.started_at.desc()).limit(limit)
+
+def runs_since(store: Any, since: datetime, limit: int = 200) -> list[RunRecord]:
+    """Runs started or finished at or after ``since``, or still going (the live feed's query
+    each tick). Only runs started within :data:`LIVE_HORIZON` before ``since`` are looked at,
+    so the query reads a range of the ``runs(started_at)`` index, not the whole table."""
+    stamp = sa.bindparam("since", since, type_=UTCDateTime)
+    query = sa.select(runs).where(
+        runs.c.started_at >= sa.bindparam("horizon", since - LIVE_HORIZON, type_=UTCDateTime),
+        sa.or_(runs.c.started_at >= stamp, runs.c.finished_at >= stamp,
+               runs.c.status == "running")).order_by(runs.c.started_at.desc()).limit(limit)
     with store._read() as conn:
         return [RunRecord(**row._mapping) for row in conn.execute(query)]
 
 
-def events_since(store: Any, since: datetime, limit: int = 200) -> list[EventRecord]:
-    """Events created or changed at or after ``since``, newest change first (live feed)."""
-    query = sa.select(events).where(events.c.updated_at >= since).order_by(
+def events_since(store: Any, since: datetime, run_ids: list[str],
+                 limit: int = 200) -> list[EventRecord]:
+    """Events of ``run_ids`` created or changed at or after ``since``, newest change first
+    (the live feed: an event changes within the run that claims it; ``events(run_id)``)."""
+    if not run_ids:
+        return []
+    query = sa.select(events).where(
+        events.c.run_id.in_(run_ids),
+        events.c.updated_at >= sa.bindparam("since", since, type_=UTCDateTime)).order_by(
         events.c.updated_at.desc()).limit(limit)
     with store._read() as conn:
         return [EventRecord(**row._mapping) for row in conn.execute(query)]

@@ -114,7 +114,7 @@ class LiveFeed:
             self.polls += 1
             out = []
             changed_runs = runs_since(self.store, since)
-            changed_events = events_since(self.store, since)
+            changed_events = events_since(self.store, since, [r.id for r in changed_runs])
             for kind, records in (("run", reversed(changed_runs)),
                                   ("event", reversed(changed_events))):
                 r: Any
