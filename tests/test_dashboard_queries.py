@@ -183,3 +183,11 @@ def test_tag_chart_counts_the_invoices_each_tag_tagged(world: World) -> None:  #
     assert chart.series[0].points == [("Kord Industries", float(len(tagged)))]
     with world.store._read() as conn:  # the query reads one step of one recipe only
         assert conn.execute(sa.text("select count(*) from step_results")).scalar() > len(tagged)
+
+
+def test_a_huge_value_is_cut_on_the_page() -> None:
+    from splice.web.runs import MAX_SHOWN, pretty
+
+    text = pretty({"big": "x" * (MAX_SHOWN * 2)})
+    assert len(text) < MAX_SHOWN + 200 and "more characters" in text
+    assert pretty({"a": 1}) == '{\n  "a": 1\n}' and pretty(None) == ""

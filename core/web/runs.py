@@ -34,11 +34,19 @@ __all__ = ["routes"]
 PAGE = 50
 
 
+MAX_SHOWN = 100_000  # characters of one JSON value a page shows
+
+
 def pretty(value: Any) -> str:
-    """A stored JSON value as indented text (escaped by the template)."""
+    """A stored JSON value as indented text (escaped by the template), cut after
+    :data:`MAX_SHOWN` characters (``splice runs show RUN --json`` prints all of it)."""
     if value is None:
         return ""
-    return json.dumps(value, indent=2, ensure_ascii=False, default=str, sort_keys=False)
+    text = json.dumps(value, indent=2, ensure_ascii=False, default=str, sort_keys=False)
+    if len(text) > MAX_SHOWN:
+        return (text[:MAX_SHOWN] + f"\n... ({len(text) - MAX_SHOWN:,} more characters: "
+                "`splice runs show RUN --json` prints everything)")
+    return text
 
 
 def _step_view(s: Any) -> dict[str, Any]:
