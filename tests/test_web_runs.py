@@ -251,3 +251,47 @@ def test_budget_and_charts_pages_show_the_planner_and_what_was_sent(
     assert ">Kord Industries<title>" in charts.text
     assert 'class="value" x=' in charts.text and f">{len(tagged)}</text>" in charts.text
     assert http.get("/recipes/no-such-recipe/charts").status_code == 404
+
+
+def test_sigterm_ends_live_streams_at_once(tmp_path: Path) -> None:
+    """A real `splice serve` with a browser listening to /live/runs stops at once on SIGTERM
+    (without the stream ending itself, uvicorn would wait its grace and cancel it)."""
+    from splice.sandbox import free_port
+    from splice.store import logins
+    from splice.store.database import Store
+
+    from .servekit import ServeProcess
+
+    serve = ServeProcess(free_port(), log=tmp_path / "serve.log")
+    try:
+        serve.wait_ready()
+        store = Store.open()
+        token = logins.mint(store)
+        store.close()
+        http = httpx.Client(base_url=serve.url, timeout=10)
+        assert http.get(f"/login?token={token}").status_code == 303
+        lines: list[str] = []
+        done = threading.Event()
+
+        def listen() -> None:
+            try:
+                with http.stream("GET", "/live/runs") as response:
+                    for line in response.iter_lines():
+                        lines.append(line)
+            except httpx.HTTPError:
+                lines.append("error")
+            finally:
+                done.set()
+
+        thread = threading.Thread(target=listen)
+        thread.start()
+        wait_for(lambda: lines and lines[0].startswith("retry: "), timeout=10)
+        code, seconds = serve.terminate()
+        assert code == 0
+        assert seconds < 1.5, seconds  # the grace is 2 s: the stream ended on its own
+        assert done.wait(5) and "error" not in lines
+        thread.join(5)
+        assert "Exception in ASGI application" not in serve.output()
+        assert "Cancel" not in serve.output()
+    finally:
+        serve.close()
