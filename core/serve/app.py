@@ -90,6 +90,7 @@ class Service:
     def stop(self) -> bool:
         """Graceful stop; True when every running job finished in time."""
         self.receiver.accepting = False
+        self.dashboard.close()
         finished = self.scheduler.stop(self.config.shutdown_grace)
         self.writer.close()
         try:
