@@ -65,29 +65,39 @@ def require_browser() -> None:
     pytest.skip(reason)
 
 
-# One Playwright and one browser per test session. Each module that imports ``chromium``
-# gets its own session fixture, so they share these (a second sync Playwright cannot start
-# while one runs) and the last one to finish closes them.
-_SHARED: dict[str, Any] = {"users": 0}
+_shared: dict[str, Any] = {}  # one Playwright and one browser for every test module
 
 
 @pytest.fixture(scope="session")
 def chromium() -> Iterator[Any]:
+    """Each test module that imports this fixture has its own definition of it (pytest keys
+    fixtures by where they are found), and Playwright's sync API cannot be started twice in
+    one thread: so every definition shares one browser, closed when the last one ends."""
     require_browser()
-    from playwright.sync_api import sync_playwright
+    if not _shared:
+        from playwright.sync_api import sync_playwright
 
-    if _SHARED["users"] == 0:
-        _SHARED["playwright"] = sync_playwright().start()
-        _SHARED["browser"] = _SHARED["playwright"].chromium.launch(
-            executable_path=chromium_path(), headless=True, args=CHROMIUM_FLAGS)
-    _SHARED["users"] += 1
+        manager = sync_playwright()
+        playwright = manager.start()
+        try:
+            browser = playwright.chromium.launch(executable_path=chromium_path(),
+                                                 headless=True, args=CHROMIUM_FLAGS)
+        except BaseException:
+            manager.__exit__(None, None, None)
+            raise
+        _shared.update(manager=manager, browser=browser, users=0)
+    _shared["users"] += 1
     try:
-        yield _SHARED["browser"]
+        yield _shared["browser"]
     finally:
-        _SHARED["users"] -= 1
-        if _SHARED["users"] == 0:
-            _SHARED.pop("browser").close()
-            _SHARED.pop("playwright").stop()
+        _shared["users"] -= 1
+        if _shared["users"] == 0:
+            state = dict(_shared)
+            _shared.clear()
+            try:
+                state["browser"].close()
+            finally:
+                state["manager"].__exit__(None, None, None)
 
 
 def _new_page(chromium: Any, **options: Any) -> Iterator[Any]:

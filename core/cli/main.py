@@ -19,6 +19,7 @@ from . import (
     runs,
     serve,
     webhooks,
+    worker,
 )
 from .common import setup_logging
 
@@ -79,7 +80,7 @@ assert authoring.connectors is connectors.connectors  # its commands joined the 
 for _command in (connectors.connectors, connectors.call, connectors.plugins, recipes.validate,
                  recipes.run, recipes.test_recipe, recipes.demo, runs.runs,
                  connections.connections, connections.connect, connections.sandbox,
-                 registry.recipes, serve.serve, serve.login_link):
+                 registry.recipes, serve.serve, serve.login_link, worker.worker):
     cli.add_command(_command)
 
 
