@@ -81,7 +81,7 @@ def test_the_api_matches_its_openapi_document(api: Any) -> None:
     _service, url = api
     schema = schemathesis.openapi.from_url(f"{url}/api/openapi.json")
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert len(operations) == 17
+    assert len(operations) == 20
     failures = []
     for operation in operations:
         @given(case=operation.as_strategy())

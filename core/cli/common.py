@@ -127,10 +127,14 @@ def load_plan(path: str, registry: Any, store: Any | None) -> Any:
     from ..run.plan import build_plan
 
     recipe = load_recipe(path)
-    connections = None
+    connections = disabled = None
     if store is not None:
+        from ..store.endpoints import disabled_by_connection
+
         connections = {c.name: c for c in store.list_connections()}
-    return build_plan(recipe, registry, template_engine(registry), connections=connections)
+        disabled = disabled_by_connection(store)
+    return build_plan(recipe, registry, template_engine(registry), connections=connections,
+                      disabled=disabled)
 
 
 

@@ -245,8 +245,12 @@ def connections_remove(name: str) -> None:
 
     The provider still holds the grant: run `splice connections revoke NAME` first to end it.
     """
-    if not open_store().delete_connection(name):
+    from ..store.endpoints import forget_connection
+
+    store = open_store()
+    if not store.delete_connection(name):
         raise ConfigError(f"no connection named '{name}'")
+    forget_connection(store, name)  # its disabled endpoints
     click.echo(f"connection '{name}' removed")
 
 
@@ -393,22 +397,14 @@ def connect(connector_id: str, name: str, scopes: str | None, port: int, no_brow
     land in shell history and process lists. docs/auth.md walks through each provider.
     """
     from ..connections.authorize import connect as run_connect
+    from ..connections.authorize import connect_target
 
     connector = load_registry().connector(connector_id)
     store = open_store()
-    existing = store.get_connection(name)
-    if existing is not None and existing.connector != connector_id:
-        raise InputError(f"connection '{name}' belongs to connector '{existing.connector}'",
-                         hint=f"choose another --name, or `splice connections remove {name}`")
+    existing, base_url, allowed = connect_target(
+        connector, store, name, base_url=base_url, allow_private_network=allow_private_network)
     old_secret = existing.secret if existing is not None else {}
     old_config = existing.config if existing is not None else {}
-    allowed = allow_private_network or bool(old_config.get(OPTION))
-    check_url(base_url or (existing.base_url if existing else None) or connector.base_url,
-              allowed=allowed, what="the base URL")
-    for key in ("authorize_url", "token_url"):
-        url = connector.auth.get(key)
-        if isinstance(url, str) and not url.startswith("/"):
-            check_url(url, allowed=allowed, what=f"the connector's {key}")
     prefix = f"SPLICE_{connector_id.upper()}"
     client_id = _client_credential("client id", client_id_env or f"{prefix}_CLIENT_ID",
                                    bool(client_id_env), old_config.get("client_id"))
@@ -426,8 +422,6 @@ def connect(connector_id: str, name: str, scopes: str | None, port: int, no_brow
         wanted = default_scopes(connector)
         wanted += [s for s in (existing.scopes if existing else []) if s not in wanted]
     params = _token_params(token_param) or old_config.get("token_params")
-    if base_url is None and existing is not None:
-        base_url = existing.base_url
     skew = refresh_skew if refresh_skew is not None else old_config.get("refresh_skew")
     err = console(stderr=True)
 

@@ -13,6 +13,7 @@ from . import (
     authoring,
     connections,
     connectors,
+    endpoints,
     recipes,
     registry,
     runs,
@@ -83,7 +84,7 @@ for _command in (connectors.connectors, connectors.call, connectors.plugins, rec
     cli.add_command(_command)
 
 
-_ = webhooks  # its commands join the `connections` group
+_ = webhooks, endpoints  # their commands join the `connections` group
 
 
 def main() -> None:

@@ -91,27 +91,39 @@ def check_scopes(connector: Connector, record: Any, op: Operation) -> None:
                             connector, record.name, granted, missing))
 
 
-def probe_operation(connector: Connector, record: Any) -> tuple[Operation, str | None]:
+def probe_operation(connector: Connector, record: Any, disabled: Iterable[str] = ()
+                    ) -> tuple[Operation, str | None]:
     """The operation ``connections test`` calls: the connector's ``test_operation`` when the
-    connection may call it, else another read its scopes allow and its fields can fill
-    (with a note saying why). An :class:`AuthError` names the missing scope and the command
-    when no read is allowed."""
+    connection may call it (granted and not ``disabled``), else another read its scopes
+    allow and its fields can fill (with a note saying why). An :class:`AuthError` names the
+    missing scope and the command when no read is allowed."""
+    off = set(disabled)
     declared = connector.operations.get(connector.test_operation or "")
     granted = granted_scopes(record, connector)
-    if declared is not None and (granted is None or set(declared.scopes) <= set(granted)):
+    if declared is not None and declared.id not in off and (
+            granted is None or set(declared.scopes) <= set(granted)):
         return declared, None
-    if granted is None:
+    if granted is None and not off:
         raise ConfigError(f"connector '{connector.id}' declares no test_operation")
     fields = set((record.config.get("fields") or {}) if record is not None else {})
     reads = [op for op in connector.operations.values()
-             if op.method == "GET" and set(op.scopes) <= set(granted)
+             if op.method == "GET" and op.id not in off
+             and (granted is None or set(op.scopes) <= set(granted))
              and set((op.input or {}).get("required", [])) <= fields | set(op.defaults)]
     reads.sort(key=lambda op: (not op.is_list, len((op.input or {}).get("required", []))))
-    missing = [s for s in (declared.scopes if declared else []) if s not in granted]
+    missing = [s for s in (declared.scopes if declared else []) if s not in (granted or [])]
     if reads:
-        note = (f"the test operation {declared.ref} needs scope {', '.join(missing)}, which "
-                "the connection was not granted") if declared else None
+        note = None
+        if declared is not None and declared.id in off:
+            note = f"the test operation {declared.ref} is disabled for this connection"
+        elif declared is not None:
+            note = (f"the test operation {declared.ref} needs scope {', '.join(missing)}, "
+                    "which the connection was not granted")
         return reads[0], note
+    if granted is None or (declared is not None and declared.id in off and not missing):
+        name = record.name if record is not None else "NAME"
+        raise ConfigError(f"connection '{name}': every read splice could test it with is "
+                          "disabled", hint=f"enable one: `splice connections endpoints {name}`")
     wanted = missing or list(connector.scopes)[:1]
     raise AuthError(f"connection '{record.name}' has no scope that lets splice test it "
                     f"(the test operation needs {', '.join(wanted)})",

@@ -1,9 +1,9 @@
 """``splice call``: one operation, by hand, with a stored connection.
 
 Handy to look things up while writing a recipe (which social profiles does this location
-have?) or to check a connection. The input is validated against the operation's input schema
-and the connection's granted scopes are checked (as for a recipe) before anything is sent;
-list operations follow every page.
+have?) or to check a connection. The input is validated against the operation's input schema,
+the connection's granted scopes are checked (as for a recipe) and a disabled endpoint is
+refused, all before anything is sent; list operations follow every page.
 """
 
 from __future__ import annotations
@@ -15,11 +15,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..connections.client import connection_client, public_fields
+from ..connections.endpoints import check_enabled
 from ..connections.status import check_scopes, probe_operation
 from ..errors import InputError, ValidationFailed
 from ..http.request import prepare_call
 from ..mapping.templates import TemplateEngine
 from ..model.schema import subschema
+from ..store.endpoints import disabled as disabled_endpoints
 from .steps import render_defaults, rendered_parts
 
 NON_STRING = {"integer", "number", "boolean", "array", "object", "null"}
@@ -63,10 +65,9 @@ def call_operation(registry: Any, store: Any, ref: str, *, connection: str | Non
                           max_pages=max_pages).data
 
 
-def send_operation(registry: Any, store: Any, ref: str, *, connection: str | None,
-                   payload: dict[str, Any], max_pages: int | None = None) -> Answer:
-    """Render the operation's defaults, validate the input, check the connection's scopes,
-    then send (a list operation: every page, or ``max_pages``)."""
+def _prepare(registry: Any, store: Any, ref: str, connection: str | None,
+             payload: dict[str, Any]) -> tuple[Any, Any, Any, dict[str, Any], Any,
+                                               dict[str, Any]]:
     cid, _, op_id = ref.partition(".")
     connector = registry.connector(cid)
     op = connector.operation(op_id)
@@ -76,12 +77,30 @@ def send_operation(registry: Any, store: Any, ref: str, *, connection: str | Non
     template_engine = TemplateEngine(registry.filters)
     merged = render_defaults(template_engine, op.defaults, context)
     merged.update(payload)
+    return connector, op, record, context, template_engine, merged
+
+
+def input_problems(registry: Any, store: Any, ref: str, *, connection: str | None,
+                   payload: dict[str, Any]) -> list[tuple[tuple[str | int, ...], str]]:
+    """(path, message) of each reason ``payload`` (with the operation's defaults, as
+    :func:`send_operation` fills them) does not fit the input schema; nothing is sent."""
+    _c, op, _r, _ctx, _e, merged = _prepare(registry, store, ref, connection, payload)
+    return [(tuple(p), m) for p, m, _ in op.input_checker.errors(merged)]
+
+
+def send_operation(registry: Any, store: Any, ref: str, *, connection: str | None,
+                   payload: dict[str, Any], max_pages: int | None = None) -> Answer:
+    """Render the operation's defaults, validate the input, check the connection's scopes,
+    then send (a list operation: every page, or ``max_pages``)."""
+    connector, op, record, context, template_engine, merged = _prepare(
+        registry, store, ref, connection, payload)
     problems = [f"{'.'.join(map(str, p)) or 'input'}: {m}"
                 for p, m, _ in op.input_checker.errors(merged)]
     if problems:
         raise ValidationFailed(f"{op.ref} input is not valid (nothing was sent):\n  " +
                                "\n  ".join(problems))
     check_scopes(connector, record, op)  # as a recipe would: before anything is sent
+    check_enabled(store, connector, connection, op.id)
     parts = rendered_parts(
         op, {"input": merged, "connection": context["connection"]},
         lambda part, value: template_engine.compile_mapping(value, where=f"{op.ref}.{part}"))
@@ -103,7 +122,7 @@ def probe_connection(registry: Any, store: Any, name: str) -> tuple[Any, Answer,
     connection's scopes allow (:func:`splice.connections.status.probe_operation`)."""
     record = store.require_connection(name)
     connector = registry.connector(record.connector)
-    op, note = probe_operation(connector, record)
+    op, note = probe_operation(connector, record, disabled_endpoints(store, name))
     fields = record.config.get("fields") or {}
     payload = {k: fields[k] for k in (op.input or {}).get("required", []) if k in fields}
     answer = send_operation(registry, store, op.ref, connection=name, payload=payload,

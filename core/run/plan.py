@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
+from ..connections.endpoints import disabled_in, refusal
 from ..errors import DocumentError, Problem, TemplateError
 from ..mapping.templates import CompiledExpression, CompiledMapping, TemplateEngine, is_template
 from ..model.documents import Document
@@ -93,6 +94,17 @@ class Plan:
         """The webhook triggers of the recipe."""
         return [s for s in self.sources if s.is_webhook]
 
+    def refused(self, disabled: Mapping[str, set[str]]) -> str | None:
+        """Why the plan may not run now (an endpoint it uses was disabled since it was
+        built: connection -> disabled ids), or None."""
+        uses = [(s.connection, s.connector, s.trigger.id) for s in self.sources] + \
+            [(s.connection, s.connector, s.operation.id) for s in self.steps]
+        for name, connector, endpoint in uses:
+            blocked = disabled_in(connector, endpoint, disabled.get(name or "", ()))
+            if name and blocked:
+                return refusal(connector, name, endpoint, blocked)
+        return None
+
     @property
     def operation(self) -> Operation | None:
         if self.trigger.operation:
@@ -112,6 +124,7 @@ class _Checker:
     registry: Registry
     template_engine: TemplateEngine
     connections: Mapping[str, Any] | None
+    disabled: Mapping[str, set[str]] | None = None  # connection -> disabled endpoint ids
     problems: list[Problem] = field(default_factory=list)
     needs: dict[str, set[str]] = field(default_factory=dict)  # connection -> scopes used
 
@@ -156,8 +169,9 @@ class _Checker:
         return connector
 
     def connection(self, name: str | None, connector: Connector, path: tuple[str | int, ...],
-                   scopes: list[str]) -> None:
-        """The step's connection exists, is for this connector and has the scopes."""
+                   scopes: list[str], endpoint: str | None = None) -> None:
+        """The step's connection exists, is for this connector, has the scopes and may use
+        ``endpoint`` (not disabled)."""
         if name is None:
             if connector.auth_type != "none":
                 self.add(path[:-1], f"missing required key 'connection' (connector "
@@ -180,6 +194,10 @@ class _Checker:
             self.add(path, f"connection '{name}' is for connector '{record.connector}', "
                            f"not '{connector.id}'")
             return
+        blocked = disabled_in(connector, endpoint, self.disabled.get(name, ())) \
+            if endpoint and self.disabled else None
+        if blocked is not None:
+            self.add(path, refusal(connector, name, endpoint or blocked, blocked))
         granted = record.config.get("scopes")
         if granted is None or connector.auth_type != "oauth2":
             return
@@ -345,14 +363,16 @@ def connection_schema(connector: Connector) -> dict[str, Any]:
 
 
 def build_plan(recipe: Recipe, registry: Registry, template_engine: TemplateEngine, *,
-               connections: Mapping[str, Any] | None = None) -> Plan:
+               connections: Mapping[str, Any] | None = None,
+               disabled: Mapping[str, set[str]] | None = None) -> Plan:
     """Check ``recipe`` and compile it; raise :class:`DocumentError` listing every problem.
 
     In order: resolve the trigger and each step's action; check connections and scopes
-    (``connections``, name -> stored connection, enables these checks); compile every
+    (``connections``, name -> stored connection, enables these checks; ``disabled``,
+    name -> disabled endpoint ids, refuses those endpoints); compile every
     template; check the paths templates read and the types of literal values.
     """
-    ck = _Checker(recipe, registry, template_engine, connections)
+    ck = _Checker(recipe, registry, template_engine, connections, disabled)
     resolved = _resolve_triggers(ck, recipe)
     connector, trigger = resolved[recipe.primary] if resolved else (None, None)
     base_scope = _base_scope(recipe)
@@ -422,7 +442,8 @@ def _other_sources(ck: _Checker, recipe: Recipe,
                                                          strict=True)):
         if i == recipe.primary or connector is None or trigger is None:
             continue
-        ck.connection(spec.connection, connector, (*spec.path, "connection"), trigger.scopes)
+        ck.connection(spec.connection, connector, (*spec.path, "connection"), trigger.scopes,
+                      trigger.id)
         schema = connector.trigger_output(trigger)
         for step in steps:
             for part, compiled in (("when", step.when), ("for_each", step.for_each),
@@ -466,7 +487,7 @@ def _compile_trigger(ck: _Checker, recipe: Recipe, connector: Connector, trigger
     if op is not None:
         ck.literals(recipe.trigger_with, op.input, (*base, "with"), cscope, defaults)
     ck.connection(recipe.trigger_connection, connector, (*base, "connection"),
-                  op.scopes if op else trigger.scopes)
+                  op.scopes if op else trigger.scopes, trigger.id)
     return {
         "trigger_input": trigger_input,
         "trigger_defaults": template_engine.compile_mapping(
@@ -520,7 +541,7 @@ def _plan_step(ck: _Checker, step: StepSpec, scope: dict[str, Any],
             step_schemas[step.id] = True
         return None
     ck.literals(step.with_, op.input, (*base, "with"), scope, op.defaults)
-    ck.connection(step.connection, sconn, (*base, "connection"), op.scopes)
+    ck.connection(step.connection, sconn, (*base, "connection"), op.scopes, op.id)
     if step.id:
         out = step_output_schema(op)
         step_schemas[step.id] = {"type": "array", "items": out} if for_each else out

@@ -67,6 +67,7 @@ class Runner(StepExecutor):
         if op is None:
             return
         conn_name = plan.recipe.trigger_connection
+        self.check_endpoint(conn_name, plan.connector, plan.trigger.id)
         context = {**self.base_context(),
                    "connection": self.public_connection(conn_name, plan.connector)}
         payload = render_defaults(self.template_engine(), {**op.defaults, **plan.trigger.defaults},

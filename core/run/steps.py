@@ -23,6 +23,7 @@ from typing import Any
 import httpx
 
 from ..connections.client import connection_client, public_fields
+from ..connections.endpoints import check_enabled
 from ..errors import (
     CircuitOpen,
     ConfigError,
@@ -42,6 +43,7 @@ from ..model.manifest import MISSING, Connector, Operation
 from ..secrets import redact_headers
 from ..store.breakers import load_breaker, save_breaker
 from ..store.database import Store
+from ..store.endpoints import disabled as disabled_endpoints
 from ..store.journal import COMMIT_EVERY, Journal
 from ..store.leases import Lease
 from ..store.ledger import PendingEvent
@@ -98,6 +100,7 @@ class StepExecutor:
         self._public: dict[tuple[str | None, str], dict[str, Any]] = {}
         self._recipe_context: dict[str, Any] | None = None
         self._breakers: dict[str, CircuitBreaker] = {}
+        self._disabled: dict[str, set[str]] = {}
         self.lease: Lease | None = None  # checked before each event when set
 
     # -- connections ------------------------------------------------------------------------
@@ -112,6 +115,15 @@ class StepExecutor:
                                        f"--name {name}`")
             self._connections[name] = record
         return self._connections[name]
+
+    def check_endpoint(self, name: str | None, connector: Connector, endpoint: str) -> None:
+        """Refuse (nothing sent) an endpoint disabled for the connection; the disabled set
+        is read once per executor, like the connection record."""
+        if name is None:
+            return
+        if name not in self._disabled:
+            self._disabled[name] = disabled_endpoints(self.store, name)
+        check_enabled(self.store, connector, name, endpoint, self._disabled[name])
 
     def public_connection(self, name: str | None, connector: Connector) -> dict[str, Any]:
         key = (name, connector.id)  # per run, like the connection record it is read from
@@ -218,6 +230,7 @@ class StepExecutor:
 
     def prepare(self, op: Operation, connector: Connector, connection: str | None,
                 payload: dict[str, Any], idem: str | None = None) -> PreparedCall:
+        self.check_endpoint(connection, connector, op.id)
         record = self.connection(connection, connector)
         base = record.base_url if record is not None and record.base_url else connector.base_url
         call = prepare_call(op, connector, payload, base_url=base, idempotency_key=idem,

@@ -67,7 +67,9 @@ class SandboxConfig:
 
     client_id: str = "splice-demo"
     client_secret: str = "splice-demo-secret"
-    redirect_uris: list[str] = field(default_factory=lambda: ["http://127.0.0.1/callback"])
+    # the loopback redirect of `splice connect`, and the dashboard's (`splice serve` on loopback)
+    redirect_uris: list[str] = field(default_factory=lambda: [
+        "http://127.0.0.1/callback", "http://127.0.0.1/oauth/callback"])
     auto_approve: bool = True
     clock: Callable[[], float] = time.time
     access_token_ttl: int | None = None   # None: the API's documented lifetime

@@ -3,11 +3,12 @@
 Read: recipes (status, schedule, which path delivered events first), runs, events with their
 step results, dead letters, recent webhook deliveries (never their bodies), connections (never
 a secret), connectors and their operations. Act: enable/disable a recipe, run it now, retry an
-event, requeue a dead letter. Every route but ``/api/openapi.json`` needs
-``Authorization: Bearer TOKEN`` (the token ``splice serve`` prints and keeps 0600 in
-``$SPLICE_HOME/serve.token``) or a signed-in dashboard session (whose POSTs carry its CSRF
-token, see :mod:`splice.web.security`); the document at ``/api/openapi.json`` describes them
-all.
+event, requeue a dead letter; list a connection's endpoints and enable or disable one (a
+recipe using a disabled endpoint is not enabled or run: 409 with the reason). Every route but
+``/api/openapi.json`` needs ``Authorization: Bearer TOKEN`` (the token ``splice serve`` prints
+and keeps 0600 in ``$SPLICE_HOME/serve.token``) or a signed-in dashboard session (whose POSTs
+carry its CSRF token, see :mod:`splice.web.security`); the document at ``/api/openapi.json``
+describes them all.
 """
 
 from __future__ import annotations
@@ -21,9 +22,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from ..connections.endpoints import list_endpoints
+from ..connections.endpoints import set_enabled as set_endpoint
 from ..connections.status import token_state
+from ..errors import SpliceError
 from ..store import inbox, queries
 from ..store import registry as reg
+from ..store.endpoints import disabled, disabled_by_connection
 from ..store.tables import EVENT_STATUSES
 from .openapi import document
 from .subscriptions import SUBSCRIPTION_FIELD
@@ -94,6 +99,10 @@ class Api:
             r("/api/deliveries", self.deliveries),
             r("/api/connections", self.connections),
             r("/api/connections/{name}", self.connection),
+            r("/api/connections/{name}/endpoints", self.endpoints),
+            r("/api/connections/{name}/endpoints/{endpoint}/enable", self.endpoint_on, "POST"),
+            r("/api/connections/{name}/endpoints/{endpoint}/disable", self.endpoint_off,
+              "POST"),
             r("/api/connectors", self.connectors),
             r("/api/connectors/{connector_id}", self.connector),
         ]
@@ -142,8 +151,18 @@ class Api:
     def recipe(self, request: Request) -> Any:
         return self._recipe(self._row(request))
 
+    def _refuse_disabled(self, row: Any) -> None:
+        """409 when the recipe uses an endpoint disabled for one of its connections."""
+        loaded = self.service.book.recipes.get(row.id)
+        if loaded is not None and loaded.plan is not None:
+            why = loaded.plan.refused(disabled_by_connection(self.store))
+            if why:
+                raise ApiError(409, why)
+
     def _set_enabled(self, request: Request, enabled: bool) -> Any:
         row = self._row(request)
+        if enabled:
+            self._refuse_disabled(row)
         reg.update(self.store, row.id, enabled=enabled)
         self.service.scheduler.notify()
         return self._recipe(reg.get(self.store, row.id))
@@ -158,6 +177,7 @@ class Api:
         row = self._row(request)
         if not row.enabled:
             raise ApiError(409, "the recipe is disabled")
+        self._refuse_disabled(row)
         self.service.scheduler.request_run(row.id)
         return {"id": row.id, "requested": True}
 
@@ -244,6 +264,36 @@ class Api:
         if record is None:
             raise ApiError(404, "no such connection")
         return self._connection(record)
+
+    def _endpoints_of(self, request: Request) -> tuple[Any, Any]:
+        record = self.store.get_connection(request.path_params["name"])
+        if record is None:
+            raise ApiError(404, "no such connection")
+        connector = self.service.registry.connectors.get(record.connector)
+        if connector is None:
+            raise ApiError(404, f"connector '{record.connector}' is not installed")
+        return record, connector
+
+    def endpoints(self, request: Request) -> Any:
+        record, connector = self._endpoints_of(request)
+        return [e.to_json() for e in list_endpoints(connector, record,
+                                                    disabled(self.store, record.name))]
+
+    def _toggle(self, request: Request, enabled: bool) -> Any:
+        record, connector = self._endpoints_of(request)
+        try:
+            endpoint, changed = set_endpoint(self.store, connector, record,
+                                             request.path_params["endpoint"], enabled)
+        except SpliceError as exc:
+            raise ApiError(404, exc.message) from None
+        return {"connection": record.name, "endpoint": endpoint, "enabled": enabled,
+                "changed": changed}
+
+    def endpoint_on(self, request: Request) -> Any:
+        return self._toggle(request, True)
+
+    def endpoint_off(self, request: Request) -> Any:
+        return self._toggle(request, False)
 
     def _connector(self, c: Any, full: bool) -> dict[str, Any]:
         out: dict[str, Any] = {"id": c.id, "name": c.name, "version": c.version,

@@ -9,7 +9,10 @@ Each registered recipe runs the version stored in the registry (the last one tha
   check of ``splice validate`` becomes the stored version and runs from the next event on; a
   text that does not is refused: the old version keeps running, the registry's ``status`` says
   ``invalid`` with the new text's ``file:line:col`` problems, and the log says the same once.
-  A missing file keeps the stored version running too (``status: missing``).
+  A missing file keeps the stored version running too (``status: missing``);
+- when an endpoint is enabled or disabled for a connection (``splice connections
+  endpoints``, the dashboard, the API), loads again the recipes that did not load (a
+  disabled endpoint refuses a recipe as ``validate`` does).
 
 :func:`check_text` is also what ``splice recipes add`` runs.
 """
@@ -29,6 +32,7 @@ from ..model.documents import parse_document
 from ..model.recipe import recipe_from_document
 from ..run.plan import Plan, build_plan
 from ..store import registry as reg
+from ..store.endpoints import disabled_by_connection
 
 log = logging.getLogger("splice.serve.recipes")
 
@@ -55,7 +59,7 @@ def check_text(text: str, path: str, registry: Any, store: Any) -> Plan:
     recipe = recipe_from_document(parse_document(text, path))
     connections = {c.name: c for c in store.list_connections()}
     return build_plan(recipe, registry, TemplateEngine(registry.filters),
-                      connections=connections)
+                      connections=connections, disabled=disabled_by_connection(store))
 
 
 @dataclass
@@ -81,6 +85,7 @@ class RecipeBook:
         self.store = store
         self.registry = registry
         self.recipes: dict[str, LoadedRecipe] = {}
+        self._endpoints_off: dict[str, set[str]] | None = None
 
     def enabled(self) -> list[LoadedRecipe]:
         return [r for r in self.recipes.values() if r.enabled and r.plan is not None]
@@ -101,6 +106,13 @@ class RecipeBook:
         for loaded in list(self.recipes.values()):
             if loaded.enabled and self._check_file(loaded):
                 changed.append(loaded.id)
+        off = disabled_by_connection(self.store)
+        if self._endpoints_off is not None and off != self._endpoints_off:
+            # an endpoint was enabled or disabled: recipes it kept from loading try again
+            for rid in [r for r, loaded in self.recipes.items() if loaded.plan is None]:
+                if self._load(rid) and self.recipes[rid].plan is not None:
+                    changed.append(rid)
+        self._endpoints_off = off
         return changed
 
     def _load(self, rid: str) -> bool:

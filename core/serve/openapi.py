@@ -71,6 +71,16 @@ SCHEMAS: dict[str, Any] = {
             ["id", "method", "path"], id=_STR, title=_STR, method=_STR, path=_STR,
             scopes={"type": "array", "items": _STR})}),
     "Requested": {"type": "object", "additionalProperties": True},
+    "Endpoint": _obj(
+        ["id", "ref", "kind", "scopes", "missing_scopes", "scopes_granted", "enabled"],
+        id=_STR, ref=_STR, kind={"enum": ["operation", "trigger"]}, title=_STR,
+        method=_OSTR, path=_OSTR, trigger_type=_OSTR, uses=_OSTR,
+        scopes={"type": "array", "items": _STR},
+        missing_scopes={"type": "array", "items": _STR},
+        scopes_granted={"type": "boolean"}, enabled={"type": "boolean"}),
+    "EndpointChange": _obj(["connection", "endpoint", "enabled", "changed"],
+                           connection=_STR, endpoint=_STR, enabled={"type": "boolean"},
+                           changed={"type": "boolean"}),
 }
 SCHEMAS["RunDetail"] = {"allOf": [_ref("Run"), _obj(
     ["events", "steps"], events=_list("Event"), steps=_list("Step"))]}
@@ -121,7 +131,8 @@ def document(server_url: str) -> dict[str, Any]:
                                                 _ref("Recipe"), params=[RECIPE_ID],
                                            missing=True)},
         "/api/recipes/{recipe_id}/enable": {"post": _op(
-            "Enable a recipe", _ref("Recipe"), params=[RECIPE_ID], missing=True)},
+            "Enable a recipe (409: it uses a disabled endpoint)", _ref("Recipe"),
+            params=[RECIPE_ID], missing=True, conflict=True)},
         "/api/recipes/{recipe_id}/disable": {"post": _op(
             "Disable a recipe", _ref("Recipe"), params=[RECIPE_ID], missing=True)},
         "/api/recipes/{recipe_id}/run": {"post": _op(
@@ -151,6 +162,15 @@ def document(server_url: str) -> dict[str, Any]:
                                         _list("Connection"))},
         "/api/connections/{name}": {"get": _op("One connection", _ref("Connection"),
                                                params=[NAME], missing=True)},
+        "/api/connections/{name}/endpoints": {"get": _op(
+            "The connection's endpoints: scopes granted or missing, enabled or not",
+            _list("Endpoint"), params=[NAME], missing=True)},
+        "/api/connections/{name}/endpoints/{endpoint}/enable": {"post": _op(
+            "Enable an endpoint for the connection", _ref("EndpointChange"),
+            params=[NAME, _path("endpoint")], missing=True)},
+        "/api/connections/{name}/endpoints/{endpoint}/disable": {"post": _op(
+            "Disable an endpoint for the connection", _ref("EndpointChange"),
+            params=[NAME, _path("endpoint")], missing=True)},
         "/api/connectors": {"get": _op("Installed connectors", _list("Connector"))},
         "/api/connectors/{connector_id}": {"get": _op(
             "A connector with its operations", _ref("Connector"),

@@ -66,11 +66,19 @@ __all__ = [
     "EventRecord",
     "RunRecord",
     "StepResult",
+    "check_connection_name",
     "Store",
 ]
 
 URL_ENV = "SPLICE_DATABASE_URL"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,99}$")
+
+
+def check_connection_name(name: str) -> None:
+    """A :class:`ConfigError` unless ``name`` may name a connection."""
+    if not _NAME.match(name):
+        raise ConfigError(f"invalid connection name {name[:120]!r}",
+                          hint="use letters, digits, '-', '_', '.' or '@' (max 100)")
 _SECRET_CONFIG_KEYS = frozenset({
     "access_token", "refresh_token", "id_token", "token", "client_secret", "api_key",
     "apikey", "password", "secret", "private_key",
@@ -318,9 +326,7 @@ class Store(SeenKeysMixin, QueueMixin, LedgerMixin):
                        base_url: str | None = None, config: Mapping[str, Any] | None = None,
                        secret: Mapping[str, Any] | None = None) -> ConnectionRecord:
         """Create or replace a connection (a replacement bumps ``version``)."""
-        if not _NAME.match(name):
-            raise ConfigError(f"invalid connection name {name!r}",
-                              hint="use letters, digits, '-', '_', '.' or '@' (max 100)")
+        check_connection_name(name)
         _check_config(config)
         ciphertext = self.secret_box().encrypt(secret) if secret else None
         _register_secrets(dict(secret or {}))
