@@ -8,6 +8,7 @@ still be rendered.
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +35,10 @@ class StepTrial:
     fields: list[FieldRow] = field(default_factory=list)
     error: str | None = None
     output: Any = None
+    input: Any = None                 # the validated input (defaults + mapping)
+    body: Any = None                  # the JSON body sent (after the operation's body template)
+    operation: Operation | None = None
+    step: Any = None                  # the StepPlan
 
 
 
@@ -81,9 +86,13 @@ def _try_step(runner: StepExecutor, step: Any, ctx: dict[str, Any], trial: StepT
     for f in step.mapping.fields:
         trial.fields.append(FieldRow(".".join(map(str, f.path)), f.source,
                                      dig(payload, ".".join(map(str, f.path)))))
-    call = runner.prepare(op, step.connector, step.connection, payload,
-                          "<idempotency-key>" if op.writes else None)
+    key = None
+    if op.writes:  # a test transaction is a write of its own: never a key a run used
+        key = f"splice-test-{uuid.uuid4()}" if send else "<idempotency-key>"
+    call = runner.prepare(op, step.connector, step.connection, payload, key)
     trial.request = {**call.describe(), "headers": redact_headers(call.headers)}
+    trial.input, trial.operation, trial.step = payload, op, step
+    trial.body = trial.request.get("json")
     if not send:
         return _sample_output(op, f"steps.{step.spec.id or step.index}")
     output = runner.send(runner.client(step.connection, step.connector), op, call, [])
