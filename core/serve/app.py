@@ -11,6 +11,7 @@ lifespan calls them:
 - ``GET /healthz``              200 when the database answers and the scheduler turns, else 503
 - ``GET /metrics``              Prometheus text (:mod:`splice.serve.metrics`)
 - ``/api/...``                  the JSON API (:mod:`splice.serve.api`)
+- ``/`` and the other pages      the dashboard (:mod:`splice.web`), behind its sign-in gate
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ from starlette.routing import Route
 
 from ..store import inbox
 from ..store import registry as reg
+from ..web import Dashboard, WebGate
+from ..web.session import Sessions, load_or_create_key
 from .api import Api
 from .book import RecipeBook
 from .config import ServeConfig
@@ -61,6 +64,7 @@ class Service:
                                  depth=lambda: self._depth, routed=self._routed)
         self.scheduler = Scheduler(self)
         self.api = Api(self)
+        self.dashboard = Dashboard(self)
         self.started = False
         self._last_prune = 0.0
         self._subscribed: dict[str, set[str]] | None = None
@@ -186,7 +190,10 @@ def build_app(service: Service) -> Starlette:
     routes = [Route("/hooks/{connection}", service.receiver.handle, methods=["POST"]),
               Route("/healthz", healthz, methods=["GET"]),
               Route("/metrics", metrics, methods=["GET"]),
-              *service.api.routes()]
+              *service.api.routes(),
+              *service.dashboard.routes()]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.service = service
+    sessions = Sessions(load_or_create_key(), secure=service.config.url.startswith("https:"))
+    app.add_middleware(WebGate, sessions=sessions)
     return app

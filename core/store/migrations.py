@@ -22,7 +22,9 @@ from .leases import leases
 from .registry import create_table as create_registry
 from .tables import (
     dead_letters,
+    disabled_endpoints,
     events,
+    login_tokens,
     metadata,
     now,
     schema_version,
@@ -87,6 +89,11 @@ def _compact_seen_keys(conn: Connection) -> None:
     conn.execute(sa.text("DROP TABLE seen_keys"))
 
 
+def _dashboard_tables(conn: Connection) -> None:
+    disabled_endpoints.create(conn, checkfirst=True)
+    login_tokens.create(conn, checkfirst=True)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _initial_schema),
     Migration(2, "connection events", create_connection_events),
@@ -94,6 +101,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(4, "leases, retry schedule, circuit breakers", _delivery),
     Migration(5, "serve: recipe registry, webhook inbox, serve instances", _serve_tables),
     Migration(6, "compact seen keys", _compact_seen_keys),
+    Migration(7, "dashboard: disabled endpoints, sign-in tokens", _dashboard_tables),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 
