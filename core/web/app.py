@@ -23,14 +23,14 @@ from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 
 from ..connections.status import token_state
-from . import home, signin
+from . import builder, home, recipes, signin
 
 __all__ = ["NAV", "PAGES", "Dashboard"]
 
 HERE = Path(__file__).parent
 TEMPLATES = HERE / "templates"
 STATIC = HERE / "static"
-PAGES: tuple[ModuleType, ...] = (signin, home)
+PAGES: tuple[ModuleType, ...] = (signin, home, builder, recipes)
 # (section, label, href): the navigation bar, in order
 NAV = (("home", "Overview", "/"), ("catalog", "Catalog", "/catalog"),
        ("connections", "Connected apps", "/connections"), ("recipes", "Recipes", "/recipes"),

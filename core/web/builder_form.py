@@ -48,6 +48,21 @@ class StepForm:
     fields: list[Any] = field(default_factory=list)   # builder.fields.FieldChoice
 
 
+MAX_FORM_BYTES = 1 << 20
+
+
+async def read_form(request: Any) -> dict[str, str]:
+    """A posted ``application/x-www-form-urlencoded`` form (what browsers and htmx send);
+    a repeated name keeps its last value."""
+    from urllib.parse import parse_qsl
+
+    body = await request.body()
+    if len(body) > MAX_FORM_BYTES:
+        raise InputError(f"the form is larger than {MAX_FORM_BYTES:,} bytes")
+    return dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True,
+                          max_num_fields=10_000))
+
+
 def shown(value: Any) -> tuple[str, str]:
     """(text, kind) of a value in a text input."""
     if isinstance(value, str):
