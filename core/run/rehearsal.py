@@ -43,9 +43,11 @@ class StepTrial:
 
 
 def trial_steps(runner: StepExecutor, event: Any, *, send: bool = False,
-                max_items: int | None = None) -> list[StepTrial]:
+                max_items: int | None = None, send_reads: bool = False) -> list[StepTrial]:
     """Every step of the recipe for one event (``for_each`` steps: one entry per item, the
-    first ``max_items``); stops at the first failure, which is the last entry."""
+    first ``max_items``); stops at the first failure, which is the last entry. With
+    ``send_reads`` (the builder's preview) GET steps are sent even when ``send`` is not:
+    they change nothing and later steps then render with real data."""
     out: list[StepTrial] = []
     ctx: dict[str, Any] = {**runner.base_context(), "trigger": event, "steps": {}}
     for step in runner.plan.steps:
@@ -67,7 +69,8 @@ def trial_steps(runner: StepExecutor, event: Any, *, send: bool = False,
                 trial = StepTrial(label if step.for_each is None else f"{label}[{i}]",
                                   op.ref, "rendered")
                 out.append(trial)
-                outputs.append(_try_step(runner, step, ictx, trial, send))
+                outputs.append(_try_step(runner, step, ictx, trial,
+                                         send or (send_reads and op.method == "GET")))
             ctx["steps"][step.spec.id or f"_{step.index}"] = \
                 outputs if step.for_each is not None else (outputs[0] if outputs else None)
         except SpliceError as exc:
