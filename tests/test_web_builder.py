@@ -165,18 +165,18 @@ SETTLED = """() => { const f = document.getElementById('builder');
     !document.querySelector('.htmx-request, .htmx-swapping, .htmx-settling'); }"""
 
 
-def _settled(page: Any) -> None:
+def _settled(tab: Any) -> None:
     """htmx has swapped the builder in and wired it (its triggers listen)."""
-    page.wait_for_function(SETTLED)
+    tab.wait_for_function(SETTLED)
 
 
-def _choose(page: Any, selector: str, value: str) -> None:
+def _choose(tab: Any, selector: str, value: str) -> None:
     """Pick an option and wait for the builder to re-render around it."""
-    _settled(page)
-    with page.expect_response(lambda r: r.url.endswith("/recipes/builder/form")):
-        page.select_option(selector, value)
-    page.wait_for_selector(f"{selector} option[value='{value}'][selected]", state="attached")
-    _settled(page)
+    _settled(tab)
+    with tab.expect_response(lambda r: r.url.endswith("/recipes/builder/form")):
+        tab.select_option(selector, value)
+    tab.wait_for_selector(f"{selector} option[value='{value}'][selected]", state="attached")
+    _settled(tab)
 
 
 def test_a_new_user_builds_tests_and_enables_the_tags_recipe(

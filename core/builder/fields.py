@@ -67,7 +67,7 @@ def _connector(registry: Any, use: Any) -> Connector | None:
 def trigger_schema(registry: Any, data: dict[str, Any]) -> Any:
     """The output schema of the recipe's (first) trigger, True when unknown."""
     trig = data.get("trigger") or (data.get("triggers") or [None])[0]
-    use = trig.get("use") if isinstance(trig, dict) else None
+    use = str(trig.get("use")) if isinstance(trig, dict) else ""
     connector = _connector(registry, use)
     if connector is None or use.split(".", 1)[1] not in connector.triggers:
         return True
@@ -76,7 +76,7 @@ def trigger_schema(registry: Any, data: dict[str, Any]) -> Any:
 
 def step_schema(registry: Any, step: Any) -> Any:
     """What ``steps.<id>`` holds after ``step`` ran (for_each: a list of those)."""
-    use = step.get("use") if isinstance(step, dict) else None
+    use = str(step.get("use")) if isinstance(step, dict) else ""
     connector = _connector(registry, use)
     if connector is None or use.split(".", 1)[1] not in connector.operations:
         return True

@@ -28,6 +28,7 @@ from ..builder.options import field_options
 from ..builder.preview import preview
 from ..builder.save import open_recipe, save_recipe
 from ..errors import DocumentError, SpliceError
+from ..model.schema import subschema
 from ..secrets import redact_data
 from ..store import registry as reg
 from .builder_form import (
@@ -150,10 +151,9 @@ def routes(dash: Any) -> list[BaseRoute]:
                 return []
             value: Any = str(posted.get(name) or "")
             if where[0] == "steps" and len(where) == 4 and where[2] == "with":
-                step = data["steps"][where[1]] if where[1] < len(data["steps"]) else {}
+                index = int(where[1])
+                step = data["steps"][index] if index < len(data["steps"]) else {}
                 op = operation_of(registry, step.get("use"))
-                from ..model.schema import subschema
-
                 schema = subschema(op.input, (where[3],)) if op is not None else True
                 value = parse_value(value, str(posted.get(f"steps.{where[1]}.kind."
                                                           f"{where[3]}") or "text"), schema)

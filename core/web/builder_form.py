@@ -128,10 +128,11 @@ def operation_of(registry: Any, use: Any) -> Any:
 def input_rows(registry: Any, step: dict[str, Any]) -> list[InputRow]:
     """Every input of the step's action (and any mapped key it does not know), in order."""
     op = operation_of(registry, step.get("use"))
-    mapping = step.get("with") if isinstance(step.get("with"), dict) else {}
+    raw = step.get("with")
+    mapping: dict[str, Any] = raw if isinstance(raw, dict) else {}
     rows = []
     names = property_names(op.input) if op is not None else []
-    options = {}
+    options: dict[str, Any] = {}
     if op is not None:
         connector = registry.get(op.connector_id)
         options = connector.input_options(op.id) if connector is not None else {}
