@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 
 from splice.errors import DocumentError
 from splice.model.manifest import load_manifest
@@ -21,7 +20,7 @@ from splice.plugins import get_registry
 from splice.run.demo import CONNECTIONS, Sandboxes, ensure_connection
 from splice.run.verify import compare
 from splice.store.database import Store
-from splice.store.tables import events
+from splice.store.queries import list_events
 
 from .conftest import ROOT, invoke
 
@@ -106,12 +105,7 @@ def test_a_stored_event_is_tested_by_id(world: Any) -> None:
     _sandboxes, store = world
     ran = invoke("run", str(USERS), "--backfill")
     assert ran.exit_code == 0, ran.output
-    rid = load_recipe(USERS).id
-    with store._read() as conn:  # the ledger's newest event of this recipe
-        event = conn.execute(sa.select(events.c.id, events.c.payload)
-                             .where(events.c.recipe == rid)
-                             .order_by(events.c.id.desc())).first()
-    assert event is not None
+    [event, *_] = list_events(store, recipe=load_recipe(USERS).id)
     result = invoke("test", str(USERS), "--event", str(event.id), "--json")
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)

@@ -25,6 +25,7 @@ from ..run.runner import Runner
 from ..run.verify import VerifiedTrial, run_verified
 from ..secrets import redact_data
 from ..store import registry as reg
+from ..store.queries import list_events
 from .builder_form import read_form
 
 __all__ = ["routes"]
@@ -38,16 +39,7 @@ def _dumps(value: Any) -> str:
 
 def _events(store: Any, recipe_id: str) -> list[Any]:
     """The newest stored events of a recipe (to test one again)."""
-    import sqlalchemy as sa
-
-    from ..store.tables import events
-
-    with store._read() as conn:
-        rows = conn.execute(sa.select(events.c.id, events.c.key, events.c.status,
-                                      events.c.created_at)
-                            .where(events.c.recipe == recipe_id)
-                            .order_by(events.c.id.desc()).limit(RECENT_EVENTS)).all()
-    return list(rows)
+    return list_events(store, recipe=recipe_id, limit=RECENT_EVENTS)
 
 
 def test_transaction(dash: Any, row: Any, source: str, event_id: int | None
