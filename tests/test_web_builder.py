@@ -288,3 +288,27 @@ def test_a_commented_file_opens_in_the_builder_and_keeps_its_comments(
         TAGS.read_text()
     assert page.console_errors == []
 
+
+
+def test_trigger_inputs_offer_real_values_and_lists_grow(dashboard: Any,  # noqa: F811
+                                                         page: Any) -> None:  # noqa: F811
+    connect_both(dashboard)
+    dashboard.login(page, "/recipes/new")
+    _choose(page, "#f-trigger", "ghl_users.statistics_refreshed")
+    _choose(page, "#f-trigger-connection", "my-highlevel")
+    row = page.locator(".map-row[data-input='profileIds']")
+    options = row.locator("select.options")
+    options.locator("option:nth-child(3)").wait_for(state="attached")
+    values = [options.locator(f"option:nth-child({n})").get_attribute("value") for n in (2, 3)]
+    accounts = dashboard.sandboxes.state("ghl_users")
+    assert all(v and v in json.dumps(accounts) for v in values)  # real profile ids
+    for value in values:
+        options.select_option(value)
+    field = row.locator("input.template")
+    assert json.loads(field.input_value()) == values  # a list of ids, built by choosing
+    page.wait_for_load_state("networkidle")
+    assert row.locator(".errors .error").count() == 0
+    locations = page.locator(".map-row[data-input='locationId']")
+    assert "from the connection when empty" in locations.inner_text()
+    shot(page, "builder-trigger-options")
+    assert page.console_errors == []

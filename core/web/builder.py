@@ -40,6 +40,8 @@ from .builder_form import (
     operation_of,
     parse_value,
     read_form,
+    trigger_operation,
+    trigger_rows,
     yaml_text,
 )
 
@@ -75,21 +77,24 @@ def builder_context(dash: Any, request: Request, data: dict[str, Any], *,
         step = step if isinstance(step, dict) else {}
         steps.append(StepForm(i, step, input_rows(registry, step),
                               available_fields(registry, data, i)))
-    trig = data.get("trigger") if isinstance(data.get("trigger"), dict) else \
-        ((data.get("triggers") or [{}])[0] or {})
+    found = data.get("trigger") if isinstance(data.get("trigger"), dict) else \
+        (data.get("triggers") or [{}])[0]
+    trig: dict[str, Any] = found if isinstance(found, dict) else {}
     connections = [(c.name, c.connector) for c in dash.store.list_connections()]
     session = request.scope.get("session") or {}
+    trigger_op = trigger_operation(registry, trig.get("use"))
     return {"data": data, "form": data_to_form(data), "trig": trig, "steps": steps,
+            "trigger_inputs": trigger_rows(registry, trig) if trig.get("use") else [],
+            "trigger_op": trigger_op.ref if trigger_op is not None else "",
             "catalog": catalog(registry), "connections": connections,
             "connector_of": _connector_of, "recipe_id": recipe_id or "",
             "problems": problems or [], "notice": notice, "csrf": session.get("csrf", ""),
             "options_url": _options_url, "yaml_text": yaml_text}
 
 
-def _options_url(step: dict[str, Any], name: str) -> str:
-    return "/recipes/builder/options?" + urlencode({
-        "use": step.get("use") or "", "field": name,
-        "connection": step.get("connection") or ""})
+def _options_url(use: str, connection: str, name: str) -> str:
+    return "/recipes/builder/options?" + urlencode({"use": use, "field": name,
+                                                    "connection": connection})
 
 
 def _form_fragment(dash: Any, request: Request, data: dict[str, Any],
@@ -157,6 +162,14 @@ def routes(dash: Any) -> list[BaseRoute]:
                 schema = subschema(op.input, (where[3],)) if op is not None else True
                 value = parse_value(value, str(posted.get(f"steps.{where[1]}.kind."
                                                           f"{where[3]}") or "text"), schema)
+            elif where[0] == "trigger":
+                trig = data.get("trigger") or (data.get("triggers") or [{}])[0]
+                op = trigger_operation(registry, trig.get("use"))
+                schema = subschema(op.input, (where[2],)) if op is not None else True
+                value = parse_value(value, str(posted.get(f"trigger.kind.{where[2]}") or
+                                               "text"), schema)
+                if "trigger" not in data:
+                    where = ("triggers", 0, *where[1:])
             if value == "":
                 return []
             return check_field(registry, dash.store, data, where, value)
@@ -247,8 +260,10 @@ def _shown(problem: Any, path: str | None) -> str:
 
 def _where(name: str) -> tuple[str | int, ...] | None:
     """``steps.1.with.email`` -> ``("steps", 1, "with", "email")``; the form's other
-    checkable names: ``steps.N.when``, ``steps.N.for_each``, ``trigger.with``."""
+    checkable names: ``steps.N.when``, ``steps.N.for_each``, ``trigger.with.FIELD``."""
     parts = name.split(".", 3)
+    if name.startswith("trigger.with.") and len(name) > len("trigger.with."):
+        return ("trigger", "with", name[len("trigger.with."):])
     if len(parts) >= 3 and parts[0] == "steps" and parts[1].isdigit():
         if parts[2] in ("when", "for_each") and len(parts) == 3:
             return ("steps", int(parts[1]), parts[2])

@@ -1,7 +1,8 @@
 """The builder page's form, to and from a recipe's data.
 
 The builder edits a recipe as one HTML form: ``name``, ``description``, ``vars`` (YAML),
-``trigger.use``/``.connection``/``.every``/``.with`` (YAML), and per step ``steps.N.id``,
+``trigger.use``/``.connection``/``.every`` and one ``trigger.with.FIELD`` input per input of
+the trigger's operation, and per step ``steps.N.id``,
 ``.use``, ``.connection``, ``.when``, ``.for_each`` and one ``steps.N.with.FIELD`` input per
 action input. A text value stays text unless it was shown as JSON (``steps.N.kind.FIELD`` is
 ``json``) or the input's schema takes no text, where it is read as YAML (``[a, b]``, ``5``,
@@ -125,10 +126,37 @@ def operation_of(registry: Any, use: Any) -> Any:
     return None if connector is None else connector.operations.get(op_id)
 
 
+def trigger_operation(registry: Any, use: Any) -> Any:
+    """The operation a polling trigger ``use`` calls (its ``with`` is that input), or None."""
+    if not isinstance(use, str) or "." not in use:
+        return None
+    cid, tid = use.split(".", 1)
+    connector = registry.get(cid)
+    trigger = connector.triggers.get(tid) if connector is not None else None
+    if trigger is None or not trigger.operation:
+        return None
+    return connector.operations.get(trigger.operation)
+
+
 def input_rows(registry: Any, step: dict[str, Any]) -> list[InputRow]:
     """Every input of the step's action (and any mapped key it does not know), in order."""
-    op = operation_of(registry, step.get("use"))
-    raw = step.get("with")
+    return rows_for(registry, operation_of(registry, step.get("use")), step.get("with"))
+
+
+def trigger_rows(registry: Any, trig: dict[str, Any]) -> list[InputRow]:
+    """The trigger operation's inputs (its ``with``), in order."""
+    op = trigger_operation(registry, trig.get("use"))
+    rows = rows_for(registry, op, trig.get("with"))
+    if op is not None:
+        connector = registry.get(op.connector_id)
+        trigger = connector.triggers[str(trig.get("use")).split(".", 1)[1]]
+        for row in rows:  # the trigger's own defaults fill these too
+            if row.name in trigger.defaults:
+                row.default, row.options_from = True, None
+    return rows
+
+
+def rows_for(registry: Any, op: Any, raw: Any) -> list[InputRow]:
     mapping: dict[str, Any] = raw if isinstance(raw, dict) else {}
     rows = []
     names = property_names(op.input) if op is not None else []
@@ -161,8 +189,11 @@ def data_to_form(data: dict[str, Any]) -> dict[str, str]:
     trig = _trigger_of(data)
     out.update({"trigger.use": str(trig.get("use", "")),
                 "trigger.connection": str(trig.get("connection", "") or ""),
-                "trigger.every": "" if trig.get("every") is None else str(trig["every"]),
-                "trigger.with": yaml_text(trig.get("with"))})
+                "trigger.every": "" if trig.get("every") is None else str(trig["every"])})
+    for name, value in (trig.get("with") or {}).items():
+        text, kind = shown(value)
+        out[f"trigger.with.{name}"] = text
+        out[f"trigger.kind.{name}"] = kind
     steps = data.get("steps") or []
     out["steps"] = str(len(steps))
     for i, step in enumerate(steps):
@@ -215,7 +246,8 @@ def form_to_data(registry: Any, posted: Any) -> dict[str, Any]:
     trig["use"] = form.get("trigger.use", "")
     for key in ("connection", "every"):
         _set(trig, key, (form.get(f"trigger.{key}") or "").strip() or None)
-    _set(trig, "with", _yaml_block(form.get("trigger.with", ""), "trigger.with"))
+    _set(trig, "with", _mapping(form, "trigger.with.", "trigger.kind.",
+                                trigger_operation(registry, trig["use"])))
     if isinstance(data.get("triggers"), list) and "trigger" not in data:
         data["triggers"] = [trig, *data["triggers"][1:]]
     else:
@@ -240,8 +272,16 @@ def _step(registry: Any, form: Any, i: int, old: dict[str, Any]) -> dict[str, An
         if value is None:
             continue
         _set(step, key, value if value.strip() else None)
-    op = operation_of(registry, step.get("use"))
-    prefix = f"steps.{i}.with."
+    mapping = _mapping(form, f"steps.{i}.with.", f"steps.{i}.kind.",
+                       operation_of(registry, step.get("use")))
+    _set(step, "with", mapping)
+    order = ("id", "use", "connection", "when", "for_each")
+    return {**{k: step[k] for k in order if k in step},
+            **{k: v for k, v in step.items() if k not in order}}
+
+
+def _mapping(form: Any, prefix: str, kinds: str, op: Any) -> dict[str, Any] | None:
+    """The ``with`` mapping of the inputs named ``PREFIX<field>`` (empty ones left out)."""
     mapping: dict[str, Any] = {}
     for name in [k for k in form.keys() if k.startswith(prefix)]:
         text = form.get(name)
@@ -249,12 +289,9 @@ def _step(registry: Any, form: Any, i: int, old: dict[str, Any]) -> dict[str, An
         if text is None or not text.strip():
             continue
         schema = subschema(op.input, (field_name,)) if op is not None else True
-        mapping[field_name] = parse_value(text, form.get(f"steps.{i}.kind.{field_name}") or
-                                          "text", schema)
-    _set(step, "with", mapping or None)
-    order = ("id", "use", "connection", "when", "for_each")
-    return {**{k: step[k] for k in order if k in step},
-            **{k: v for k, v in step.items() if k not in order}}
+        mapping[field_name] = parse_value(text, form.get(f"{kinds}{field_name}") or "text",
+                                          schema)
+    return mapping or None
 
 
 def _set(target: dict[str, Any], key: str, value: Any) -> None:
