@@ -65,18 +65,37 @@ def require_browser() -> None:
     pytest.skip(reason)
 
 
+_SHARED: dict[str, Any] = {}  # one Playwright and browser for every module that imports
+# these fixtures (each import defines its own session fixture; two sync Playwrights cannot
+# run in one thread)
+
+
 @pytest.fixture(scope="session")
 def chromium() -> Iterator[Any]:
     require_browser()
     from playwright.sync_api import sync_playwright
 
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium_path(), headless=True,
-                                    args=CHROMIUM_FLAGS)
+    if not _SHARED:
+        playwright = sync_playwright().start()
         try:
-            yield browser
-        finally:
-            browser.close()
+            browser = playwright.chromium.launch(executable_path=chromium_path(),
+                                                 headless=True, args=CHROMIUM_FLAGS)
+        except BaseException:
+            playwright.stop()
+            raise
+        _SHARED.update(playwright=playwright, browser=browser, users=0)
+    _SHARED["users"] += 1
+    try:
+        yield _SHARED["browser"]
+    finally:
+        _SHARED["users"] -= 1
+        if _SHARED["users"] == 0:
+            shared = dict(_SHARED)
+            _SHARED.clear()
+            try:
+                shared["browser"].close()
+            finally:
+                shared["playwright"].stop()
 
 
 def _new_page(chromium: Any, **options: Any) -> Iterator[Any]:
