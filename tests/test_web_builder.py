@@ -312,3 +312,22 @@ def test_trigger_inputs_offer_real_values_and_lists_grow(dashboard: Any,  # noqa
     assert "from the connection when empty" in locations.inner_text()
     shot(page, "builder-trigger-options")
     assert page.console_errors == []
+
+
+def test_the_list_shows_a_refused_version_with_its_file_line_and_column(
+        dashboard: Any, tmp_path: Path) -> None:  # noqa: F811
+    from .servekit import wait_for
+
+    connect_both(dashboard)
+    copy = tmp_path / "tags.yaml"
+    copy.write_text(TAGS.read_text())
+    assert dashboard.cli("recipes", "add", str(copy)).returncode == 0
+    [row] = reg.list_all(dashboard.store)
+    text = TAGS.read_text().replace('client_id: "{{ item.id }}"', 'client_id: "{{ item.id }"')
+    copy.write_text(text)  # serve notices the file and refuses the new version
+    wait_for(lambda: reg.get(dashboard.store, row.id).status == "invalid", timeout=20)
+    http, _csrf = signed_in(dashboard)
+    html = http.get("/recipes").text
+    line = next(i for i, t in enumerate(text.splitlines(), 1) if '{{ item.id }"' in t)
+    assert re.search(rf"{re.escape(str(copy))}:{line}:\d+: steps\[2\]\.with\.client_id", html)
+    assert "invalid" in html and f'href="/recipes/{row.id}"' in html
