@@ -65,37 +65,39 @@ def require_browser() -> None:
     pytest.skip(reason)
 
 
-_SHARED: dict[str, Any] = {}  # one Playwright and browser for every module that imports
-# these fixtures (each import defines its own session fixture; two sync Playwrights cannot
-# run in one thread)
+_shared: dict[str, Any] = {}  # one Playwright and one browser for every test module
 
 
 @pytest.fixture(scope="session")
 def chromium() -> Iterator[Any]:
+    """Each test module that imports this fixture has its own definition of it (pytest keys
+    fixtures by where they are found), and Playwright's sync API cannot be started twice in
+    one thread: so every definition shares one browser, closed when the last one ends."""
     require_browser()
-    from playwright.sync_api import sync_playwright
+    if not _shared:
+        from playwright.sync_api import sync_playwright
 
-    if not _SHARED:
-        playwright = sync_playwright().start()
+        manager = sync_playwright()
+        playwright = manager.start()
         try:
             browser = playwright.chromium.launch(executable_path=chromium_path(),
                                                  headless=True, args=CHROMIUM_FLAGS)
         except BaseException:
-            playwright.stop()
+            manager.__exit__(None, None, None)
             raise
-        _SHARED.update(playwright=playwright, browser=browser, users=0)
-    _SHARED["users"] += 1
+        _shared.update(manager=manager, browser=browser, users=0)
+    _shared["users"] += 1
     try:
-        yield _SHARED["browser"]
+        yield _shared["browser"]
     finally:
-        _SHARED["users"] -= 1
-        if _SHARED["users"] == 0:
-            shared = dict(_SHARED)
-            _SHARED.clear()
+        _shared["users"] -= 1
+        if _shared["users"] == 0:
+            state = dict(_shared)
+            _shared.clear()
             try:
-                shared["browser"].close()
+                state["browser"].close()
             finally:
-                shared["playwright"].stop()
+                state["manager"].__exit__(None, None, None)
 
 
 def _new_page(chromium: Any, **options: Any) -> Iterator[Any]:

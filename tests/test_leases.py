@@ -198,7 +198,7 @@ def test_a_version_3_database_is_migrated(splice_home: Path) -> None:
         conn.exec_driver_sql("DELETE FROM schema_version WHERE version >= 4")
     engine.dispose()
     with Store.open() as store:
-        assert store.schema_version == SCHEMA_VERSION == 7
+        assert store.schema_version == SCHEMA_VERSION == 8
         run = store.start_run("r")
         assert store.claim_new_events("r", "t", run, [("k", {})])
         assert isinstance(try_acquire(store, "x", ttl=1), Lease)

@@ -9,7 +9,17 @@ import os
 
 import click
 
-from . import authoring, connections, connectors, recipes, registry, runs, serve, webhooks
+from . import (
+    authoring,
+    connections,
+    connectors,
+    recipes,
+    registry,
+    runs,
+    serve,
+    webhooks,
+    worker,
+)
 from .common import setup_logging
 
 
@@ -69,7 +79,7 @@ assert authoring.connectors is connectors.connectors  # its commands joined the 
 for _command in (connectors.connectors, connectors.call, connectors.plugins, recipes.validate,
                  recipes.run, recipes.test_recipe, recipes.demo, runs.runs,
                  connections.connections, connections.connect, connections.sandbox,
-                 registry.recipes, serve.serve, serve.login_link):
+                 registry.recipes, serve.serve, serve.login_link, worker.worker):
     cli.add_command(_command)
 
 

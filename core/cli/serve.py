@@ -31,11 +31,16 @@ from .common import handle_errors, load_registry, open_store
 @click.option("--print-login", is_flag=True,
               help="Print a one-time link that signs a browser in to the dashboard "
                    "(works once, for 15 minutes; `splice login-link` makes more).")
+@click.option("--requeue-after", type=click.FloatRange(0.5), default=30.0, show_default=True,
+              metavar="SECONDS",
+              help="With a broker: deliveries and events not done this long after they were "
+                   "sent to the workers are sent again.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
               default="info", show_default=True, help="JSON logs on stderr from this level.")
 @handle_errors
 def serve(host: str, port: int, public_url: str | None, workers: int, inbox_max: int,
-          shutdown_grace: float, print_login: bool, log_level: str) -> None:
+          shutdown_grace: float, requeue_after: float, print_login: bool,
+          log_level: str) -> None:
     """Run every enabled recipe until stopped (SIGTERM or Ctrl-C).
 
     \b
@@ -45,14 +50,25 @@ def serve(host: str, port: int, public_url: str | None, workers: int, inbox_max:
     old one running). The dashboard (/, sign in with --print-login or `splice login-link`),
     the JSON API (/api, bearer token printed on first start), /healthz and /metrics are on
     the same port. Register recipes first: `splice recipes add FILE`.
+
+    \b
+    With SPLICE_BROKER_URL (redis://...) set, serve runs no recipe itself: it stores each
+    delivery and sends it to `splice worker` processes, and one serve process in the fleet
+    (the holder of the scheduler lease) sends due polls and re-sends work not done after
+    --requeue-after seconds. See docs/deploy.md.
     """
     from ..serve.config import ServeConfig
     from ..serve.logs import setup_json_logging
     from ..serve.server import serve_forever
+    from ..worker.broker import broker_url, check_broker
 
+    broker = broker_url()
+    if broker is not None:
+        check_broker(broker)
     setup_json_logging(getattr(logging, log_level.upper()))
     config = ServeConfig(host=host, port=port, public_url=public_url, workers=workers,
-                         inbox_max=inbox_max, shutdown_grace=shutdown_grace)
+                         inbox_max=inbox_max, shutdown_grace=shutdown_grace,
+                         broker_url=broker, requeue_after=requeue_after)
     serve_forever(open_store(), load_registry(), config, out=click.echo,
                   print_login=print_login)
 

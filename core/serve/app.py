@@ -30,6 +30,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from ..run.routing import RouteIndex
 from ..store import inbox
 from ..store import registry as reg
 from ..web import Dashboard, WebGate
@@ -37,10 +38,10 @@ from ..web.session import Sessions, load_or_create_key
 from .api import Api
 from .book import RecipeBook
 from .config import ServeConfig
+from .dispatch import Dispatcher
 from .ingest import InboxWriter
 from .metrics import CONTENT_TYPE_LATEST, Metrics
 from .receiver import Receiver
-from .routing import RouteIndex
 from .scheduler import Scheduler
 from .subscriptions import reconcile, wanted_events
 
@@ -62,7 +63,8 @@ class Service:
         self.writer = InboxWriter(store, on_stored=self._stored)
         self.receiver = Receiver(store, registry, self.writer, self.metrics, config,
                                  depth=lambda: self._depth, routed=self._routed)
-        self.scheduler = Scheduler(self)
+        self.scheduler: Scheduler | Dispatcher = Dispatcher(self) if config.broker_url \
+            else Scheduler(self)
         self.api = Api(self)
         self.dashboard = Dashboard(self)
         self.started = False
@@ -88,6 +90,7 @@ class Service:
     def stop(self) -> bool:
         """Graceful stop; True when every running job finished in time."""
         self.receiver.accepting = False
+        self.dashboard.close()
         finished = self.scheduler.stop(self.config.shutdown_grace)
         self.writer.close()
         try:

@@ -123,6 +123,12 @@ class GracefulServer(uvicorn.Server):
             if isinstance(captured, list):
                 captured.clear()
 
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        super().handle_exit(sig, frame)
+        service = getattr(getattr(self.config.app, "state", None), "service", None)
+        if service is not None:  # end the dashboard's live streams now, not after the grace
+            service.dashboard.close()
+
 
 @contextlib.contextmanager
 def serve_in_thread(service: Service) -> Iterator[str]:

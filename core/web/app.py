@@ -11,6 +11,7 @@ their public fields only).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -23,14 +24,14 @@ from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 
 from ..connections.status import token_state
-from . import builder, home, recipes, signin
+from . import budget, builder, charts, home, recipes, runs, signin
 
 __all__ = ["NAV", "PAGES", "Dashboard"]
 
 HERE = Path(__file__).parent
 TEMPLATES = HERE / "templates"
 STATIC = HERE / "static"
-PAGES: tuple[ModuleType, ...] = (signin, home, builder, recipes)
+PAGES: tuple[ModuleType, ...] = (signin, home, builder, recipes, runs, budget, charts)
 # (section, label, href): the navigation bar, in order
 NAV = (("home", "Overview", "/"), ("catalog", "Catalog", "/catalog"),
        ("connections", "Connected apps", "/connections"), ("recipes", "Recipes", "/recipes"),
@@ -54,6 +55,12 @@ class Dashboard:
                                                             default_for_string=True),
                                trim_blocks=True, lstrip_blocks=True)
         self.env.globals.update(csrf_field=_csrf_field, nav_items=NAV)
+        self.closers: list[Callable[[], None]] = []  # run by close(): long-lived streams end
+
+    def close(self) -> None:
+        """End what pages keep open (live streams): serve is stopping."""
+        for close in self.closers:
+            close()
 
     @property
     def store(self) -> Any:
