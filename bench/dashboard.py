@@ -178,7 +178,7 @@ def samples(store: Any, registry: Any) -> dict[str, str]:
     operation = next(iter(connector.operations))
     trigger = next(iter(connector.triggers), "")
     return {"run_id": run_id, "event_id": str(event_id), "recipe_id": recipe.id,
-            "recipe": recipe.id, "id": recipe.id, "name": connection.name,
+            "recipe": recipe.id, "id": recipe.id, "rid": recipe.id, "name": connection.name,
             "connection": connection.name, "connector_id": connector.id,
             "connector": connector.id, "operation": operation, "operation_id": operation,
             "op": operation, "trigger": trigger, "trigger_id": trigger}

@@ -28,6 +28,7 @@ LAYERS: list[set[str]] = [
     {"cli"},
     {"serve", "testing"},
     {"web", "worker"},
+    {"builder"},
     {"run", "default_plugins", "authoring"},
     {"connections"},
     {"http", "store", "plugins"},

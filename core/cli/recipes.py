@@ -245,40 +245,99 @@ def demo(keep: bool) -> None:
               help="Use one real record fetched from the trigger.")
 @click.option("--sample", "source", flag_value="sample",
               help="Use the connector's declared sample record.")
+@click.option("--event", "event_id", type=int, metavar="ID",
+              help="Use a stored event of this recipe (ids: `splice runs show RUN`).")
 @click.option("--send", is_flag=True, help="Really send the requests (test transaction).")
+@click.option("--verify", is_flag=True,
+              help="With --send: read every written record back through the get operation "
+                   "its connector declares and compare it field by field with what was "
+                   "sent; exit 1 when a field differs or is missing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @handle_errors
-def test_recipe(recipe: str, source: str | None, send: bool, as_json: bool) -> None:
+def test_recipe(recipe: str, source: str | None, event_id: int | None, send: bool,
+                verify: bool, as_json: bool) -> None:
     """Try RECIPE on one event and show every request next to the fields it was mapped from.
 
-    The event is one real record from the trigger (default when the connection works) or the
-    connector's sample. Every step is rendered and checked against its action's input schema.
-    Nothing is sent unless --send.
+    The event is one real record from the trigger (default when the connection works), the
+    connector's sample (--sample) or a stored event (--event ID). Every step is rendered and
+    checked against its action's input schema. Nothing is sent unless --send; --send --verify
+    then reads back what each write stored and prints the differences (a verified test
+    transaction).
     """
     from ..run.runner import Runner
     from ..run.trial import run_trial
 
+    if verify and not send:
+        raise click.UsageError("--verify reads back what the test transaction wrote; add "
+                               "--send")
+    if event_id is not None and source is not None:
+        raise click.UsageError("give either --event, --live or --sample")
     registry = load_registry()
     store = open_store()
     plan = load_plan(recipe, registry, store)
     runner = Runner(plan, store, registry)
+    checked = None
     try:
-        report = run_trial(runner, source=source or "auto", send=send)
+        if verify:
+            from ..run.verify import run_verified
+
+            checked = run_verified(runner, source=source or "auto", event_id=event_id)
+            report = checked.trial
+        else:
+            report = run_trial(runner, source=source or "auto", send=send, event_id=event_id)
     finally:
         runner.close()
     if as_json:
-        click.echo(json.dumps({"recipe": report.recipe, "source": report.source,
-                               "event": report.event, "ok": report.ok,
-                               "steps": [{"step": s.label, "action": s.action,
-                                          "status": s.status, "request": s.request,
-                                          "error": s.error, "fields": [
-                                              {"field": f.field, "from": f.source,
-                                               "value": f.value} for f in s.fields]}
-                                         for s in report.steps]}, indent=2, default=str))
+        data = trial_json(report)
+        if checked is not None:
+            data.update(verified=checked.ok, verdict=checked.verdict,
+                        checks=[c.to_json() for c in checked.checks])
+        click.echo(json.dumps(data, indent=2, default=str))
     else:
         _print_trial(report, send)
+        if checked is not None:
+            _print_checks(checked)
     if not report.ok:
         sys.exit(EXIT_BAD_INPUT)
+    if checked is not None and not checked.ok:
+        sys.exit(EXIT_FAILED)
+
+
+def trial_json(report: Any) -> dict[str, Any]:
+    """A test transaction as JSON (``splice test --json``): the event and each step's
+    fields, request (headers redacted) and, when sent, the response."""
+    from ..secrets import redact_data
+
+    return {"recipe": report.recipe, "source": report.source, "event": report.event,
+            "ok": report.ok,
+            "steps": [{"step": s.label, "action": s.action, "status": s.status,
+                       "request": s.request, "error": s.error,
+                       "response": redact_data(s.output) if s.status == "sent" else None,
+                       "fields": [{"field": f.field, "from": f.source, "value": f.value}
+                                  for f in s.fields]}
+                      for s in report.steps]}
+
+
+def _print_checks(checked: Any) -> None:
+    from rich.table import Table
+
+    con = console()
+    con.print("\n[bold]read back[/]")
+    for c in checked.checks:
+        con.print(f"\n[bold]{esc(c.step)}[/] {c.action} -> {esc(c.verify or '-')}: "
+                  f"{c.status}")
+        if c.error:
+            con.print(f"[{'yellow' if c.status == 'unverified' else 'red'}]{esc(c.error)}[/]")
+        if c.fields:
+            table = Table("field", "sent", "stored", "")
+            for f in c.fields:
+                mark = {"equal": "[green]equal[/]", "differs": "[red]differs[/]",
+                        "missing": "[red]missing[/]"}[f.status]
+                table.add_row(esc(f.field), esc(json.dumps(f.sent, default=str)),
+                              esc(json.dumps(f.stored, default=str)
+                                  if f.status != "missing" else "-"), mark)
+            con.print(table)
+    con.print(f"\n{'[green]' if checked.ok else '[red]'}{checked.verdict}[/]")
 
 
 def _print_trial(report: Any, send: bool) -> None:

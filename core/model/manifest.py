@@ -20,6 +20,8 @@ from jsonschema import Draft202012Validator
 from ..errors import ConfigError, DocumentError, Problem
 from .documents import Document, load_document
 from .durations import DAY, parse_period
+from .options import OptionSource, check_options, option_sources
+from .readback import ReadBack, read_back
 from .schema import (
     Checker,
     bundled_checker,
@@ -28,7 +30,7 @@ from .schema import (
     subschema,
 )
 
-_CODE_VERSION = "manifest-checks-2"  # bump when check_manifest's rules change
+_CODE_VERSION = "manifest-checks-3"  # bump when check_manifest's rules change
 PATH_PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 BODY_METHODS = {"POST", "PUT", "PATCH"}
 MISSING = object()
@@ -59,6 +61,8 @@ class Operation:
     idempotent: bool | None = None
     defaults: dict[str, Any] = field(default_factory=dict)
     deprecated: bool = False
+    verify: ReadBack | None = None       # the get operation that reads a write back
+    declared_options: dict[str, Any] = field(default_factory=dict)  # ``options:`` as written
 
     @property
     def ref(self) -> str:
@@ -198,6 +202,13 @@ class Connector:
         except KeyError:
             raise ConfigError(f"connector '{self.id}' has no operation '{op_id}'"
                               f"{did_you_mean(op_id, self.operations)}") from None
+
+    def input_options(self, op_id: str) -> dict[str, OptionSource]:
+        """Input field -> the list operation whose records are its choices (declared in
+        ``options:`` or inferred from the field's name)."""
+        raw = {k: {"input": o.input, "output": o.output, "records": o.records,
+                   "options": o.declared_options} for k, o in self.operations.items()}
+        return option_sources(raw[op_id], raw)
 
     def trigger(self, trigger_id: str) -> Trigger:
         try:
@@ -347,6 +358,9 @@ def check_manifest(doc: Document) -> list[Problem]:
         if op.get("body_encoding") == "multipart" and op["method"] not in BODY_METHODS:
             problems.append(doc.problem((*base, "body_encoding"),
                                         f"a {op['method']} request has no body"))
+        if "verify" in op:
+            read_back(op["verify"], op_id, ops, doc, problems)
+        problems.extend(check_options(doc, op_id, ops))
         if "sample" in op and not problems:
             for path, msg, _ in Checker(op["output"]).errors(op["sample"]):
                 problems.append(doc.problem((*base, "sample", *path),
@@ -455,7 +469,10 @@ def _build(doc: Document, *, plugin: str, sandbox: str | None) -> Connector:
             records=op.get("records"), pagination=_pagination(op.get("pagination")),
             sample=op.get("sample", MISSING), timeout=op.get("timeout"),
             idempotent=op.get("idempotent"), defaults=dict(op.get("defaults", {})),
-            deprecated=bool(op.get("deprecated", False)))
+            deprecated=bool(op.get("deprecated", False)),
+            verify=read_back(op["verify"], op_id, data["operations"]) if "verify" in op
+            else None,
+            declared_options=dict(op.get("options") or {}))
     triggers = {}
     for tid, t in (data.get("triggers") or {}).items():
         triggers[tid] = Trigger(

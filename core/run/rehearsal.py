@@ -8,6 +8,7 @@ still be rendered.
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,13 +35,19 @@ class StepTrial:
     fields: list[FieldRow] = field(default_factory=list)
     error: str | None = None
     output: Any = None
+    input: Any = None                 # the validated input (defaults + mapping)
+    body: Any = None                  # the JSON body sent (after the operation's body template)
+    operation: Operation | None = None
+    step: Any = None                  # the StepPlan
 
 
 
 def trial_steps(runner: StepExecutor, event: Any, *, send: bool = False,
-                max_items: int | None = None) -> list[StepTrial]:
+                max_items: int | None = None, send_reads: bool = False) -> list[StepTrial]:
     """Every step of the recipe for one event (``for_each`` steps: one entry per item, the
-    first ``max_items``); stops at the first failure, which is the last entry."""
+    first ``max_items``); stops at the first failure, which is the last entry. With
+    ``send_reads`` (the builder's preview) GET steps are sent even when ``send`` is not:
+    they change nothing and later steps then render with real data."""
     out: list[StepTrial] = []
     ctx: dict[str, Any] = {**runner.base_context(), "trigger": event, "steps": {}}
     for step in runner.plan.steps:
@@ -62,7 +69,8 @@ def trial_steps(runner: StepExecutor, event: Any, *, send: bool = False,
                 trial = StepTrial(label if step.for_each is None else f"{label}[{i}]",
                                   op.ref, "rendered")
                 out.append(trial)
-                outputs.append(_try_step(runner, step, ictx, trial, send))
+                outputs.append(_try_step(runner, step, ictx, trial,
+                                         send or (send_reads and op.method == "GET")))
             ctx["steps"][step.spec.id or f"_{step.index}"] = \
                 outputs if step.for_each is not None else (outputs[0] if outputs else None)
         except SpliceError as exc:
@@ -81,9 +89,13 @@ def _try_step(runner: StepExecutor, step: Any, ctx: dict[str, Any], trial: StepT
     for f in step.mapping.fields:
         trial.fields.append(FieldRow(".".join(map(str, f.path)), f.source,
                                      dig(payload, ".".join(map(str, f.path)))))
-    call = runner.prepare(op, step.connector, step.connection, payload,
-                          "<idempotency-key>" if op.writes else None)
+    key = None
+    if op.writes:  # a test transaction is a write of its own: never a key a run used
+        key = f"splice-test-{uuid.uuid4()}" if send else "<idempotency-key>"
+    call = runner.prepare(op, step.connector, step.connection, payload, key)
     trial.request = {**call.describe(), "headers": redact_headers(call.headers)}
+    trial.input, trial.operation, trial.step = payload, op, step
+    trial.body = trial.request.get("json")
     if not send:
         return _sample_output(op, f"steps.{step.spec.id or step.index}")
     output = runner.send(runner.client(step.connection, step.connector), op, call, [])

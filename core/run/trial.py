@@ -20,7 +20,7 @@ from .runner import Runner
 @dataclass
 class TrialReport:
     recipe: str
-    source: str                       # live | sample
+    source: str                       # live | sample | stored event N
     event: Any
     steps: list[StepTrial] = field(default_factory=list)
 
@@ -52,8 +52,22 @@ def live_event(runner: Runner) -> Any:
                       "with; use --sample")
 
 
-def run_trial(runner: Runner, *, source: str = "auto", send: bool = False) -> TrialReport:
-    if source == "auto":
+def stored_event(runner: Runner, event_id: int) -> Any:
+    """The record of a stored event of this recipe (``splice test --event ID``)."""
+    found = runner.store.get_event(event_id)
+    if found is None or found.recipe != runner.plan.recipe.id:
+        raise ConfigError(f"recipe '{runner.plan.recipe.name}' has no event {event_id}",
+                          hint="`splice runs show RUN` lists a run's events with their ids")
+    return found.payload
+
+
+def run_trial(runner: Runner, *, source: str = "auto", send: bool = False,
+              event_id: int | None = None) -> TrialReport:
+    """One event (``event_id``: a stored one; else live, sample, or auto: live when the
+    trigger has a record) through every step; sent only when ``send``."""
+    if event_id is not None:
+        event, source = stored_event(runner, event_id), f"stored event {event_id}"
+    elif source == "auto":
         try:
             event, source = live_event(runner), "live"
         except SpliceError:

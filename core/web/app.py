@@ -24,14 +24,15 @@ from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 
 from ..connections.status import token_state
-from . import budget, catalog, charts, connected, home, runs, signin
+from . import budget, builder, catalog, charts, connected, home, recipes, runs, signin
 
 __all__ = ["NAV", "PAGES", "Dashboard"]
 
 HERE = Path(__file__).parent
 TEMPLATES = HERE / "templates"
 STATIC = HERE / "static"
-PAGES: tuple[ModuleType, ...] = (signin, home, catalog, connected, runs, budget, charts)
+PAGES: tuple[ModuleType, ...] = (signin, home, catalog, connected, builder, recipes, runs,
+                                   budget, charts)
 # (section, label, href): the navigation bar, in order
 NAV = (("home", "Overview", "/"), ("catalog", "Catalog", "/catalog"),
        ("connections", "Connected apps", "/connections"), ("recipes", "Recipes", "/recipes"),
