@@ -243,9 +243,10 @@ class PostgresBudgets:
         from psycopg.conninfo import make_conninfo
 
         params = {k: v for k, v in url.query.items() if isinstance(v, str)}
-        conninfo = make_conninfo(**{**params, "options": options}, **{
-            k: v for k, v in (("host", url.host), ("port", url.port), ("dbname", url.database),
-                              ("user", url.username), ("password", url.password)) if v})
+        params.update({k: str(v) for k, v in (
+            ("host", url.host), ("port", url.port), ("dbname", url.database),
+            ("user", url.username), ("password", url.password)) if v})
+        conninfo = make_conninfo(**{**params, "options": options})
         self.pool = self.call(lambda: ConnectionPool(conninfo, min_size=1, max_size=4,
                                                      timeout=10.0, open=True))
         self._ready = False
