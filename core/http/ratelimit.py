@@ -312,6 +312,7 @@ class _Reported:
     remaining: int
     until: float  # when that window frees up (epoch seconds)
     daily: bool
+    exact: bool = True  # False: only the window's length was told, ``until`` is the worst case
 
 
 def parse_reset(raw: str, now: float) -> float | None:
@@ -393,13 +394,18 @@ class RateLimiter:
         pending = list(self.budgets)
         while True:
             now = self.clock()
-            wait, why = self._reported_wait(now)
+            wait, why, soft = self._reported_wait(now)
             if wait <= 0:
                 blocked = self.blocks.blocked_until(self.keys)
                 if blocked > now:
                     wait, why = blocked - now, ("the API asked every process sharing this "
                                                 "budget to wait (429 or window used up)")
-            if wait <= 0:
+            if wait <= 0 or soft:
+                # A window the API says is full, without saying when it frees up: when our
+                # own budget is full too, it knows when our oldest request ages out; when it
+                # has room, the API counts more than we do: wait the whole window.
+                soft_wait, soft_why = wait, why
+                wait = 0.0
                 while pending:
                     wait = pending[0].take(int(now * 1000))
                     if wait > 0:
@@ -407,6 +413,10 @@ class RateLimiter:
                                f"({pending[0].key}) is used up")
                         break
                     pending.pop(0)
+                if soft and wait > 0:
+                    self._forget_window()
+                elif soft:
+                    wait, why = soft_wait, soft_why
             if wait <= 0:
                 self._spend_reported()
                 return waited
@@ -452,7 +462,8 @@ class RateLimiter:
                     short = [w for w in self._windows if w.seconds < DAY]
                     until = now + (window_ms / 1000.0 if window_ms else
                                    short[0].seconds if short else 60.0)
-                self._reported["window"] = _Reported(remaining, until, daily=False)
+                self._reported["window"] = _Reported(remaining, until, daily=False,
+                                                     exact=exact)
         if exact and remaining is not None and remaining <= 0 and until is not None and \
                 until > now:
             self._block(until)  # the window is used up for every process, not only this one
@@ -460,19 +471,25 @@ class RateLimiter:
             if daily is not None:
                 self._reported["daily"] = _Reported(daily, now + DAY, daily=True)
 
-    def _reported_wait(self, now: float) -> tuple[float, str]:
+    def _reported_wait(self, now: float) -> tuple[float, str, bool]:
+        """(seconds to wait, why, whether that is only the worst case of a full window)."""
         with self._lock:
             if self._hold_until > now:
-                return self._hold_until - now, "the API asked to wait (429)"
+                return self._hold_until - now, "the API asked to wait (429)", False
             for name, rep in list(self._reported.items()):
                 if rep.until <= now:
                     del self._reported[name]
                 elif rep.remaining <= 0:
                     if rep.daily:
                         return max(rep.until - now, self.max_wait + 1), \
-                            "the API reports its daily request budget used up"
-                    return rep.until - now, "the API reports its request window used up"
-        return 0.0, ""
+                            "the API reports its daily request budget used up", False
+                    return rep.until - now, "the API reports its request window used up", \
+                        not rep.exact
+        return 0.0, "", False
+
+    def _forget_window(self) -> None:
+        with self._lock:
+            self._reported.pop("window", None)
 
     def _spend_reported(self) -> None:
         with self._lock:
