@@ -8,7 +8,8 @@ Run by tests/test_shared_budgets.py and bench/budget.py::
 The connector's declared budget is replaced by ``LIMIT`` per ``PER`` keyed by location (the
 sandbox is configured with the same limit). Every request's status is printed as one JSON
 line at the end: ``{"ok": n, "failed": [...], "statuses": {...}, "waited": seconds}``.
-``START_AT`` (epoch seconds) lines the processes up.
+``START_AT`` (epoch seconds) lines the processes up. ``BUDGET_IN_PROCESS=1`` gives the
+process a budget of its own (the benchmark's baseline).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import json
+import os
 import sys
 import time
 from typing import Any
@@ -24,6 +26,7 @@ from typing import Any
 def main() -> None:
     from splice.connections.client import connection_client
     from splice.errors import SpliceError
+    from splice.http.ratelimit import limiter_for
     from splice.http.request import prepare_call
     from splice.mapping.templates import TemplateEngine
     from splice.plugins import get_registry
@@ -50,7 +53,11 @@ def main() -> None:
     parts = rendered_parts(op, {"input": payload, "connection": context["connection"]},
                            lambda part, value: engine.compile_mapping(value, where=part))
     ok, failed, waited = 0, [], 0.0
-    with connection_client(connector, record, store, registry, on_request=seen) as client:
+    extra: dict[str, Any] = {}
+    if os.environ.get("BUDGET_IN_PROCESS"):  # bench baseline: a budget of this process's own
+        extra["limiter"] = limiter_for(connector, record, store, path=None)
+    with connection_client(connector, record, store, registry, on_request=seen,
+                           **extra) as client:
         call = prepare_call(op, connector, payload, base_url=client.base_url, **parts)
         if start_at:
             time.sleep(max(0.0, start_at - time.time()))

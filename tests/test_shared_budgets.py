@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from splice.http.ratelimit import BudgetExhausted, limiter_for, reset_shared_buc
 from splice.http.shared_budgets import RedisBudgets, redis_url
 from splice.plugins import get_registry
 from splice.sandbox import SandboxConfig, serve
+from splice.store.database import Store
 from splice_connectors.ghl_users.sandbox import create_app
 
 from . import pg, redisdb
@@ -146,24 +148,45 @@ def test_four_processes_share_one_budget_in_postgres(
         reset_shared_buckets()
 
 
-def test_a_429_backs_off_every_process_sharing_the_key(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A 429 seen by one process blocks the key in Redis: another process (here, a second
-    limiter with its own memory) waits for the same Retry-After before sending."""
+@pytest.fixture(params=["redis", "postgres", "sqlite file"])
+def place(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """A store whose budgets are shared: through Redis, PostgreSQL, or the SQLite file."""
+    monkeypatch.delenv("SPLICE_REDIS_URL", raising=False)
+    monkeypatch.delenv("SPLICE_BROKER_URL", raising=False)
+    if request.param == "redis":
+        with redisdb.prefix() as prefix:
+            monkeypatch.setenv("SPLICE_REDIS_URL", redisdb.url())
+            monkeypatch.setenv("SPLICE_REDIS_PREFIX", prefix)
+            with Store.open() as store:
+                yield store
+    elif request.param == "postgres":
+        with pg.schema_url() as url, Store.open(url) as store:
+            yield store
+            reset_shared_buckets()
+    else:
+        with Store.open() as store:
+            yield store
+
+
+def test_a_429_backs_off_every_process_sharing_the_key(
+        place: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 429 seen by one process blocks the key where the budget is shared: another process
+    (here, a second limiter with its own memory) waits for the same Retry-After before
+    sending, and a limiter of another key does not."""
     connector = get_registry().connector("ghl_users")
-    with redisdb.prefix() as prefix:
-        monkeypatch.setenv("SPLICE_REDIS_URL", redisdb.url())
-        monkeypatch.setenv("SPLICE_REDIS_PREFIX", prefix)
-        one = limiter_for(connector)
-        assert one is not None and "RedisBudgets" in repr(one)
-        reset_shared_buckets()  # the second limiter shares nothing in memory with the first
-        two = limiter_for(connector)
-        assert two is not None
-        two.acquire(sleep=lambda s: pytest.fail("nothing blocks yet"))
-        one.hold(5.0)
-        slept: list[float] = []
-        two.acquire(sleep=lambda s: slept.append(s) or monkeypatch.setattr(
-            two, "clock", lambda: time.time() + 10))
-        assert slept and 4.0 < slept[0] <= 5.0, slept
+    one = limiter_for(connector, store=place)
+    assert one is not None and one.shared
+    two = limiter_for(connector, store=place)  # its own hold: only the shared stamp tells it
+    assert two is not None
+    two.acquire(sleep=lambda s: pytest.fail("nothing blocks yet"))
+    one.hold(5.0)
+    slept: list[float] = []
+    two.acquire(sleep=lambda s: slept.append(s) or monkeypatch.setattr(
+        two, "clock", lambda: time.time() + 10))
+    assert slept and 4.0 < slept[0] <= 5.0, slept
+    other = limiter_for(replace(connector, id="other"), store=place)
+    assert other is not None
+    other.acquire(sleep=lambda s: pytest.fail("another key is not blocked"))
 
 
 def test_redis_down_stops_cleanly_before_sending(monkeypatch: pytest.MonkeyPatch) -> None:
