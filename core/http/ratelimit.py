@@ -76,12 +76,12 @@ class Window:
 
     def shared_rate(self) -> Rate:
         """The rate enforced in Redis or PostgreSQL: the window lengthened by a margin
-        (``SPLICE_BUDGET_MARGIN`` seconds; default 10% of the window, at most 0.5 s) that
+        (``SPLICE_BUDGET_MARGIN`` seconds; default 10% of the window, at most 0.25 s) that
         absorbs the time between taking a slot and the request reaching the API, which
         differs from process to process and host to host."""
         raw = os.environ.get(MARGIN_ENV, "").strip()
         try:
-            margin = float(raw) if raw else min(0.1 * self.seconds, 0.5)
+            margin = float(raw) if raw else min(0.1 * self.seconds, 0.25)
         except ValueError:
             raise ConfigError(f"{MARGIN_ENV}={raw!r} is not a number of seconds") from None
         return Rate(self.limit, max(1, int(round((self.seconds + max(margin, 0.0)) * 1000))))
