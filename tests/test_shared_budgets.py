@@ -210,3 +210,21 @@ def test_broker_url_is_the_default_redis(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setenv("SPLICE_BROKER_URL", "amqp://guest@127.0.0.1//")
     assert redis_url() is None
     assert repr(RedisBudgets("redis://:pw@127.0.0.1:6379/0")).count("pw") == 0
+
+
+def test_a_daily_window_is_held_in_the_shared_place_too(place: Any) -> None:
+    """Two windows of one key (HighLevel's 100 / 10 s and 200,000 / day, scaled down) in one
+    shared bucket: the short one makes requests wait, the daily one stops the run cleanly."""
+    connector = replace(get_registry().connector("ghl_users"), id="daily", rate_limits=[
+        {"limit": 3, "per": "10s"}, {"limit": 5, "per": "1d"}])
+    now = [time.time()]
+    limiter = limiter_for(connector, store=place, clock=lambda: now[0])
+    assert limiter is not None
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    waits = [limiter.acquire(sleep) for _ in range(5)]
+    assert waits[:3] == [0.0, 0.0, 0.0] and 10.0 <= waits[3] <= 11.0, waits
+    with pytest.raises(BudgetExhausted, match="5 per 1 d"):
+        limiter.acquire(sleep)
