@@ -8,10 +8,11 @@ The HighLevel sandbox runs on loopback with a limit of ``--limit`` requests per 
 seconds per location (sliding window, 429 over it) and records when every API request
 arrives. Each process (``tests/budget_hammer.py``: the connection's API client, as a recipe
 step uses it) sends ``list_tags`` as fast as its budget allows; together they send
-``--seconds`` worth of the budget. Reported per process count: requests per second at the
-sandbox ((arrivals - limit) / (last - first arrival): the first window's worth may go at once
-and is not counted, so the rate is never overstated), that rate as a share of the budget, the
-most arrivals in any window, 429s seen by the sandbox and failures seen by steps.
+``--seconds`` worth of the budget. Reported per process count: the rate at the sandbox
+(``limit`` / the median time between request i and request i + ``limit``: how long the budget
+takes to serve a window's worth, whether requests come in bursts or evenly spaced), that rate
+as a share of the budget, the most arrivals in any window, 429s seen by the sandbox and
+failures seen by steps.
 
 Baseline in the same run: the same processes with budgets of their own (``in-process``: what
 PostgreSQL state without a shared budget did before), which exceed the API's limit.
@@ -23,6 +24,7 @@ import argparse
 import json
 import math
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -115,12 +117,14 @@ def run(n: int, args: argparse.Namespace, app: Arrivals, env: dict[str, str]) ->
     with app.lock:
         seen = list(app.seen)
     times = sorted(t for t, _ in seen)
-    # the first window's worth may go at once (a full bucket): not counted, so the rate is
-    # never overstated (with evenly spaced requests it is understated by limit / requests)
+    # how long the budget takes to serve `limit` requests: the median time between request
+    # i and request i + limit at the sandbox (a sliding window never lets them closer than
+    # the window); bursts and even spacing measure alike
+    gaps = [b - a for a, b in zip(times, times[args.limit:], strict=False)]
+    per_second = args.limit / statistics.median(gaps) if gaps else 0.0
     span = times[-1] - times[0] if len(times) > 1 else 0.0
-    per_second = (len(times) - args.limit) / span if span > 0 else 0.0
     return {"processes": n, "requests": sum(r["ok"] for r in results), "arrivals": len(times),
-            "per_second": per_second, "share": per_second / rate,
+            "per_second": per_second, "share": per_second / rate, "span": span,
             "most_in_window": most_in_window(times, args.per),
             "sandbox_429": sum(1 for _, s in seen if s == 429),
             "step_failures": sum(len(r["failed"]) for r in results)}

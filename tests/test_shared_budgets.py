@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -228,3 +229,53 @@ def test_a_daily_window_is_held_in_the_shared_place_too(place: Any) -> None:
     assert waits[:3] == [0.0, 0.0, 0.0] and 10.0 <= waits[3] <= 11.0, waits
     with pytest.raises(BudgetExhausted, match="5 per 1 d"):
         limiter.acquire(sleep)
+
+
+def _private_redis(port: int, tmp_path: Path) -> subprocess.Popen[bytes]:
+    """A Redis of this test's own (the shared one must never be stopped)."""
+    proc = subprocess.Popen(["redis-server", "--bind", "127.0.0.1", "--port", str(port),
+                             "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    import redis
+
+    client = redis.Redis(port=port, socket_connect_timeout=0.2)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            client.ping()
+            break
+        except redis.exceptions.ConnectionError:
+            if time.monotonic() > deadline:
+                proc.kill()
+                raise
+            time.sleep(0.05)
+    client.close()
+    return proc
+
+
+def test_redis_restart_stops_cleanly_then_carries_on(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Redis stops mid-run: the next request is refused before it is sent (fail closed, a
+    budget error: the event stays pending); Redis comes back empty (no scripts, no slots):
+    the limiter reloads its script and carries on without a restart of splice."""
+    redisdb.require()
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed (apt-get install redis-server)")
+    from splice.sandbox.server import free_port
+
+    port = free_port()
+    monkeypatch.setenv("SPLICE_REDIS_URL", f"redis://127.0.0.1:{port}/0")
+    proc = _private_redis(port, tmp_path)
+    try:
+        limiter = limiter_for(get_registry().connector("ghl_users"))
+        assert limiter is not None
+        assert limiter.acquire(sleep=lambda s: None) == 0.0
+        proc.terminate()
+        proc.wait(10)
+        with pytest.raises(BudgetExhausted, match="cannot be reached.*nothing was sent"):
+            limiter.acquire(sleep=lambda s: None)
+        proc = _private_redis(port, tmp_path)
+        assert limiter.acquire(sleep=lambda s: None) == 0.0
+    finally:
+        proc.kill()
+        proc.wait(10)
