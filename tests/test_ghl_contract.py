@@ -472,12 +472,15 @@ def _overrides(world: dict[str, Any]) -> dict[str, dict[str, st.SearchStrategy[A
 
 
 @pytest.fixture(scope="module")
-def property_api(sandbox: Sandbox) -> Iterator[Ghl]:
+def property_api(sandbox: Sandbox, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ghl]:
     sandbox.control("reset")
-    api = open_connection(sandbox, "property-based")
-    yield api
-    api.close()
-    api.store.close()
+    with pytest.MonkeyPatch.context() as env:  # module-scoped: before the per-test home
+        env.setenv("SPLICE_HOME", str(tmp_path_factory.mktemp("property-home")))
+        env.delenv("SPLICE_DATABASE_URL", raising=False)
+        api = open_connection(sandbox, "property-based")
+        yield api
+        api.close()
+        api.store.close()
 
 
 @pytest.mark.parametrize("op_id", PROPERTY_OPS)

@@ -189,6 +189,8 @@ def test_a_version_3_database_is_migrated(splice_home: Path) -> None:
         for table in ("registered_recipes", "inbox", "serve_instances"):  # version 5 (serve)
             conn.exec_driver_sql(f"DROP TABLE {table}")
         conn.exec_driver_sql("DROP TABLE seen")  # version 6 (compact seen keys)
+        for table in ("disabled_endpoints", "login_tokens"):  # version 7 (dashboard)
+            conn.exec_driver_sql(f"DROP TABLE {table}")
         conn.exec_driver_sql(
             'CREATE TABLE seen_keys (recipe VARCHAR NOT NULL, "trigger" VARCHAR NOT NULL, '
             "key VARCHAR NOT NULL, first_seen_at TIMESTAMP NOT NULL DEFAULT "
@@ -196,7 +198,7 @@ def test_a_version_3_database_is_migrated(splice_home: Path) -> None:
         conn.exec_driver_sql("DELETE FROM schema_version WHERE version >= 4")
     engine.dispose()
     with Store.open() as store:
-        assert store.schema_version == SCHEMA_VERSION == 6
+        assert store.schema_version == SCHEMA_VERSION == 8
         run = store.start_run("r")
         assert store.claim_new_events("r", "t", run, [("k", {})])
         assert isinstance(try_acquire(store, "x", ttl=1), Lease)

@@ -41,6 +41,8 @@ def _downgrade(url: str, version: int, rows: list[tuple[str, str, str]]) -> None
         conn.execute(sa.text('INSERT INTO seen_keys (key, recipe, "trigger") '
                              "VALUES (:k, :r, :t)"),
                      [{"k": k, "r": r, "t": t} for k, r, t in rows])
+        for table in ("disabled_endpoints", "login_tokens"):  # migration 7 (dashboard)
+            conn.exec_driver_sql(f"DROP TABLE {table}")
         if version < 5:  # no serve tables (migration 5)
             for table in ("registered_recipes", "inbox", "serve_instances"):
                 conn.exec_driver_sql(f"DROP TABLE {table}")
@@ -58,7 +60,7 @@ def _downgrade(url: str, version: int, rows: list[tuple[str, str, str]]) -> None
 @pytest.mark.parametrize("version", [3, 5])
 def test_migration_keeps_every_seen_key(url: str, version: int,
                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    assert SCHEMA_VERSION == 6
+    assert SCHEMA_VERSION == 8
     monkeypatch.setenv("SPLICE_DB_AUTO_UPGRADE", "1")  # PostgreSQL waits for `splice db upgrade`
     long_key = "x" * 2000
     rows = [(f"id-{i}@v1", "r", "t") for i in range(1500)]

@@ -212,10 +212,11 @@ def test_two_serve_processes_poll_each_recipe_once_per_interval(world: dict[str,
                                                  datetime.fromisoformat(str(end))))
     assert sorted(by_recipe) == ["Poller 0", "Poller 1", "Poller 2"]
     for recipe, polls in by_recipe.items():
-        # once per interval: consecutive polls start at least 1 s apart (jitter only delays)
-        # and never overlap; about one a second
+        # once per interval: consecutive polls start about 1 s apart (jitter only delays the
+        # claim; a run's start stamp is taken after it, so on a loaded machine one late start
+        # shortens the next gap: seen 0.91 s at load 4 on 2 cores) and never overlap
         gaps = [(b[0] - a[0]).total_seconds() for a, b in zip(polls, polls[1:], strict=False)]
-        assert all(g >= 0.97 for g in gaps), (recipe, gaps)
+        assert all(g >= 0.75 for g in gaps), (recipe, gaps)
         assert all(b[0] >= a[1] for a, b in zip(polls, polls[1:], strict=False)), recipe
         assert 4 <= len(polls) <= elapsed + 2, (recipe, len(polls))
     assert crm.state.notes == []  # the first poll of each remembered what exists

@@ -9,7 +9,18 @@ import os
 
 import click
 
-from . import authoring, connections, connectors, db, recipes, registry, runs, serve, webhooks
+from . import (
+    authoring,
+    connections,
+    connectors,
+    db,
+    recipes,
+    registry,
+    runs,
+    serve,
+    webhooks,
+    worker,
+)
 from .common import setup_logging
 
 
@@ -69,7 +80,7 @@ assert authoring.connectors is connectors.connectors  # its commands joined the 
 for _command in (connectors.connectors, connectors.call, connectors.plugins, recipes.validate,
                  recipes.run, recipes.test_recipe, recipes.demo, runs.runs,
                  connections.connections, connections.connect, connections.sandbox,
-                 registry.recipes, serve.serve, db.db):
+                 registry.recipes, serve.serve, serve.login_link, worker.worker, db.db):
     cli.add_command(_command)
 
 

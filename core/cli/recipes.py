@@ -25,29 +25,80 @@ from .common import (
 
 
 @click.command()
-@click.argument("recipes", nargs=-1, required=True,
-                type=click.Path(dir_okay=False, path_type=str))
+@click.argument("recipes", nargs=-1, type=click.Path(dir_okay=False, path_type=str))
 @click.option("--skip-connections", is_flag=True,
               help="Do not check connections and scopes (e.g. in CI without credentials).")
+@click.option("--budget", is_flag=True,
+              help="Also print the request budget plan: per connection and rate-limit key, "
+                   "the requests each recipe's polls cost (measured from its last runs, else "
+                   "estimated) against the manifest's declared budgets, with a suggestion. "
+                   "Without RECIPES: the enabled registered recipes (what `splice serve` runs, "
+                   "the dashboard's /budget page).")
+@click.option("--json", "as_json", is_flag=True, help="With --budget: the plan as JSON.")
 @handle_errors
-def validate(recipes: tuple[str, ...], skip_connections: bool) -> None:
+def validate(recipes: tuple[str, ...], skip_connections: bool, budget: bool,
+             as_json: bool) -> None:
     """Check recipes without running them.
 
     Reports every problem as FILE:LINE:COLUMN: PATH: MESSAGE — unknown connectors, actions,
     connections or scopes, templates that do not compile, trigger fields that do not exist,
     values that do not fit the action's input.
+
+    With --budget, prints what the recipes' polls cost against each API's declared request
+    budgets (e.g. HighLevel's 100 per 10 s and 200,000 per day per location), and a longer
+    interval when they use more than 80% of a window.
     """
+    from ..errors import InputError
+
+    if not recipes and not budget:
+        raise InputError("give at least one RECIPE file (or --budget for the registered ones)")
+    if as_json and not budget:
+        raise InputError("--json goes with --budget")
     registry = load_registry()
     store = None if skip_connections else open_store()
     problems = []
+    plans = []
     for path in recipes:
         try:
-            load_plan(path, registry, store)
-            click.echo(f"{path}: ok")
+            plan = load_plan(path, registry, store)
+            plans.append((plan.recipe.id, plan.recipe.name, plan))
+            if not as_json:
+                click.echo(f"{path}: ok")
         except DocumentError as exc:
             problems.extend(exc.problems)
     if problems:
         raise DocumentError(problems)
+    if budget:
+        _print_budget(registry, store if store is not None else open_store(), plans, as_json)
+
+
+def _print_budget(registry: Any, store: Any, plans: list[Any], as_json: bool) -> None:
+    from ..run.budget import every_text, plan_budget
+
+    if not plans:
+        from ..serve.book import RecipeBook
+
+        book = RecipeBook(store, registry)
+        book.refresh()
+        plans = [(r.id, r.name, r.plan) for r in book.enabled() if r.plan is not None]
+    result = plan_budget(store, registry, plans)
+    if as_json:
+        click.echo(json.dumps(result.to_json(), indent=2))
+        return
+    if not result.keys:
+        click.echo("budget: no recipe polls an API that declares a request budget")
+    for kb in result.keys:
+        click.echo(f"\nbudget {kb.key} (connection {', '.join(kb.connections)})")
+        for w in kb.windows:
+            click.echo(f"  {str(w.window):<18} {w.used:>10.1f} requests  {w.percent:>6g}%")
+        for c in kb.costs:
+            every = f"every {every_text(c.every)}" if c.every else "per webhook event"
+            click.echo(f"  - {c.name} ({c.connection}): {c.per_poll:.1f} request(s) a poll, "
+                       f"{every}; {c.pages:.1f} page(s) + {c.events:.1f} event(s) x "
+                       f"{c.step_calls:.1f} step request(s); {c.source}")
+        click.echo(f"  {kb.suggestion}")
+    if result.over:
+        console(stderr=True).print("[yellow]warning[/]: a request budget is over its limit")
 
 
 @click.command()

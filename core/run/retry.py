@@ -46,7 +46,8 @@ from ..errors import (
 )
 from ..model.recipe import RetryPolicy
 
-__all__ = ["RETRYABLE_4XX", "Verdict", "backoff_delay", "classify", "next_attempt_at"]
+__all__ = ["ADVICE", "RETRYABLE_4XX", "Verdict", "backoff_delay", "classify", "explain",
+           "next_attempt_at"]
 
 RETRYABLE_4XX = frozenset({408, 409, 425, 429})
 
@@ -110,3 +111,35 @@ def next_attempt_at(policy: RetryPolicy, attempt: int, at: datetime,
                     rng: Callable[[float, float], float] = random.uniform) -> datetime:
     """When an event that failed its ``attempt``-th time is due again."""
     return at + timedelta(seconds=backoff_delay(policy, attempt, rng))
+
+
+ADVICE = {  # what to do about a failed or dead event of each class (the dashboard, runs show)
+    "server": "the API failed (5xx): splice retries it on its own after a back-off; Retry "
+              "runs it now",
+    "network": "the API could not be reached: splice retries it on its own after a back-off; "
+               "Retry runs it now",
+    "client": "the API refused the request: fix the recipe or the data it read, then retry "
+              "(a 408/409/425/429 is retried on its own)",
+    "validation": "the mapped input does not fit the action: fix the recipe (splice test "
+                  "shows each mapped field), then retry",
+    "auth": "the connection's credentials were refused: re-authenticate it, then retry",
+    "scope": "the connection lacks a scope the step needs: reconnect it with that scope, then "
+             "retry",
+    "config": "the configuration is incomplete (a connection or connector is missing): fix "
+              "it, then retry",
+    "budget": "the request budget was used up: nothing was sent; it runs when the budget "
+              "frees up",
+    "unknown": "a crash hid whether the write was applied: look in the API first; retry only "
+               "if it was not",
+}
+
+
+def explain(error_class: str | None, last_error: str | None) -> tuple[str, str | None]:
+    """An event's stored error split into (message, what to do): the ``fix:`` line the
+    engine wrote with a dead letter when there is one, else the class's advice."""
+    text = last_error or ""
+    message, _, written = text.partition("\n  fix: ")
+    fix = written.strip() or None
+    if fix is None and error_class is not None:
+        fix = ADVICE.get(error_class)
+    return message.strip(), fix

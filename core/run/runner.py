@@ -49,6 +49,9 @@ class Runner(StepExecutor):
     """
 
     on_call: Callable[[StepCall], None] | None = None
+    #: set to a list: a poll only stores its new events (ids appended here) and runs no step;
+    #: workers run them (``splice worker``). Pending and due events are not run either.
+    produced: list[int] | None = None
 
     # -- polling ----------------------------------------------------------------------------
     def poll_pages(self, max_pages: int | None = None, checkpoint: dict[str, Any] | None = None
@@ -142,8 +145,9 @@ class Runner(StepExecutor):
         if reset:
             report.forgotten = self.store.reset_trigger(self.plan.recipe.id,
                                                         self.plan.trigger.ref, events=True)
-        self._resume_pending(report)
-        self._retry_due(report)
+        if self.produced is None:
+            self._resume_pending(report)
+            self._retry_due(report)
         self._poll(report, dry=False, backfill=backfill, max_pages=max_pages)
 
     def _adopt_named_state(self) -> None:
@@ -267,6 +271,14 @@ class Runner(StepExecutor):
         if journal is not None and batch:
             claimed = self.store.claim_new_events(self.plan.recipe.id, self.plan.trigger.ref,
                                                   journal.run_id, list(batch.items()))
+        if journal is not None and self.produced is not None:  # stored, for the workers
+            self.produced.extend(claimed.values())
+            report.events_new += len(claimed)
+            for _k, r in keyed:
+                poll.see(r)
+            journal.checkpoint(resume)
+            journal.commit()
+            return
         for k, r in keyed:
             if journal is not None and k not in claimed:
                 poll.see(r)  # seen before, or claimed by another process: not ours to send

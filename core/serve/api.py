@@ -5,7 +5,9 @@ step results, dead letters, recent webhook deliveries (never their bodies), conn
 a secret), connectors and their operations. Act: enable/disable a recipe, run it now, retry an
 event, requeue a dead letter. Every route but ``/api/openapi.json`` needs
 ``Authorization: Bearer TOKEN`` (the token ``splice serve`` prints and keeps 0600 in
-``$SPLICE_HOME/serve.token``); the document at ``/api/openapi.json`` describes them all.
+``$SPLICE_HOME/serve.token``) or a signed-in dashboard session (whose POSTs carry its CSRF
+token, see :mod:`splice.web.security`); the document at ``/api/openapi.json`` describes them
+all.
 """
 
 from __future__ import annotations
@@ -100,8 +102,9 @@ class Api:
         def endpoint(request: Request) -> Response:
             token = self.service.token
             given = request.headers.get("authorization", "")
-            if not given.startswith("Bearer ") or not hmac.compare_digest(
-                    given[7:].strip().encode(), token.encode()):
+            signed_in = request.scope.get("splice.signed_in") and not given
+            if not signed_in and (not given.startswith("Bearer ") or not hmac.compare_digest(
+                    given[7:].strip().encode(), token.encode())):
                 return JSONResponse({"error": "a bearer token is required"}, status_code=401,
                                     headers={"WWW-Authenticate": "Bearer"})
             try:

@@ -11,6 +11,7 @@ lifespan calls them:
 - ``GET /healthz``              200 when the database answers and the scheduler turns, else 503
 - ``GET /metrics``              Prometheus text (:mod:`splice.serve.metrics`)
 - ``/api/...``                  the JSON API (:mod:`splice.serve.api`)
+- ``/`` and the other pages      the dashboard (:mod:`splice.web`), behind its sign-in gate
 """
 
 from __future__ import annotations
@@ -29,15 +30,18 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from ..run.routing import RouteIndex
 from ..store import inbox
 from ..store import registry as reg
+from ..web import Dashboard, WebGate
+from ..web.session import Sessions, load_or_create_key
 from .api import Api
 from .book import RecipeBook
 from .config import ServeConfig
+from .dispatch import Dispatcher
 from .ingest import InboxWriter
 from .metrics import CONTENT_TYPE_LATEST, Metrics
 from .receiver import Receiver
-from .routing import RouteIndex
 from .scheduler import Scheduler
 from .subscriptions import reconcile, wanted_events
 
@@ -59,8 +63,10 @@ class Service:
         self.writer = InboxWriter(store, on_stored=self._stored)
         self.receiver = Receiver(store, registry, self.writer, self.metrics, config,
                                  depth=lambda: self._depth, routed=self._routed)
-        self.scheduler = Scheduler(self)
+        self.scheduler: Scheduler | Dispatcher = Dispatcher(self) if config.broker_url \
+            else Scheduler(self)
         self.api = Api(self)
+        self.dashboard = Dashboard(self)
         self.started = False
         self._last_prune = 0.0
         self._subscribed: dict[str, set[str]] | None = None
@@ -84,6 +90,7 @@ class Service:
     def stop(self) -> bool:
         """Graceful stop; True when every running job finished in time."""
         self.receiver.accepting = False
+        self.dashboard.close()
         finished = self.scheduler.stop(self.config.shutdown_grace)
         self.writer.close()
         try:
@@ -186,7 +193,10 @@ def build_app(service: Service) -> Starlette:
     routes = [Route("/hooks/{connection}", service.receiver.handle, methods=["POST"]),
               Route("/healthz", healthz, methods=["GET"]),
               Route("/metrics", metrics, methods=["GET"]),
-              *service.api.routes()]
+              *service.api.routes(),
+              *service.dashboard.routes()]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.service = service
+    sessions = Sessions(load_or_create_key(), secure=service.config.url.startswith("https:"))
+    app.add_middleware(WebGate, sessions=sessions)
     return app

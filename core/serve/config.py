@@ -26,6 +26,8 @@ class ServeConfig:
     shutdown_grace: float = 7.0       # seconds in-flight jobs get on SIGTERM
     retention: timedelta = timedelta(days=7)   # delivery ids remembered this long
     token: str | None = None          # API bearer token (default: the token file's)
+    broker_url: str | None = None     # SPLICE_BROKER_URL: workers run the recipes
+    requeue_after: float = 30.0       # seconds before unfinished work is sent again
 
     @property
     def url(self) -> str:

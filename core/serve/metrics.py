@@ -14,6 +14,10 @@ rejected delivery for an unknown connection is counted by reason only):
 - ``splice_rate_budget_remaining{connection}``: requests left in the API's window, as its
   rate-limit headers last said
 - ``splice_scheduler_alive``: 1 while the scheduler loop turns
+- with a broker (``splice worker`` deployments): ``splice_broker_up`` (1 when the broker
+  took the last task), ``splice_tasks_sent_total{task}``, ``splice_requeued_total{kind}``
+  (``delivery``, ``event``: what the reconciler sent again) and ``splice_scheduler_leader``
+  (1 in the serve process holding the scheduler lease)
 """
 
 from __future__ import annotations
@@ -55,6 +59,14 @@ class Metrics:
                             "Requests left in the API's rate-limit window", ["connection"],
                             registry=r)
         self.alive = Gauge("splice_scheduler_alive", "1 while the scheduler runs", registry=r)
+        self.broker_up = Gauge("splice_broker_up", "1 when the broker took the last task",
+                               registry=r)
+        self.sent = Counter("splice_tasks_sent", "Tasks sent to the broker", ["task"],
+                            registry=r)
+        self.requeued = Counter("splice_requeued", "Work the reconciler sent again",
+                                ["kind"], registry=r)
+        self.leader = Gauge("splice_scheduler_leader",
+                            "1 in the serve process holding the scheduler lease", registry=r)
 
     def render(self) -> bytes:
         return bytes(generate_latest(self.registry))

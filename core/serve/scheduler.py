@@ -8,7 +8,7 @@ One thread decides; ``workers`` threads run recipe jobs. Every ``tick`` the sche
   poll, and of several processes exactly one polls each interval. A recipe seen for the first
   time is first due within a minute (or its interval, if shorter), spread at random, so many
   recipes do not all poll at once;
-- **webhooks**: claims new inbox rows, routes them (:mod:`splice.serve.routing`) and queues
+- **webhooks**: claims new inbox rows, routes them (:mod:`splice.run.routing`) and queues
   each recipe's records;
 - **retries**: a recipe whose failed events are due again (``next_attempt_at``, set by the
   engine's back-off) gets a run that resumes and retries them, on their schedule, whether or
@@ -35,10 +35,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from ..run.routing import Routed, RouteIndex, route
 from ..run.runner import Runner
 from ..store import inbox
 from ..store import registry as reg
-from .routing import Routed, RouteIndex, route
 
 log = logging.getLogger("splice.serve.scheduler")
 MAX_QUEUED = 5000  # routed records waiting in memory before the inbox is claimed further

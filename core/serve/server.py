@@ -27,6 +27,7 @@ import uvicorn
 
 from ..errors import ConfigError
 from ..secrets import home
+from ..store import logins
 from .app import Service, build_app
 from .config import ServeConfig
 
@@ -74,7 +75,7 @@ def check_address(host: str, port: int) -> None:
 
 
 def serve_forever(store: Any, registry: Any, config: ServeConfig,
-                  out: Callable[[str], None] = print) -> int:
+                  out: Callable[[str], None] = print, *, print_login: bool = False) -> int:
     """Serve until a stop signal; returns the exit code (0)."""
     check_address(config.host, config.port)
     token = config.token
@@ -93,8 +94,11 @@ def serve_forever(store: Any, registry: Any, config: ServeConfig,
     uv = uvicorn.Config(app, host=config.host, port=config.port, log_config=None,
                         access_log=False, lifespan="on", server_header=False,
                         timeout_graceful_shutdown=GRACEFUL_HTTP)
-    out(f"splice serve on http://{config.host}:{config.port}  (webhooks: "
+    out(f"splice serve on http://{config.host}:{config.port}  (dashboard: /, webhooks: "
         f"{config.url}/hooks/CONNECTION, API: /api, health: /healthz, metrics: /metrics)")
+    if print_login:
+        out(f"Sign in to the dashboard (works once, for 15 minutes): "
+            f"{config.url}/login?token={logins.mint(store)}")
     server = GracefulServer(uv)
     server.run()
     if not service.started:
@@ -118,6 +122,12 @@ class GracefulServer(uvicorn.Server):
             captured = getattr(self, "_captured_signals", None)
             if isinstance(captured, list):
                 captured.clear()
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        super().handle_exit(sig, frame)
+        service = getattr(getattr(self.config.app, "state", None), "service", None)
+        if service is not None:  # end the dashboard's live streams now, not after the grace
+            service.dashboard.close()
 
 
 @contextlib.contextmanager

@@ -9,6 +9,7 @@ connection. PostgreSQL needs a driver (``pip install 'splice[postgres]'``).
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -66,13 +67,21 @@ def create_engine(url: str) -> Engine:
         return engine
     if backend == "postgresql":
         try:
-            engine = sa.create_engine(parsed, pool_pre_ping=True, **common)
+            engine = sa.create_engine(parsed, pool_pre_ping=True, pool_size=pool_size(),
+                                      **common)
         except ModuleNotFoundError as exc:
             raise ConfigError(f"no PostgreSQL driver installed ({exc.name})",
                               hint="pip install 'psycopg[binary]'") from None
         return engine
     raise ConfigError(f"unsupported database {backend!r} in {parsed.render_as_string()}",
                       hint="use a sqlite:/// or postgresql:// URL")
+
+
+def pool_size() -> int:
+    """PostgreSQL connections kept per process: ``$SPLICE_DATABASE_POOL_SIZE`` or 5 (more
+    may open for a moment; ``splice worker`` sets it from its concurrency)."""
+    raw = os.environ.get("SPLICE_DATABASE_POOL_SIZE", "")
+    return int(raw) if raw.isdigit() and int(raw) > 0 else 5
 
 
 def set_synchronous(conn: Connection, level: str) -> None:

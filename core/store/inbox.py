@@ -8,6 +8,10 @@ delivery retried by the sender (same id) is recognised and not stored again. Row
 whose owner is no longer alive (its heartbeat in ``serve_instances`` went stale, or it was
 removed as dead) is claimed again: a crash after the 2xx loses nothing. Done rows are kept for
 ``retention`` (delivery ids are remembered that long) and then pruned.
+
+With a broker (``SPLICE_BROKER_URL``) rows are not claimed by serve: :func:`to_enqueue` hands
+out the ids of new rows never sent to the broker, or sent longer than a timeout ago and still
+not done (``enqueued_at``), so a lost broker message is sent again; a worker finishes the row.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ inbox = sa.Table(
     sa.Column("received_at", UTCDateTime, nullable=False),
     sa.Column("processed_at", UTCDateTime),
     sa.Column("outcome", sa.Text),                 # what processing made of it (no payload)
+    sa.Column("enqueued_at", UTCDateTime),         # last sent to the broker (worker mode)
     sa.UniqueConstraint("connection", "delivery_id"),
     sa.Index(None, "status", "id"),
 )
@@ -198,6 +203,46 @@ def claim(store: Any, owner: str, limit: int = 200) -> list[InboxRow]:
         rows = conn.execute(sa.select(inbox.c.id, inbox.c.connection, inbox.c.delivery_id,
                                       inbox.c.event_type, inbox.c.body, inbox.c.received_at)
                             .where(inbox.c.id.in_(ids)).order_by(inbox.c.id)).all()
+    return [InboxRow(**r._mapping) for r in rows]
+
+
+def to_enqueue(store: Any, stale: timedelta, limit: int = 500) -> tuple[list[int], int]:
+    """Ids of new rows to send to the broker: never sent, or sent more than ``stale`` ago
+    and still not done; their ``enqueued_at`` is set now (``FOR UPDATE SKIP LOCKED`` on
+    PostgreSQL: two serve processes do not both take a row). Returns (ids, how many of them
+    were sent before: the reconciler's re-sends)."""
+    stamp = now()
+    with store._write() as conn:
+        query = sa.select(inbox.c.id, inbox.c.enqueued_at).where(
+            inbox.c.status == "new", sa.or_(inbox.c.enqueued_at.is_(None),
+                                            inbox.c.enqueued_at < stamp - stale)
+        ).order_by(inbox.c.id).limit(limit)
+        if conn.dialect.name == "postgresql":
+            query = query.with_for_update(skip_locked=True)
+        rows = conn.execute(query).all()
+        ids = [int(r.id) for r in rows]
+        if ids:
+            conn.execute(inbox.update().where(inbox.c.id.in_(ids)).values(enqueued_at=stamp))
+    return ids, sum(1 for r in rows if r.enqueued_at is not None)
+
+
+def unqueue(store: Any, ids: list[int]) -> None:
+    """Rows the broker did not take: sent again on the next turn, not after the timeout."""
+    if ids:
+        with store._write() as conn:
+            conn.execute(inbox.update().where(inbox.c.id.in_(ids), inbox.c.status == "new")
+                         .values(enqueued_at=None))
+
+
+def new_rows(store: Any, ids: list[int]) -> list[InboxRow]:
+    """The rows of ``ids`` still ``new`` (a worker's: done ones need nothing more)."""
+    if not ids:
+        return []
+    with store._read() as conn:
+        rows = conn.execute(sa.select(inbox.c.id, inbox.c.connection, inbox.c.delivery_id,
+                                      inbox.c.event_type, inbox.c.body, inbox.c.received_at)
+                            .where(inbox.c.id.in_(ids), inbox.c.status == "new")
+                            .order_by(inbox.c.id)).all()
     return [InboxRow(**r._mapping) for r in rows]
 
 

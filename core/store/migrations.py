@@ -32,11 +32,14 @@ from ..errors import ConfigError
 from .breakers import circuit_breakers
 from .connection_events import create_table as create_connection_events
 from .inbox import create_tables as create_inbox_tables
+from .inbox import inbox
 from .leases import leases
 from .registry import create_table as create_registry
 from .tables import (
     dead_letters,
+    disabled_endpoints,
     events,
+    login_tokens,
     metadata,
     now,
     schema_version,
@@ -101,6 +104,18 @@ def _compact_seen_keys(conn: Connection) -> None:
     conn.execute(sa.text("DROP TABLE seen_keys"))
 
 
+def _dashboard_tables(conn: Connection) -> None:
+    disabled_endpoints.create(conn, checkfirst=True)
+    login_tokens.create(conn, checkfirst=True)
+
+
+def _inbox_enqueued_at(conn: Connection) -> None:
+    """When each inbox row was last sent to the broker (``splice worker`` deployments); an
+    inbox made by migration 5 of this release has the column already."""
+    if "enqueued_at" not in {c["name"] for c in sa.inspect(conn).get_columns(inbox.name)}:
+        _add_column(conn, inbox, "enqueued_at")
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _initial_schema),
     Migration(2, "connection events", create_connection_events),
@@ -108,6 +123,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(4, "leases, retry schedule, circuit breakers", _delivery),
     Migration(5, "serve: recipe registry, webhook inbox, serve instances", _serve_tables),
     Migration(6, "compact seen keys", _compact_seen_keys),
+    Migration(7, "dashboard: disabled endpoints, sign-in tokens", _dashboard_tables),
+    Migration(8, "inbox: enqueued_at (workers)", _inbox_enqueued_at),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 AUTO_UPGRADE_ENV = "SPLICE_DB_AUTO_UPGRADE"

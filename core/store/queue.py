@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from contextlib import AbstractContextManager
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -120,6 +120,65 @@ class QueueMixin:
             rows = conn.execute(events.update().where(*wanted).values(
                 status="pending", run_id=run_id, updated_at=stamp).returning(*events.c)).all()
         return sorted((EventRecord(**_event_fields(r)) for r in rows), key=lambda e: e.id)
+
+    def claim_events(self, recipe: str, trigger: str, run_id: str, ids: Iterable[int], *,
+                     due: bool = True) -> list[EventRecord]:
+        """Claim stored events by id for ``run_id`` (a worker's run, :mod:`splice.worker`):
+        each one ``pending`` whose run no longer lives (or that has none), or ``failed`` and
+        due (any failed one with ``due=False``). One ``UPDATE ... RETURNING``: of two
+        workers given the same event, one gets it."""
+        wanted = list(ids)
+        if not wanted:
+            return []
+        stamp = now()
+        live = sa.select(leases.c.holder).where(leases.c.expires_at > stamp)
+        orphaned = sa.and_(events.c.status == "pending",
+                           sa.or_(events.c.run_id.is_(None), events.c.run_id.not_in(live)))
+        failed = sa.and_(events.c.status == "failed",
+                         sa.or_(events.c.next_attempt_at.is_(None),
+                                events.c.next_attempt_at <= stamp)) if due else \
+            events.c.status == "failed"
+        with self._write() as conn:
+            rows = conn.execute(events.update().where(
+                events.c.recipe == recipe, events.c.trigger == trigger,
+                events.c.id.in_(wanted), sa.or_(orphaned, failed),
+            ).values(status="pending", run_id=run_id, updated_at=stamp)
+                .returning(*events.c)).all()
+        return sorted((EventRecord(**_event_fields(r)) for r in rows), key=lambda e: e.id)
+
+    def event_states(self, recipe: str, trigger: str, keys: Iterable[str]
+                     ) -> dict[str, tuple[int, str]]:
+        """``{key: (event id, status)}`` of the trigger's events with these keys."""
+        by_stored = {storage_key(k): k for k in keys}
+        out: dict[str, tuple[int, str]] = {}
+        stored = list(by_stored)
+        with self._read() as conn:
+            for start in range(0, len(stored), _CHUNK):
+                for key, event_id, status in conn.execute(
+                        sa.select(events.c.key, events.c.id, events.c.status).where(
+                            events.c.recipe == recipe, events.c.trigger == trigger,
+                            events.c.key.in_(stored[start:start + _CHUNK]))):
+                    out[by_stored[key]] = (int(event_id), str(status))
+        return out
+
+    def runnable_events(self, idle: float = 0.0, limit: int = 1000
+                        ) -> list[tuple[str, str, int]]:
+        """``(recipe, trigger, id)`` of events a worker should run now, oldest first: pending
+        ones whose run no longer lives (it crashed, or a poll stored them) and untouched for
+        ``idle`` seconds, and failed ones that are due (the reconciler of
+        :mod:`splice.serve.dispatch` enqueues them)."""
+        stamp = now()
+        live = sa.select(leases.c.holder).where(leases.c.expires_at > stamp)
+        query = sa.select(events.c.recipe, events.c.trigger, events.c.id).where(sa.or_(
+            sa.and_(events.c.status == "pending",
+                    events.c.updated_at <= stamp - timedelta(seconds=idle),
+                    sa.or_(events.c.run_id.is_(None), events.c.run_id.not_in(live))),
+            sa.and_(events.c.status == "failed",
+                    sa.or_(events.c.next_attempt_at.is_(None),
+                           events.c.next_attempt_at <= stamp)),
+        )).order_by(events.c.id).limit(limit)
+        with self._read() as conn:
+            return [(str(r), str(t), int(i)) for r, t, i in conn.execute(query)]
 
     def count_events(self, recipe: str, trigger: str, status: str,
                      run_id: str | None = None) -> int:

@@ -291,6 +291,25 @@ seen = sa.Table(
     sqlite_with_rowid=False,  # the primary key is the table: smaller and faster lookups
 )
 
+# Endpoints switched off per connection (the dashboard's toggles, ``splice connections
+# endpoints``): a row means "this connection may not use this operation".
+disabled_endpoints = sa.Table(
+    "disabled_endpoints", metadata,
+    sa.Column("connection", sa.String, primary_key=True),
+    sa.Column("operation", sa.String, primary_key=True),
+    sa.Column("disabled_at", UTCDateTime, nullable=False),
+)
+
+# One-time dashboard sign-in tokens (``splice serve --print-login``, ``splice login-link``):
+# only a SHA-256 digest is kept; a token works once and until it expires.
+login_tokens = sa.Table(
+    "login_tokens", metadata,
+    sa.Column("digest", sa.String(64), primary_key=True),
+    sa.Column("expires_at", UTCDateTime, nullable=False),
+    sa.Column("used_at", UTCDateTime),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+)
+
 schema_version = sa.Table(
     "schema_version", metadata,
     sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),

@@ -21,9 +21,9 @@ from typing import Any
 from ..connections.oauth import REAUTH
 from ..errors import SpliceError
 from ..model.manifest import Trigger
-from ..run.plan import Source
 from ..store.connection_events import emit_connection_event
 from ..store.inbox import InboxRow
+from .plan import Source
 
 log = logging.getLogger("splice.serve.webhooks")
 
