@@ -31,6 +31,9 @@ def splice_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pat
     monkeypatch.delenv("SPLICE_DATABASE_URL", raising=False)
     monkeypatch.delenv("SPLICE_BROKER_URL", raising=False)  # serve runs recipes itself
     monkeypatch.delenv("SPLICE_LOAD_PLUGINS", raising=False)
+    for name in ("SPLICE_REDIS_URL", "SPLICE_BROKER_URL", "SPLICE_REDIS_PREFIX",
+                 "SPLICE_BUDGET_MARGIN", "SPLICE_DB_AUTO_UPGRADE"):
+        monkeypatch.delenv(name, raising=False)  # a test that wants one sets it
     plugins.reset()
     yield home
     plugins.reset()

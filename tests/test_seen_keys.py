@@ -58,8 +58,10 @@ def _downgrade(url: str, version: int, rows: list[tuple[str, str, str]]) -> None
 
 
 @pytest.mark.parametrize("version", [3, 5])
-def test_migration_keeps_every_seen_key(url: str, version: int) -> None:
+def test_migration_keeps_every_seen_key(url: str, version: int,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
     assert SCHEMA_VERSION == 8
+    monkeypatch.setenv("SPLICE_DB_AUTO_UPGRADE", "1")  # PostgreSQL waits for `splice db upgrade`
     long_key = "x" * 2000
     rows = [(f"id-{i}@v1", "r", "t") for i in range(1500)]
     rows += [("id-0@v1", "r", "other"), (storage_key(long_key), "r2", "t")]

@@ -13,6 +13,7 @@ from . import (
     authoring,
     connections,
     connectors,
+    db,
     endpoints,
     recipes,
     registry,
@@ -80,7 +81,7 @@ assert authoring.connectors is connectors.connectors  # its commands joined the 
 for _command in (connectors.connectors, connectors.call, connectors.plugins, recipes.validate,
                  recipes.run, recipes.test_recipe, recipes.demo, runs.runs,
                  connections.connections, connections.connect, connections.sandbox,
-                 registry.recipes, serve.serve, serve.login_link, worker.worker):
+                 registry.recipes, serve.serve, serve.login_link, worker.worker, db.db):
     cli.add_command(_command)
 
 

@@ -1,10 +1,16 @@
 """Request budgets declared by a manifest (``rate_limits``), enforced before every request.
 
 Windows that share a key (the connection, or a connection field such as HighLevel's
-``locationId``) form one budget, kept in a pyrate-limiter bucket. With the SQLite state store
-the buckets live in ``ratelimits.db`` next to ``splice.db``, so every splice process on the
-machine draws from the same budget (each take is one ``BEGIN IMMEDIATE`` transaction); with
-PostgreSQL or an in-memory store they are per process (a Redis bucket is the scale-out plan).
+``locationId``) form one budget, kept in a pyrate-limiter bucket. Where the buckets live
+(:func:`limiter_for`): in Redis when one is configured, else in the PostgreSQL state database
+(both shared by every process and host: :mod:`splice.http.shared_budgets`); else, with the
+SQLite state store, in ``ratelimits.db`` next to ``splice.db``, so every splice process on the
+machine draws from the same budget (each take is one ``BEGIN IMMEDIATE`` transaction); with an
+in-memory store they are per process.
+
+A 429 (its ``Retry-After``) or a response saying the window is used up blocks the budget's
+keys until then for every process sharing the buckets (a "blocked until" stamp next to them),
+not only for the one that was told.
 
 The API has the last word: ``rate_limit_headers`` (remaining / reset / window / daily remaining)
 are read from every response and, when the API reports less room than the buckets believe,
@@ -16,6 +22,7 @@ run resumes where it stopped.
 from __future__ import annotations
 
 import email.utils
+import functools
 import hashlib
 import logging
 import math
@@ -24,21 +31,23 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pyrate_limiter import AbstractBucket, InMemoryBucket, Rate, RateItem, SQLiteBucket
 from pyrate_limiter.utils import validate_rate_list
 
-from ..errors import HTTPError
+from ..errors import ConfigError, HTTPError
 from ..model.durations import DAY, human, parse_period
 from ..sqlite import enable_wal
+from .shared_budgets import DOWN_RETRY, BudgetStoreDown, close_shared_budgets, shared_budgets
 
 log = logging.getLogger("splice.ratelimit")
 
 MAX_BUDGET_WAIT = 120.0  # seconds; a longer wait stops the run instead of sleeping
 BUDGET_FILE = "ratelimits.db"
+MARGIN_ENV = "SPLICE_BUDGET_MARGIN"
 
 
 class BudgetExhausted(HTTPError):
@@ -64,6 +73,18 @@ class Window:
     @property
     def rate(self) -> Rate:
         return Rate(self.limit, max(1, int(round(self.seconds * 1000))))
+
+    def shared_rate(self) -> Rate:
+        """The rate enforced in Redis or PostgreSQL: the window lengthened by a margin
+        (``SPLICE_BUDGET_MARGIN`` seconds; default 10% of the window, at most 0.25 s) that
+        absorbs the time between taking a slot and the request reaching the API, which
+        differs from process to process and host to host."""
+        raw = os.environ.get(MARGIN_ENV, "").strip()
+        try:
+            margin = float(raw) if raw else min(0.1 * self.seconds, 0.25)
+        except ValueError:
+            raise ConfigError(f"{MARGIN_ENV}={raw!r} is not a number of seconds") from None
+        return Rate(self.limit, max(1, int(round((self.seconds + max(margin, 0.0)) * 1000))))
 
     def __str__(self) -> str:
         for unit, name in ((DAY, "d"), (3600.0, "h"), (60.0, "min"), (1.0, "s")):
@@ -158,21 +179,25 @@ def _sqlite_connection(path: Path) -> tuple[sqlite3.Connection, _ImmediateLock]:
     return _connections[key]
 
 
-def _bucket(path: Path | None, name: str, windows: list[Window]) -> AbstractBucket:
-    """The process-wide bucket for ``name`` (a SQLite table in ``path``, or in memory)."""
+def _bucket(path: Path | None, name: str, windows: list[Window],
+            place: Any = None) -> AbstractBucket:
+    """The process-wide bucket for ``name`` (in ``place`` when shared, else a SQLite table in
+    ``path``, or in memory)."""
     global _shared_pid
-    rates = [w.rate for w in windows]
+    rates = [w.shared_rate() if place is not None else w.rate for w in windows]
     table = "budget_" + hashlib.sha256(name.encode()).hexdigest()[:24]
     with _shared_lock:
         if os.getpid() != _shared_pid:  # forked: never reuse the parent's SQLite handles
             _shared.clear()
             _connections.clear()
             _shared_pid = os.getpid()
-        key = (str(path) if path else ":memory:", table)
+        key = (repr(place) if place is not None else str(path) if path else ":memory:", table)
         bucket = _shared.get(key)
         if bucket is None or [(r.limit, r.interval) for r in bucket.rates] != \
                 [(r.limit, r.interval) for r in rates]:
-            if path is None:
+            if place is not None:
+                bucket = place.bucket(name, rates)
+            elif path is None:
                 bucket = InMemoryBucket(rates)
             else:
                 conn, lock = _sqlite_connection(path)
@@ -193,6 +218,50 @@ def reset_shared_buckets() -> None:
         for conn, _lock in _connections.values():
             conn.close()
         _connections.clear()
+        _memory_blocks.clear()
+    close_shared_budgets()
+
+
+_memory_blocks: dict[str, float] = {}
+
+
+class LocalBlocks:
+    """"Blocked until" stamps of budget keys in the SQLite budget file (``path``: a
+    ``blocks`` table), or in this process's memory (None)."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+
+    def _conn(self) -> tuple[sqlite3.Connection, _ImmediateLock]:
+        assert self.path is not None
+        conn, lock = _sqlite_connection(self.path)
+        with lock:
+            conn.execute("CREATE TABLE IF NOT EXISTS blocks (key VARCHAR PRIMARY KEY, "
+                         "until REAL NOT NULL)")
+        return conn, lock
+
+    def block(self, keys: Iterable[str], until: float) -> None:
+        if self.path is None:
+            with _shared_lock:
+                for key in keys:
+                    _memory_blocks[key] = max(_memory_blocks.get(key, 0.0), until)
+            return
+        conn, lock = self._conn()
+        with lock:
+            for key in keys:
+                conn.execute("INSERT INTO blocks (key, until) VALUES (?, ?) ON CONFLICT (key) "
+                             "DO UPDATE SET until = max(until, excluded.until)", (key, until))
+
+    def blocked_until(self, keys: list[str]) -> float:
+        if self.path is None:
+            with _shared_lock:
+                return max((_memory_blocks.get(k, 0.0) for k in keys), default=0.0)
+        conn, lock = self._conn()
+        with lock:
+            marks = ",".join("?" * len(keys))
+            row = conn.execute(f"SELECT max(until) FROM blocks WHERE key IN ({marks})",
+                               keys).fetchone()
+        return float(row[0] or 0.0) if row else 0.0
 
 
 @dataclass
@@ -201,25 +270,34 @@ class Budget:
 
     key: str
     windows: list[Window]
-    bucket: AbstractBucket
+    bucket_or_maker: AbstractBucket | Callable[[], AbstractBucket]
     takes: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def bucket(self) -> AbstractBucket:
+        """The bucket, made on first use (a shared one connects to Redis or PostgreSQL)."""
+        if not isinstance(self.bucket_or_maker, AbstractBucket):
+            self.bucket_or_maker = self.bucket_or_maker()
+        return self.bucket_or_maker
 
     def take(self, now_ms: int) -> float:
         """Take one slot: 0.0 when granted, else seconds until one frees up."""
         item = RateItem(self.key, now_ms)
-        if self.bucket.put(item):
-            self.takes += 1
-            if self.takes % 500 == 1:
-                self.bucket.leak(now_ms)
-            return 0.0
-        wait = self.bucket.waiting(item)
+        with self.lock:  # put() and waiting() share the bucket's last verdict
+            if self.bucket.put(item):
+                self.takes += 1
+                if self.takes % 500 == 1:
+                    self.bucket.leak(now_ms)
+                return 0.0
+            wait = self.bucket.waiting(item)
         assert isinstance(wait, int)
         return max(wait, 1) / 1000.0
 
     def failing(self) -> Window:
         failing = self.bucket.failing_rate
-        for w in self.windows:
-            if failing is not None and w.rate.interval == failing.interval:
+        for w, rate in zip(self.windows, self.bucket.rates, strict=False):
+            if failing is not None and rate.interval == failing.interval:
                 return w
         return self.windows[-1]
 
@@ -234,6 +312,7 @@ class _Reported:
     remaining: int
     until: float  # when that window frees up (epoch seconds)
     daily: bool
+    exact: bool = True  # False: only the window's length was told, ``until`` is the worst case
 
 
 def parse_reset(raw: str, now: float) -> float | None:
@@ -271,8 +350,11 @@ class RateLimiter:
     def __init__(self, budgets: list[Budget], *, label: str,
                  header_names: Mapping[str, str] | None = None,
                  clock: Callable[[], float] = time.time,
-                 max_wait: float = MAX_BUDGET_WAIT, shared: bool = False) -> None:
+                 max_wait: float = MAX_BUDGET_WAIT, shared: bool = False,
+                 blocks: Any = None) -> None:
         self.budgets = budgets
+        self.blocks = blocks if blocks is not None else LocalBlocks(None)
+        self.keys = sorted({b.key for b in budgets}) or [label]
         self.label = label
         self.header_names = dict(header_names or {})
         self.clock = clock
@@ -284,7 +366,8 @@ class RateLimiter:
         self._windows = sorted((w for b in budgets for w in b.windows), key=lambda w: w.seconds)
 
     def __repr__(self) -> str:
-        where = "shared" if self.shared else "in-process"
+        where = repr(self.blocks) if not isinstance(self.blocks, LocalBlocks) else \
+            "shared" if self.shared else "in-process"
         return f"RateLimiter({self.label!r}, {[str(w) for w in self._windows]}, {where})"
 
     def remaining(self) -> int | None:
@@ -300,12 +383,29 @@ class RateLimiter:
         Raises :class:`BudgetExhausted` (nothing taken from the API) when the wait would be
         longer than ``max_wait``.
         """
+        try:
+            return self._acquire(sleep)
+        except BudgetStoreDown as exc:
+            raise BudgetExhausted(f"{self.label}: {exc}", retry_after=DOWN_RETRY,
+                                  hint=exc.hint) from None
+
+    def _acquire(self, sleep: Callable[[float], None]) -> float:
         waited = 0.0
         pending = list(self.budgets)
         while True:
             now = self.clock()
-            wait, why = self._reported_wait(now)
+            wait, why, soft = self._reported_wait(now)
             if wait <= 0:
+                blocked = self.blocks.blocked_until(self.keys)
+                if blocked > now:
+                    wait, why = blocked - now, ("the API asked every process sharing this "
+                                                "budget to wait (429 or window used up)")
+            if wait <= 0 or soft:
+                # A window the API says is full, without saying when it frees up: when our
+                # own budget is full too, it knows when our oldest request ages out; when it
+                # has room, the API counts more than we do: wait the whole window.
+                soft_wait, soft_why = wait, why
+                wait = 0.0
                 while pending:
                     wait = pending[0].take(int(now * 1000))
                     if wait > 0:
@@ -313,6 +413,10 @@ class RateLimiter:
                                f"({pending[0].key}) is used up")
                         break
                     pending.pop(0)
+                if soft and wait > 0:
+                    self._forget_window()
+                elif soft:
+                    wait, why = soft_wait, soft_why
             if wait <= 0:
                 self._spend_reported()
                 return waited
@@ -325,9 +429,18 @@ class RateLimiter:
             waited += wait
 
     def hold(self, seconds: float) -> None:
-        """Send nothing for ``seconds`` (the API answered 429 with ``Retry-After``)."""
+        """Send nothing for ``seconds`` (the API answered 429 with ``Retry-After``), here and
+        in every process sharing the budgets."""
+        until = self.clock() + seconds
         with self._lock:
-            self._hold_until = max(self._hold_until, self.clock() + seconds)
+            self._hold_until = max(self._hold_until, until)
+        self._block(until)
+
+    def _block(self, until: float) -> None:
+        try:
+            self.blocks.block(self.keys, until)
+        except BudgetStoreDown as exc:  # this process still holds; the next take says more
+            log.warning("%s: %s", self.label, exc)
 
     def observe(self, headers: Mapping[str, str]) -> None:
         """Tighten from the API's own count (``rate_limit_headers``)."""
@@ -337,33 +450,46 @@ class RateLimiter:
         now = self.clock()
         remaining = _int(headers, names.get("remaining"))
         daily = _int(headers, names.get("daily_remaining"))
+        until: float | None = None
+        exact = False  # the API said when its window frees up (not only how long it is)
         with self._lock:
             if remaining is not None:
-                until = None
                 if names.get("reset") and headers.get(names["reset"]):
                     until = parse_reset(headers[names["reset"]], now)
+                    exact = until is not None
                 if until is None:
                     window_ms = _int(headers, names.get("window_ms"))
                     short = [w for w in self._windows if w.seconds < DAY]
                     until = now + (window_ms / 1000.0 if window_ms else
                                    short[0].seconds if short else 60.0)
-                self._reported["window"] = _Reported(remaining, until, daily=False)
+                self._reported["window"] = _Reported(remaining, until, daily=False,
+                                                     exact=exact)
+        if exact and remaining is not None and remaining <= 0 and until is not None and \
+                until > now:
+            self._block(until)  # the window is used up for every process, not only this one
+        with self._lock:
             if daily is not None:
                 self._reported["daily"] = _Reported(daily, now + DAY, daily=True)
 
-    def _reported_wait(self, now: float) -> tuple[float, str]:
+    def _reported_wait(self, now: float) -> tuple[float, str, bool]:
+        """(seconds to wait, why, whether that is only the worst case of a full window)."""
         with self._lock:
             if self._hold_until > now:
-                return self._hold_until - now, "the API asked to wait (429)"
+                return self._hold_until - now, "the API asked to wait (429)", False
             for name, rep in list(self._reported.items()):
                 if rep.until <= now:
                     del self._reported[name]
                 elif rep.remaining <= 0:
                     if rep.daily:
                         return max(rep.until - now, self.max_wait + 1), \
-                            "the API reports its daily request budget used up"
-                    return rep.until - now, "the API reports its request window used up"
-        return 0.0, ""
+                            "the API reports its daily request budget used up", False
+                    return rep.until - now, "the API reports its request window used up", \
+                        not rep.exact
+        return 0.0, "", False
+
+    def _forget_window(self) -> None:
+        with self._lock:
+            self._reported.pop("window", None)
 
     def _spend_reported(self) -> None:
         with self._lock:
@@ -406,12 +532,15 @@ def limiter_for(connector: Any, record: Any = None, store: Any = None, *,
                 path: Path | None | str = "auto") -> RateLimiter | None:
     """The limiter a connection's client uses (None when the manifest declares no budget).
 
-    ``path="auto"`` puts the buckets next to the store's SQLite file (shared by processes);
-    ``path=None`` keeps them in this process.
+    ``path="auto"`` puts the buckets in Redis (``SPLICE_REDIS_URL``), else in the PostgreSQL
+    state database, else next to the store's SQLite file (all shared by processes; see
+    :mod:`splice.http.shared_budgets`); ``path=None`` keeps them in this process.
     """
     if not connector.rate_limits and not connector.rate_limit_headers:
         return None
-    where = budget_file(store) if path == "auto" else (Path(path) if path else None)
+    place = shared_budgets(store) if path == "auto" else None
+    where = budget_file(store) if path == "auto" and place is None else \
+        (Path(path) if path and path != "auto" else None)
     by_key: dict[str, list[Window]] = {}
     for spec in connector.rate_limits:
         window = Window(int(spec["limit"]), parse_period(spec["per"]))
@@ -420,6 +549,12 @@ def limiter_for(connector: Any, record: Any = None, store: Any = None, *,
     for key, windows in by_key.items():
         for i, group in enumerate(normalize(windows)):
             name = key if i == 0 else f"{key}#{i}"
-            budgets.append(Budget(key, group, _bucket(where, name, group)))
+            if place is None:
+                budgets.append(Budget(key, group, _bucket(where, name, group)))
+            else:  # connects on the first request, where a failure is a clean stop
+                budgets.append(Budget(key, group, functools.partial(
+                    _bucket, None, name, group, place)))
     return RateLimiter(budgets, label=connector.id, header_names=connector.rate_limit_headers,
-                       clock=clock, max_wait=max_wait, shared=where is not None)
+                       clock=clock, max_wait=max_wait,
+                       shared=place is not None or where is not None,
+                       blocks=place if place is not None else LocalBlocks(where))

@@ -17,8 +17,9 @@ holds non-secret fields (scopes, token fields, expiry, status) and refuses secre
 
 Schema versions: a fresh database gets the current schema and is stamped with the newest
 migration; an older one gets each pending entry of ``MIGRATIONS`` applied in order, in one
-transaction. To change the schema, edit the tables and append a migration that brings a
-database from the previous version to the new one.
+transaction (on open for SQLite; PostgreSQL refuses to open until ``splice db upgrade``: see
+:mod:`splice.store.migrations`). To change the schema, edit the tables and append a migration
+that brings a database from the previous version to the new one.
 """
 
 from __future__ import annotations
@@ -151,6 +152,11 @@ def _merge(base: Mapping[str, Any] | None, updates: Mapping[str, Any] | None) ->
     return merged
 
 
+def database_url(url: str | None = None) -> str:
+    """``url``, else ``SPLICE_DATABASE_URL``, else ``sqlite:///<home>/splice.db``."""
+    return url or os.environ.get(URL_ENV) or f"sqlite:///{home() / 'splice.db'}"
+
+
 def _folder(url: sa.URL) -> Path | None:
     """The directory of a SQLite database file."""
     database = url.database or ""
@@ -172,8 +178,7 @@ class Store(SeenKeysMixin, QueueMixin, LedgerMixin):
     @classmethod
     def open(cls, url: str | None = None, *, box: SecretBox | None = None) -> Store:
         """Open (creating and migrating if needed) the store at ``url``."""
-        url = url or os.environ.get(URL_ENV) or f"sqlite:///{home() / 'splice.db'}"
-        engine = create_engine(url)
+        engine = create_engine(database_url(url))
         try:
             migrate(engine)
         except (sa.exc.DBAPIError, OSError) as exc:

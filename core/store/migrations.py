@@ -3,13 +3,27 @@
 A new database gets the current schema at once; an older one gets each pending entry of
 ``MIGRATIONS`` applied in order, in one transaction, under an advisory lock on PostgreSQL
 (SQLite's write lock serialises it there), and the versions applied recorded in
-``schema_version``.
+``schema_version`` (one row per migration).
+
+Pending means "not recorded", not "above the highest recorded": migrations written on
+several branches at once (each taking the next free number) still all run when the branches
+meet, whatever order they landed in. Numbers must be unique and increasing
+(:func:`check_migrations` runs at import).
+
+Who upgrades (:func:`migrate`): a SQLite database is upgraded when a process opens it (one
+user, one machine: as it always was); a PostgreSQL database is created when empty, but one
+that is behind is refused with "run `splice db upgrade`", so a fleet of workers never races a
+migration or runs old code against a half-new schema (``SPLICE_DB_AUTO_UPGRADE=1`` upgrades
+on open anyway, ``0`` refuses on SQLite too). :func:`schema_status` and :func:`upgrade` are
+what ``splice db status`` and ``splice db upgrade`` run.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -113,39 +127,115 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(8, "inbox: enqueued_at (workers)", _inbox_enqueued_at),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
+AUTO_UPGRADE_ENV = "SPLICE_DB_AUTO_UPGRADE"
 
 
-def _current_version(conn: Connection) -> int:
-    if not sa.inspect(conn).has_table(schema_version.name):
-        return 0
-    return int(conn.execute(sa.select(sa.func.max(schema_version.c.version))).scalar() or 0)
+def check_migrations(migrations: Iterable[Migration]) -> None:
+    """Numbers unique and increasing (two branches that took the same number fail here)."""
+    versions = [m.version for m in migrations]
+    if versions != sorted(set(versions)) or not versions or versions[0] < 1:
+        raise RuntimeError(f"MIGRATIONS must have unique, increasing versions: {versions}")
+
+
+check_migrations(MIGRATIONS)
+
+
+@dataclass(frozen=True)
+class SchemaStatus:
+    """Where a database stands: the versions recorded, the migrations it still needs."""
+
+    backend: str
+    applied: tuple[int, ...]
+    pending: tuple[Migration, ...]
+    unknown: tuple[int, ...]  # recorded but not in MIGRATIONS: made by a newer splice
+
+    @property
+    def current(self) -> int:
+        return max(self.applied, default=0)
+
+    @property
+    def latest(self) -> int:
+        return MIGRATIONS[-1].version
+
+    def as_json(self) -> dict[str, Any]:
+        return {"backend": self.backend, "current": self.current, "latest": self.latest,
+                "applied": list(self.applied), "unknown": list(self.unknown),
+                "pending": [{"version": m.version, "description": m.description}
+                            for m in self.pending],
+                "up_to_date": not self.pending and not self.unknown}
+
+
+def _status(conn: Connection) -> SchemaStatus:
+    applied: set[int] = set()
+    if sa.inspect(conn).has_table(schema_version.name):
+        applied = {int(v) for v in conn.execute(sa.select(schema_version.c.version)).scalars()}
+    known = {m.version for m in MIGRATIONS}
+    pending = tuple(m for m in MIGRATIONS if m.version not in applied) if applied else \
+        tuple(MIGRATIONS)
+    return SchemaStatus(conn.dialect.name, tuple(sorted(applied)), pending,
+                        tuple(sorted(applied - known)))
+
+
+def schema_status(engine: Engine) -> SchemaStatus:
+    """The database's schema status (read only)."""
+    with engine.connect() as conn, conn.begin():
+        return _status(conn)
+
+
+def auto_upgrade(backend: str) -> bool:
+    """Whether opening a database that is behind upgrades it (see the module docstring)."""
+    raw = os.environ.get(AUTO_UPGRADE_ENV, "").strip().lower()
+    if raw in ("1", "true", "yes"):
+        return True
+    if raw in ("0", "false", "no"):
+        return False
+    return backend != "postgresql"
+
+
+def _too_new(status: SchemaStatus) -> ConfigError:
+    return ConfigError(
+        f"the state database has schema version(s) {', '.join(map(str, status.unknown))}, "
+        f"newer than this splice understands ({status.latest})", hint="upgrade splice")
 
 
 def migrate(engine: Engine) -> None:
-    """Create or upgrade the schema; a no-op (one read) when it is current."""
-    with engine.connect() as conn, conn.begin():
-        if _current_version(conn) == SCHEMA_VERSION:
-            return
+    """Create or upgrade the schema on open; a no-op (one read) when it is current. A
+    database that is behind and may not be upgraded on open raises ConfigError."""
+    status = schema_status(engine)
+    if status.unknown:
+        raise _too_new(status)
+    if not status.pending:
+        return
+    if status.applied and not auto_upgrade(status.backend):
+        raise ConfigError(
+            f"the state database has schema version {status.current}; this splice needs "
+            f"{status.latest} ({len(status.pending)} migration(s) pending)",
+            hint="stop the splice processes using it, then run `splice db upgrade` "
+                 "(`splice db status` lists what it will do)")
+    upgrade(engine)
+
+
+def upgrade(engine: Engine) -> list[Migration]:
+    """Apply every pending migration in one transaction (under an advisory lock on
+    PostgreSQL); return those applied (none when another process just did)."""
     with engine.connect() as conn:
         conn.execution_options(splice_write=True)
         with conn.begin():
             if conn.dialect.name == "postgresql":
                 conn.execute(sa.text("SELECT pg_advisory_xact_lock(:id)"),
                              {"id": _PG_MIGRATION_LOCK})
-            current = _current_version(conn)  # re-read under the lock
-            if current > SCHEMA_VERSION:
-                raise ConfigError(
-                    f"the state database has schema version {current}, newer than this "
-                    f"splice understands ({SCHEMA_VERSION})", hint="upgrade splice")
-            if current == 0:
-                metadata.create_all(conn, checkfirst=True)
-                pending: Iterable[Migration] = MIGRATIONS  # current schema = all of them
+            status = _status(conn)  # re-read under the lock
+            if status.unknown:
+                raise _too_new(status)
+            pending: Iterable[Migration] = status.pending
+            if not status.applied:
+                metadata.create_all(conn, checkfirst=True)  # current schema = all of them
             else:
-                pending = [m for m in MIGRATIONS if m.version > current]
-                for migration in pending:
+                for migration in status.pending:
                     migration.apply(conn)
             stamp = now()
             for migration in pending:
                 conn.execute(schema_version.insert().values(
                     version=migration.version, description=migration.description,
                     applied_at=stamp))
+            return list(pending)
