@@ -181,7 +181,7 @@ def samples(store: Any, registry: Any) -> dict[str, str]:
             "recipe": recipe.id, "id": recipe.id, "rid": recipe.id, "name": connection.name,
             "connection": connection.name, "connector_id": connector.id,
             "connector": connector.id, "operation": operation, "operation_id": operation,
-            "op": operation, "trigger": trigger, "trigger_id": trigger}
+            "op": operation, "entry": operation, "trigger": trigger, "trigger_id": trigger}
 
 
 def pages(service: Any, values: dict[str, str]) -> tuple[list[str], list[str]]:
