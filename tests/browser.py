@@ -33,6 +33,7 @@ from splice.store import logins
 from splice.store.database import Store
 
 from .servekit import running_service
+from .services import need
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -57,12 +58,7 @@ def _unavailable() -> str | None:
 
 
 def require_browser() -> None:
-    reason = _unavailable()
-    if reason is None:
-        return
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-        pytest.fail(f"CI=true and {reason}", pytrace=False)
-    pytest.skip(reason)
+    need(_unavailable())
 
 
 _shared: dict[str, Any] = {}  # one Playwright and one browser for every test module

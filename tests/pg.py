@@ -14,8 +14,9 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import pytest
 import sqlalchemy as sa
+
+from .services import need
 
 DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 START_HINT = ("start it with `pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main "
@@ -49,12 +50,7 @@ def unavailable() -> str | None:
 
 def require() -> None:
     """Skip (or, under CI=true, fail) the calling test when PostgreSQL is not available."""
-    reason = unavailable()
-    if reason is None:
-        return
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-        pytest.fail(f"CI=true and {reason}", pytrace=False)
-    pytest.skip(reason)
+    need(unavailable())
 
 
 @contextmanager

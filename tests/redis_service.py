@@ -18,9 +18,9 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
 from splice.sandbox import free_port
+
+from .services import need
 
 ROOT = Path(__file__).resolve().parents[1]
 START_HINT = ("install it (`apt-get install redis-server`); the project's machines run one "
@@ -42,12 +42,7 @@ def unavailable() -> str | None:
 
 def require() -> None:
     """Skip (or, under CI=true, fail) the calling test when Redis cannot be used."""
-    reason = unavailable()
-    if reason is None:
-        return
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-        pytest.fail(f"CI=true and {reason}", pytrace=False)
-    pytest.skip(reason)
+    need(unavailable())
 
 
 class PrivateRedis:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import SpliceError, ValidationFailed
+from ..http.request import dig
 from ..secrets import MASK, redact_data, redact_headers
 from .rehearsal import StepTrial
 from .runner import Runner
@@ -113,7 +114,7 @@ def verify_step(runner: Runner, trial: StepTrial) -> list[ReadBackCheck]:
                                     "manifest), so what it stored is not compared")]
     body = trial.body
     if spec.each:
-        items = _at(body, spec.each)
+        items = dig(body, spec.each)
         if not isinstance(items, list):
             return [ReadBackCheck(trial.label, op.ref, "failed", f"{op.connector_id}."
                                   f"{spec.operation}", error=f"the request body has no list "
@@ -162,7 +163,7 @@ def _read_back(runner: Runner, trial: StepTrial, label: str, index: int | None,
     except SpliceError as exc:
         check.error = str(exc)
         return check
-    record = response if spec.record == "." else _at(response, spec.record)
+    record = response if spec.record == "." else dig(response, spec.record)
     if not isinstance(record, dict):
         check.error = f"{get_op.ref} returned no record at '{spec.record}'"
         return check
@@ -211,15 +212,4 @@ def _same(a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
-def _at(data: Any, path: str) -> Any:
-    """The value at a dotted path (``a.b``, ``a.0``), None when absent."""
-    node = data
-    for part in path.split("."):
-        if isinstance(node, dict):
-            node = node.get(part)
-        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
-            node = node[int(part)]
-        else:
-            return None
-    return node
 

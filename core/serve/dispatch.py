@@ -35,6 +35,7 @@ from ..store import inbox
 from ..store import registry as reg
 from ..store.leases import Lease, try_acquire
 from ..worker.enqueue import Enqueuer
+from .turns import TurnLoop
 
 log = logging.getLogger("splice.serve.dispatch")
 LEASE = "scheduler"
@@ -47,39 +48,22 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-class Dispatcher:
-    """Duck-types :class:`~splice.serve.scheduler.Scheduler` for :class:`Service`."""
+class Dispatcher(TurnLoop):
+    """Stands in for :class:`~splice.serve.scheduler.Scheduler` in :class:`Service`."""
+
+    thread_name = "splice-dispatch"
 
     def __init__(self, service: Any, enqueuer: Enqueuer | None = None) -> None:
-        self.service = service
-        self.store = service.store
-        self.config = service.config
-        self.metrics = service.metrics
+        super().__init__(service)
         self.sender = enqueuer or Enqueuer(self.config.broker_url or "")
         self.index = RouteIndex({})
-        self.wake = threading.Event()
-        self.stopping = False
-        self.last_turn = 0.0
         self.lease: Lease | None = None
         self.broker_ok = True
-        self._next_reload = 0.0
         self._next_reconcile = 0.0
         self._run_now: set[str] = set()
         self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._loop, name="splice-dispatch",
-                                        daemon=True)
 
     # -- lifecycle (as the Scheduler) -------------------------------------------------------
-    def start(self) -> None:
-        self._thread.start()
-
-    def notify(self) -> None:
-        self.wake.set()
-
-    @property
-    def alive(self) -> bool:
-        return self._thread.is_alive() and time.monotonic() - self.last_turn < 10.0
-
     @property
     def leading(self) -> bool:
         return self.lease is not None and not self.lease.lost
@@ -121,23 +105,9 @@ class Dispatcher:
         return True
 
     # -- the loop ---------------------------------------------------------------------------
-    def _loop(self) -> None:
-        while not self.stopping:
-            self.last_turn = time.monotonic()
-            try:
-                self.turn()
-            except Exception as exc:  # the loop must survive a bad turn (database away ...)
-                log.error("dispatch turn failed: %s: %s", type(exc).__name__, exc)
-            self.metrics.alive.set(1)
-            self.wake.wait(self.config.tick)
-            self.wake.clear()
-        self.metrics.alive.set(0)
-
     def turn(self) -> None:
         now = time.monotonic()
-        if now >= self._next_reload:
-            self._next_reload = now + self.config.reload_every
-            self.service.reload()
+        self.reload_due(now)
         self._send_deliveries()
         if not self._lead():
             return

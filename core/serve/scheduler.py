@@ -39,6 +39,7 @@ from ..run.routing import Routed, RouteIndex, route
 from ..run.runner import Runner
 from ..store import inbox
 from ..store import registry as reg
+from .turns import TurnLoop
 
 log = logging.getLogger("splice.serve.scheduler")
 MAX_QUEUED = 5000  # routed records waiting in memory before the inbox is claimed further
@@ -60,38 +61,20 @@ class _Work:
     not_before: float = 0.0            # monotonic: wait (rate budget, lease) before a job
 
 
-class Scheduler:
+class Scheduler(TurnLoop):
+    thread_name = "splice-scheduler"
+
     def __init__(self, service: Any) -> None:
-        self.service = service
-        self.store = service.store
-        self.config = service.config
-        self.metrics = service.metrics
+        super().__init__(service)
         self.pool = ThreadPoolExecutor(self.config.workers, thread_name_prefix="splice-job")
         self.lock = threading.Lock()
-        self.wake = threading.Event()
         self.work: dict[str, _Work] = {}
         self.running: dict[str, Future[None]] = {}
         self.row_pending: dict[int, int] = {}
         self.row_notes: dict[int, list[str]] = {}
         self.index = RouteIndex({})
-        self.stopping = False
-        self.last_turn = 0.0
-        self._next_reload = 0.0
-        self._thread = threading.Thread(target=self._loop, name="splice-scheduler",
-                                        daemon=True)
 
     # -- lifecycle --------------------------------------------------------------------------
-    def start(self) -> None:
-        self._thread.start()
-
-    def notify(self) -> None:
-        """Something arrived (a delivery was stored): look now, not at the next tick."""
-        self.wake.set()
-
-    @property
-    def alive(self) -> bool:
-        return self._thread.is_alive() and time.monotonic() - self.last_turn < 10.0
-
     def stop(self, grace: float) -> bool:
         """Stop deciding, give queued rows back, let running jobs finish within ``grace``
         seconds. True when every job finished."""
@@ -115,24 +98,9 @@ class Scheduler:
         return all(f.done() for f in futures)
 
     # -- the loop ---------------------------------------------------------------------------
-    def _loop(self) -> None:
-        while not self.stopping:
-            self.last_turn = time.monotonic()
-            try:
-                self.turn()
-            except Exception as exc:  # the loop must survive a bad turn (database busy ...)
-                log.error("scheduler turn failed: %s: %s", type(exc).__name__, exc)
-            self.metrics.alive.set(1)
-            self.wake.wait(self.config.tick)
-            self.wake.clear()
-        self.metrics.alive.set(0)
-
     def turn(self) -> None:
         """One pass: reload, polls, inbox, jobs."""
-        now = time.monotonic()
-        if now >= self._next_reload:
-            self._next_reload = now + self.config.reload_every
-            self.service.reload()
+        self.reload_due(time.monotonic())
         self._schedule_polls()
         self._schedule_retries()
         self._take_inbox()
