@@ -6,12 +6,18 @@ the next POSTs to a path fail with a status (``count: None``: until removed). Be
 ``test-token`` is required. ``app.state.honour_idempotency = False`` makes ``/notes`` ignore
 ``Idempotency-Key`` (like an API that documents none); ``app.state.delay`` (seconds) holds
 every write's answer after the write was applied; ``app.state.on_write`` (a function) is
-called after each write is applied.
+called after each write is applied. ``app.state.rate_limit = (limit, seconds)`` limits every
+authenticated request to ``limit`` per sliding window (refused ones do not count), answering
+429 with ``Retry-After`` over it; ``app.state.arrivals`` then records ``(time.monotonic(),
+admitted)`` of each (``False``: answered 429).
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
+import time
+from collections import deque
 from typing import Any
 
 from starlette.applications import Starlette
@@ -35,6 +41,18 @@ def create_app(n_contacts: int = 25) -> Starlette:
                                       request.headers.get("idempotency-key")))
         if request.headers.get("authorization") != f"Bearer {TOKEN}":
             return JSONResponse({"message": "bad token"}, status_code=401)
+        if request.app.state.rate_limit is not None:
+            limit, window = request.app.state.rate_limit
+            now, hits = time.monotonic(), request.app.state.hits
+            while hits and hits[0] <= now - window:
+                hits.popleft()
+            if len(hits) >= limit:
+                request.app.state.arrivals.append((now, False))
+                wait = max(1, math.ceil(hits[0] + window - now))
+                return JSONResponse({"message": "too many requests"}, status_code=429,
+                                    headers={"Retry-After": str(wait)})
+            hits.append(now)
+            request.app.state.arrivals.append((now, True))
         fail = request.app.state.fail.get(request.url.path) or (
             request.app.state.fail.get("*") if request.method == "POST" else None)
         if fail and request.method == "POST":
@@ -99,4 +117,7 @@ def create_app(n_contacts: int = 25) -> Starlette:
     app.state.honour_idempotency = True
     app.state.delay = 0.0
     app.state.on_write = None
+    app.state.rate_limit = None
+    app.state.hits = deque()
+    app.state.arrivals = []
     return app
