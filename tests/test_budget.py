@@ -73,8 +73,8 @@ def test_costs_are_measured_from_the_last_polls_of_the_tag_recipe(world: World) 
     assert i2g_cost.per_poll == pytest.approx(2 / 3 * (2 + (kord + planet) / 2))
     # Declared windows: 100 / 10 s and 200,000 / day per location; 120 / min per connection.
     windows = {str(w.window): w for w in ghl.windows}
-    assert set(windows) == {"100 per 10 s", "200000 per 1 d"}
-    daily = windows["200000 per 1 d"]
+    assert set(windows) == {"100 per 10 s", "200,000 per 1 d"}
+    daily = windows["200,000 per 1 d"]
     assert daily.used == pytest.approx(hl_cost.per_poll * 96)  # every 15m: 96 polls a day
     assert windows["100 per 10 s"].used == pytest.approx(hl_cost.per_poll)  # one poll: burst
     assert ghl.suggestion.startswith(f"at every 15m this recipe uses {daily.percent:g}% "
@@ -106,7 +106,7 @@ def test_suggestion_when_over_the_daily_budget_names_an_interval_that_fits() -> 
     text = suggest(kb)
     assert text.startswith("at every 1m this recipe uses 108% of the daily budget")
     assert "one poll needs 150 requests, more than the 100 per 10 s window allows" in text
-    assert "over the daily budget (200000 per 1 d): poll every 2m or less often" in text
+    assert "over the daily budget (200,000 per 1 d): poll every 2m or less often" in text
     assert kb.over
 
 

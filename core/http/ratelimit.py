@@ -89,8 +89,8 @@ class Window:
     def __str__(self) -> str:
         for unit, name in ((DAY, "d"), (3600.0, "h"), (60.0, "min"), (1.0, "s")):
             if self.seconds >= unit and self.seconds % unit == 0:
-                return f"{self.limit} per {self.seconds / unit:g} {name}"
-        return f"{self.limit} per {self.seconds * 1000:g} ms"
+                return f"{self.limit:,} per {self.seconds / unit:g} {name}"
+        return f"{self.limit:,} per {self.seconds * 1000:g} ms"
 
 
 def _implied(short: Window, long: Window) -> bool:
