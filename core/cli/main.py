@@ -65,6 +65,7 @@ def cli(ctx: click.Context, verbose: bool) -> None:
       splice connectors list           what can be connected
       splice validate RECIPE.yaml      check a recipe without running it
       splice run RECIPE.yaml           poll the trigger once and run new events
+      splice serve --print-login       run every recipe; the dashboard in a browser
 
     State lives in $SPLICE_HOME (or the platform data dir); SPLICE_DATABASE_URL selects
     another database. Exit codes: 0 ok, 1 a run failed, 2 bad input.
