@@ -450,6 +450,7 @@ def summary_lines(summary: DemoSummary) -> list[str]:
               "  splice runs show RUN_ID       one run's events and the requests it sent",
               "  splice connections list       the two connections and their tokens",
               "  splice demo --keep            leave the sandboxes running to explore",
+              "  splice serve --print-login    the same runs and connections in the dashboard",
               f"  (state: {summary.home})"]
     return lines
 
