@@ -66,9 +66,22 @@ class Document:
     data: Any
     positions: dict[JsonPath, tuple[int, int]] = field(default_factory=dict)
     key_positions: dict[JsonPath, tuple[int, int]] = field(default_factory=dict)
+    #: the YAML text positions are read from on first use (a document without problems
+    #: never pays for them: a 226 KB manifest's positions cost ~100 ms)
+    source: str | None = field(default=None, repr=False, compare=False)
 
     def where(self, path: Iterable[str | int], *, key: bool = False) -> tuple[int, int]:
         """Position of the value at ``path`` (or of its key), else of the nearest ancestor."""
+        if self.source is not None:
+            text, self.source = self.source, None
+            loader = _Loader(text)
+            try:
+                node = loader.get_single_node()
+                if node is not None:  # bounded already: parse_document walked it
+                    _walk(node, self, text, Limits(max_bytes=len(text) + 1,
+                                                   max_nodes=1 << 62, max_depth=1 << 30))
+            finally:
+                loader.dispose()
         p = tuple(path)
         while True:
             if key and p in self.key_positions:
@@ -238,8 +251,10 @@ def _too_deep(limits: Limits) -> str:
             f"(limit: {MAX_DEPTH_ENV})")
 
 
-def _walk(root: yaml.Node, doc: Document, text: str, limits: Limits) -> None:
-    """Record every position, counting values with aliases expanded (iteratively)."""
+def _walk(root: yaml.Node, doc: Document, text: str, limits: Limits, *,
+          record: bool = True) -> None:
+    """Count values with aliases expanded (iteratively), refusing a document over the
+    limits at the alias that crosses them; with ``record``, note every position too."""
     visited: set[int] = set()
     budget = limits.max_nodes
     aliases = 0  # aliases met outside an expansion: the n-th is the n-th alias of the text
@@ -259,6 +274,12 @@ def _walk(root: yaml.Node, doc: Document, text: str, limits: Limits) -> None:
                            _too_many(limits) if budget < 0 else _too_deep(limits))
         if alias < 0:
             visited.add(id(node))
+        if not record:
+            if isinstance(node, yaml.MappingNode):
+                stack.extend((v, path, depth + 1, alias) for _, v in reversed(node.value))
+            elif isinstance(node, yaml.SequenceNode):
+                stack.extend((v, path, depth + 1, alias) for v in reversed(node.value))
+            continue
         if path not in doc.positions:
             doc.positions[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
         children: list[tuple[yaml.Node, JsonPath, int, int]] = []
@@ -296,9 +317,9 @@ def parse_document(text: str, path: str, limits: Limits | None = None) -> Docume
         loader = _Loader(text)
         try:
             node = loader.get_single_node()  # one parse: positions and data from the same nodes
-            doc = Document(path=path, data=None)
+            doc = Document(path=path, data=None, source=text)
             if node is not None:
-                _walk(node, doc, text, limits)
+                _walk(node, doc, text, limits, record=False)
                 doc.data = _data(loader, node, {})  # (_walk bounded it first)
         finally:
             loader.dispose()
