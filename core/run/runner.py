@@ -42,8 +42,8 @@ class Runner(StepExecutor):
 
     Guards against data that loops: a poll reads at most ``--max-pages``, else the trigger's
     ``max_pages``, else the manifest's, else 1,000 pages (the next poll continues from the
-    checkpoint); a page whose records' keys were all seen on earlier pages of the same poll
-    stops the poll with a warning (an API whose cursor changes while the records repeat).
+    checkpoint); a page holding the same records as an earlier page of the same poll stops
+    the poll with a warning (an API whose cursor changes while the records repeat).
     ``on_call``, when set, receives each request of a ``--dry-run`` as it is planned instead
     of the report holding them all.
     """
@@ -450,20 +450,27 @@ class _Poll:
         self.blocked = False  # an event failed: the cursor stays before it
         self.pages = 0
         self.checkpoint = None if dry else store.get_checkpoint(recipe, trig)
-        self.keys: set[str] = set()  # every key read in this poll (the repeated-records guard)
+        # the repeated-page guard: one fingerprint (the hash of its set of keys) a page read
+        self.fingerprints: set[int] = set()
 
     def repeats(self, keyed: list[tuple[str, Any]]) -> bool:
-        """Whether every key of a (non-empty) page was already read in this poll."""
-        keys = [k for k, _ in keyed]
-        if keys and self.pages > 1 and all(k in self.keys for k in keys):
+        """Whether a (non-empty) page holds the same records as a page read earlier in this
+        poll, in any order. A fingerprint a page, not every key: a poll of 1,000,000 records
+        kept its keys in ~120 MB; a page that mixes records of several earlier pages is not
+        caught here, the page limit bounds that poll."""
+        if not keyed:
+            return False
+        fingerprint = hash(frozenset(k for k, _ in keyed))
+        if fingerprint in self.fingerprints:
             return True
-        self.keys.update(keys)
+        self.fingerprints.add(fingerprint)
         return False
 
     def see(self, record: Any) -> None:
         """A record that is done with (seen before, seeded or succeeded) moves the cursor."""
         if not self.blocked or self.seeding:
             self.cursor = _max_cursor(self.cursor, record, self.cursor_field)
+
 
 
 def _max_cursor(current: Any, record: Any, field_path: str | None) -> Any:
