@@ -28,7 +28,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -38,39 +37,12 @@ from urllib.parse import parse_qsl, urlsplit
 import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from tests.budget_hammer import Arrivals, most_in_one_window  # noqa: E402
+
 HAMMER = ROOT / "tests" / "budget_hammer.py"
 KEY = "rHYfq5Qxv6l1L0XWm2m4oXq3r7tDk1cW8m1Jb0hT9yA="
 CLIENT_ID, CLIENT_SECRET = "bench-budget-client", "bench-budget-secret-0d5e"
-
-
-class Arrivals:
-    """ASGI middleware: arrival time and status of every API request."""
-
-    def __init__(self, app: Any) -> None:
-        self.app, self.seen, self.lock = app, [], threading.Lock()
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith("/social-media-posting/"):
-            await self.app(scope, receive, send)
-            return
-        arrived = time.monotonic()
-
-        async def record(message: Any) -> None:
-            if message["type"] == "http.response.start":
-                with self.lock:
-                    self.seen.append((arrived, int(message["status"])))
-            await send(message)
-
-        await self.app(scope, receive, record)
-
-
-def most_in_window(times: list[float], window: float) -> int:
-    times, best, first = sorted(times), 0, 0
-    for last, t in enumerate(times):
-        while t - times[first] >= window:
-            first += 1
-        best = max(best, last - first + 1)
-    return best
 
 
 def connect(base_url: str) -> None:
@@ -125,7 +97,7 @@ def run(n: int, args: argparse.Namespace, app: Arrivals, env: dict[str, str]) ->
     span = times[-1] - times[0] if len(times) > 1 else 0.0
     return {"processes": n, "requests": sum(r["ok"] for r in results), "arrivals": len(times),
             "per_second": per_second, "share": per_second / rate, "span": span,
-            "most_in_window": most_in_window(times, args.per),
+            "most_in_window": most_in_one_window(times, args.per),
             "sandbox_429": sum(1 for _, s in seen if s == 429),
             "step_failures": sum(len(r["failed"]) for r in results)}
 

@@ -1,7 +1,8 @@
 """One OS process hammering a HighLevel location through a stored connection, as a recipe step
 does (rendered defaults, the connection's API client, its rate budget, its retries).
 
-Run by tests/test_shared_budgets.py and bench/budget.py::
+Run by tests/test_shared_budgets.py and bench/budget.py (which also import :class:`Arrivals`,
+the sandbox middleware that records when each request arrived)::
 
     python tests/budget_hammer.py CONNECTION COUNT LIMIT PER [START_AT]
 
@@ -19,8 +20,44 @@ import dataclasses
 import json
 import os
 import sys
+import threading
 import time
 from typing import Any
+
+
+class Arrivals:
+    """ASGI middleware: when each API request reached the sandbox, and its status."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.seen: list[tuple[float, int]] = []
+        self.lock = threading.Lock()
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith("/social-media-posting/"):
+            await self.app(scope, receive, send)
+            return
+        arrived = time.monotonic()
+
+        async def record(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                with self.lock:
+                    self.seen.append((arrived, int(message["status"])))
+            await send(message)
+
+        await self.app(scope, receive, record)
+
+
+
+def most_in_one_window(times: list[float], window: float) -> int:
+    """The most arrivals in any window of ``window`` seconds (sliding)."""
+    times = sorted(times)
+    best, first = 0, 0
+    for last, t in enumerate(times):
+        while t - times[first] >= window:
+            first += 1
+        best = max(best, last - first + 1)
+    return best
 
 
 def main() -> None:

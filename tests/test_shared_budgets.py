@@ -13,7 +13,6 @@ import os
 import shutil
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -32,6 +31,7 @@ from splice.store.database import Store
 from splice_connectors.ghl_users.sandbox import create_app
 
 from . import pg, redisdb
+from .budget_hammer import Arrivals, most_in_one_window
 from .conftest import SharedTransport
 from .test_ghl_connector import CLIENT_ID, CLIENT_SECRET, Sandbox, open_connection
 
@@ -39,29 +39,6 @@ ROOT = Path(__file__).resolve().parents[1]
 HAMMER = ROOT / "tests" / "budget_hammer.py"
 LIMIT, WINDOW = 20, 1.0
 PROCESSES, EACH = 4, 15  # 60 requests: three windows' worth at least
-
-
-class Arrivals:
-    """ASGI middleware: when each API request reached the sandbox, and its status."""
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-        self.seen: list[tuple[float, int]] = []
-        self.lock = threading.Lock()
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith("/social-media-posting/"):
-            await self.app(scope, receive, send)
-            return
-        arrived = time.monotonic()
-
-        async def record(message: Any) -> None:
-            if message["type"] == "http.response.start":
-                with self.lock:
-                    self.seen.append((arrived, int(message["status"])))
-            await send(message)
-
-        await self.app(scope, receive, record)
 
 
 @pytest.fixture
@@ -74,17 +51,6 @@ def sandbox() -> Iterator[tuple[Sandbox, Arrivals]]:
             httpx.Client(base_url=base_url, timeout=10, transport=transport) as http:
         yield Sandbox(base_url, http, transport), app
     transport.inner.close()
-
-
-def most_in_one_window(times: list[float], window: float) -> int:
-    """The most arrivals in any window of ``window`` seconds (sliding)."""
-    times = sorted(times)
-    best, first = 0, 0
-    for last, t in enumerate(times):
-        while t - times[first] >= window:
-            first += 1
-        best = max(best, last - first + 1)
-    return best
 
 
 def hammer(env: dict[str, str], processes: int = PROCESSES, each: int = EACH

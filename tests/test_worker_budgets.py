@@ -22,10 +22,11 @@ from splice.store.database import Store
 from splice_connectors.ghl_users import MANIFEST
 
 from . import pg
+from .budget_hammer import Arrivals, most_in_one_window
 from .redis_service import SpliceProcess, private_redis, worker
 from .servekit import I2G_SECRET, ServeProcess, wait_for
 from .test_ghl_connector import Sandbox, open_connection
-from .test_shared_budgets import LIMIT, WINDOW, Arrivals, most_in_one_window, sandbox
+from .test_shared_budgets import LIMIT, WINDOW, sandbox
 from .test_signatures import register_recipes
 from .test_worker import _send, _state
 
