@@ -3,7 +3,6 @@ by validate's checker, dynamic options from the sandboxes, save + register."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,27 +16,14 @@ from splice.builder.preview import preview
 from splice.builder.save import open_recipe, save_recipe
 from splice.errors import ConfigError, DocumentError, InputError
 from splice.plugins import get_registry
-from splice.run.demo import CONNECTIONS, Sandboxes, ensure_connection
 from splice.store import registry as reg
-from splice.store.database import Store
 from splice.web.builder_form import data_to_form, form_to_data
 
 from .conftest import ROOT, invoke
+from .test_verify import world  # noqa: F401 - the fixture: both sandboxes, both connections
 
 RECIPES = sorted((ROOT / "recipes").glob("*.yaml"))
 TAGS = ROOT / "recipes" / "ghl_tags_to_invoice2go.yaml"
-
-
-@pytest.fixture
-def world() -> Iterator[tuple[Sandboxes, Store]]:
-    registry = get_registry()
-    with Sandboxes(registry, None) as sandboxes:
-        store = Store.open()
-        for cid, name in CONNECTIONS.items():
-            connector = sandboxes.connectors[cid]
-            ensure_connection(store, connector, name, sandboxes, connector.scopes)
-        yield sandboxes, store
-        store.close()
 
 
 @pytest.mark.parametrize("path", RECIPES, ids=[p.name for p in RECIPES])
@@ -110,7 +96,7 @@ def test_one_field_is_checked_with_validates_checker() -> None:
     assert check_recipe(registry, None, data) == []
 
 
-def test_dynamic_options_are_real_records_of_the_connection(world: Any) -> None:
+def test_dynamic_options_are_real_records_of_the_connection(world: Any) -> None:  # noqa: F811
     sandboxes, store = world
     registry = get_registry()
     assert option_fields(registry, "invoice2go.list_invoices")["client_id"] == \
@@ -131,7 +117,7 @@ def test_dynamic_options_are_real_records_of_the_connection(world: Any) -> None:
         field_options(registry, store, "invoice2go.add_invoice_tags", "tags", "my-invoice2go")
 
 
-def test_preview_reads_for_real_and_writes_nothing(world: Any) -> None:
+def test_preview_reads_for_real_and_writes_nothing(world: Any) -> None:  # noqa: F811
     sandboxes, store = world
     data = read_data(TAGS.read_text(), str(TAGS))
     before = sandboxes.state("invoice2go")
@@ -146,7 +132,7 @@ def test_preview_reads_for_real_and_writes_nothing(world: Any) -> None:
         {k: v for k, v in before.items() if k != "now"}
 
 
-def test_save_validates_writes_and_registers(world: Any, tmp_path: Path) -> None:
+def test_save_validates_writes_and_registers(world: Any, tmp_path: Path) -> None:  # noqa: F811
     _sandboxes, store = world
     registry = get_registry()
     data = {"name": "Clients from tags", "trigger": {"use": "ghl_users.tag_updated",
