@@ -324,7 +324,9 @@ def test_the_list_shows_a_refused_version_with_its_file_line_and_column(
     assert dashboard.cli("recipes", "add", str(copy)).returncode == 0
     [row] = reg.list_all(dashboard.store)
     text = TAGS.read_text().replace('client_id: "{{ item.id }}"', 'client_id: "{{ item.id }"')
-    copy.write_text(text)  # serve notices the file and refuses the new version
+    staged = tmp_path / "tags.yaml.new"  # replaced at once: serve never reads half a file
+    staged.write_text(text)
+    staged.replace(copy)  # serve notices the file and refuses the new version
     wait_for(lambda: reg.get(dashboard.store, row.id).status == "invalid", timeout=20)
     http, _csrf = signed_in(dashboard)
     html = http.get("/recipes").text
