@@ -180,6 +180,40 @@ class CallResult:
 OnRequest = Callable[[httpx.Request, "httpx.Response | None", Attempt], None]
 
 
+class _NoCookies(httpx.Cookies):
+    """A cookie jar that keeps nothing (see :class:`StatelessClient`)."""
+
+    def extract_cookies(self, response: httpx.Response) -> None:
+        return None
+
+    def set(self, name: str, value: str, domain: str = "", path: str = "/") -> None:
+        raise ValueError("splice's API clients keep no cookies")
+
+
+class StatelessClient(httpx.Client):
+    """An ``httpx.Client`` that keeps no cookies.
+
+    A connection authenticates every request with what its manifest declares (a header, a
+    token, a query parameter) and nothing else: a ``Set-Cookie`` from an API is not stored,
+    so no request carries state the recipe did not ask for (nor a session cookie into the
+    run records). It also skips httpx's cookie bookkeeping on every response (a
+    ``urllib`` request shim and a header parse: ~6% of a POST's CPU).
+    """
+
+    _no_cookies: httpx.Cookies | None = None
+
+    @property  # type: ignore[override]
+    def cookies(self) -> httpx.Cookies:
+        if self._no_cookies is None:
+            self._no_cookies = _NoCookies()
+        return self._no_cookies
+
+    @cookies.setter
+    def cookies(self, cookies: Any) -> None:
+        if cookies:
+            raise ValueError("splice's API clients keep no cookies")
+
+
 class ApiClient:
     """One httpx client per connection: auth, timeouts, rate budget, retries, error mapping.
 
@@ -208,7 +242,7 @@ class ApiClient:
         self.base_url = base_url
         timeouts = {**DEFAULT_TIMEOUTS, **connector.timeouts}
         self.timeout = httpx.Timeout(**timeouts)
-        self.client = httpx.Client(auth=auth, timeout=self.timeout, verify=tls_context(),
+        self.client = StatelessClient(auth=auth, timeout=self.timeout, verify=tls_context(),
                                    transport=transport, follow_redirects=False,
                                    headers={"User-Agent": "splice/0.1"})
         self.sleep = sleep
