@@ -16,7 +16,7 @@ import json
 import re
 import ssl
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -153,11 +153,14 @@ class PreparedCall:
     json_body: Any = MISSING
     form_body: dict[str, str] | None = None
     files: list[FilePart] | None = None   # multipart: file parts (form_body: the fields)
+    content: bytes | None = field(default=None, repr=False)  # json_body, encoded once
 
     def to_request(self) -> httpx.Request:
         kwargs: dict[str, Any] = {"params": self.params or None, "headers": self.headers}
         if self.json_body is not MISSING:
-            kwargs["content"] = encode_json(self.json_body)  # orjson (splice.http.body)
+            if self.content is None:
+                self.content = encode_json(self.json_body)  # orjson (splice.http.body)
+            kwargs["content"] = self.content
         elif self.files is not None:
             kwargs["data"] = self.form_body or {}
             # a list keeps one part per entry, even for an empty field set
@@ -191,10 +194,10 @@ def prepare_call(op: Operation, connector: Connector, payload: Mapping[str, Any]
     """Build the request for ``op`` from a validated payload (refused whole, before anything
     is sent, when it is too big or would leave the base URL)."""
     limit = max_request_bytes()
-    if json_size([payload, rendered_headers, rendered_query,
-                  None if rendered_body is MISSING else rendered_body], limit) > limit:
-        raise RequestError(f"{op.ref}: the request would be larger than {limit:,} bytes; "
-                           f"nothing was sent (limit: {MAX_REQUEST_ENV})")
+    json_body = op.body_encoding not in ("form", "multipart")
+    if not json_body and json_size([payload, rendered_headers, rendered_query, None if
+                                    rendered_body is MISSING else rendered_body], limit) > limit:
+        raise _too_big(op, limit)
     used = set(op.path_params)
 
     def fill(match: Any) -> str:
@@ -237,7 +240,20 @@ def prepare_call(op: Operation, connector: Connector, payload: Mapping[str, Any]
                                   if v is not None}
             else:
                 call.json_body = body
+                try:
+                    call.content = encode_json(body)
+                except (TypeError, ValueError) as exc:
+                    raise RequestError(f"{op.ref}: the request cannot be built "
+                                       f"({type(exc).__name__}); nothing was sent") from None
+    if json_body and len(url) + len(call.content or b"") + sum(
+            len(k) + len(v) + 4 for k, v in (*headers.items(), *params.items())) > limit:
+        raise _too_big(op, limit)  # what would be sent, measured exactly
     return call
+
+
+def _too_big(op: Operation, limit: int) -> RequestError:
+    return RequestError(f"{op.ref}: the request would be larger than {limit:,} bytes; "
+                        f"nothing was sent (limit: {MAX_REQUEST_ENV})")
 
 
 def dig(data: Any, path: str) -> Any:
