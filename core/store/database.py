@@ -29,7 +29,7 @@ import os
 import re
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -174,6 +174,7 @@ class Store(SeenKeysMixin, QueueMixin, LedgerMixin):
         self._box_lock = threading.Lock()
         self._local = threading.local()
         self._pid = os.getpid()
+        self._gate = self._new_gate()
 
     @classmethod
     def open(cls, url: str | None = None, *, box: SecretBox | None = None) -> Store:
@@ -235,7 +236,34 @@ class Store(SeenKeysMixin, QueueMixin, LedgerMixin):
         if os.getpid() != self._pid:  # forked: never reuse the parent's pooled connections
             self.engine.dispose(close=False)
             self._pid = os.getpid()
+            self._gate = self._new_gate()  # (a parent's thread may have held it)
         return getattr(self._local, "conn", None)
+
+    def _new_gate(self) -> threading.RLock | None:
+        url = self.engine.url
+        if url.get_backend_name() != "sqlite" or self.single_connection:
+            return None
+        return threading.RLock()
+
+    @contextmanager
+    def write_gate(self) -> Iterator[None]:
+        """Where this process's threads take a SQLite file's write lock in turn.
+
+        A thread whose ``BEGIN IMMEDIATE`` finds another thread's write transaction open
+        would poll in SQLite's busy handler, sleeping 1, 2, 5 ... ms between tries (a run's
+        page claim waiting for the group commit on the committer thread lost ~1 ms each
+        time); here it wakes as soon as the other one ends. Other processes still queue in
+        SQLite (``busy_timeout``); PostgreSQL and in-memory databases need no gate."""
+        gate = self._gate
+        if gate is None:
+            yield
+            return
+        got = gate.acquire(timeout=busy_timeout())  # else: SQLite's own wait decides
+        try:
+            yield
+        finally:
+            if got:
+                gate.release()
 
     @contextmanager
     def _tx(self, write: bool, durable: bool = False) -> Iterator[Connection]:
@@ -250,7 +278,7 @@ class Store(SeenKeysMixin, QueueMixin, LedgerMixin):
                 if durable:
                     set_synchronous(conn, "FULL")
                 try:
-                    with conn.begin():
+                    with self.write_gate() if write else nullcontext(), conn.begin():
                         if durable and conn.dialect.name == "postgresql":
                             conn.exec_driver_sql("SET LOCAL synchronous_commit = on")
                         yield conn
@@ -276,7 +304,7 @@ class Store(SeenKeysMixin, QueueMixin, LedgerMixin):
         try:
             with self.engine.connect() as conn:
                 conn.execution_options(splice_write=True)
-                with conn.begin():
+                with self.write_gate(), conn.begin():
                     self._local.conn = conn
                     try:
                         yield

@@ -141,14 +141,15 @@ class DeliveryWriter:
         cursor = self._raw.cursor()
         stamp = sqlite_time(now())
         try:
-            cursor.execute("BEGIN IMMEDIATE")
-            out = []
-            for d in deliveries:
-                cursor.execute(self._SQL, (d.connection, d.delivery_id, d.event_type, d.body,
-                                           d.status, d.outcome, stamp,
-                                           None if d.outcome is None else stamp))
-                out.append(cursor.rowcount == 1)
-            cursor.execute("COMMIT")
+            with self.store.write_gate():
+                cursor.execute("BEGIN IMMEDIATE")
+                out = []
+                for d in deliveries:
+                    cursor.execute(self._SQL, (d.connection, d.delivery_id, d.event_type,
+                                               d.body, d.status, d.outcome, stamp,
+                                               None if d.outcome is None else stamp))
+                    out.append(cursor.rowcount == 1)
+                cursor.execute("COMMIT")
             return out
         except BaseException:
             try:

@@ -77,6 +77,9 @@ class SeenKeysMixin:
     def _ambient(self) -> Connection | None:
         raise NotImplementedError
 
+    def write_gate(self) -> AbstractContextManager[None]:
+        raise NotImplementedError
+
     def batch(self) -> AbstractContextManager[None]:
         raise NotImplementedError
 
@@ -132,14 +135,15 @@ class SeenKeysMixin:
         raw = self.engine.raw_connection()
         try:
             cursor = raw.driver_connection.cursor()  # type: ignore[union-attr]
-            cursor.execute("BEGIN IMMEDIATE")
-            try:
-                added = _insert_seen(cursor.execute, True, recipe, trigger, keys)
-                cursor.execute(_SAVE_CHECKPOINT, state)
-                cursor.execute("COMMIT")
-            except BaseException:
-                cursor.execute("ROLLBACK")
-                raise
+            with self.write_gate():
+                cursor.execute("BEGIN IMMEDIATE")
+                try:
+                    added = _insert_seen(cursor.execute, True, recipe, trigger, keys)
+                    cursor.execute(_SAVE_CHECKPOINT, state)
+                    cursor.execute("COMMIT")
+                except BaseException:
+                    cursor.execute("ROLLBACK")
+                    raise
         finally:
             raw.close()
         return added
