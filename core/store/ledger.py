@@ -22,9 +22,10 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 
 from ..secrets import REDACTOR, redact_headers
+from .bulk import UPDATE_FROM, row_statements
 from .tables import (
     NO_ITEM,
     RUN_COUNTERS,
@@ -276,9 +277,29 @@ def _sqlite_rows(table: sa.Table, names: list[str], rows: list[dict[str, Any]]
     return out
 
 
-def _sqlite_upserts(conn: Connection, keys: list[dict[str, Any]],
-                    steps: list[dict[str, Any]]) -> None:
+Statements = list[tuple[str, Any]]  # (SQL, parameters) for ``exec_driver_sql``
+
+
+def _sqlite_group(group: list[PendingEvent], ids: dict[int, int | None], stamp: datetime,
+                  inserted: dict[int, int]) -> Statements:
+    """A group commit's statements on SQLite, built before the write lock is taken (event
+    statuses, idempotency keys, step results; events just ``inserted`` have their status)."""
+    when = sqlite_time(stamp)
+    statuses = [(ids[id(p)], p.status, _redact_text(p.error), p.attempts,
+                 sqlite_time(p.next_attempt_at), p.error_class, p.run_id)
+                for p in group if p.changed and id(p) not in inserted]
+    keys = [{"key": key, "event_id": ids[id(p)], "step_index": step, "item_index": item,
+             "status": status, "created_at": stamp,
+             "completed_at": stamp if status == "done" else None}
+            for p in group for key, (step, item, status) in p.keys.items()]
+    steps = [_step_row(ids[id(p)], step, item, values, stamp, True)
+             for p in group for (step, item), values in p.steps.items()]
+    return [*_status_statements(statuses, when), *_upsert_statements(keys, steps)]
+
+
+def _upsert_statements(keys: list[dict[str, Any]], steps: list[dict[str, Any]]) -> Statements:
     """``_upsert_key`` and ``_upsert_step`` for SQLite at the driver level."""
+    out: Statements = []
     for table, rows, unique, update in (
             (idempotency_keys, keys, ("key",), {
                 "status": "CASE WHEN status = 'done' THEN status ELSE excluded.status END",
@@ -290,12 +311,30 @@ def _sqlite_upserts(conn: Connection, keys: list[dict[str, Any]],
         names = list(rows[0])
         sets = update or {n: f"excluded.{_quoted(n)}" for n in names
                           if n not in unique and n != "id"}
-        conn.exec_driver_sql(
-            f"INSERT INTO {table.name} ({', '.join(_quoted(n) for n in names)}) "
-            f"VALUES ({', '.join('?' for _ in names)}) "
+        out += row_statements(
+            f"INSERT INTO {table.name} ({', '.join(_quoted(n) for n in names)})",
             f"ON CONFLICT ({', '.join(_quoted(n) for n in unique)}) DO UPDATE SET "
             + ", ".join(f"{_quoted(n)} = {expr}" for n, expr in sets.items()),
             _sqlite_rows(table, names, rows))
+    return out
+
+
+def _status_statements(rows: list[tuple[Any, ...]], when: str | None) -> Statements:
+    """Event statuses on SQLite: one ``UPDATE ... FROM (VALUES ...)`` per chunk (rows are
+    ``(id, status, last_error, attempts added, next_attempt_at, error_class, run_id)``)."""
+    if not rows:
+        return []
+    if not UPDATE_FROM or len({row[0] for row in rows}) < len(rows):
+        # SQLite before 3.33, or one event twice (applied in order): a statement a row
+        return [("UPDATE events SET status = ?, last_error = ?, updated_at = ?, "
+                 "attempts = attempts + ?, next_attempt_at = ?, error_class = ?, "
+                 "run_id = coalesce(?, run_id) WHERE id = ?",
+                 [(*row[1:3], when, *row[3:], row[0]) for row in rows])]
+    return row_statements(
+        "UPDATE events SET status = v.column2, last_error = v.column3, updated_at = ?1, "
+        "attempts = events.attempts + v.column4, next_attempt_at = v.column5, "
+        "error_class = v.column6, run_id = coalesce(v.column7, events.run_id) FROM (",
+        ") AS v WHERE events.id = v.column1", rows, first=(when,))
 
 
 def _choice(value: str, allowed: tuple[str, ...], what: str) -> str:
@@ -313,6 +352,8 @@ def _redact_text(text: str | None) -> str | None:
 
 class LedgerMixin:
     """Ledger methods of ``splice.state.Store`` (which provides the transactions)."""
+
+    engine: Engine
 
     def _read(self) -> AbstractContextManager[Connection]:
         raise NotImplementedError
@@ -396,55 +437,58 @@ class LedgerMixin:
         ONE transaction: new events with their seen keys, step results, idempotency keys and
         event statuses. Ids of new events are set on them once the commit succeeded.
 
-        This is the run's group commit (see ``splice.journal``): a few executemany statements
-        for the whole group instead of several transactions an event.
+        This is the run's group commit (see ``splice.journal``): a few statements for the
+        whole group instead of several transactions an event. On SQLite they are multi-row
+        driver statements built before the write lock is taken, so the transaction holds the
+        lock only while SQLite works (the run's next page claim waits for it).
         """
         assigned: dict[int, int] = {}
+        stamp = now()
+        sqlite = self.engine.dialect.name == "sqlite"
+        ready = None
+        if sqlite and all(p.id is not None for p in group):  # claimed events: the hot path
+            ready = _sqlite_group(group, {id(p): p.id for p in group}, stamp, assigned)
         with self._write() as conn:
             new = [p for p in group if p.id is None]
-            stamp = now()
             if new:
                 assigned = self._insert_events(conn, recipe, trigger, new, stamp)
             ids = {id(p): assigned.get(id(p), p.id) for p in group}
-            changed = [p for p in group if p.changed and id(p) not in assigned]
-            if changed and conn.dialect.name == "sqlite":  # the hot path: driver executemany
-                when = sqlite_time(stamp)
-                conn.exec_driver_sql(
-                    "UPDATE events SET status = ?, last_error = ?, updated_at = ?, "
-                    "attempts = attempts + ?, next_attempt_at = ?, error_class = ?, "
-                    "run_id = coalesce(?, run_id) WHERE id = ?",
-                    [(p.status, _redact_text(p.error), when, p.attempts,
-                      sqlite_time(p.next_attempt_at), p.error_class, p.run_id, ids[id(p)])
-                     for p in changed])
-            elif changed:
-                conn.execute(_event_status_stmt(conn), [
-                    {"b_id": ids[id(p)], "b_status": p.status, "b_error": _redact_text(p.error),
-                     "b_now": stamp, "b_inc": p.attempts, "b_run": p.run_id,
-                     "b_next": p.next_attempt_at, "b_class": p.error_class} for p in changed])
+            if sqlite:
+                for sql, params in ready or _sqlite_group(group, ids, stamp, assigned):
+                    conn.exec_driver_sql(sql, params)
+            else:
+                self._write_rows(conn, group, ids, stamp, assigned)
             dead = [i for p in group if p.changed and p.status == "dead"
                     and (i := ids[id(p)]) is not None]
             if dead:
                 self._write_dead_letters(conn, dead, stamp)
-            keys = [{"key": key, "event_id": ids[id(p)], "step_index": step, "item_index": item,
-                     "status": status, "created_at": stamp,
-                     "completed_at": stamp if status == "done" else None}
-                    for p in group for key, (step, item, status) in p.keys.items()]
-            sqlite = conn.dialect.name == "sqlite"
-            steps = [_step_row(ids[id(p)], step, item, values, stamp, sqlite)
-                     for p in group for (step, item), values in p.steps.items()]
-            if sqlite:  # the hot path: plain driver executemany
-                _sqlite_upserts(conn, keys, steps)
-            else:
-                if keys:
-                    conn.execute(prebuilt(conn, "upsert_keys", _upsert_key), keys)
-                if steps:
-                    conn.execute(prebuilt(conn, "upsert_step", _upsert_step), steps)
             if checkpoint is not MISSING_CHECKPOINT:
                 self._upsert_trigger(conn, recipe, trigger, checkpoint=checkpoint)
         for p in group:
             if id(p) in assigned:
                 p.id = assigned[id(p)]
             p.written()
+
+    def _write_rows(self, conn: Connection, group: list[PendingEvent],
+                    ids: dict[int, int | None], stamp: datetime, inserted: dict[int, int]
+                    ) -> None:
+        """Event statuses, idempotency keys and step results through SQLAlchemy (not SQLite)."""
+        changed = [p for p in group if p.changed and id(p) not in inserted]
+        if changed:
+            conn.execute(_event_status_stmt(conn), [
+                {"b_id": ids[id(p)], "b_status": p.status, "b_error": _redact_text(p.error),
+                 "b_now": stamp, "b_inc": p.attempts, "b_run": p.run_id,
+                 "b_next": p.next_attempt_at, "b_class": p.error_class} for p in changed])
+        keys = [{"key": key, "event_id": ids[id(p)], "step_index": step, "item_index": item,
+                 "status": status, "created_at": stamp,
+                 "completed_at": stamp if status == "done" else None}
+                for p in group for key, (step, item, status) in p.keys.items()]
+        if keys:
+            conn.execute(prebuilt(conn, "upsert_keys", _upsert_key), keys)
+        steps = [_step_row(ids[id(p)], step, item, values, stamp)
+                 for p in group for (step, item), values in p.steps.items()]
+        if steps:
+            conn.execute(prebuilt(conn, "upsert_step", _upsert_step), steps)
 
     def _insert_events(self, conn: Connection, recipe: str, trigger: str,
                        new: list[PendingEvent], stamp: datetime) -> dict[int, int]:

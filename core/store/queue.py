@@ -25,6 +25,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from ..secrets import REDACTOR
+from .bulk import execute_rows
 from .leases import leases
 from .ledger import DeadLetter, EventRecord
 from .tables import (
@@ -273,8 +274,8 @@ def _claim_sqlite(conn: Connection, by_stored: dict[str, tuple[str, Any]],
                   rows: list[dict[str, Any]]) -> dict[str, int]:
     """``claim_new_events`` on SQLite, where the write transaction (``BEGIN IMMEDIATE``)
     holds the database's write lock: nobody else inserts between the read of the keys that
-    exist and the insert of the others, which are numbered here and inserted with one driver
-    executemany (the hot path of a poll: no per-row SQLAlchemy processing)."""
+    exist and the insert of the others, which are numbered here and inserted with multi-row
+    driver statements (the hot path of a poll: no per-row SQLAlchemy processing)."""
     recipe, trigger = rows[0]["recipe"], rows[0]["trigger"]
     keys = list(by_stored)
     existing: set[str] = set()
@@ -288,11 +289,12 @@ def _claim_sqlite(conn: Connection, by_stored: dict[str, tuple[str, Any]],
         return {}
     top = int(conn.exec_driver_sql("SELECT coalesce(max(id), 0) FROM events").scalar_one())
     when = sqlite_time(fresh[0]["created_at"])
-    conn.exec_driver_sql(
+    execute_rows(
+        conn.exec_driver_sql,
         "INSERT INTO events (id, recipe, trigger, key, payload, status, attempts, run_id, "
-        "created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?)",
-        [(top + n, recipe, trigger, row["key"], json_dumps(row["payload"]), row["run_id"],
-          when, when) for n, row in enumerate(fresh, start=1)])
+        "created_at, updated_at)", "",
+        [(top + n, recipe, trigger, row["key"], json_dumps(row["payload"]), "pending", 0,
+          row["run_id"], when, when) for n, row in enumerate(fresh, start=1)])
     return {by_stored[row["key"]][0]: top + n for n, row in enumerate(fresh, start=1)}
 
 
