@@ -200,9 +200,11 @@ class Journal:
                 self._wait()
 
     def in_flight(self) -> frozenset[str]:
-        """Keys of new events whose group is being committed (not visible in the ledger
-        yet, so not unseen either)."""
-        return self._in_flight
+        """Keys of new events not in the ledger yet (their group is being committed or not
+        handed over yet), so not unseen either."""
+        with self._lock:
+            waiting = [e.key for e in self._dirty.values() if e.id is None]
+            return self._in_flight.union(waiting) if waiting else self._in_flight
 
     def _write(self, group: list[PendingEvent], checkpoint: Any, segment: Path | None) -> None:
         if self._failed is not None:  # an earlier group failed: keep the order, write nothing
