@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from splice.errors import DocumentError
-from splice.model.documents import _Loader, parse_document
+from splice.model.documents import Limits, _Loader, parse_document
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = sorted([*ROOT.glob("connectors/*/*.yaml"), *ROOT.glob("recipes/*.yaml"),
@@ -80,3 +80,24 @@ def test_duplicate_keys_are_refused_with_their_line(text: str, line: int) -> Non
         parse_document(text, "dup.yaml")
     problem = caught.value.problems[0]
     assert problem.line == line and "duplicate key" in problem.message
+
+
+def test_parsing_leaves_the_garbage_collector_as_it_was() -> None:
+    """Composing pauses the cyclic collector; it is on again afterwards, also after a refusal,
+    and stays off where the process had turned it off."""
+    import gc
+
+    text = (ROOT / "connectors/invoice2go/manifest.yaml").read_text()
+    assert gc.isenabled()
+    assert parse_document(text, "m.yaml").data["id"] == "invoice2go"
+    assert gc.isenabled()
+    with pytest.raises(DocumentError):
+        parse_document("a: &a [x, x]\nb: [*a, *a, *a]\n" + "c: {d: *a}\n", "m.yaml",
+                       Limits(max_nodes=5))
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        parse_document(text, "m.yaml")
+        assert not gc.isenabled()
+    finally:
+        gc.enable()

@@ -15,7 +15,13 @@ from pathlib import Path
 import pytest
 
 from splice.errors import DocumentError
-from splice.model.documents import Limits, load_document, parse_document
+from splice.model.documents import (
+    _SCAN_ABOVE,
+    Limits,
+    _node_bound,
+    load_document,
+    parse_document,
+)
 from splice.model.manifest import load_manifest
 from splice.model.recipe import load_recipe
 
@@ -102,6 +108,30 @@ def test_a_50mb_recipe_is_refused_unread(tmp_path):
     assert result.errors == [f"error: {path}:1:1: the file is larger than 5,000,000 bytes "
                              "(limit: SPLICE_MAX_DOCUMENT_BYTES)"]
     assert result.cpu < 2.0 and result.seconds < 10 and result.rss_mb < 200, result
+
+
+@pytest.mark.parametrize("case", ["alias bomb", "YAML nested 150 deep", "list key", "NUL"])
+def test_a_long_document_is_refused_as_a_short_one(case):
+    """Over 64 KB a document is counted before it is composed unless its characters bound
+    its values within the limit; a bounded one meets the same refusals as a short text."""
+    name, text, message, position = BOMBS[case]
+    padded = text + "#" + "x" * 70_000 + "\n"
+    assert len(padded) > _SCAN_ABOVE and _node_bound(padded) <= Limits().max_nodes
+    with pytest.raises(DocumentError) as caught:
+        parse_document(padded, name)
+    assert str(caught.value).startswith(f"{name}:{position}: ") and message in str(caught.value)
+
+
+def test_a_long_document_over_its_bound_is_counted_before_composing():
+    text = "k: [" + ",".join(["1"] * 40_000) + "]\n"  # 80 KB, bound 120,001 values
+    limits = Limits(max_nodes=30_000)
+    assert len(text) > _SCAN_ABOVE and _node_bound(text) > limits.max_nodes
+    with pytest.raises(DocumentError) as caught:
+        parse_document(text, "r.yaml", limits)
+    # the event count's position (it counts the key too): the 30,001st value is item 29,998
+    assert str(caught.value) == ("r.yaml:1:59999: the document holds more than 30,000 values "
+                                 "(limit: SPLICE_MAX_DOCUMENT_NODES)")
+    assert parse_document(text, "r.yaml", Limits(max_nodes=40_003)).data["k"][-1] == 1
 
 
 def test_limits_have_overrides(monkeypatch, tmp_path):

@@ -26,7 +26,13 @@ from hypothesis import strategies as st
 from splice.errors import DocumentError, SpliceError
 from splice.mapping.bounds import json_size
 from splice.mapping.templates import TemplateEngine
-from splice.model.documents import Document, load_document, parse_document
+from splice.model.documents import (
+    Document,
+    _Loader,
+    _node_bound,
+    load_document,
+    parse_document,
+)
 from splice.model.manifest import check_manifest
 from splice.model.recipe import recipe_from_document
 
@@ -93,6 +99,46 @@ def test_mutated_real_documents_load_or_fail_with_a_located_error(index, edits):
         at %= len(text) + 1
         text = text[:at] + insert + text[at + cut:]
     _load(text, "mutated.yaml")
+
+
+def _values_counted(text: str) -> int:
+    """The values (node events) a full pass over ``text`` meets before any error."""
+    loader = _Loader(text)
+    count = 0
+    try:
+        while loader.check_event():
+            count += isinstance(loader.get_event(), yaml.NodeEvent)
+    except yaml.YAMLError:
+        pass
+    finally:
+        loader.dispose()
+    return count
+
+
+TOKENS = st.sampled_from(["- ", ": ", "? ", "\n", "\n  ", "\n- ", "\n? ", "\n: ", "&a ",
+                          "*a ", "---\n", "--- ", "...\n", "!!str ", "<<: ", "|\n ", ">\n ",
+                          "[a: b]", "{a: ", "x: ", "%YAML 1.1\n", '"q"', "'s'", ", ", "? - ",
+                          ": - ", "- ? ", "- : ", "[?, :]", "{? : }"])
+
+
+@SETTINGS
+@given(st.lists(st.one_of(YAML_CHARS, TOKENS), max_size=80).map("".join))
+def test_the_node_bound_holds_for_any_text(text):
+    """A long document skips the counting pass when this bound is within the limit: it must
+    never be below what the pass would count."""
+    assert _values_counted(text) <= _node_bound(text)
+
+
+@SETTINGS
+@given(st.sampled_from(range(len(REAL))), st.lists(st.tuples(
+    st.integers(0, 10_000), st.integers(0, 3), st.lists(st.one_of(YAML_CHARS, TOKENS),
+                                                        max_size=4).map("".join)), max_size=6))
+def test_the_node_bound_holds_for_mutated_real_documents(index, edits):
+    text = REAL[index]
+    for at, cut, insert in edits:
+        at %= len(text) + 1
+        text = text[:at] + insert + text[at + cut:]
+    assert _values_counted(text) <= _node_bound(text)
 
 
 @SETTINGS

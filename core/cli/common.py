@@ -12,11 +12,14 @@ import json
 import logging
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from ..errors import DocumentError, SpliceError
+
+if TYPE_CHECKING:
+    from ..store.connection_state import ConnectionState
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -122,20 +125,38 @@ def template_engine(registry: Any) -> Any:
 
 
 
-def load_plan(path: str, registry: Any, store: Any | None) -> Any:
+def connection_state(store: Any | None = None) -> ConnectionState:
+    """Every connection and the endpoints disabled per connection: from ``store``; without one,
+    from the SQLite state file when it is current (no SQLAlchemy import, nothing written),
+    else from the store opened as :func:`open_store` does (creating, upgrading or refusing
+    the database, or reporting its fault, as every command does)."""
+    from ..store.connection_state import ConnectionState, read_connection_state
+
+    if store is None:
+        state = read_connection_state()
+        if state is not None:
+            return state
+        store = open_store()
+    from ..store.endpoints import disabled_by_connection
+
+    return ConnectionState({c.name: c for c in store.list_connections()},
+                           disabled_by_connection(store))
+
+
+def load_plan(path: str, registry: Any, store: Any | None, *,
+              state: ConnectionState | None = None) -> Any:
+    """The checked plan of the recipe at ``path``; its connections are checked against
+    ``state`` (a :func:`connection_state`), else the ``store``'s, else not at all."""
     from ..model.recipe import load_recipe
     from ..run.plan import build_plan
 
     recipe = load_recipe(path)
-    connections = disabled = None
-    if store is not None:
-        from ..store.endpoints import disabled_by_connection
-
-        connections = {c.name: c for c in store.list_connections()}
-        disabled = disabled_by_connection(store)
+    if state is None and store is not None:
+        state = connection_state(store)
+    connections = None if state is None else state.connections
+    disabled = None if state is None else state.disabled
     return build_plan(recipe, registry, template_engine(registry), connections=connections,
                       disabled=disabled)
-
 
 
 class DryRunStream:

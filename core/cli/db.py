@@ -17,9 +17,9 @@ def _engine() -> Iterator[Any]:
     """The state database's engine, without opening it as a Store (which would migrate)."""
     import sqlalchemy as sa
 
-    from ..store.database import database_url
     from ..store.engine import create_engine
     from ..store.faults import describe_location, storage_error
+    from ..store.settings import database_url
 
     engine = create_engine(database_url())
     try:

@@ -14,6 +14,7 @@ from .common import (
     EXIT_BAD_INPUT,
     EXIT_FAILED,
     DryRunStream,
+    connection_state,
     console,
     esc,
     handle_errors,
@@ -55,12 +56,15 @@ def validate(recipes: tuple[str, ...], skip_connections: bool, budget: bool,
     if as_json and not budget:
         raise InputError("--json goes with --budget")
     registry = load_registry()
-    store = None if skip_connections else open_store()
+    # --budget reads the run ledger too (the store); without it the connections are all
+    # validate reads, straight from the state file when it is current
+    store = open_store() if budget and not skip_connections else None
+    state = None if skip_connections else connection_state(store)
     problems = []
     plans = []
     for path in recipes:
         try:
-            plan = load_plan(path, registry, store)
+            plan = load_plan(path, registry, None, state=state)
             plans.append((plan.recipe.id, plan.recipe.name, plan))
             if not as_json:
                 click.echo(f"{path}: ok")

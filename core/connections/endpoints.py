@@ -3,7 +3,9 @@
 An *endpoint* is one of the connector's operations or triggers, named by its id (the two
 share one namespace within a connector). A connection's endpoints are all enabled until
 ``splice connections endpoints CONN --disable OP`` (or the dashboard's toggle) disables one;
-the state lives in the ``disabled_endpoints`` table (:mod:`splice.store.endpoints`).
+the state lives in the ``disabled_endpoints`` table (:mod:`splice.store.endpoints`, imported
+only where a function reads or writes it: plans import this module, and ``splice validate``
+does not import SQLAlchemy).
 
 A disabled endpoint is refused everywhere with the same words (:func:`refusal`):
 ``splice validate``/``run``/``test`` and serve's recipe loading (the plan's connection check,
@@ -22,7 +24,6 @@ from typing import Any
 from ..errors import ConfigError, InputError
 from ..model.manifest import Connector
 from ..model.schema import did_you_mean
-from ..store import endpoints as table
 
 __all__ = ["Endpoint", "check_enabled", "disabled_in", "endpoint_ids", "list_endpoints",
            "refusal", "resolve", "set_enabled"]
@@ -132,8 +133,11 @@ def check_enabled(store: Any, connector: Connector, connection: str | None,
     ``endpoint_id``; ``disabled`` saves the lookup when the caller has it."""
     if connection is None:
         return
-    off = table.disabled(store, connection) if disabled is None else disabled
-    blocked = disabled_in(connector, endpoint_id, off)
+    if disabled is None:
+        from ..store.endpoints import disabled as stored
+
+        disabled = stored(store, connection)
+    blocked = disabled_in(connector, endpoint_id, disabled)
     if blocked is not None:
         raise ConfigError(refusal(connector, connection, endpoint_id, blocked))
 
@@ -145,5 +149,7 @@ def set_enabled(store: Any, connector: Connector, record: Any, name: str,
     if record.connector != connector.id:
         raise ConfigError(f"connection '{record.name}' is for connector '{record.connector}', "
                           f"not '{connector.id}'")
+    from ..store import endpoints as table
+
     endpoint_id = resolve(connector, name)
     return endpoint_id, table.set_enabled(store, record.name, endpoint_id, enabled)

@@ -20,9 +20,11 @@ Mapping keys are always text: a scalar key is kept as written (``1:`` is the key
 
 from __future__ import annotations
 
+import gc
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,7 +38,9 @@ JsonPath = tuple[str | int, ...]
 MAX_BYTES_ENV = "SPLICE_MAX_DOCUMENT_BYTES"
 MAX_NODES_ENV = "SPLICE_MAX_DOCUMENT_NODES"
 MAX_DEPTH_ENV = "SPLICE_MAX_DOCUMENT_DEPTH"
-_SCAN_ABOVE = 64_000  # smaller texts cannot hold enough nodes to matter before composing
+# smaller texts cannot hold enough nodes to matter before composing; larger ones are counted
+# first (an event pass, ~60 ms a MB) unless a bound from character counts is within the limit
+_SCAN_ABOVE = 64_000
 
 
 @dataclass(frozen=True)
@@ -223,6 +227,24 @@ def _scan(text: str, path: str, limits: Limits) -> None:
         loader.dispose()
 
 
+def _node_bound(text: str) -> int:
+    """An upper bound on the values :func:`_scan` would count in ``text`` (every document of
+    the stream, an alias counting one), from character counts alone (~2.5 ms a MB).
+
+    Every value is a document's root, a list item, or a mapping key or value. Documents: the
+    first, then one per ``---`` marker (libyaml lets only the first document go without one).
+    Items of a block list: one ``-`` indicator each (and a marker's dashes are no indicator).
+    Items of a flow list: at most its commas plus one, so at most the ``,`` and ``[`` of the
+    text. Mapping entries (two values each): a block entry has a ``?`` or ``:`` indicator, as
+    has the single-pair mapping inside a flow list (``[a: b]``); a flow mapping has at most
+    its commas plus one. Characters inside scalars only raise the bound.
+    """
+    count = text.count
+    commas = count(",")
+    return 1 + count("-") + count("[") + commas + \
+        2 * (count("?") + count(":") + commas + count("{"))
+
+
 def _alias_mark(text: str, index: int) -> Any:
     """The mark of the ``index``-th alias (0-based) of the document, in document order."""
     loader = _Loader(text)
@@ -297,6 +319,23 @@ def _walk(root: yaml.Node, doc: Document, text: str, limits: Limits, *,
         stack.extend(reversed(children))
 
 
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Compose and build without Python's cyclic garbage collector: they allocate tens of
+    thousands of objects that all stay alive (nothing for it to free), and its passes over
+    the growing heap cost ~20% of a large manifest's load. The document is bounded before
+    anything is composed, so is what the pause lets accumulate; the collector runs again
+    after it as before (if it was on)."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
 def parse_document(text: str, path: str, limits: Limits | None = None) -> Document:
     """Parse YAML or JSON text; every problem becomes a located :class:`DocumentError`."""
     limits = limits or Limits.from_env()
@@ -312,15 +351,16 @@ def parse_document(text: str, path: str, limits: Limits | None = None) -> Docume
         except RecursionError:
             pass  # too deep for json: the YAML pass below says where
     try:
-        if len(text) > _SCAN_ABOVE:
-            _scan(text, path, limits)
+        if len(text) > _SCAN_ABOVE and _node_bound(text) > limits.max_nodes:
+            _scan(text, path, limits)  # composing could hold too many nodes: count them first
         loader = _Loader(text)
         try:
-            node = loader.get_single_node()  # one parse: positions and data from the same nodes
-            doc = Document(path=path, data=None, source=text)
-            if node is not None:
-                _walk(node, doc, text, limits, record=False)
-                doc.data = _data(loader, node, {})  # (_walk bounded it first)
+            with _collector_paused():
+                node = loader.get_single_node()  # one parse: positions and data from the nodes
+                doc = Document(path=path, data=None, source=text)
+                if node is not None:
+                    _walk(node, doc, text, limits, record=False)
+                    doc.data = _data(loader, node, {})  # (_walk bounded it first)
         finally:
             loader.dispose()
     except yaml.MarkedYAMLError as exc:

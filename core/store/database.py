@@ -28,10 +28,8 @@ import hashlib
 import os
 import re
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -40,13 +38,15 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import StaticPool
 
 from ..errors import ConfigError, StorageError
-from ..secrets import REDACTOR, SecretBox, home
+from ..secrets import SecretBox, home
 from .engine import create_engine, set_synchronous
-from .faults import busy_timeout, describe_location, storage_error
+from .faults import describe_location, storage_error
 from .ledger import DeadLetter, EventRecord, LedgerMixin, RunRecord, StepResult
 from .migrations import migrate
 from .queue import QueueMixin
+from .records import ConnectionRecord, register_secrets
 from .seen import SeenKeysMixin
+from .settings import busy_timeout, database_url
 from .tables import (
     connections,
     dialect_insert,
@@ -71,7 +71,6 @@ __all__ = [
     "Store",
 ]
 
-URL_ENV = "SPLICE_DATABASE_URL"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,99}$")
 
 
@@ -86,52 +85,6 @@ _SECRET_CONFIG_KEYS = frozenset({
 })
 
 # --------------------------------------------------------------------------- records
-
-
-@dataclass(frozen=True)
-class ConnectionRecord:
-    """A stored connection. ``secret`` is decrypted on access and never shown by ``repr``."""
-
-    name: str
-    connector: str
-    auth_type: str
-    base_url: str | None
-    config: dict[str, Any]
-    version: int
-    created_at: datetime
-    updated_at: datetime
-    _ciphertext: bytes | None = field(default=None, repr=False, compare=False)
-    _box: Callable[[], SecretBox] | None = field(default=None, repr=False, compare=False)
-
-    @property
-    def secret(self) -> dict[str, Any]:
-        """The decrypted secret dict (its values are registered with the log redactor)."""
-        if self._ciphertext is None or self._box is None:
-            return {}
-        data = self._box().decrypt(self._ciphertext)
-        _register_secrets(data)
-        return data
-
-    @property
-    def scopes(self) -> list[str]:
-        """Granted OAuth scopes, as recorded in ``config["scopes"]``."""
-        return list(self.config.get("scopes") or [])
-
-    @property
-    def status(self) -> str:
-        """``valid``, ``expiring`` or ``reauth_required`` (``config["status"]``)."""
-        return str(self.config.get("status") or "valid")
-
-
-def _register_secrets(data: Any) -> None:
-    if isinstance(data, str):
-        REDACTOR.add(data)
-    elif isinstance(data, Mapping):
-        for value in data.values():
-            _register_secrets(value)
-    elif isinstance(data, list):
-        for value in data:
-            _register_secrets(value)
 
 
 def _check_config(config: Mapping[str, Any] | None) -> None:
@@ -150,11 +103,6 @@ def _merge(base: Mapping[str, Any] | None, updates: Mapping[str, Any] | None) ->
         else:
             merged[key] = value
     return merged
-
-
-def database_url(url: str | None = None) -> str:
-    """``url``, else ``SPLICE_DATABASE_URL``, else ``sqlite:///<home>/splice.db``."""
-    return url or os.environ.get(URL_ENV) or f"sqlite:///{home() / 'splice.db'}"
 
 
 def _folder(url: sa.URL) -> Path | None:
@@ -362,7 +310,7 @@ class Store(SeenKeysMixin, QueueMixin, LedgerMixin):
         check_connection_name(name)
         _check_config(config)
         ciphertext = self.secret_box().encrypt(secret) if secret else None
-        _register_secrets(dict(secret or {}))
+        register_secrets(dict(secret or {}))
         stamp = now()
         values = {"connector": connector, "auth_type": auth_type, "base_url": base_url,
                   "config": dict(config or {}), "secret": ciphertext, "updated_at": stamp}
@@ -410,7 +358,7 @@ class Store(SeenKeysMixin, QueueMixin, LedgerMixin):
         removed.
         """
         _check_config(config_updates)
-        _register_secrets(dict(secret or {}))
+        register_secrets(dict(secret or {}))
         box = self.secret_box()
         for _ in range(5):
             with self._tx(write=True, durable=secret is not None) as conn:

@@ -2,7 +2,7 @@
 
 SQLite: WAL, ``synchronous=NORMAL`` (``set_synchronous`` raises it to ``FULL`` around a
 transaction that must survive a power cut), the busy timeout of
-:func:`splice.store.faults.busy_timeout`, foreign keys on, and ``BEGIN IMMEDIATE`` for write
+:func:`splice.store.settings.busy_timeout`, foreign keys on, and ``BEGIN IMMEDIATE`` for write
 transactions (execution option ``splice_write``). An in-memory database is one shared
 connection. PostgreSQL needs a driver (``pip install 'splice[postgres]'``).
 """
@@ -21,7 +21,8 @@ from sqlalchemy.pool import StaticPool
 
 from ..errors import ConfigError
 from ..sqlite import enable_wal
-from .faults import busy_timeout, describe_location, storage_error
+from .faults import describe_location, storage_error
+from .settings import busy_timeout
 from .tables import json_dumps
 
 __all__ = ["create_engine", "set_synchronous"]

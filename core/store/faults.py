@@ -31,25 +31,13 @@ import sqlalchemy as sa
 
 from ..errors import StorageError, StorageUnusable
 from ..secrets import HOME_ENV, home
+from .settings import TIMEOUT_ENV, busy_timeout
 
 __all__ = ["TIMEOUT_ENV", "busy_timeout", "describe_location", "storage_error"]
-
-TIMEOUT_ENV = "SPLICE_DB_TIMEOUT"
-DEFAULT_TIMEOUT = 30.0
 
 _FULL = (errno.ENOSPC, errno.EDQUOT)
 _READ_ONLY = (errno.EROFS,)
 _DENIED = (errno.EACCES, errno.EPERM)
-
-
-def busy_timeout() -> float:
-    """Seconds a write waits for another process's lock: ``$SPLICE_DB_TIMEOUT`` or 30."""
-    raw = os.environ.get(TIMEOUT_ENV)
-    try:
-        value = float(raw) if raw else DEFAULT_TIMEOUT
-    except ValueError:
-        value = DEFAULT_TIMEOUT
-    return value if value > 0 else DEFAULT_TIMEOUT
 
 
 def describe_location(url: sa.URL | str | None = None, path: Path | None = None) -> str:

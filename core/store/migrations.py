@@ -8,7 +8,9 @@ A new database gets the current schema at once; an older one gets each pending e
 Pending means "not recorded", not "above the highest recorded": migrations written on
 several branches at once (each taking the next free number) still all run when the branches
 meet, whatever order they landed in. Numbers must be unique and increasing
-(:func:`check_migrations` runs at import).
+(:func:`check_migrations` runs at import) and equal to
+:data:`~splice.store.versions.SCHEMA_VERSIONS` (checked at import too: readers that import
+no SQLAlchemy tell a current database by those).
 
 Who upgrades (:func:`migrate`): a SQLite database is upgraded when a process opens it (one
 user, one machine: as it always was); a PostgreSQL database is created when empty, but one
@@ -47,6 +49,7 @@ from .tables import (
     seen_scope,
     trigger_state,
 )
+from .versions import SCHEMA_VERSIONS
 
 _PG_MIGRATION_LOCK = 0x5311CE  # advisory lock id serialising concurrent migrations
 
@@ -138,6 +141,10 @@ def check_migrations(migrations: Iterable[Migration]) -> None:
 
 
 check_migrations(MIGRATIONS)
+if tuple(m.version for m in MIGRATIONS) != SCHEMA_VERSIONS:
+    raise RuntimeError(f"MIGRATIONS has versions {[m.version for m in MIGRATIONS]} but "
+                       f"store/versions.py SCHEMA_VERSIONS has {list(SCHEMA_VERSIONS)}: "
+                       "add the new version to both")
 
 
 @dataclass(frozen=True)
