@@ -112,6 +112,7 @@ def _decoded(path: str) -> str:
     return _DECODED.sub(lambda m: chr(int(m.group(1), 16)), path).replace("\\", "/")
 
 
+@functools.lru_cache(maxsize=1024)  # pure; an operation without path parameters has one URL
 def normalize_url(url: str) -> str:
     """The URL with the dot segments of its path removed (what a server would resolve)."""
     parts = urlsplit(url)

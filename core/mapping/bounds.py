@@ -28,6 +28,7 @@ namespaces, loop objects and other Python objects wherever a value would become 
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import re
@@ -64,9 +65,12 @@ class NotData(TypeError):
 
 
 def _env_number(name: str, default: float) -> float:
-    raw = os.environ.get(name, "").strip().replace("_", "")
+    return _number(os.environ.get(name), default)
+
+
+def _number(raw: str | None, default: float) -> float:
     try:
-        value = float(raw)
+        value = float((raw or "").strip().replace("_", ""))
     except ValueError:
         return default
     return value if math.isfinite(value) and value > 0 else default
@@ -109,9 +113,13 @@ class Bounds:
 
 
 def max_request_bytes() -> int:
-    """``SPLICE_MAX_REQUEST_BYTES`` (read each time: requests are built far less often than
-    templates render)."""
-    return int(_env_number(MAX_REQUEST_ENV, Bounds.max_request))
+    """``SPLICE_MAX_REQUEST_BYTES`` (the variable is read for every request)."""
+    return _request_limit(os.environ.get(MAX_REQUEST_ENV))
+
+
+@functools.lru_cache(maxsize=8)
+def _request_limit(raw: str | None) -> int:
+    return int(_number(raw, Bounds.max_request))
 
 
 # ---------------------------------------------------------------------------- the budget

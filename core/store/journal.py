@@ -56,7 +56,7 @@ except ImportError:  # pragma: no cover - not POSIX: no liveness check, logs of 
 from ..secrets import REDACTOR
 from .database import Store
 from .faults import describe_location
-from .ledger import MISSING_CHECKPOINT, PendingEvent, redact_step
+from .ledger import MISSING_CHECKPOINT, PendingEvent, PreparedGroup, redact_step
 from .tables import NO_ITEM, json_dumps
 
 __all__ = ["COMMIT_EVERY", "MAX_DELAY", "Journal"]
@@ -189,8 +189,9 @@ class Journal:
                         self._committer = ThreadPoolExecutor(
                             1, thread_name_prefix="splice-commit")
                     keys = frozenset(e.key for e in group if e.id is None)
+                    prepared = self.store.prepare_group(group)  # Python work: here
                     self._pending.append((self._committer.submit(
-                        self._write, group, self._checkpoint, segment), keys))
+                        self._write, group, self._checkpoint, segment, prepared), keys))
                     self._in_flight = self._in_flight | keys
             self._dirty.clear()
             self._checkpoint = MISSING_CHECKPOINT
@@ -206,11 +207,12 @@ class Journal:
             waiting = [e.key for e in self._dirty.values() if e.id is None]
             return self._in_flight.union(waiting) if waiting else self._in_flight
 
-    def _write(self, group: list[PendingEvent], checkpoint: Any, segment: Path | None) -> None:
+    def _write(self, group: list[PendingEvent], checkpoint: Any, segment: Path | None,
+               prepared: PreparedGroup | None = None) -> None:
         if self._failed is not None:  # an earlier group failed: keep the order, write nothing
             raise self._failed        # (both stay in the run log for the next run)
         try:
-            self.store.write_group(self.recipe, self.trigger, group, checkpoint)
+            self.store.write_group(self.recipe, self.trigger, group, checkpoint, prepared)
         except BaseException as exc:
             self._failed = exc
             raise

@@ -280,6 +280,14 @@ def _sqlite_rows(table: sa.Table, names: list[str], rows: list[dict[str, Any]]
 Statements = list[tuple[str, Any]]  # (SQL, parameters) for ``exec_driver_sql``
 
 
+@dataclass(frozen=True)
+class PreparedGroup:
+    """A group commit's SQLite statements, built ahead (``LedgerMixin.prepare_group``)."""
+
+    stamp: datetime
+    statements: Statements
+
+
 def _sqlite_group(group: list[PendingEvent], ids: dict[int, int | None], stamp: datetime,
                   inserted: dict[int, int]) -> Statements:
     """A group commit's statements on SQLite, built before the write lock is taken (event
@@ -431,8 +439,20 @@ class LedgerMixin:
 
     # ----------------------------------------------------------------- events
 
+    def prepare_group(self, group: list[PendingEvent]) -> PreparedGroup | None:
+        """The statements of ``write_group`` for ``group``, built now (on the thread that
+        recorded it: a committer thread then only waits on SQLite, which releases the GIL,
+        instead of holding the GIL the sending thread needs); None where they are built in
+        the transaction (PostgreSQL, events without a row yet)."""
+        if self.engine.dialect.name != "sqlite" or any(p.id is None for p in group):
+            return None
+        stamp = now()
+        return PreparedGroup(stamp, _sqlite_group(group, {id(p): p.id for p in group},
+                                                  stamp, {}))
+
     def write_group(self, recipe: str, trigger: str, group: list[PendingEvent],
-                    checkpoint: Any = MISSING_CHECKPOINT) -> None:
+                    checkpoint: Any = MISSING_CHECKPOINT,
+                    prepared: PreparedGroup | None = None) -> None:
         """Write what a run recorded for ``group`` (and the trigger's page ``checkpoint``) in
         ONE transaction: new events with their seen keys, step results, idempotency keys and
         event statuses. Ids of new events are set on them once the commit succeeded.
@@ -443,18 +463,17 @@ class LedgerMixin:
         lock only while SQLite works (the run's next page claim waits for it).
         """
         assigned: dict[int, int] = {}
-        stamp = now()
         sqlite = self.engine.dialect.name == "sqlite"
-        ready = None
-        if sqlite and all(p.id is not None for p in group):  # claimed events: the hot path
-            ready = _sqlite_group(group, {id(p): p.id for p in group}, stamp, assigned)
+        prepared = prepared or self.prepare_group(group)  # claimed events: the hot path
+        stamp = prepared.stamp if prepared is not None else now()
         with self._write() as conn:
             new = [p for p in group if p.id is None]
             if new:
                 assigned = self._insert_events(conn, recipe, trigger, new, stamp)
             ids = {id(p): assigned.get(id(p), p.id) for p in group}
             if sqlite:
-                for sql, params in ready or _sqlite_group(group, ids, stamp, assigned):
+                for sql, params in (prepared.statements if prepared is not None else
+                                    _sqlite_group(group, ids, stamp, assigned)):
                     conn.exec_driver_sql(sql, params)
             else:
                 self._write_rows(conn, group, ids, stamp, assigned)
