@@ -7,6 +7,7 @@ import httpx
 import pytest
 
 from splice.errors import RequestError
+from splice.http.client import ApiClient
 from splice.http.request import ensure_under_base, prepare_call
 from splice.model.manifest import load_manifest
 
@@ -71,3 +72,32 @@ def test_body_and_query_split_by_method():
                            {"skip": 0, "limit": 5}, base_url=BASE)
     assert listing.params == {"skip": "0", "limit": "5"}
     assert isinstance(listing.to_request(), httpx.Request)
+
+
+def test_a_request_over_the_byte_limit_is_refused_whole(monkeypatch):
+    monkeypatch.setenv("SPLICE_MAX_REQUEST_BYTES", "300")
+    op = CONNECTOR.operations["create_note"]
+    small = prepare_call(op, CONNECTOR, {"subject": "s", "body": "x" * 100}, base_url=BASE)
+    assert small.content == b'{"subject":"s","body":"' + b"x" * 100 + b'"}'  # encoded once
+    assert small.to_request().content == small.content
+    with pytest.raises(RequestError, match="larger than 300 bytes; nothing was sent"):
+        prepare_call(op, CONNECTOR, {"subject": "s", "body": "x" * 300}, base_url=BASE)
+    monkeypatch.setenv("SPLICE_MAX_REQUEST_BYTES", "1000")  # read for every request
+    prepare_call(op, CONNECTOR, {"subject": "s", "body": "x" * 300}, base_url=BASE)
+
+
+def test_the_api_client_keeps_no_cookies():
+    seen: list[str | None] = []
+
+    def api(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers.get("cookie"))
+        return httpx.Response(200, json={}, headers={"set-cookie": "session=s3cr3t; Path=/"})
+
+    op = CONNECTOR.operations["list_contacts"]
+    with ApiClient(CONNECTOR, base_url=BASE, transport=httpx.MockTransport(api)) as client:
+        for _ in range(2):
+            client.send(op, prepare_call(op, CONNECTOR, {}, base_url=BASE))
+        assert seen == [None, None]
+        assert not client.client.cookies
+        with pytest.raises(ValueError, match="keep no cookies"):
+            client.client.cookies.set("session", "x")

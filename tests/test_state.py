@@ -13,8 +13,10 @@ import logging
 import multiprocessing
 import os
 import stat
+import sys
 import threading
 import time
+import traceback
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -523,3 +525,38 @@ def test_locked_refresh_commits_writes_even_when_the_block_fails(store: Store) -
     with pytest.raises(ConfigError):
         with store.locked_refresh("missing"):
             pass
+
+
+def test_threads_of_one_process_take_the_sqlite_write_lock_in_turn(home: Path) -> None:
+    store = Store.open()
+    inside, release, order = threading.Event(), threading.Event(), []
+
+    def holder() -> None:
+        with store.batch():  # a write transaction, held open
+            store.mark_initialized("r", "t")
+            with store.write_gate():  # the holder may enter again (nested writes join)
+                pass
+            inside.set()
+            release.wait(10)
+            order.append("holder committed")
+
+    def writer() -> None:
+        store.mark_initialized("r2", "t")
+        order.append("writer wrote")
+
+    threads = [threading.Thread(target=holder), threading.Thread(target=writer)]
+    threads[0].start()
+    assert inside.wait(10)
+    threads[1].start()
+    threads[1].join(0.3)
+    assert threads[1].is_alive() and order == []  # waiting, not failing
+    # ... at the gate (woken when the holder commits), not polling in SQLite's busy handler
+    frame = sys._current_frames()[threads[1].ident]  # type: ignore[index]
+    waiting_in = [f.f_code.co_name for f, _ in traceback.walk_stack(frame)]
+    assert "write_gate" in waiting_in and "_sqlite_on_begin" not in waiting_in
+    release.set()
+    for t in threads:
+        t.join(10)
+    assert order == ["holder committed", "writer wrote"]
+    assert store.trigger_initialized("r", "t") and store.trigger_initialized("r2", "t")
+    store.close()

@@ -56,7 +56,8 @@ except ImportError:  # pragma: no cover - not POSIX: no liveness check, logs of 
 from ..secrets import REDACTOR
 from .database import Store
 from .faults import describe_location
-from .ledger import MISSING_CHECKPOINT, PendingEvent, PreparedGroup, redact_step
+from .group_sql import PreparedGroup
+from .ledger import MISSING_CHECKPOINT, PendingEvent, redact_step
 from .tables import NO_ITEM, json_dumps
 
 __all__ = ["COMMIT_EVERY", "MAX_DELAY", "Journal"]

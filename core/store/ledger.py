@@ -25,14 +25,12 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from ..secrets import REDACTOR, redact_headers
-from .bulk import UPDATE_FROM, row_statements
+from .group_sql import PreparedGroup, redact_text, sqlite_group, step_row
 from .tables import (
     NO_ITEM,
     RUN_COUNTERS,
     RUN_MODES,
     RUN_STATUSES,
-    Encoded,
-    JSONColumn,
     UTCDateTime,
     dialect_insert,
     events,
@@ -41,8 +39,6 @@ from .tables import (
     now,
     prebuilt,
     runs,
-    sqlite_json,
-    sqlite_time,
     step_results,
     storage_key,
 )
@@ -223,136 +219,14 @@ def redact_step(values: Mapping[str, Any]) -> dict[str, Any]:
             text = json_dumps(value)
         clean[f"{name}_json"] = text
     if clean.get("error") is not None:
-        clean["error"] = _redact_text(clean["error"])
+        clean["error"] = redact_text(clean["error"])
     return clean
-
-
-def _step_row(event_id: int | None, step_index: int, item_index: int,
-              values: Mapping[str, Any], stamp: datetime, encoded: bool = False
-              ) -> dict[str, Any]:
-    """A step_results row from values already passed through ``redact_step``; ``encoded``:
-    JSON columns as their ``Encoded`` text (SQLite)."""
-    request, output = values.get("request"), values.get("output")
-    if encoded:
-        text = values.get("request_json")
-        request = Encoded(text) if text is not None else request
-        text = values.get("output_json")
-        output = Encoded(text) if text is not None else output
-    return {
-        "event_id": event_id, "step_index": step_index, "item_index": item_index,
-        "step_id": values.get("step_id"), "run_id": values.get("run_id"),
-        "status": values["status"], "idempotency_key": values.get("idempotency_key"),
-        "request": request, "output": output,
-        "error": values.get("error"), "attempts": values.get("attempts", 1),
-        "started_at": values.get("started_at"), "finished_at": values.get("finished_at") or stamp,
-    }
-
-
-def _quoted(name: str) -> str:
-    return f'"{name}"'
-
-
-def _sqlite_rows(table: sa.Table, names: list[str], rows: list[dict[str, Any]]
-                 ) -> list[tuple[Any, ...]]:
-    """Rows as the SQLite columns store them (what SQLAlchemy's bind processing does)."""
-    times: dict[datetime, str | None] = {}  # a group's rows share one timestamp
-
-    def when(value: datetime | None) -> str | None:
-        if value is None:
-            return None
-        if value not in times:
-            times[value] = sqlite_time(value)
-        return times[value]
-
-    converters = [when if isinstance(table.c[n].type, UTCDateTime) else
-                  sqlite_json if isinstance(table.c[n].type, (sa.JSON, JSONColumn)) else None
-                  for n in names]
-    special = [(i, c) for i, c in enumerate(converters) if c is not None]
-    out = []
-    for row in rows:
-        values = [row[n] for n in names]
-        for i, convert in special:
-            values[i] = convert(values[i])
-        out.append(tuple(values))
-    return out
-
-
-Statements = list[tuple[str, Any]]  # (SQL, parameters) for ``exec_driver_sql``
-
-
-@dataclass(frozen=True)
-class PreparedGroup:
-    """A group commit's SQLite statements, built ahead (``LedgerMixin.prepare_group``)."""
-
-    stamp: datetime
-    statements: Statements
-
-
-def _sqlite_group(group: list[PendingEvent], ids: dict[int, int | None], stamp: datetime,
-                  inserted: dict[int, int]) -> Statements:
-    """A group commit's statements on SQLite, built before the write lock is taken (event
-    statuses, idempotency keys, step results; events just ``inserted`` have their status)."""
-    when = sqlite_time(stamp)
-    statuses = [(ids[id(p)], p.status, _redact_text(p.error), p.attempts,
-                 sqlite_time(p.next_attempt_at), p.error_class, p.run_id)
-                for p in group if p.changed and id(p) not in inserted]
-    keys = [{"key": key, "event_id": ids[id(p)], "step_index": step, "item_index": item,
-             "status": status, "created_at": stamp,
-             "completed_at": stamp if status == "done" else None}
-            for p in group for key, (step, item, status) in p.keys.items()]
-    steps = [_step_row(ids[id(p)], step, item, values, stamp, True)
-             for p in group for (step, item), values in p.steps.items()]
-    return [*_status_statements(statuses, when), *_upsert_statements(keys, steps)]
-
-
-def _upsert_statements(keys: list[dict[str, Any]], steps: list[dict[str, Any]]) -> Statements:
-    """``_upsert_key`` and ``_upsert_step`` for SQLite at the driver level."""
-    out: Statements = []
-    for table, rows, unique, update in (
-            (idempotency_keys, keys, ("key",), {
-                "status": "CASE WHEN status = 'done' THEN status ELSE excluded.status END",
-                "completed_at": "CASE WHEN status = 'done' THEN completed_at "
-                                "ELSE excluded.completed_at END"}),
-            (step_results, steps, ("event_id", "step_index", "item_index"), None)):
-        if not rows:
-            continue
-        names = list(rows[0])
-        sets = update or {n: f"excluded.{_quoted(n)}" for n in names
-                          if n not in unique and n != "id"}
-        out += row_statements(
-            f"INSERT INTO {table.name} ({', '.join(_quoted(n) for n in names)})",
-            f"ON CONFLICT ({', '.join(_quoted(n) for n in unique)}) DO UPDATE SET "
-            + ", ".join(f"{_quoted(n)} = {expr}" for n, expr in sets.items()),
-            _sqlite_rows(table, names, rows))
-    return out
-
-
-def _status_statements(rows: list[tuple[Any, ...]], when: str | None) -> Statements:
-    """Event statuses on SQLite: one ``UPDATE ... FROM (VALUES ...)`` per chunk (rows are
-    ``(id, status, last_error, attempts added, next_attempt_at, error_class, run_id)``)."""
-    if not rows:
-        return []
-    if not UPDATE_FROM or len({row[0] for row in rows}) < len(rows):
-        # SQLite before 3.33, or one event twice (applied in order): a statement a row
-        return [("UPDATE events SET status = ?, last_error = ?, updated_at = ?, "
-                 "attempts = attempts + ?, next_attempt_at = ?, error_class = ?, "
-                 "run_id = coalesce(?, run_id) WHERE id = ?",
-                 [(*row[1:3], when, *row[3:], row[0]) for row in rows])]
-    return row_statements(
-        "UPDATE events SET status = v.column2, last_error = v.column3, updated_at = ?1, "
-        "attempts = events.attempts + v.column4, next_attempt_at = v.column5, "
-        "error_class = v.column6, run_id = coalesce(v.column7, events.run_id) FROM (",
-        ") AS v WHERE events.id = v.column1", rows, first=(when,))
 
 
 def _choice(value: str, allowed: tuple[str, ...], what: str) -> str:
     if value not in allowed:
         raise ValueError(f"unknown {what} {value!r}; expected one of {', '.join(allowed)}")
     return value
-
-
-def _redact_text(text: str | None) -> str | None:
-    return None if text is None else REDACTOR.redact(str(text))
 
 
 # --------------------------------------------------------------------------- methods
@@ -406,7 +280,7 @@ class LedgerMixin:
         with self._write() as conn:
             conn.execute(runs.update().where(runs.c.id == run_id).values(
                 status=_choice(status, RUN_STATUSES, "run status"), finished_at=now(),
-                error=_redact_text(error), **{k: int(v) for k, v in counts.items()}))
+                error=redact_text(error), **{k: int(v) for k, v in counts.items()}))
 
     def list_runs(self, limit: int = 20, recipe: str | None = None) -> list[RunRecord]:
         """The most recent runs first."""
@@ -447,7 +321,7 @@ class LedgerMixin:
         if self.engine.dialect.name != "sqlite" or any(p.id is None for p in group):
             return None
         stamp = now()
-        return PreparedGroup(stamp, _sqlite_group(group, {id(p): p.id for p in group},
+        return PreparedGroup(stamp, sqlite_group(group, {id(p): p.id for p in group},
                                                   stamp, {}))
 
     def write_group(self, recipe: str, trigger: str, group: list[PendingEvent],
@@ -473,7 +347,7 @@ class LedgerMixin:
             ids = {id(p): assigned.get(id(p), p.id) for p in group}
             if sqlite:
                 for sql, params in (prepared.statements if prepared is not None else
-                                    _sqlite_group(group, ids, stamp, assigned)):
+                                    sqlite_group(group, ids, stamp, assigned)):
                     conn.exec_driver_sql(sql, params)
             else:
                 self._write_rows(conn, group, ids, stamp, assigned)
@@ -495,7 +369,7 @@ class LedgerMixin:
         changed = [p for p in group if p.changed and id(p) not in inserted]
         if changed:
             conn.execute(_event_status_stmt(conn), [
-                {"b_id": ids[id(p)], "b_status": p.status, "b_error": _redact_text(p.error),
+                {"b_id": ids[id(p)], "b_status": p.status, "b_error": redact_text(p.error),
                  "b_now": stamp, "b_inc": p.attempts, "b_run": p.run_id,
                  "b_next": p.next_attempt_at, "b_class": p.error_class} for p in changed])
         keys = [{"key": key, "event_id": ids[id(p)], "step_index": step, "item_index": item,
@@ -504,7 +378,7 @@ class LedgerMixin:
                 for p in group for key, (step, item, status) in p.keys.items()]
         if keys:
             conn.execute(prebuilt(conn, "upsert_keys", _upsert_key), keys)
-        steps = [_step_row(ids[id(p)], step, item, values, stamp)
+        steps = [step_row(ids[id(p)], step, item, values, stamp)
                  for p in group for (step, item), values in p.steps.items()]
         if steps:
             conn.execute(prebuilt(conn, "upsert_step", _upsert_step), steps)
@@ -520,7 +394,7 @@ class LedgerMixin:
         by_key = {storage_key(p.key): p for p in new}
         rows = [{"recipe": recipe, "trigger": trigger, "key": key,
                  "payload": p.payload, "status": p.status, "attempts": p.attempts,
-                 "last_error": _redact_text(p.error), "run_id": p.run_id,
+                 "last_error": redact_text(p.error), "run_id": p.run_id,
                  "created_at": stamp, "updated_at": stamp,
                  "next_attempt_at": p.next_attempt_at, "error_class": p.error_class}
                 for key, p in by_key.items()]
