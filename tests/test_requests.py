@@ -101,3 +101,14 @@ def test_the_api_client_keeps_no_cookies():
         assert not client.client.cookies
         with pytest.raises(ValueError, match="keep no cookies"):
             client.client.cookies.set("session", "x")
+
+
+def test_a_plain_http_connection_loads_no_ca_bundle_and_would_fail_closed():
+    import ssl
+
+    from splice.http.request import tls_context_for
+
+    plain = tls_context_for("http://127.0.0.1:8080/api")
+    assert plain.cert_store_stats()["x509_ca"] == 0  # trusts nobody ...
+    assert plain.verify_mode == ssl.CERT_REQUIRED and plain.check_hostname  # ... and checks
+    assert tls_context_for("https://crm.example/api").cert_store_stats()["x509_ca"] > 0

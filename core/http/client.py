@@ -29,7 +29,7 @@ from .body import decode_json
 from .breaker import CircuitBreaker
 from .pagination import Page, paginate
 from .ratelimit import BudgetExhausted, RateLimiter
-from .request import PreparedCall, dig, tls_context
+from .request import PreparedCall, dig, tls_context_for
 
 log = logging.getLogger("splice.http")
 
@@ -242,9 +242,10 @@ class ApiClient:
         self.base_url = base_url
         timeouts = {**DEFAULT_TIMEOUTS, **connector.timeouts}
         self.timeout = httpx.Timeout(**timeouts)
-        self.client = StatelessClient(auth=auth, timeout=self.timeout, verify=tls_context(),
-                                   transport=transport, follow_redirects=False,
-                                   headers={"User-Agent": "splice/0.1"})
+        self.client = StatelessClient(auth=auth, timeout=self.timeout,
+                                      verify=tls_context_for(base_url), transport=transport,
+                                      follow_redirects=False,
+                                      headers={"User-Agent": "splice/0.1"})
         self.sleep = sleep
         self.on_request = on_request
         self.limiter = limiter

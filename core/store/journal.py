@@ -9,8 +9,10 @@ commit rewrites a dozen b-tree pages of four tables), so the runner records into
   against a crash of the process like SQLite's own WAL with ``synchronous=NORMAL``;
 - **per group, in the ledger**: ``Store.write_group`` writes the group's events, seen keys, step
   results, idempotency keys and the trigger's page checkpoint in ONE transaction. A group ends
-  with every trigger page (so the checkpoint never runs ahead of its events), after
-  ``commit_every`` events or ``max_delay`` seconds, and when the run ends or stops.
+  with every trigger page (so the checkpoint never runs ahead of its events; the runner hands
+  it over once the next page is claimed, so that claim never waits for this commit), after
+  ``commit_every`` events or ``max_delay`` seconds, and when the run ends or stops. Its
+  statements are built on the recording thread (``Store.prepare_group``).
 
 The group commit runs on a background thread while the runner goes on with the next requests
 (its log lines go to a new segment file; a group's segment is deleted once the group is in the
