@@ -27,7 +27,6 @@ import pluggy
 from . import hookspecs
 from .errors import ConfigError, DocumentError, PluginError
 from .secrets import home
-from .signatures import SignatureSpec, check_scheme
 
 if TYPE_CHECKING:  # the manifest model (jsonschema, YAML) is imported when a manifest loads:
     from .model.manifest import Connector  # `splice --help` loads plugins, not manifests
@@ -315,6 +314,8 @@ def get_registry() -> Registry:
 
     def schemes_register(plugin: str) -> Callable[..., None]:
         def register(scheme: Any) -> None:
+            from .signatures import check_scheme  # (cryptography: not for `splice --help`)
+
             problem = check_scheme(scheme)
             if problem is not None:
                 raise PluginError(problem)
@@ -388,6 +389,7 @@ def signature_problems(connector: Connector, schemes: dict[str, Any]) -> str | N
     a default ``public_key`` the scheme cannot load."""
     from .model.documents import Document, load_document
     from .model.schema import did_you_mean
+    from .signatures import SignatureSpec
 
     problems = []
     for tid, trigger in connector.triggers.items():

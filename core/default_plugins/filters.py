@@ -9,11 +9,12 @@ from collections.abc import Callable
 from typing import Any
 
 from ..hookspecs import hookimpl
-from ..mapping.filters import FILTERS
 
 
 @hookimpl(trylast=True)
 def register_template_filters(register: Callable[[str, Callable[..., Any]], None]) -> None:
     """Register the built-in filters (plugins registered later may override them)."""
+    from ..mapping.filters import FILTERS  # (Jinja: not for commands that render nothing)
+
     for name, function in FILTERS.items():
         register(name, function)

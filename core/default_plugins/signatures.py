@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from ..hookspecs import hookimpl
-from ..signatures import BUILTIN_SCHEMES
 
 
 @hookimpl(trylast=True)
 def register_signature_schemes(register: Any) -> None:
+    from ..signatures import BUILTIN_SCHEMES  # (cryptography: only where webhooks are checked)
+
     for scheme in BUILTIN_SCHEMES:
         register(scheme)
