@@ -2,9 +2,9 @@
 
 ``executemany`` binds and steps a statement once per row, and Python's ``sqlite3`` releases
 and takes back the GIL around every step: a group of 100 events written that way is ~300
-GIL hand-offs between the committer thread and the thread sending requests, each one a
-wait for the sender. One ``INSERT ... VALUES (...), (...)`` (or ``UPDATE ... FROM (VALUES
-...)``) per chunk of rows is one step, one hand-off (measured in bench/RESULTS.md).
+GIL hand-offs between the committer thread and the thread sending requests. One ``INSERT
+... VALUES (...), (...)`` (or ``UPDATE ... FROM (VALUES ...)``) per chunk of rows is one step
+(bench/NOTES.md, "Write").
 """
 
 from __future__ import annotations

@@ -10,13 +10,14 @@ Keys are stored in ``storage_key`` form under the trigger's ``seen_scope``
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from .bulk import chunks
 from .tables import json_dumps, now, prebuilt, seen, seen_scope, sqlite_time, storage_key
 
 __all__ = ["SeenKeysMixin"]
@@ -48,19 +49,13 @@ def _insert_seen(execute: Callable[[str, Any], Any], qmark: bool, recipe: str, t
     scope = seen_scope(recipe, trigger)
     stored = list(dict.fromkeys(map(storage_key, keys)))
     added = 0
-    for chunk in _chunks(stored, _SEEN_CHUNK):
+    for chunk in chunks(stored, _SEEN_CHUNK):
         if qmark:
             params: tuple[Any, ...] = (scope, *chunk)
         else:
             params = tuple(value for key in chunk for value in (key, scope))
         added += max(execute(_insert_seen_sql(len(chunk), qmark), params).rowcount, 0)
     return added
-
-
-def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
-    """Consecutive slices of ``items`` of at most ``size`` elements."""
-    for start in range(0, len(items), size):
-        yield items[start:start + size]
 
 
 class SeenKeysMixin:
@@ -98,7 +93,7 @@ class SeenKeysMixin:
             stmt = prebuilt(conn, "seen_in", lambda c: sa.select(seen.c.key).where(
                 seen.c.scope == sa.bindparam("b_scope"),
                 seen.c.key.in_(sa.bindparam("b_keys", expanding=True))))
-            for chunk in _chunks(list(by_stored), _CHUNK):
+            for chunk in chunks(list(by_stored), _CHUNK):
                 seen_now.update(conn.execute(stmt, {"b_scope": scope, "b_keys": chunk}
                                              ).scalars())
         return {key for stored, key in by_stored.items() if stored not in seen_now}
