@@ -214,7 +214,11 @@ def test_client_credentials_keep_working_across_expiries_in_a_watch_run(api, spl
     recipe = tmp_path / "machine.yaml"
     recipe.write_text(RECIPE)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "splice", "run", str(recipe), "--watch"],
+    # Ctrl-C as in a terminal, even when the test run itself was started as a background job
+    # (a shell starts those with SIGINT ignored, and the child would inherit that)
+    ctrl_c = ("import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler);"
+              " sys.argv[0] = 'splice'; runpy.run_module('splice', run_name='__main__')")
+    proc = subprocess.Popen([sys.executable, "-c", ctrl_c, "run", str(recipe), "--watch"],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True)
