@@ -112,3 +112,12 @@ def test_a_plain_http_connection_loads_no_ca_bundle_and_would_fail_closed():
     assert plain.cert_store_stats()["x509_ca"] == 0  # trusts nobody ...
     assert plain.verify_mode == ssl.CERT_REQUIRED and plain.check_hostname  # ... and checks
     assert tls_context_for("https://crm.example/api").cert_store_stats()["x509_ca"] > 0
+
+    def trusted(client: ApiClient) -> int:  # (httpx keeps the context on its pool)
+        return int(client.client._transport._pool._ssl_context.cert_store_stats()["x509_ca"])
+
+    assert trusted(ApiClient(CONNECTOR, base_url="http://127.0.0.1:8080/api")) == 0
+    # an auth flow may send its token requests to an https token URL: the full bundle then
+    with_auth = ApiClient(CONNECTOR, base_url="http://127.0.0.1:8080/api",
+                          auth=httpx.BasicAuth("u", "p"))
+    assert trusted(with_auth) > 0

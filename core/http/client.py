@@ -29,7 +29,7 @@ from .body import decode_json
 from .breaker import CircuitBreaker
 from .pagination import Page, paginate
 from .ratelimit import BudgetExhausted, RateLimiter
-from .request import PreparedCall, dig, tls_context_for
+from .request import PreparedCall, dig, tls_context, tls_context_for
 
 log = logging.getLogger("splice.http")
 
@@ -242,9 +242,10 @@ class ApiClient:
         self.base_url = base_url
         timeouts = {**DEFAULT_TIMEOUTS, **connector.timeouts}
         self.timeout = httpx.Timeout(**timeouts)
-        self.client = StatelessClient(auth=auth, timeout=self.timeout,
-                                      verify=tls_context_for(base_url), transport=transport,
-                                      follow_redirects=False,
+        # an auth flow may send token requests elsewhere (an https token URL): full TLS then
+        verify = tls_context_for(base_url) if auth is None else tls_context()
+        self.client = StatelessClient(auth=auth, timeout=self.timeout, verify=verify,
+                                      transport=transport, follow_redirects=False,
                                       headers={"User-Agent": "splice/0.1"})
         self.sleep = sleep
         self.on_request = on_request

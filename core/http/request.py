@@ -54,10 +54,11 @@ def _no_ca_context() -> ssl.SSLContext:
 
 
 def tls_context_for(base_url: str) -> ssl.SSLContext:
-    """The TLS context of a client whose requests all go under ``base_url``: for a plain
-    ``http://`` base (a sandbox, a loopback API) one that loads no CA bundle, since requests
-    never leave the base URL and redirects are not followed; it still verifies, so a TLS
-    connection it were ever asked for would fail closed."""
+    """The TLS context of a client whose requests all go under ``base_url`` (no auth flow
+    sending token requests elsewhere): for a plain ``http://`` base (a sandbox, a loopback
+    API) one that loads no CA bundle, since requests never leave the base URL and redirects
+    are not followed; it still verifies, so a TLS connection it were ever asked for would
+    fail closed."""
     if base_url.lower().startswith("http://"):
         return _no_ca_context()
     return tls_context()
