@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from .conftest import invoke
+from .test_endpoints import sandboxes  # noqa: F401 - the demo's sandboxes and connections
 
 SECRET = "sk-live-4f9d2c7e8b1a6f3d"
 
@@ -69,31 +72,21 @@ def test_call_runs_one_operation_with_typed_values(fakecrm):
     assert len(fakecrm.app.state.notes) == 1
 
 
-def test_demo_connections_pass_connections_test_and_call_checks_scopes(splice_home):
+@pytest.mark.usefixtures("sandboxes")
+def test_demo_connections_pass_connections_test_and_call_checks_scopes():
     """The connections `splice demo` makes (scopes: what the recipes need) pass `connections
     test` (the declared test operations need scopes they lack: another allowed read is used),
     and `splice call` refuses an operation whose scope is missing before sending."""
-    from splice.connections.status import needed_scopes
-    from splice.plugins import get_registry
-    from splice.run.demo import CONNECTIONS, Sandboxes, ensure_connection, recipes_dir
-    from splice.store.database import Store
+    from splice.run.demo import CONNECTIONS
 
-    registry = get_registry()
-    paths = sorted(recipes_dir().glob("*.yaml"))
-    with Sandboxes(registry, None) as boxes:
-        store = Store.open()
-        for cid, connector in boxes.connectors.items():
-            ensure_connection(store, connector, CONNECTIONS[cid], boxes,
-                              needed_scopes(connector, paths))
-        store.close()
-        for name in CONNECTIONS.values():
-            tested = invoke("connections", "test", name)
-            assert tested.exit_code == 0, tested.output
-            assert f"connection '{name}' works:" in tested.stdout
-            assert "tested with" in tested.stderr  # says why not the declared operation
-        called = invoke("call", "invoice2go.get_account", "-c", "my-invoice2go")
-        assert called.exit_code == 1, called.output
-        assert "lacks scope(s) accounts:read" in called.stderr
-        assert "nothing was sent" in called.stderr
-        assert 'splice connect invoice2go --name my-invoice2go --scopes "' in called.stderr
-        assert "<connection>" not in called.stderr
+    for name in CONNECTIONS.values():
+        tested = invoke("connections", "test", name)
+        assert tested.exit_code == 0, tested.output
+        assert f"connection '{name}' works:" in tested.stdout
+        assert "tested with" in tested.stderr  # says why not the declared operation
+    called = invoke("call", "invoice2go.get_account", "-c", "my-invoice2go")
+    assert called.exit_code == 1, called.output
+    assert "lacks scope(s) accounts:read" in called.stderr
+    assert "nothing was sent" in called.stderr
+    assert 'splice connect invoice2go --name my-invoice2go --scopes "' in called.stderr
+    assert "<connection>" not in called.stderr
