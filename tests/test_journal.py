@@ -40,7 +40,7 @@ def test_a_group_is_written_in_one_commit_with_its_checkpoint(store):
     assert store.filter_unseen("r", "t", ["a", "b"]) == {"a", "b"}  # nothing written yet
     _record(journal, "c")
     journal.checkpoint({"next": 3})
-    journal.commit_if_due()  # hands the group to the committer thread
+    journal.commit_if_due()  # written on this thread (SQLite)
     assert journal.commits == 1 and journal.in_flight() <= {"a", "b", "c"}
     journal.commit(wait=True)
     assert journal.in_flight() == frozenset()
@@ -108,7 +108,7 @@ def test_keys_of_a_group_being_committed_are_in_flight(store, monkeypatch):
         return real(*args, **kwargs)
 
     monkeypatch.setattr(store, "write_group", slow_write)
-    journal = Journal(store, "r", "t", store.start_run("r"))
+    journal = Journal(store, "r", "t", store.start_run("r"), background=True)
     _record(journal, "a")
     journal.commit()  # returns at once; the committer thread waits for the gate
     assert journal.in_flight() == {"a"}
@@ -134,7 +134,7 @@ def test_two_groups_in_flight_and_nothing_after_a_failed_one(store, monkeypatch)
         return real(recipe, trigger, group, *args, **kwargs)
 
     monkeypatch.setattr(store, "write_group", gated_write)
-    journal = Journal(store, "r", "t", store.start_run("r"))
+    journal = Journal(store, "r", "t", store.start_run("r"), background=True)
     _record(journal, "a")
     journal.commit()
     _record(journal, "b")
@@ -165,3 +165,78 @@ def test_an_in_memory_store_commits_on_the_calling_thread(tmp_path, monkeypatch)
         assert journal._committer is None
         assert memory.filter_unseen("r", "t", ["a"]) == set()
         journal.close()
+
+
+def test_sqlite_groups_are_written_on_the_recording_thread(store):
+    """No committer thread on SQLite: it would hold the GIL the sending thread needs."""
+    journal = Journal(store, "r", "t", store.start_run("r"))
+    assert not journal.background
+    _record(journal, "a")
+    journal.commit()
+    assert journal._committer is None and journal.in_flight() == frozenset()
+    assert store.filter_unseen("r", "t", ["a"]) == set()
+    journal.close()
+
+
+def _segments(store: Store) -> list[str]:
+    return sorted(p.name for p in store.run_log_dir().glob("*.log"))
+
+
+def test_a_page_is_one_transaction_and_its_log_goes_only_after_it_commits(store):
+    """``Journal.page``: the claim and the previous page's group commit together; the group's
+    log segment is deleted after that commit, and kept when the page fails."""
+    journal = Journal(store, "r", "t", store.start_run("r"))
+    _record(journal, "a")
+    with pytest.raises(RuntimeError):
+        with journal.page():
+            store.claim_new_events("r", "t", journal.run_id, [("x", {"id": "x"})])
+            journal.commit()
+            assert len(_segments(store)) == 1  # written, not committed: the log stays
+            raise RuntimeError("the page failed")
+    assert store.filter_unseen("r", "t", ["a", "x"]) == {"a", "x"}  # both rolled back
+    assert len(_segments(store)) == 1
+    journal.close()
+    again = Journal(store, "r", "t", store.start_run("r"))
+    assert again.recover() == 1  # "a", from the kept log
+    _record(again, "b")
+    with again.page():
+        store.claim_new_events("r", "t", again.run_id, [("y", {"id": "y"})])
+        again.commit()
+    assert store.filter_unseen("r", "t", ["b", "y"]) == set() and _segments(store) == []
+    again.close()
+
+
+def _key_rows(store: Store) -> dict[str, str]:
+    from splice.store.tables import idempotency_keys
+
+    with store._read() as conn:
+        return dict(conn.execute(idempotency_keys.select().with_only_columns(
+            idempotency_keys.c.key, idempotency_keys.c.status)).all())
+
+
+def test_a_key_done_within_its_group_lives_in_its_step_result(store):
+    """A claimed event finished in one group writes no idempotency-key row (its succeeded
+    step result holds the key); a key reserved when its group committed keeps its row, and
+    that row becomes done when the step succeeds later."""
+    journal = Journal(store, "r", "t", store.start_run("r"))
+    claimed = store.claim_new_events("r", "t", journal.run_id, [("a", {}), ("b", {})])
+    first = journal.claimed_event(claimed["a"], "a", {})
+    key_a = idempotency_key("r", "t", "a", 0, -1)
+    journal.reserve(first, key_a, 0)
+    journal.step(first, 0, done_key=key_a, status="succeeded", idempotency_key=key_a,
+                 output={"ok": 1})
+    journal.finish(first, "succeeded")
+    second = journal.claimed_event(claimed["b"], "b", {})
+    key_b = idempotency_key("r", "t", "b", 0, -1)
+    journal.reserve(second, key_b, 0)  # in flight when the group commits
+    journal.commit(wait=True)
+    assert _key_rows(store) == {key_b: "reserved"}
+    assert store.event_idempotency_keys(claimed["a"]) == {key_a: (0, -1, "done")}
+    assert store.idempotency_key_status(key_a) == "done"
+    journal.step(second, 0, done_key=key_b, status="succeeded", idempotency_key=key_b,
+                 output={"ok": 2})
+    journal.finish(second, "succeeded")
+    journal.commit(wait=True)
+    assert _key_rows(store) == {key_b: "done"}
+    assert store.event_idempotency_keys(claimed["b"]) == {key_b: (0, -1, "done")}
+    journal.close()

@@ -178,16 +178,15 @@ class PreparedCall:
             if self.content is None:
                 self.content = encode_json(self.json_body)  # orjson (splice.http.body)
             kwargs["content"] = self.content
+            if not any(name.lower() == "content-type" for name in self.headers):
+                kwargs["headers"] = {**self.headers, "Content-Type": "application/json"}
         elif self.files is not None:
             kwargs["data"] = self.form_body or {}
             # a list keeps one part per entry, even for an empty field set
             kwargs["files"] = [(part.name, part.read()) for part in self.files]
         elif self.form_body is not None:
             kwargs["data"] = self.form_body
-        request = httpx.Request(self.method, _parsed_url(self.url), **kwargs)
-        if self.json_body is not MISSING:
-            request.headers.setdefault("Content-Type", "application/json")
-        return request
+        return httpx.Request(self.method, _parsed_url(self.url), **kwargs)
 
     def describe(self) -> dict[str, Any]:
         out: dict[str, Any] = {"method": self.method, "url": self.url}

@@ -20,6 +20,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import nullcontext
 from typing import Any
 
 from ..errors import SpliceError, StorageError, ValidationFailed
@@ -261,23 +262,26 @@ class Runner(StepExecutor):
         page) and run through its steps; the page's events are committed with its checkpoint
         (the checkpoint only if all succeeded).
 
-        The group of a page is handed to the committer after the NEXT page is claimed (or
-        when the run ends): a claim started while a group commit holds SQLite's write lock
-        waited for all of it, ~35 µs an event of a write-heavy run."""
+        The group of a page is committed after the NEXT page is claimed (or when the run
+        ends). On SQLite both are ONE transaction (``Journal.page``); where a committer
+        thread writes groups, a claim started while a group commit held the write lock
+        waited for all of it."""
         journal = self._journal
-        busy = journal.in_flight() if journal is not None else frozenset()
-        unseen = self.store.filter_unseen(self.plan.recipe.id, self.plan.trigger.ref,
-                                          [k for k, _ in keyed]) - busy
         batch: dict[str, Any] = {}
-        for k, r in keyed:
-            if k in unseen and k not in batch:
-                batch[k] = r
         claimed: dict[str, int] = {}
-        if journal is not None and batch:
-            claimed = self.store.claim_new_events(self.plan.recipe.id, self.plan.trigger.ref,
-                                                  journal.run_id, list(batch.items()))
-        if journal is not None:
-            journal.commit()  # the previous page's group, with its checkpoint
+        with journal.page() if journal is not None else nullcontext():
+            busy = journal.in_flight() if journal is not None else frozenset()
+            unseen = self.store.filter_unseen(self.plan.recipe.id, self.plan.trigger.ref,
+                                              [k for k, _ in keyed]) - busy
+            for k, r in keyed:
+                if k in unseen and k not in batch:
+                    batch[k] = r
+            if journal is not None and batch:
+                claimed = self.store.claim_new_events(
+                    self.plan.recipe.id, self.plan.trigger.ref, journal.run_id,
+                    list(batch.items()))
+            if journal is not None:
+                journal.commit()  # the previous page's group, with its checkpoint
         if journal is not None and self.produced is not None:  # stored, for the workers
             self.produced.extend(claimed.values())
             report.events_new += len(claimed)

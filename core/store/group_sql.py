@@ -106,7 +106,7 @@ def sqlite_group(group: list[Any], ids: dict[int, int | None], stamp: datetime,
     keys = [{"key": key, "event_id": ids[id(p)], "step_index": step, "item_index": item,
              "status": status, "created_at": stamp,
              "completed_at": stamp if status == "done" else None}
-            for p in group for key, (step, item, status) in p.keys.items()]
+            for p in group for key, step, item, status in p.ledger_keys()]
     steps = [step_row(ids[id(p)], step, item, values, stamp, True)
              for p in group for (step, item), values in p.steps.items()]
     return [*_status_statements(statuses, when), *_upsert_statements(keys, steps)]

@@ -5,28 +5,31 @@ ledger tables in transactions of their own costs more than the API call they rec
 commit rewrites a dozen b-tree pages of four tables), so the runner records into a ``Journal``:
 
 - **per event, durably**: when an event finishes (and before a later step of it is sent) one
-  JSON line is appended to the run's log (``Store.run_log_dir()``): a ``write`` call, safe
+  JSON line is appended to the run's log (``Store.run_log_dir()``), copied into a shared
+  memory map of the file (:mod:`splice.store.append_log`: no system call per line): safe
   against a crash of the process like SQLite's own WAL with ``synchronous=NORMAL``;
 - **per group, in the ledger**: ``Store.write_group`` writes the group's events, seen keys, step
   results, idempotency keys and the trigger's page checkpoint in ONE transaction. A group ends
-  with every trigger page (so the checkpoint never runs ahead of its events; the runner hands
-  it over once the next page is claimed, so that claim never waits for this commit), after
-  ``commit_every`` events or ``max_delay`` seconds, and when the run ends or stops. Its
-  statements are built on the recording thread (``Store.prepare_group``).
+  with every trigger page (so the checkpoint never runs ahead of its events), after
+  ``commit_every`` events or ``max_delay`` seconds, and when the run ends or stops. Each
+  group's log lines are a segment file of their own, deleted once the group is in the ledger.
 
-The group commit runs on a background thread while the runner goes on with the next requests
-(its log lines go to a new segment file; a group's segment is deleted once the group is in the
-ledger). At most ``IN_FLIGHT`` (two) groups are being committed at once, in order, so the
-commit that ends a page never waits for the one before it; after a failed group nothing later
-is written (both stay in the run log). The runner asks ``in_flight`` before treating a key as
-unseen. The commit's SQLite work releases the GIL and its Python part mostly runs while the
-runner waits on API responses.
+On SQLite the group is written on the recording thread: the runner commits a page's group in
+the same transaction as the next page's claim (:meth:`Journal.page`), one commit a page. (A
+committer thread measured no faster there: its Python work holds the GIL the sending thread
+needs, and the claim had to wait for its commit.) On PostgreSQL, whose commits wait on the
+network, a committer thread writes the groups while the runner goes on with the next requests:
+at most ``IN_FLIGHT`` (two) groups are being committed at once, in order, so the commit that ends
+a page never waits for the one before it; after a failed group nothing later is written (both
+stay in the run log); the runner asks ``in_flight`` before treating a key as unseen, and the
+statements are built on the recording thread (``Store.prepare_group``).
 
-A full disk cannot strand a sent request: the log directory keeps a *ballast* file (256 KiB of
-reserved space, made when a run starts: a disk too full for it stops the run before anything
-is sent). When an append finds the disk full, the ballast is deleted, the line written into the
-space it freed, and :class:`~splice.errors.StorageError` stops the run; the next run (with
-space again) recovers the line like any other.
+A full disk cannot strand a sent request: a segment reserves its space before lines are
+copied into it, and the log directory keeps a *ballast* file (256 KiB of reserved space, made
+when a run starts: a disk too full for it stops the run before anything is sent). When an
+append finds no space to reserve, the ballast is deleted, the line written into the space it
+freed, and :class:`~splice.errors.StorageError` stops the run; the next run (with space again)
+recovers the line like any other.
 
 A live run holds an ``flock`` on its lock file. After a crash the next run of the recipe first
 moves the dead run's logged events into the ledger (``recover``), so what the crash repeats is
@@ -43,8 +46,9 @@ import json
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from datetime import datetime
 from functools import cached_property
 from pathlib import Path
@@ -56,6 +60,7 @@ except ImportError:  # pragma: no cover - not POSIX: no liveness check, logs of 
     fcntl = None  # type: ignore[assignment]
 
 from ..secrets import REDACTOR
+from .append_log import AppendLog, lines
 from .database import Store
 from .faults import describe_location
 from .group_sql import PreparedGroup
@@ -77,7 +82,8 @@ class Journal:
 
     def __init__(self, store: Store, recipe: str, trigger: str, run_id: str, *,
                  commit_every: int = COMMIT_EVERY, max_delay: float = MAX_DELAY,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 background: bool | None = None) -> None:
         if commit_every < 1:
             raise ValueError("commit_every must be at least 1")
         self.store = store
@@ -88,13 +94,17 @@ class Journal:
         self.max_delay = max_delay
         self.clock = clock
         self.commits = 0
+        # SQLite: groups are written on the recording thread (see the module docstring)
+        self.background = (store.engine.dialect.name != "sqlite" if background is None
+                           else background) and not store.single_connection
+        self._deferred: list[Path] | None = None  # segments to delete once a batch commits
         self._lock = threading.RLock()
         self._dirty: dict[int, PendingEvent] = {}
         self._finished = 0
         self._oldest: float | None = None
         self._checkpoint: Any = MISSING_CHECKPOINT
         self._lock_fd: int | None = None   # flock held while this run lives
-        self._log_fd: int | None = None    # the current segment
+        self._segment_log: AppendLog | None = None  # the current segment
         self._segment = 0
         self._committer: ThreadPoolExecutor | None = None
         self._pending: list[tuple[Future[None], frozenset[str]]] = []  # oldest first
@@ -118,7 +128,8 @@ class Journal:
     def claimed_event(self, event_id: int, key: str, payload: Any) -> PendingEvent:
         """A new event this run just claimed (``Store.claim_new_events``): it has a row but
         no step results yet."""
-        return PendingEvent(key, payload, self.run_id, id=event_id, changed=False, fresh=True)
+        return PendingEvent(key, payload, self.run_id, id=event_id, changed=False, fresh=True,
+                            keyed=False)
 
     def reserve(self, event: PendingEvent, key: str, step_index: int,
                 item_index: int = NO_ITEM, *, durable: bool = False) -> None:
@@ -185,7 +196,7 @@ class Journal:
                 group = list(self._dirty.values())
                 segment = self._close_segment()
                 self.commits += 1
-                if self.store.single_connection:  # in-memory SQLite: no second thread
+                if not self.background:
                     self._write(group, self._checkpoint, segment)
                 else:
                     if self._committer is None:
@@ -203,6 +214,24 @@ class Journal:
             if wait:
                 self._wait()
 
+    @contextmanager
+    def page(self) -> Iterator[None]:
+        """One write transaction for a page: what the block does (the runner's seen-key
+        filter and claim) and the groups committed in it. The segments of those groups are
+        deleted once it commits. Only where groups are written on this thread."""
+        if self.background:
+            yield
+            return
+        with self._lock:
+            self._deferred = []
+            try:
+                with self.store.batch():
+                    yield
+                for segment in self._deferred:
+                    segment.unlink(missing_ok=True)
+            finally:
+                self._deferred = None
+
     def in_flight(self) -> frozenset[str]:
         """Keys of new events not in the ledger yet (their group is being committed or not
         handed over yet), so not unseen either."""
@@ -219,7 +248,9 @@ class Journal:
         except BaseException as exc:
             self._failed = exc
             raise
-        if segment is not None:
+        if segment is not None and self._deferred is not None:
+            self._deferred.append(segment)  # in the ledger once the page's batch commits
+        elif segment is not None:
             segment.unlink(missing_ok=True)  # all of it is in the ledger now
 
     def _wait(self, keep: int = 0) -> None:
@@ -260,9 +291,9 @@ class Journal:
 
     def _append(self, data: bytes) -> None:
         """Append to the current segment; a full disk uses the ballast, then stops the run."""
-        assert self._log_fd is not None
+        assert self._segment_log is not None
         try:
-            os.write(self._log_fd, data)
+            self._segment_log.append(data)
             return
         except OSError as exc:
             fault = self._fault(exc)
@@ -270,7 +301,7 @@ class Journal:
                 raise fault from None
         self._ballast().unlink(missing_ok=True)  # its space is for exactly this line
         try:
-            os.write(self._log_fd, data)
+            self._segment_log.append(data)
         except OSError as exc:
             raise self._fault(exc) from None
         raise fault from None  # logged: stop before anything else is sent
@@ -345,11 +376,14 @@ class Journal:
 
     def _close_segment(self) -> Path | None:
         """End the current log segment (its group is about to be committed)."""
-        if self._log_fd is None:
+        if self._segment_log is None:
             return None
-        os.close(self._log_fd)
-        self._log_fd = None
-        return self._segment_path(self._segment)
+        log, self._segment_log = self._segment_log, None
+        try:
+            log.close()
+        except OSError as exc:
+            raise self._fault(exc) from None
+        return log.path
 
     @cached_property
     def _log_dir(self) -> Path:
@@ -380,15 +414,14 @@ class Journal:
                  for values in (event.steps[u] for u in done)]  # redacted when recorded
         parts.append(',"texts":[' + ",".join(texts) + "]}\n")
         line = "".join(parts)
-        if self._log_fd is None:
+        if self._segment_log is None:
             try:
                 if self._lock_fd is None:  # first: the lock file that says this run is alive
                     self._lock_fd = os.open(self._lock_path(), os.O_RDWR | os.O_CREAT, 0o600)
                     if fcntl is not None:
                         fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
                 self._segment += 1
-                self._log_fd = os.open(self._segment_path(self._segment),
-                                       os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+                self._segment_log = AppendLog(self._segment_path(self._segment))
             except OSError as exc:
                 raise self._fault(exc) from None
         self._append(line.encode())
@@ -418,7 +451,7 @@ def _lock_if_dead(path: Path) -> int | None:
 def _entries(path: Path) -> list[dict[str, Any]]:
     """The complete entries of a log (a line cut short by the crash is ignored)."""
     out = []
-    for line in path.read_bytes().split(b"\n"):
+    for line in lines(path):
         try:
             entry = json.loads(line)
         except ValueError:

@@ -9,7 +9,9 @@ between resends with the same key instead of writing twice.
 A run records into :mod:`splice.store.journal`, which writes here in groups
 (``write_group``): event statuses (with the retry schedule and error class of failed ones,
 and the dead letters of events given up on), step results and idempotency keys in ONE
-transaction.
+transaction. A key done before any row of it was written (the common case: an event this run
+claimed and finished within one group) gets no ``idempotency_keys`` row: its succeeded step
+result holds it. The table keeps reserved keys and the keys of events resumed or retried.
 """
 
 from __future__ import annotations
@@ -149,9 +151,20 @@ class PendingEvent:
     error_class: str | None = None  # failed or dead: see splice.run.retry
     fresh: bool = False  # claimed new by this run: no step results to look up
     prior_attempts: int = 0  # attempts the row had when this run claimed it
+    keyed: bool = True  # the ledger may hold rows of its keys (False: a fresh claim's
+    #                     keys were never written, so a key done now needs no row)
+
+    def ledger_keys(self) -> list[tuple[str, int, int, str]]:
+        """The idempotency-key rows to write: ``(key, step, item, status)``. A key done
+        before any row of it was written is left out: its succeeded step result holds it
+        (``LedgerMixin.event_idempotency_keys``), one random-order index insert less."""
+        return [(key, step, item, status) for key, (step, item, status) in self.keys.items()
+                if self.keyed or status != "done"]
 
     def written(self) -> None:
         """Its group was committed: nothing is pending any more."""
+        if any(status != "done" for _step, _item, status in self.keys.values()):
+            self.keyed = True
         self.steps.clear()
         self.keys.clear()
         self.unlogged.clear()
@@ -375,7 +388,7 @@ class LedgerMixin:
         keys = [{"key": key, "event_id": ids[id(p)], "step_index": step, "item_index": item,
                  "status": status, "created_at": stamp,
                  "completed_at": stamp if status == "done" else None}
-                for p in group for key, (step, item, status) in p.keys.items()]
+                for p in group for key, step, item, status in p.ledger_keys()]
         if keys:
             conn.execute(prebuilt(conn, "upsert_keys", _upsert_key), keys)
         steps = [step_row(ids[id(p)], step, item, values, stamp)
@@ -462,17 +475,30 @@ class LedgerMixin:
 
     def event_idempotency_keys(self, event_id: int) -> dict[str, tuple[int, int, str]]:
         """The idempotency keys an event's steps were sent with: ``{key: (step, item,
-        status)}``."""
+        status)}``; the key of a succeeded step result is done."""
         with self._read() as conn:
             rows = conn.execute(sa.select(
                 idempotency_keys.c.key, idempotency_keys.c.step_index,
                 idempotency_keys.c.item_index, idempotency_keys.c.status).where(
                 idempotency_keys.c.event_id == event_id)).all()
-        return {r.key: (r.step_index, r.item_index, r.status) for r in rows}
+            done = conn.execute(sa.select(
+                step_results.c.idempotency_key, step_results.c.step_index,
+                step_results.c.item_index).where(
+                step_results.c.event_id == event_id, step_results.c.status == "succeeded",
+                step_results.c.idempotency_key.is_not(None))).all()
+        out = {r.key: (r.step_index, r.item_index, r.status) for r in rows}
+        out.update((r.idempotency_key, (r.step_index, r.item_index, "done")) for r in done)
+        return out
 
     def idempotency_key_status(self, key: str) -> str | None:
-        """``reserved``, ``done`` or None for an unknown key."""
+        """``reserved``, ``done`` or None for an unknown key (a diagnostic: a key done
+        without a row of its own is found by scanning the step results)."""
         with self._read() as conn:
-            return conn.execute(sa.select(idempotency_keys.c.status)
-                                .where(idempotency_keys.c.key == key)).scalar()
+            status = conn.execute(sa.select(idempotency_keys.c.status)
+                                  .where(idempotency_keys.c.key == key)).scalar()
+            if status != "done" and conn.execute(sa.select(step_results.c.id).where(
+                    step_results.c.idempotency_key == key,
+                    step_results.c.status == "succeeded").limit(1)).first() is not None:
+                return "done"
+        return status
 
