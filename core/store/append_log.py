@@ -35,7 +35,7 @@ class AppendLog:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        self.offset = os.fstat(self.fd).st_size  # where the next line goes
+        self.offset = os.lseek(self.fd, 0, os.SEEK_END)  # where the next line goes
         self._map: mmap.mmap | None = None
         self._base = 0  # file offset of the mapping's first byte
         self._mapped = hasattr(os, "posix_fallocate")
@@ -68,6 +68,7 @@ class AppendLog:
             except OSError as exc:
                 if exc.errno in _NO_RESERVE:
                     self._mapped = False
+                    os.lseek(self.fd, self.offset, os.SEEK_SET)  # write(2) goes on from here
                     return False
                 if exc.errno != errno.ENOSPC or length == least:
                     os.ftruncate(self.fd, self.offset)
