@@ -222,7 +222,8 @@ def prepare_call(op: Operation, connector: Connector, payload: Mapping[str, Any]
             raise RequestError(f"{op.ref}: path parameter '{name}' has no value")
         return _segment(payload[name], name)
 
-    url = normalize_url(join_url(base_url, PATH_PARAM.sub(fill, op.path)))
+    path = PATH_PARAM.sub(fill, op.path) if used else op.path
+    url = normalize_url(join_url(base_url, path))
     ensure_under_base(url, base_url)
     params: dict[str, str] = {}
     if rendered_query is not None:
