@@ -244,10 +244,11 @@ def history(lines: list[str]) -> None:
     """Rows of earlier runs (bench/history/*.json), against the baseline of their day."""
     for path in sorted((HERE / "history").glob("*.json")):
         old = json.loads(path.read_text())
-        lines += [f"### {path.stem}", "",
-                  f"Measured {old['machine']['date']}; hand-written loop decoding with the "
-                  "standard `json` module, API on uvicorn's pure-Python h11 server (httptools "
-                  "and uvloop not installed). Not comparable with the table above.", "",
+        about = old.get("note") or (
+            "hand-written loop decoding with the standard `json` module, API on uvicorn's "
+            "pure-Python h11 server (httptools and uvloop not installed). Not comparable with "
+            "the table above.")
+        lines += [f"### {path.stem}", "", f"Measured {old['machine']['date']}; {about}", "",
                   "| benchmark | records | hand-written | splice | ratio |",
                   "|---|---:|---:|---:|---:|"]
         for r in old["compare"]:
