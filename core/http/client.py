@@ -224,8 +224,8 @@ _LEAN_READ = _lean_read_works()
 
 
 class StatelessClient(httpx.Client):
-    """An ``httpx.Client`` that keeps no cookies and follows no redirects, with a lean
-    ``send``.
+    """An ``httpx.Client`` that keeps no cookies, with a lean ``send`` for requests whose
+    redirects are not followed (every request of splice's API clients).
 
     A connection authenticates every request with what its manifest declares (a header, a
     token, a query parameter) and nothing else: a ``Set-Cookie`` from an API is not stored,
