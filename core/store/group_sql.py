@@ -53,6 +53,15 @@ def step_row(event_id: int | None, step_index: int, item_index: int,
     }
 
 
+def key_rows(group: list[Any], ids: dict[int, int | None], stamp: datetime
+             ) -> list[dict[str, Any]]:
+    """The idempotency_keys rows of ``group`` (``ledger.PendingEvent.ledger_keys``)."""
+    return [{"key": key, "event_id": ids[id(p)], "step_index": step, "item_index": item,
+             "status": status, "created_at": stamp,
+             "completed_at": stamp if status == "done" else None}
+            for p in group for key, step, item, status in p.ledger_keys()]
+
+
 def _quoted(name: str) -> str:
     return f'"{name}"'
 
@@ -103,10 +112,7 @@ def sqlite_group(group: list[Any], ids: dict[int, int | None], stamp: datetime,
                  sqlite_time(p.next_attempt_at), p.error_class,
                  None if p.fresh else p.run_id)  # a fresh claim's row holds its run already
                 for p in group if p.changed and id(p) not in inserted]
-    keys = [{"key": key, "event_id": ids[id(p)], "step_index": step, "item_index": item,
-             "status": status, "created_at": stamp,
-             "completed_at": stamp if status == "done" else None}
-            for p in group for key, step, item, status in p.ledger_keys()]
+    keys = key_rows(group, ids, stamp)
     steps = [step_row(ids[id(p)], step, item, values, stamp, True)
              for p in group for (step, item), values in p.steps.items()]
     return [*_status_statements(statuses, when), *_upsert_statements(keys, steps)]

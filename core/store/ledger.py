@@ -27,7 +27,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from ..secrets import REDACTOR, redact_headers
-from .group_sql import PreparedGroup, redact_text, sqlite_group, step_row
+from .group_sql import PreparedGroup, key_rows, redact_text, sqlite_group, step_row
 from .tables import (
     NO_ITEM,
     RUN_COUNTERS,
@@ -385,10 +385,7 @@ class LedgerMixin:
                 {"b_id": ids[id(p)], "b_status": p.status, "b_error": redact_text(p.error),
                  "b_now": stamp, "b_inc": p.attempts, "b_run": p.run_id,
                  "b_next": p.next_attempt_at, "b_class": p.error_class} for p in changed])
-        keys = [{"key": key, "event_id": ids[id(p)], "step_index": step, "item_index": item,
-                 "status": status, "created_at": stamp,
-                 "completed_at": stamp if status == "done" else None}
-                for p in group for key, step, item, status in p.ledger_keys()]
+        keys = key_rows(group, ids, stamp)
         if keys:
             conn.execute(prebuilt(conn, "upsert_keys", _upsert_key), keys)
         steps = [step_row(ids[id(p)], step, item, values, stamp)
