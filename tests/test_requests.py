@@ -7,8 +7,9 @@ import httpx
 import pytest
 
 from splice.errors import RequestError
+from splice.http.body import encode_json
 from splice.http.client import ApiClient
-from splice.http.request import ensure_under_base, prepare_call
+from splice.http.request import PreparedCall, ensure_under_base, prepare_call
 from splice.model.manifest import load_manifest
 
 from .conftest import FIXTURES
@@ -121,3 +122,34 @@ def test_a_plain_http_connection_loads_no_ca_bundle_and_would_fail_closed():
     with_auth = ApiClient(CONNECTOR, base_url="http://127.0.0.1:8080/api",
                           auth=httpx.BasicAuth("u", "p"))
     assert trusted(with_auth) > 0
+
+
+@pytest.mark.parametrize("url", ["https://crm.example/api/notes", "http://127.0.0.1:8123/sink",
+                                 "http://[::1]:9000/a", "https://bücher.example/x"])
+@pytest.mark.parametrize("params", [{}, {"a": "1", "b": "x y"}])
+@pytest.mark.parametrize("headers", [
+    {"Accept": "application/json", "Idempotency-Key": "splice-abc"},
+    {"Accept": "application/json", "content-type": "application/vnd.api+json"},
+    {},
+])
+def test_a_json_request_is_built_as_httpx_builds_it(url, params, headers):
+    body = {"subject": "s", "amount": 1.5, "tags": ["a", "é"]}
+    call = PreparedCall("POST", url, params, headers, json_body=body)
+    ours = call.to_request()
+    typed = any(k.lower() == "content-type" for k in headers)
+    theirs = httpx.Request("POST", url, params=params or None, content=encode_json(body),
+                           headers=headers if typed else
+                           {**headers, "Content-Type": "application/json"})
+    assert (ours.method, ours.url, ours.headers.raw) == \
+        (theirs.method, theirs.url, theirs.headers.raw)
+    assert ours.content == theirs.content == b"".join(ours.stream)
+
+
+@pytest.mark.parametrize("header", ["Host", "content-length", "Transfer-Encoding"])
+def test_a_request_naming_its_own_transport_headers_is_built_by_httpx(header):
+    """httpx merges these with what it adds; splice leaves that to httpx."""
+    call = PreparedCall("POST", "https://crm.example/api/notes", {}, {header: "1"},
+                        json_body={"a": 1})
+    expected = httpx.Request("POST", call.url, content=b'{"a":1}',
+                             headers={header: "1", "Content-Type": "application/json"})
+    assert call.to_request().headers.raw == expected.headers.raw

@@ -159,6 +159,29 @@ def _parsed_url(url: str) -> httpx.URL:
     return httpx.URL(url)
 
 
+#: headers httpx adds to a request built from ``content``
+_AUTO_HEADERS = frozenset(("host", "content-length", "transfer-encoding"))
+
+
+def _json_request(method: str, url: httpx.URL, params: dict[str, str],
+                  headers: dict[str, str], typed: bool, content: bytes) -> httpx.Request:
+    """``httpx.Request(method, url, params=..., headers=..., content=content)`` with a JSON
+    ``Content-Type`` unless ``typed``, built the way httpx documents for a request whose
+    headers are complete (``stream=``): the same headers in the same order (``Host`` first,
+    ``Content-Length`` last) and the body read, without the two header-list rebuilds and the
+    look-ups ``content=`` costs (~9.5 -> ~3 µs a request; tests/test_requests.py compares
+    the two)."""
+    if params:
+        url = url.copy_merge_params(params)
+    full = [("Host", url.netloc.decode("ascii")), *headers.items()]
+    if not typed:
+        full.append(("Content-Type", "application/json"))
+    full.append(("Content-Length", str(len(content))))
+    request = httpx.Request(method, url, headers=full, stream=httpx.ByteStream(content))
+    request.read()  # as httpx does for a body given whole: ``request.content`` works
+    return request
+
+
 @dataclass
 class PreparedCall:
     """What an operation call will send (shown by --dry-run)."""
@@ -177,8 +200,12 @@ class PreparedCall:
         if self.json_body is not MISSING:
             if self.content is None:
                 self.content = encode_json(self.json_body)  # orjson (splice.http.body)
+            names = {name.lower() for name in self.headers}
+            if not names & _AUTO_HEADERS:
+                return _json_request(self.method, _parsed_url(self.url), self.params,
+                                     self.headers, "content-type" in names, self.content)
             kwargs["content"] = self.content
-            if not any(name.lower() == "content-type" for name in self.headers):
+            if "content-type" not in names:
                 kwargs["headers"] = {**self.headers, "Content-Type": "application/json"}
         elif self.files is not None:
             kwargs["data"] = self.form_body or {}
