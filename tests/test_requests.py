@@ -9,7 +9,7 @@ import pytest
 from splice.errors import RequestError
 from splice.http.body import encode_json
 from splice.http.client import ApiClient
-from splice.http.request import PreparedCall, ensure_under_base, prepare_call
+from splice.http.request import CallTemplate, PreparedCall, ensure_under_base, prepare_call
 from splice.model.manifest import load_manifest
 
 from .conftest import FIXTURES
@@ -153,3 +153,22 @@ def test_a_request_naming_its_own_transport_headers_is_built_by_httpx(header):
     expected = httpx.Request("POST", call.url, content=b'{"a":1}',
                              headers={header: "1", "Content-Type": "application/json"})
     assert call.to_request().headers.raw == expected.headers.raw
+
+
+def test_a_call_template_builds_what_prepare_call_builds_and_each_call_owns_its_headers():
+    note, tags = CONNECTOR.operations["create_note"], TAGS
+    for op, payload in ((note, {"subject": "s", "body": "b"}),
+                        (tags, {"contact_id": "c/1", "tags": ["a"]})):
+        template = CallTemplate(op, CONNECTOR, BASE)
+        for key in ("key-1", None, "key-2"):
+            ours = template.prepare(payload, idempotency_key=key)
+            assert ours == prepare_call(op, CONNECTOR, payload, base_url=BASE,
+                                        idempotency_key=key)
+            ours.headers["X-Mine"] = "1"  # the runner records what it sends: its own copy
+    assert "X-Mine" not in template.prepare(payload).headers
+    rendered = template.prepare(payload, rendered_headers={"Accept": "text/csv"})
+    assert rendered.headers["Accept"] == "text/csv"
+    with pytest.raises(RequestError, match="line break"):
+        template.prepare(payload, rendered_headers={"X-Trace": "a\nb"})
+    with pytest.raises(RequestError, match="path parameter 'contact_id' has no value"):
+        template.prepare({"tags": ["a"]})

@@ -229,70 +229,107 @@ class PreparedCall:
         return out
 
 
+class CallTemplate:
+    """What building a request for one operation under one base URL always gives, worked out
+    once: the URL of a path without parameters (normalized, checked under the base), the
+    ``Accept`` and connector headers (checked), the idempotency header's name for this
+    method, the inputs that are not body fields. A run keeps one per operation and base URL;
+    :meth:`prepare` builds each call from it (~6 -> ~3 µs a call)."""
+
+    def __init__(self, op: Operation, connector: Connector, base_url: str) -> None:
+        self.op = op
+        self.base_url = base_url
+        self.used = frozenset((*op.path_params, *op.query_params))
+        self.url: str | None = None
+        if not op.path_params:
+            self.url = normalize_url(join_url(base_url, op.path))
+            ensure_under_base(self.url, base_url)
+        self.headers = {"Accept": "application/json", **connector.headers}
+        for name, value in self.headers.items():
+            check_header(name, value)
+        idempotency = connector.idempotency or {}
+        self.idempotency_header: str | None = idempotency.get("header") if op.method in (
+            idempotency.get("methods") or ["POST"]) else None
+
+    def prepare(self, payload: Mapping[str, Any], *,
+                rendered_headers: Mapping[str, str] | None = None,
+                rendered_query: Mapping[str, Any] | None = None,
+                rendered_body: Any = MISSING,
+                idempotency_key: str | None = None) -> PreparedCall:
+        """The request for a validated payload (refused whole, before anything is sent,
+        when it is too big or would leave the base URL)."""
+        op, limit = self.op, max_request_bytes()
+        json_body = op.body_encoding not in ("form", "multipart")
+        if not json_body and json_size([payload, rendered_headers, rendered_query, None if
+                                        rendered_body is MISSING else rendered_body],
+                                       limit) > limit:
+            raise _too_big(op, limit)
+        url = self.url
+        if url is None:
+            def fill(match: Any) -> str:
+                name = match.group(1)
+                if name not in payload or payload[name] is None:
+                    raise RequestError(f"{op.ref}: path parameter '{name}' has no value")
+                return _segment(payload[name], name)
+
+            url = normalize_url(join_url(self.base_url, PATH_PARAM.sub(fill, op.path)))
+            ensure_under_base(url, self.base_url)
+        params: dict[str, str] = {}
+        if rendered_query is not None:
+            params = {k: query_value(v) for k, v in rendered_query.items() if v is not None}
+        else:
+            for name in op.query_params:
+                if name in payload and payload[name] is not None:
+                    params[name] = query_value(payload[name])
+        headers = self.headers
+        if rendered_headers:
+            for name, value in rendered_headers.items():
+                check_header(name, value)
+            headers = {**headers, **rendered_headers}
+        if idempotency_key and self.idempotency_header:
+            headers = {**headers, self.idempotency_header:
+                       check_header(self.idempotency_header, idempotency_key)}
+        elif headers is self.headers:
+            headers = dict(headers)  # the call's own (the runner adds to what it records)
+        call = PreparedCall(op.method, url, params, headers)
+        if op.method in ("POST", "PUT", "PATCH"):
+            if rendered_body is not MISSING:
+                body = rendered_body
+            else:
+                body = {k: v for k, v in payload.items() if k not in self.used}
+                body = body if body else MISSING
+            if op.body_encoding == "multipart":
+                fields = dict(body) if isinstance(body, Mapping) else {}
+                call.files = [FilePart.from_input(name, fields.pop(name)) for name in op.files
+                              if fields.get(name) is not None]
+                call.form_body = {k: query_value(v) for k, v in fields.items()
+                                  if v is not None}
+            elif body is not MISSING:
+                if op.body_encoding == "form":
+                    call.form_body = {k: query_value(v) for k, v in dict(body).items()
+                                      if v is not None}
+                else:
+                    call.json_body = body
+                    try:
+                        call.content = encode_json(body)
+                    except (TypeError, ValueError) as exc:
+                        raise RequestError(f"{op.ref}: the request cannot be built "
+                                           f"({type(exc).__name__}); nothing was sent") from None
+        if json_body and len(url) + len(call.content or b"") + sum(
+                len(k) + len(v) + 4 for k, v in (*headers.items(), *params.items())) > limit:
+            raise _too_big(op, limit)  # what would be sent, measured exactly
+        return call
+
+
 def prepare_call(op: Operation, connector: Connector, payload: Mapping[str, Any], *,
                  base_url: str, rendered_headers: Mapping[str, str] | None = None,
                  rendered_query: Mapping[str, Any] | None = None,
                  rendered_body: Any = MISSING,
                  idempotency_key: str | None = None) -> PreparedCall:
-    """Build the request for ``op`` from a validated payload (refused whole, before anything
-    is sent, when it is too big or would leave the base URL)."""
-    limit = max_request_bytes()
-    json_body = op.body_encoding not in ("form", "multipart")
-    if not json_body and json_size([payload, rendered_headers, rendered_query, None if
-                                    rendered_body is MISSING else rendered_body], limit) > limit:
-        raise _too_big(op, limit)
-    used = set(op.path_params)
-
-    def fill(match: Any) -> str:
-        name = match.group(1)
-        if name not in payload or payload[name] is None:
-            raise RequestError(f"{op.ref}: path parameter '{name}' has no value")
-        return _segment(payload[name], name)
-
-    path = PATH_PARAM.sub(fill, op.path) if used else op.path
-    url = normalize_url(join_url(base_url, path))
-    ensure_under_base(url, base_url)
-    params: dict[str, str] = {}
-    if rendered_query is not None:
-        params = {k: query_value(v) for k, v in rendered_query.items() if v is not None}
-    else:
-        for name in op.query_params:
-            if name in payload and payload[name] is not None:
-                params[name] = query_value(payload[name])
-    used.update(op.query_params)
-    headers = {"Accept": "application/json", **connector.headers, **(rendered_headers or {})}
-    if idempotency_key and connector.idempotency and op.method in (
-            connector.idempotency.get("methods") or ["POST"]):
-        headers[connector.idempotency["header"]] = idempotency_key
-    for name, value in headers.items():
-        check_header(name, value)
-    call = PreparedCall(op.method, url, params, headers)
-    if op.method in ("POST", "PUT", "PATCH"):
-        if rendered_body is not MISSING:
-            body = rendered_body
-        else:
-            body = {k: v for k, v in payload.items() if k not in used}
-            body = body if body else MISSING
-        if op.body_encoding == "multipart":
-            fields = dict(body) if isinstance(body, Mapping) else {}
-            call.files = [FilePart.from_input(name, fields.pop(name)) for name in op.files
-                          if fields.get(name) is not None]
-            call.form_body = {k: query_value(v) for k, v in fields.items() if v is not None}
-        elif body is not MISSING:
-            if op.body_encoding == "form":
-                call.form_body = {k: query_value(v) for k, v in dict(body).items()
-                                  if v is not None}
-            else:
-                call.json_body = body
-                try:
-                    call.content = encode_json(body)
-                except (TypeError, ValueError) as exc:
-                    raise RequestError(f"{op.ref}: the request cannot be built "
-                                       f"({type(exc).__name__}); nothing was sent") from None
-    if json_body and len(url) + len(call.content or b"") + sum(
-            len(k) + len(v) + 4 for k, v in (*headers.items(), *params.items())) > limit:
-        raise _too_big(op, limit)  # what would be sent, measured exactly
-    return call
+    """Build the request for ``op`` from a validated payload (see :class:`CallTemplate`)."""
+    return CallTemplate(op, connector, base_url).prepare(
+        payload, rendered_headers=rendered_headers, rendered_query=rendered_query,
+        rendered_body=rendered_body, idempotency_key=idempotency_key)
 
 
 def _too_big(op: Operation, limit: int) -> RequestError:

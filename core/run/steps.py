@@ -37,7 +37,7 @@ from ..errors import (
 from ..http.breaker import CircuitBreaker
 from ..http.client import ApiClient, Attempt
 from ..http.ratelimit import BudgetExhausted
-from ..http.request import PreparedCall, prepare_call
+from ..http.request import CallTemplate, PreparedCall
 from ..mapping.templates import TemplateEngine
 from ..model.manifest import MISSING, Connector, Operation
 from ..secrets import redact_headers
@@ -94,6 +94,7 @@ class StepExecutor:
         self._clients: dict[str, ApiClient] = {}
         self._template_engine: Any = None
         self._op_templates: dict[tuple[str, str], Any] = {}
+        self._call_templates: dict[tuple[str, str], CallTemplate] = {}
         self.commit_every = commit_every
         self._journal: Journal | None = None
         self._connections: dict[str, Any] = {}
@@ -233,9 +234,12 @@ class StepExecutor:
         self.check_endpoint(connection, connector, op.id)
         record = self.connection(connection, connector)
         base = record.base_url if record is not None and record.base_url else connector.base_url
-        call = prepare_call(op, connector, payload, base_url=base, idempotency_key=idem,
-                            **self._rendered_parts(op, payload, connection, connector))
-        return call
+        key = (op.ref, base)
+        template = self._call_templates.get(key)
+        if template is None:
+            template = self._call_templates[key] = CallTemplate(op, connector, base)
+        return template.prepare(payload, idempotency_key=idem,
+                                **self._rendered_parts(op, payload, connection, connector))
 
     def _rendered_parts(self, op: Operation, payload: dict[str, Any], connection: str | None,
                         connector: Connector) -> dict[str, Any]:
