@@ -75,3 +75,31 @@ def test_a_full_disk_reserves_just_the_line_or_raises(tmp_path: Path, monkeypatc
     assert raised.value.errno == errno.ENOSPC
     log.close()
     assert (tmp_path / "a.log").read_bytes() == b"first\n"
+
+
+@pytest.mark.parametrize("many", [False, True], ids=["one reservation", "several"])
+def test_a_reused_log_is_empty_under_its_new_name_in_the_same_file(tmp_path: Path,
+                                                                    many: bool) -> None:
+    old, new = tmp_path / "a.log", tmp_path / "b.log"
+    log = AppendLog(old)
+    for line in LINES if many else LINES[:50]:
+        log.append(line)
+    inode = old.stat().st_ino
+    log.reuse(new)
+    assert not old.exists() and new.stat().st_ino == inode  # renamed, not a new file
+    assert lines(new) == [b""]  # what was written is gone
+    log.append(LINES[3])
+    assert lines(new) == [LINES[3].rstrip(b"\n"), b""]
+    log.close()
+    assert new.read_bytes() == LINES[3]
+
+
+def test_a_reused_log_without_reservations_starts_at_the_beginning(tmp_path: Path,
+                                                                   monkeypatch) -> None:
+    monkeypatch.delattr(os, "posix_fallocate")
+    log = AppendLog(tmp_path / "a.log")
+    _written(log)
+    log.reuse(tmp_path / "b.log")
+    log.append(b"again\n")
+    log.close()
+    assert (tmp_path / "b.log").read_bytes() == b"again\n"

@@ -240,3 +240,43 @@ def test_a_key_done_within_its_group_lives_in_its_step_result(store):
     assert _key_rows(store) == {key_b: "done"}
     assert store.event_idempotency_keys(claimed["b"]) == {key_b: (0, -1, "done")}
     journal.close()
+
+
+def _die_after_a_committed_page(url: str, home: str) -> None:
+    os.environ["SPLICE_HOME"] = home
+    store = Store.open(url)
+    journal = Journal(store, "r", "t", store.start_run("r"))
+    _record(journal, "a")
+    _record(journal, "a2")
+    with journal.page():
+        journal.commit()  # a and a2 are in the ledger; their segment is emptied for reuse
+    first = journal._spare.path.stat().st_ino
+    _record(journal, "b")
+    assert (store.run_log_dir() / _segments(store)[0]).stat().st_ino == first  # reused
+    assert not journal._spare_path().exists()
+    os._exit(3)
+
+
+def test_a_committed_segment_is_reused_and_its_lines_never_recovered(store, tmp_path):
+    child = multiprocessing.get_context("spawn").Process(
+        target=_die_after_a_committed_page, args=(str(store.engine.url), str(tmp_path)))
+    child.start()
+    child.join(timeout=60)
+    assert child.exitcode == 3
+    assert store.filter_unseen("r", "t", ["a", "a2", "b"]) == {"b"}
+    journal = Journal(store, "r", "t", store.start_run("r"))
+    assert journal.recover() == 1  # b; the lines of a and a2 went with their segment
+    events = store._events_with("succeeded", "r", None)
+    assert [(e.key, e.attempts) for e in events] == [("a", 1), ("a2", 1), ("b", 1)]
+    assert [p.name for p in store.run_log_dir().iterdir()] == ["ballast"]
+
+
+def test_a_run_leaves_no_spare_segment(store):
+    journal = Journal(store, "r", "t", store.start_run("r"))
+    for key in ("a", "b", "c"):
+        _record(journal, key)
+        with journal.page():
+            journal.commit()
+    assert journal._spare is not None and journal._spare_path().exists()
+    journal.close()
+    assert list(store.run_log_dir().iterdir()) == []  # no segment, spare or lock

@@ -12,7 +12,9 @@ commit rewrites a dozen b-tree pages of four tables), so the runner records into
   results, idempotency keys and the trigger's page checkpoint in ONE transaction. A group ends
   with every trigger page (so the checkpoint never runs ahead of its events), after
   ``commit_every`` events or ``max_delay`` seconds, and when the run ends or stops. Each
-  group's log lines are a segment file of their own, deleted once the group is in the ledger.
+  group's log lines are a segment file of their own. Once the group is in the ledger the
+  segment is renamed out of the log's name pattern, emptied and reused for a later group's
+  lines (its pages stay in memory: fresh ones cost ~10 µs an event), or deleted.
 
 On SQLite the group is written on the recording thread: the runner commits a page's group in
 the same transaction as the next page's claim (:meth:`Journal.page`), one commit a page. (A
@@ -97,7 +99,7 @@ class Journal:
         # SQLite: groups are written on the recording thread (see the module docstring)
         self.background = (store.engine.dialect.name != "sqlite" if background is None
                            else background) and not store.single_connection
-        self._deferred: list[Path] | None = None  # segments to delete once a batch commits
+        self._deferred: list[AppendLog] | None = None  # segments done once a batch commits
         self._lock = threading.RLock()
         self._dirty: dict[int, PendingEvent] = {}
         self._finished = 0
@@ -105,6 +107,8 @@ class Journal:
         self._checkpoint: Any = MISSING_CHECKPOINT
         self._lock_fd: int | None = None   # flock held while this run lives
         self._segment_log: AppendLog | None = None  # the current segment
+        self._spare: AppendLog | None = None  # a committed segment, emptied for the next one
+        self._kept: list[AppendLog] = []  # segments whose group failed: for the next run
         self._segment = 0
         self._committer: ThreadPoolExecutor | None = None
         self._pending: list[tuple[Future[None], frozenset[str]]] = []  # oldest first
@@ -218,7 +222,8 @@ class Journal:
     def page(self) -> Iterator[None]:
         """One write transaction for a page: what the block does (the runner's seen-key
         filter and claim) and the groups committed in it. The segments of those groups are
-        deleted once it commits. Only where groups are written on this thread."""
+        emptied for reuse once it commits (kept for the next run if it does not). Only where
+        groups are written on this thread."""
         if self.background:
             yield
             return
@@ -227,9 +232,11 @@ class Journal:
             try:
                 with self.store.batch():
                     yield
-                for segment in self._deferred:
-                    segment.unlink(missing_ok=True)
+                done, self._deferred = self._deferred, []
+                for segment in done:
+                    self._recycle(segment)
             finally:
+                self._kept += self._deferred  # not in the ledger: the next run recovers them
                 self._deferred = None
 
     def in_flight(self) -> frozenset[str]:
@@ -239,19 +246,24 @@ class Journal:
             waiting = [e.key for e in self._dirty.values() if e.id is None]
             return self._in_flight.union(waiting) if waiting else self._in_flight
 
-    def _write(self, group: list[PendingEvent], checkpoint: Any, segment: Path | None,
+    def _write(self, group: list[PendingEvent], checkpoint: Any, segment: AppendLog | None,
                prepared: PreparedGroup | None = None) -> None:
-        if self._failed is not None:  # an earlier group failed: keep the order, write nothing
-            raise self._failed        # (both stay in the run log for the next run)
         try:
-            self.store.write_group(self.recipe, self.trigger, group, checkpoint, prepared)
-        except BaseException as exc:
-            self._failed = exc
+            if self._failed is not None:  # an earlier group failed: keep the order, write
+                raise self._failed        # nothing (both stay in the run log for the next run)
+            try:
+                self.store.write_group(self.recipe, self.trigger, group, checkpoint, prepared)
+            except BaseException as exc:
+                self._failed = exc
+                raise
+        except BaseException:
+            if segment is not None:
+                self._kept.append(segment)  # closed with the journal; the next run recovers it
             raise
         if segment is not None and self._deferred is not None:
             self._deferred.append(segment)  # in the ledger once the page's batch commits
-        elif segment is not None:
-            segment.unlink(missing_ok=True)  # all of it is in the ledger now
+        elif segment is not None:  # all of it is in the ledger now
+            _delete(segment)
 
     def _wait(self, keep: int = 0) -> None:
         """Wait until at most ``keep`` groups are still being committed; the first error of
@@ -321,7 +333,8 @@ class Journal:
                 continue  # its run is alive
             segments = sorted(directory.glob(f"{self._prefix}.{run_id}.*.log"),
                               key=lambda p: int(p.name.split(".")[2]))
-            dead.append((segments, lock, fd))
+            spare = directory / f"{self._prefix}.{run_id}.spare"  # emptied: nothing to read
+            dead.append(([*segments, spare], lock, fd))
             for segment in segments:
                 for entry in _entries(segment):
                     _merge(found, entry, run_id)
@@ -349,11 +362,15 @@ class Journal:
                 if self._committer is not None:
                     self._committer.shutdown()
                     self._committer = None
-                segment = self._close_segment()
+                segment, spare, self._spare = self._close_segment(), self._spare, None
+                for log in (segment, spare):
+                    if log is not None:
+                        _delete(log, keep=log is segment and not clean)
+                for log in self._kept:
+                    _delete(log, keep=True)
+                self._kept = []
                 if self._lock_fd is not None:
                     if clean:
-                        if segment is not None:
-                            segment.unlink(missing_ok=True)
                         self._lock_path().unlink(missing_ok=True)
                     os.close(self._lock_fd)
                     self._lock_fd = None
@@ -374,16 +391,40 @@ class Journal:
     def _segment_path(self, number: int) -> Path:
         return self._log_dir / f"{self._prefix}.{self.run_id}.{number}.log"
 
-    def _close_segment(self) -> Path | None:
+    def _close_segment(self) -> AppendLog | None:
         """End the current log segment (its group is about to be committed)."""
-        if self._segment_log is None:
-            return None
         log, self._segment_log = self._segment_log, None
+        return log
+
+    def _recycle(self, segment: AppendLog) -> None:
+        """A segment whose group is in the ledger becomes the spare the next segment reuses:
+        renamed out of the log's name pattern first (so no recovery reads it again), then
+        emptied (``AppendLog.reuse``), its pages and reserved space kept."""
+        if self._spare is not None:  # (one is enough)
+            _delete(segment)
+            return
         try:
-            log.close()
-        except OSError as exc:
-            raise self._fault(exc) from None
-        return log.path
+            segment.reuse(self._spare_path())
+        except OSError:
+            _delete(segment)
+            return
+        self._spare = segment
+
+    def _spare_path(self) -> Path:
+        return self._log_dir / f"{self._prefix}.{self.run_id}.spare"
+
+    def _new_segment(self) -> AppendLog:
+        self._segment += 1
+        path = self._segment_path(self._segment)
+        spare, self._spare = self._spare, None
+        if spare is None:
+            return AppendLog(path)
+        try:
+            spare.reuse(path)
+        except OSError:
+            _delete(spare)
+            return AppendLog(path)
+        return spare
 
     @cached_property
     def _log_dir(self) -> Path:
@@ -420,8 +461,7 @@ class Journal:
                     self._lock_fd = os.open(self._lock_path(), os.O_RDWR | os.O_CREAT, 0o600)
                     if fcntl is not None:
                         fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
-                self._segment += 1
-                self._segment_log = AppendLog(self._segment_path(self._segment))
+                self._segment_log = self._new_segment()
             except OSError as exc:
                 raise self._fault(exc) from None
         self._append(line.encode())
@@ -431,6 +471,16 @@ class Journal:
         self._dirty[id(event)] = event
         if self._oldest is None:
             self._oldest = self.clock()
+
+
+def _delete(log: AppendLog, *, keep: bool = False) -> None:
+    """Close a segment and delete its file (``keep``: only close it, for the next run)."""
+    try:
+        log.close()
+    except OSError:
+        pass  # (cutting the reserved tail failed: the file goes, or a reader drops the tail)
+    if not keep:
+        log.path.unlink(missing_ok=True)
 
 
 def _lock_if_dead(path: Path) -> int | None:
