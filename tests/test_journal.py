@@ -271,12 +271,16 @@ def test_a_committed_segment_is_reused_and_its_lines_never_recovered(store, tmp_
     assert [p.name for p in store.run_log_dir().iterdir()] == ["ballast"]
 
 
-def test_a_run_leaves_no_spare_segment(store):
-    journal = Journal(store, "r", "t", store.start_run("r"))
+@pytest.mark.parametrize("background", [False, True], ids=["inline", "committer thread"])
+def test_a_run_reuses_one_segment_and_leaves_no_spare(store, background):
+    journal = Journal(store, "r", "t", store.start_run("r"), background=background)
+    inodes = set()
     for key in ("a", "b", "c"):
         _record(journal, key)
+        inodes.add((store.run_log_dir() / _segments(store)[0]).stat().st_ino)
         with journal.page():
-            journal.commit()
+            journal.commit(wait=True)
     assert journal._spare is not None and journal._spare_path().exists()
+    assert len(inodes) == 1  # every group's lines went into the same file
     journal.close()
     assert list(store.run_log_dir().iterdir()) == []  # no segment, spare or lock

@@ -108,6 +108,7 @@ class Journal:
         self._lock_fd: int | None = None   # flock held while this run lives
         self._segment_log: AppendLog | None = None  # the current segment
         self._spare: AppendLog | None = None  # a committed segment, emptied for the next one
+        self._spare_lock = threading.Lock()  # (a committer thread hands segments back too)
         self._kept: list[AppendLog] = []  # segments whose group failed: for the next run
         self._segment = 0
         self._committer: ThreadPoolExecutor | None = None
@@ -263,7 +264,7 @@ class Journal:
         if segment is not None and self._deferred is not None:
             self._deferred.append(segment)  # in the ledger once the page's batch commits
         elif segment is not None:  # all of it is in the ledger now
-            _delete(segment)
+            self._recycle(segment)
 
     def _wait(self, keep: int = 0) -> None:
         """Wait until at most ``keep`` groups are still being committed; the first error of
@@ -362,7 +363,9 @@ class Journal:
                 if self._committer is not None:
                     self._committer.shutdown()
                     self._committer = None
-                segment, spare, self._spare = self._close_segment(), self._spare, None
+                with self._spare_lock:
+                    spare, self._spare = self._spare, None
+                segment = self._close_segment()
                 for log in (segment, spare):
                     if log is not None:
                         _delete(log, keep=log is segment and not clean)
@@ -400,15 +403,16 @@ class Journal:
         """A segment whose group is in the ledger becomes the spare the next segment reuses:
         renamed out of the log's name pattern first (so no recovery reads it again), then
         emptied (``AppendLog.reuse``), its pages and reserved space kept."""
-        if self._spare is not None:  # (one is enough)
-            _delete(segment)
-            return
-        try:
-            segment.reuse(self._spare_path())
-        except OSError:
-            _delete(segment)
-            return
-        self._spare = segment
+        with self._spare_lock:
+            if self._spare is None:
+                try:
+                    segment.reuse(self._spare_path())
+                except OSError:
+                    pass
+                else:
+                    self._spare = segment
+                    return
+        _delete(segment)  # (one spare is enough)
 
     def _spare_path(self) -> Path:
         return self._log_dir / f"{self._prefix}.{self.run_id}.spare"
@@ -416,7 +420,8 @@ class Journal:
     def _new_segment(self) -> AppendLog:
         self._segment += 1
         path = self._segment_path(self._segment)
-        spare, self._spare = self._spare, None
+        with self._spare_lock:
+            spare, self._spare = self._spare, None
         if spare is None:
             return AppendLog(path)
         try:
