@@ -36,8 +36,8 @@ recovers the line like any other.
 A live run holds an ``flock`` on its lock file. After a crash the next run of the recipe first
 moves the dead run's logged events into the ledger (``recover``), so what the crash repeats is
 what it always was: at most the request in flight, re-sent with the same idempotency key. An
-entry logged again after its group was committed (a crash between the commit and deleting the
-segment) is written as an update of the same rows.
+entry logged again after its group was committed (a crash between the commit and renaming the
+segment out of the log's pattern) is written as an update of the same rows.
 """
 
 from __future__ import annotations
