@@ -66,12 +66,17 @@ def _die_after_logging(url: str, home: str) -> None:
     os._exit(3)
 
 
-def test_a_dead_runs_log_is_recovered_by_the_next_run(store, tmp_path):
+def _die_in_a_child(target, store: Store, home: Path) -> None:
+    """Run ``target(url, home)`` in a fresh process, which must end with ``os._exit(3)``."""
     child = multiprocessing.get_context("spawn").Process(
-        target=_die_after_logging, args=(str(store.engine.url), str(tmp_path)))
+        target=target, args=(str(store.engine.url), str(home)))
     child.start()
     child.join(timeout=60)
     assert child.exitcode == 3
+
+
+def test_a_dead_runs_log_is_recovered_by_the_next_run(store, tmp_path):
+    _die_in_a_child(_die_after_logging, store, tmp_path)
     assert store.filter_unseen("r", "t", ["a", "b"]) == {"a", "b"}  # never committed
     assert len(list(store.run_log_dir().glob("*.log"))) == 1
     assert len(list(store.run_log_dir().glob("*.lock"))) == 1
@@ -258,11 +263,7 @@ def _die_after_a_committed_page(url: str, home: str) -> None:
 
 
 def test_a_committed_segment_is_reused_and_its_lines_never_recovered(store, tmp_path):
-    child = multiprocessing.get_context("spawn").Process(
-        target=_die_after_a_committed_page, args=(str(store.engine.url), str(tmp_path)))
-    child.start()
-    child.join(timeout=60)
-    assert child.exitcode == 3
+    _die_in_a_child(_die_after_a_committed_page, store, tmp_path)
     assert store.filter_unseen("r", "t", ["a", "a2", "b"]) == {"b"}
     journal = Journal(store, "r", "t", store.start_run("r"))
     assert journal.recover() == 1  # b; the lines of a and a2 went with their segment
