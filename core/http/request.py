@@ -234,7 +234,7 @@ class CallTemplate:
     once: the URL of a path without parameters (normalized, checked under the base), the
     ``Accept`` and connector headers (checked), the idempotency header's name for this
     method, the inputs that are not body fields. A run keeps one per operation and base URL;
-    :meth:`prepare` builds each call from it (~6 -> ~3 µs a call)."""
+    :meth:`prepare` builds each call from it (a run's ``prepare``: ~6.3 -> ~5.2 µs a call)."""
 
     def __init__(self, op: Operation, connector: Connector, base_url: str) -> None:
         self.op = op
