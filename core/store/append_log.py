@@ -1,13 +1,14 @@
 """An append-only file written through a shared memory map (the run log's segments).
 
 A run appends one line to its log per event, before it sends the next request
-(:mod:`splice.store.journal`). With ``write(2)`` each line was a system call that also
-updated the file's modification time, a file-system journal transaction on ext4: measured at
-~20 µs an event inside a run's request loop, where the same call costs under 1 µs alone.
-Here a line is copied into a shared mapping of the file instead: it is in the page cache
-when the copy ends, so a process that dies (``kill -9``) leaves it to the next run exactly
-like a ``write`` would; neither survives a power cut without ``fsync``, and neither did the
-log before.
+(:mod:`splice.store.journal`). A line is copied into a shared mapping of the file: it is in
+the page cache when the copy ends, so a process that dies (``kill -9``) leaves it to the next
+run exactly like a ``write`` would; neither survives a power cut without ``fsync``, and
+neither did the log before. Inside a run's request loop what costs is memory new to the
+process: a ``write(2)`` per line or a copy into a growing mapping each cost ~10 µs an event
+(the same on tmpfs as on ext4), rewriting pages already mapped nothing measurable
+(bench/NOTES.md). So a segment whose group is committed is emptied and reused
+(:meth:`AppendLog.reuse`) rather than replaced by a new file.
 
 Space is reserved with ``posix_fallocate`` before it is mapped, so a full disk is an
 ``OSError`` (``ENOSPC``) at that point and never a ``SIGBUS`` when a line is copied. The

@@ -252,12 +252,9 @@ class Journal:
         try:
             if self._failed is not None:  # an earlier group failed: keep the order, write
                 raise self._failed        # nothing (both stay in the run log for the next run)
-            try:
-                self.store.write_group(self.recipe, self.trigger, group, checkpoint, prepared)
-            except BaseException as exc:
-                self._failed = exc
-                raise
-        except BaseException:
+            self.store.write_group(self.recipe, self.trigger, group, checkpoint, prepared)
+        except BaseException as exc:
+            self._failed = exc
             if segment is not None:
                 self._kept.append(segment)  # closed with the journal; the next run recovers it
             raise
